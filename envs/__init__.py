@@ -1,0 +1,1 @@
+"""Environment backends (installed as ``vla_razor.envs``)."""

@@ -1,0 +1,1 @@
+"""Policy families behind one interface (installed as ``vla_razor.policies``)."""

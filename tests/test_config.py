@@ -1,0 +1,111 @@
+"""The config system: typed loading, overrides, and errors that name the key, the source and the fix."""
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+import pytest
+
+from vla_razor.config import ConfigError, dump_yaml, load_config, parse_override, to_dict
+
+
+@dataclass
+class Optim:
+    learning_rate: float = 3e-4
+    """Adam step size."""
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+@dataclass
+class Experiment:
+    name: str = "run"
+    seed: int = 0
+    algo: Literal["ppo", "grpo", "sft"] = "ppo"
+    tasks: list[str] = field(default_factory=lambda: ["PickCube"])
+    checkpoint: Optional[Path] = None
+    smoke: bool = False
+    optim: Optim = field(default_factory=Optim)
+
+    def __post_init__(self):
+        if self.seed < 0:
+            raise ValueError("seed must be >= 0")
+
+
+def write(tmp_path, text):
+    path = tmp_path / "exp.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_file_and_overrides(tmp_path):
+    path = write(tmp_path, "name: demo\noptim:\n  learning_rate: 1\ntasks: [PushCube, PullCube]\n")
+    cfg = load_config(Experiment, path, ["seed=3", "optim.betas=[0.5, 0.6]", "checkpoint=runs/base", "algo=sft"])
+    assert cfg == Experiment(
+        name="demo", seed=3, algo="sft", tasks=["PushCube", "PullCube"], checkpoint=Path("runs/base"),
+        optim=Optim(learning_rate=1.0, betas=(0.5, 0.6)),
+    )
+    assert isinstance(cfg.optim.learning_rate, float)
+    assert load_config(Experiment) == Experiment()
+
+
+def test_round_trip_through_yaml(tmp_path):
+    cfg = Experiment(name="x", checkpoint=Path("a/b"), optim=Optim(betas=(0.1, 0.2)))
+    path = write(tmp_path, dump_yaml(cfg))
+    assert load_config(Experiment, path) == cfg
+    assert to_dict(cfg)["checkpoint"] == "a/b"
+
+
+def test_unknown_key_names_file_and_closest_key(tmp_path):
+    path = write(tmp_path, "optim:\n  learning_rat: 0.1\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(Experiment, path)
+    msg = str(err.value)
+    assert str(path) in msg and "'optim.learning_rat'" in msg and "did you mean 'learning_rate'" in msg
+
+
+def test_unknown_override_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"override 'sed=1'.*unknown key 'sed'.*did you mean 'seed'"):
+        load_config(Experiment, None, ["sed=1"])
+    with pytest.raises(ConfigError, match=r"'seed' is not a section"):
+        load_config(Experiment, None, ["seed.x=1"])
+
+
+def test_unknown_key_without_close_match_lists_valid_keys(tmp_path):
+    with pytest.raises(ConfigError, match=r"valid keys: algo, checkpoint, name, optim, seed, smoke, tasks"):
+        load_config(Experiment, write(tmp_path, "zzzzzz: 1\n"))
+
+
+@pytest.mark.parametrize(
+    "text, pattern",
+    [
+        ("seed: abc\n", r"key 'seed' expects int, got str 'abc'"),
+        ("seed: 1.5\n", r"key 'seed' expects int, got float"),
+        ("smoke: 1\n", r"key 'smoke' expects bool, got int"),
+        ("algo: dqn\n", r"key 'algo' expects one of 'ppo', 'grpo', 'sft', got str 'dqn'"),
+        ("tasks: PickCube\n", r"key 'tasks' expects list"),
+        ("tasks: [1]\n", r"key 'tasks\[0\]' expects str"),
+        ("optim: 3\n", r"key 'optim' expects Optim"),
+        ("optim:\n  betas: [1]\n", r"key 'optim.betas' expects tuple.*needs 2 items"),
+        ("seed: -1\n", r"invalid 'Experiment': seed must be >= 0"),
+        ("- a\n- b\n", r"top level must be a mapping"),
+        ("a: [\n", r"not valid YAML"),
+    ],
+)
+def test_type_errors_name_the_key_and_file(tmp_path, text, pattern):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=pattern) as err:
+        load_config(Experiment, path)
+    assert str(path) in str(err.value)
+
+
+def test_missing_file_and_bad_override():
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(Experiment, "nope/none.yaml")
+    with pytest.raises(ConfigError, match="not of the form key.sub=value"):
+        parse_override("seed")
+    assert parse_override("a.b=1e-3") == ("a.b", 0.001)
+    assert parse_override("name=") == ("name", "")
+
+
+def test_exponent_floats_without_a_dot_are_floats(tmp_path):
+    cfg = load_config(Optim, write(tmp_path, "learning_rate: 3e-4\n"))
+    assert cfg.learning_rate == 3e-4

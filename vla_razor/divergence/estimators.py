@@ -1,0 +1,73 @@
+"""Sample-based KL estimates from log-probabilities, and mean/standard-error summaries.
+
+Use these only where the distributions are not explicit (e.g. the marginal of a whole action chunk,
+or a model that exposes only log-probabilities of sampled tokens); where they are explicit, the exact
+:func:`vla_razor.divergence.kl` is cheaper and has no estimator variance.
+
+Given samples x ~ p and log r = log q(x) - log p(x), the estimators of KL(p || q) are
+(Schulman, "Approximating KL divergence", 2020):
+
+========  =========================  ==========  =================================================
+name      per-sample value           bias        notes
+========  =========================  ==========  =================================================
+``k1``    -log r                     unbiased    high variance; individual values can be negative
+``k2``    (log r)^2 / 2              biased      low variance; E[k2] = KL + O(KL^(3/2)) for close p, q
+``k3``    (r - 1) - log r            unbiased    non-negative, low variance when p and q are close
+========  =========================  ==========  =================================================
+
+Samples must come from p (the first argument): for the project's forward KL KL(pi_0 || pi) that is
+the base policy.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+Estimator = Literal["k1", "k2", "k3"]
+
+
+def kl_from_logprobs(logp: torch.Tensor, logq: torch.Tensor, estimator: Estimator = "k3") -> torch.Tensor:
+    """Per-sample estimates of KL(p || q) from ``logp = log p(x)`` and ``logq = log q(x)``, x ~ p.
+
+    Computed in float64 (the result too), so large log-ratios do not overflow: k3 stays finite for
+    log q/p up to ~709 (float32 would overflow past ~88) and uses expm1 for precision near r = 1.
+    """
+    if logp.shape != logq.shape:
+        raise ValueError(f"logp and logq must have the same shape, got {tuple(logp.shape)} and {tuple(logq.shape)}")
+    log_ratio = logq.double() - logp.double()
+    if estimator == "k1":
+        return -log_ratio
+    if estimator == "k2":
+        return 0.5 * log_ratio.square()
+    if estimator == "k3":
+        return torch.expm1(log_ratio) - log_ratio
+    raise ValueError(f"unknown KL estimator {estimator!r}; choose 'k1', 'k2' or 'k3'")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A sample mean with its standard error and sample count (what the metrics log)."""
+
+    mean: float
+    stderr: float
+    n: int
+
+    def as_metrics(self, name: str) -> dict[str, float]:
+        """``{name: mean, name/stderr: ..., name/n: ...}``, e.g. ``kl/forward``."""
+        return {name: self.mean, f"{name}/stderr": self.stderr, f"{name}/n": float(self.n)}
+
+
+def mean_and_stderr(values: torch.Tensor, mask: torch.Tensor | None = None) -> Estimate:
+    """Mean and standard error (sample std / sqrt(n)) of ``values`` over the entries ``mask`` keeps."""
+    values = values.detach().double().reshape(-1)
+    if mask is not None:
+        values = values[mask.detach().reshape(-1).to(torch.bool)]
+    n = values.numel()
+    if n == 0:
+        return Estimate(mean=float("nan"), stderr=float("nan"), n=0)
+    mean = values.mean().item()
+    stderr = values.std(unbiased=True).item() / math.sqrt(n) if n > 1 else float("nan")
+    return Estimate(mean=mean, stderr=stderr, n=n)

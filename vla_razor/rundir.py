@@ -1,0 +1,275 @@
+"""The one run-directory format every command writes, and the only code that writes it.
+
+::
+
+    runs/<name>/
+      config.yaml        the resolved config (after overrides)
+      metrics.jsonl      one JSON object per logged step: {"step": int, "time": float, <metric>: value}
+      tb/                TensorBoard events of the same metrics
+      checkpoints/       step_00000100/{tensors.safetensors, state.json}, and LATEST (the newest name)
+      videos/            mp4 files
+      eval/              evaluation results (JSON)
+
+Every file is written atomically (temp file in the same directory, fsync, rename), so a killed run
+leaves either the old file or the new one, never half of one. A checkpoint directory is assembled
+under a temporary name and renamed into place, and LATEST is updated after it.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from .config import dump_yaml
+
+_CKPT_RE = re.compile(r"^step_(\d+)$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing or unreadable."""
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, mode: str = "w") -> Iterator[Any]:
+    """Write ``path`` all-or-nothing: a temp file beside it, fsync, then ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    with atomic_write(path) as f:
+        json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
+        f.write("\n")
+
+
+def _json_default(value):
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _flatten_state(state: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """Move every tensor of a nested state (model/optimizer state dicts, RNG states) into ``tensors``;
+    return the JSON skeleton with ``{"__tensor__": key}`` placeholders."""
+    if isinstance(state, torch.Tensor):
+        key = prefix or "tensor"
+        tensors[key] = state.detach().cpu().contiguous()
+        return {"__tensor__": key}
+    if isinstance(state, dict):
+        for k in state:
+            if not isinstance(k, (str, int)):
+                raise TypeError(f"checkpoint state key {k!r} at '{prefix}' must be a str or int")
+        return {"__dict__": [[k, _flatten_state(v, f"{prefix}/{k}" if prefix else str(k), tensors)] for k, v in state.items()]}
+    if isinstance(state, (list, tuple)):
+        items = [_flatten_state(v, f"{prefix}/{i}", tensors) for i, v in enumerate(state)]
+        return {"__tuple__": items} if isinstance(state, tuple) else items
+    if isinstance(state, float) and not math.isfinite(state):
+        return {"__float__": repr(state)}
+    if state is None or isinstance(state, (bool, int, float, str)):
+        return state
+    raise TypeError(f"checkpoint state at '{prefix}' has a {type(state).__name__}; use tensors or JSON values")
+
+
+def _unflatten_state(node: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(node, dict):
+        if "__tensor__" in node:
+            return tensors[node["__tensor__"]]
+        if "__dict__" in node:
+            return {k: _unflatten_state(v, tensors) for k, v in node["__dict__"]}
+        if "__tuple__" in node:
+            return tuple(_unflatten_state(v, tensors) for v in node["__tuple__"])
+        if "__float__" in node:
+            return float(node["__float__"])
+    if isinstance(node, list):
+        return [_unflatten_state(v, tensors) for v in node]
+    return node
+
+
+class RunDir:
+    """One experiment's directory. Create with :meth:`create`; reopen an existing one with ``resume=True``."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._tb = None
+
+    # -- layout ---------------------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def videos(self) -> Path:
+        return self.path / "videos"
+
+    @property
+    def eval(self) -> Path:
+        return self.path / "eval"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / "tb"
+
+    @classmethod
+    def create(cls, root: str | Path, name: str, config=None, resume: bool = False) -> "RunDir":
+        """Make ``root/name`` with its sub-directories and write ``config.yaml``.
+
+        A name that exists is an error unless ``resume`` is set (then the saved config is kept and
+        must match, so a resumed run cannot silently change its settings).
+        """
+        run = cls(Path(root) / name)
+        if run.path.exists() and not resume:
+            if any(run.path.iterdir()):
+                raise FileExistsError(
+                    f"run directory {run.path} already exists; pass --resume to continue it or choose another name"
+                )
+        for sub in (run.checkpoints, run.videos, run.eval):
+            sub.mkdir(parents=True, exist_ok=True)
+        if config is not None:
+            text = dump_yaml(config)
+            if resume and run.config_path.exists() and run.config_path.read_text() != text:
+                raise ValueError(
+                    f"{run.config_path} differs from the config of this command; resume with the same config "
+                    "(or start a new run name)"
+                )
+            with atomic_write(run.config_path) as f:
+                f.write(text)
+        return run
+
+    # -- metrics --------------------------------------------------------------------------------
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        """Append one metrics record (JSONL) and write the same scalars to TensorBoard."""
+        record = {"step": int(step), "time": time.time()}
+        for k, v in metrics.items():
+            record[k] = v.item() if isinstance(v, torch.Tensor) else v
+        line = json.dumps(record, default=_json_default)
+        with open(self.metrics_path, "a") as f:
+            f.write(line + "\n")
+            f.flush()
+        writer = self._writer()
+        for k, v in record.items():
+            if k not in ("step", "time") and isinstance(v, (int, float)) and not isinstance(v, bool):
+                writer.add_scalar(k, v, global_step=step)
+        writer.flush()
+
+    def _writer(self):
+        if self._tb is None:
+            from torch.utils.tensorboard import SummaryWriter  # slow import: only when logging
+
+            self._tb = SummaryWriter(log_dir=str(self.tensorboard))
+        return self._tb
+
+    def read_metrics(self) -> list[dict]:
+        """All metric records; a torn last line (a crash mid-write) is skipped."""
+        if not self.metrics_path.exists():
+            return []
+        records = []
+        for line in self.metrics_path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return records
+
+    def truncate_metrics(self, after_step: int) -> None:
+        """Drop records past ``after_step`` (what a resumed run will log again)."""
+        kept = [r for r in self.read_metrics() if r.get("step", 0) <= after_step]
+        with atomic_write(self.metrics_path) as f:
+            for r in kept:
+                f.write(json.dumps(r) + "\n")
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def save_checkpoint(self, step: int, state: dict[str, Any], keep_last: int | None = 3) -> Path:
+        """Save a nested state (tensors -> safetensors, the rest -> JSON) as ``checkpoints/step_N``."""
+        from safetensors.torch import save_file
+
+        tensors: dict[str, torch.Tensor] = {}
+        skeleton = _flatten_state(state, "", tensors)
+        name = f"step_{int(step):08d}"
+        final = self.checkpoints / name
+        tmp = Path(tempfile.mkdtemp(dir=self.checkpoints, prefix=f".{name}."))
+        try:
+            save_file(tensors, str(tmp / "tensors.safetensors"))
+            write_json(tmp / "state.json", {"step": int(step), "state": skeleton})
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        with atomic_write(self.checkpoints / "LATEST") as f:
+            f.write(name + "\n")
+        if keep_last:
+            for old in self.list_checkpoints()[:-keep_last]:
+                shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def list_checkpoints(self) -> list[Path]:
+        found = [p for p in self.checkpoints.glob("step_*") if p.is_dir() and _CKPT_RE.match(p.name)]
+        return sorted(found, key=lambda p: int(_CKPT_RE.match(p.name).group(1)))
+
+    def latest_checkpoint(self) -> Path | None:
+        """The newest complete checkpoint, or None when there is none."""
+        pointer = self.checkpoints / "LATEST"
+        if pointer.exists():
+            candidate = self.checkpoints / pointer.read_text().strip()
+            if (candidate / "state.json").exists():
+                return candidate
+        complete = [p for p in self.list_checkpoints() if (p / "state.json").exists()]
+        return complete[-1] if complete else None
+
+    @staticmethod
+    def load_checkpoint(path: str | Path) -> tuple[int, dict[str, Any]]:
+        """Load ``(step, state)`` saved by :meth:`save_checkpoint`; never unpickles."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        state_file, tensor_file = path / "state.json", path / "tensors.safetensors"
+        for f in (state_file, tensor_file):
+            if not f.exists():
+                raise CheckpointError(f"checkpoint {path} is incomplete: {f.name} is missing; use an earlier checkpoint")
+        try:
+            meta = json.loads(state_file.read_text())
+            tensors = load_file(str(tensor_file))
+            return int(meta["step"]), _unflatten_state(meta["state"], tensors)
+        except (json.JSONDecodeError, KeyError, SafetensorError, OSError) as err:
+            raise CheckpointError(
+                f"checkpoint {path} is corrupt ({type(err).__name__}: {err}); delete it to fall back to an earlier one"
+            ) from err
