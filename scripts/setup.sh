@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up vla-razor on a fresh Debian/Ubuntu machine, idempotently:
-#   1. the software Vulkan driver ManiSkill needs when there is no GPU (Mesa >= 24.3 lavapipe),
+#   1. the system libraries ManiSkill needs: libGL/glib, and when there is no GPU the software Vulkan
+#      driver (Mesa >= 24.3 lavapipe),
 #   2. .venv at the repo root with torch==2.13.0 installed FIRST (an unpinned torch drags in CUDA wheels),
 #   3. the project in editable mode with its test extras.
 # Re-running it skips what is already done. Set VLA_RAZOR_SKIP_SYSTEM=1 to skip step 1.
@@ -53,28 +54,41 @@ write_backports_source() {
   } | as_root tee "$dst" >/dev/null
 }
 
-install_vulkan() {
+is_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+
+install_system() {
   if [ "${VLA_RAZOR_SKIP_SYSTEM:-0}" = 1 ]; then say "VLA_RAZOR_SKIP_SYSTEM=1: not touching system packages"; return; fi
-  if has_gpu_driver; then say "NVIDIA driver found: using its Vulkan device, no software driver needed"; return; fi
-  if mesa_ok; then say "software Vulkan driver present (mesa-vulkan-drivers >= $MIN_MESA)"; return; fi
-  command -v apt-get >/dev/null 2>&1 || die "no apt-get: install a Vulkan driver (Mesa >= $MIN_MESA lavapipe) by hand"
+  command -v dpkg-query >/dev/null 2>&1 || { say "not a Debian-family system: install libGL, glib and a Vulkan driver (Mesa >= $MIN_MESA) by hand"; return; }
+  # SAPIEN's OpenCV needs libGL.so.1 and glib even without a screen.
+  local missing=() need_mesa=0 p
+  for p in libgl1 libglib2.0-0; do is_installed "$p" || missing+=("$p"); done
+  if has_gpu_driver; then say "NVIDIA driver found: using its Vulkan device, no software driver needed"
+  elif mesa_ok; then say "software Vulkan driver present (mesa-vulkan-drivers >= $MIN_MESA)"
+  else need_mesa=1; fi
+  [ "${#missing[@]}" -eq 0 ] && [ "$need_mesa" = 0 ] && return 0
+  command -v apt-get >/dev/null 2>&1 || die "no apt-get: install ${missing[*]} and a Vulkan driver (Mesa >= $MIN_MESA) by hand"
+  as_root apt-get update -qq
+  if [ "${#missing[@]}" -gt 0 ]; then
+    say "installing ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  [ "$need_mesa" = 1 ] || return 0
   # shellcheck disable=SC1091
   . /etc/os-release
   say "installing the Mesa software Vulkan driver (lavapipe >= $MIN_MESA) for ManiSkill"
-  as_root apt-get update -qq
   local candidate
   candidate=$(apt-cache policy mesa-vulkan-drivers | awk '/Candidate:/ {print $2}')
   if [ -n "$candidate" ] && [ "$candidate" != "(none)" ] && dpkg --compare-versions "$candidate" ge "$MIN_MESA"; then
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mesa-vulkan-drivers libvulkan1
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
   elif [ "${ID:-}" = debian ]; then
     write_backports_source "$VERSION_CODENAME"
     as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t "${VERSION_CODENAME}-backports" mesa-vulkan-drivers libvulkan1
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t "${VERSION_CODENAME}-backports" mesa-vulkan-drivers libvulkan1 >/dev/null
   else
     die "this distribution offers mesa-vulkan-drivers ${candidate:-none} (< $MIN_MESA); install a newer Mesa by hand"
   fi
   mesa_ok || die "mesa-vulkan-drivers >= $MIN_MESA did not install"
-  say "software Vulkan driver installed"
+  say "software Vulkan driver installed: $(dpkg-query -W -f='${Version}' mesa-vulkan-drivers)"
 }
 
 install_python() {
@@ -101,7 +115,7 @@ install_python() {
   fi
 }
 
-install_vulkan
+install_system
 install_python
 say "checking the installation"
 .venv/bin/vla-razor doctor

@@ -1,0 +1,91 @@
+"""Canonical observations: one layout for every task, so ONE multi-task policy can act in all of them.
+
+ManiSkill's ``state_dict`` observation differs per task (PickCube has ``obj_pose`` and ``goal_pos``,
+StackCube two cube poses, PushT a 7-joint arm). vla-razor maps it to fixed-width arrays:
+
+=============  ==========  ================================================================
+key            shape       content
+=============  ==========  ================================================================
+``proprio``    [25]        robot qpos padded to 9, qvel padded to 9, TCP pose (xyz + wxyz quaternion)
+``state``      [32]        the task's other ``extra`` entries, flattened in ManiSkill's order, zero-padded
+``state_mask`` [32]        1.0 where ``state`` holds a real value, 0.0 for padding
+``task_id``    []          the task's index in the registry (its instruction is ``TASKS[...]``)
+``rgb``        [H, W, 3]   optional: uint8 image from the base camera (``obs_mode="rgb"``)
+=============  ==========  ================================================================
+
+Every function here takes batched inputs (leading dim N, numpy or torch) and keeps the input's array type.
+The canonical action is 7-D (end-effector delta pose + gripper); tasks with a 6-D action (PushT's
+stick has no gripper) ignore the last entry.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .registry import TaskSpec, task_index
+
+QPOS_DIM = 9
+QVEL_DIM = 9
+TCP_POSE_DIM = 7
+PROPRIO_DIM = QPOS_DIM + QVEL_DIM + TCP_POSE_DIM
+STATE_DIM = 32
+ACTION_DIM = 7
+
+
+def _as_tensor(x) -> torch.Tensor:
+    t = torch.as_tensor(x)
+    return t.float() if t.dtype in (torch.float64, torch.bool, torch.float16) else t
+
+
+def _pad(x: torch.Tensor, width: int, what: str) -> torch.Tensor:
+    if x.shape[-1] > width:
+        raise ValueError(f"{what} has {x.shape[-1]} entries, more than the canonical {width}")
+    return torch.nn.functional.pad(x.float(), (0, width - x.shape[-1]))
+
+
+def task_state(extra: dict) -> torch.Tensor:
+    """The task's state entries (everything in ``extra`` but the TCP pose) flattened, ``[N, S]``."""
+    parts = []
+    for key, value in extra.items():
+        if key == "tcp_pose":
+            continue
+        v = _as_tensor(value)
+        parts.append(v.reshape(v.shape[0], -1).float())
+    if not parts:
+        raise ValueError("ManiSkill observation has no task state in 'extra'")
+    return torch.cat(parts, dim=-1)
+
+
+def canonicalize(obs: dict, task: TaskSpec, rgb_key: str = "base_camera"):
+    """Map a batched ManiSkill ``state_dict`` (or ``rgb``) observation to the canonical layout.
+
+    Returns numpy arrays when the inputs are numpy, torch tensors (on the input's device) otherwise.
+    """
+    try:
+        agent, extra = obs["agent"], obs["extra"]
+        qpos, qvel, tcp = _as_tensor(agent["qpos"]), _as_tensor(agent["qvel"]), _as_tensor(extra["tcp_pose"])
+    except KeyError as err:
+        raise ValueError(
+            f"not a ManiSkill state_dict observation of {task.name} (missing {err}); make the env with obs_mode='state_dict' or 'rgb'"
+        ) from None
+    is_numpy = isinstance(agent["qpos"], np.ndarray)
+    state = task_state(extra)
+    n = qpos.shape[0]
+    out = {
+        "proprio": torch.cat([_pad(qpos, QPOS_DIM, "qpos"), _pad(qvel, QVEL_DIM, "qvel"), tcp.float()], dim=-1),
+        "state": _pad(state, STATE_DIM, f"{task.name} task state"),
+        "state_mask": _pad(torch.ones_like(state), STATE_DIM, "mask"),
+        "task_id": torch.full((n,), task_index(task.name), dtype=torch.int64, device=qpos.device),
+    }
+    if "sensor_data" in obs:
+        out["rgb"] = _as_tensor(obs["sensor_data"][rgb_key]["rgb"])
+    if is_numpy:
+        return {k: v.cpu().numpy() for k, v in out.items()}
+    return out
+
+
+def to_task_action(action, task_action_dim: int):
+    """Canonical 7-D actions ``[N, 7]`` -> the task's own action width (drops unused trailing entries)."""
+    if action.shape[-1] != ACTION_DIM:
+        raise ValueError(f"actions must have {ACTION_DIM} entries (canonical layout), got shape {tuple(action.shape)}")
+    return action[..., :task_action_dim]
