@@ -89,3 +89,72 @@ def to_task_action(action, task_action_dim: int):
     if action.shape[-1] != ACTION_DIM:
         raise ValueError(f"actions must have {ACTION_DIM} entries (canonical layout), got shape {tuple(action.shape)}")
     return action[..., :task_action_dim]
+
+
+class FlatStateLayout:
+    """Where each canonical entry sits in ManiSkill's flat ``state`` vector, for one task.
+
+    ManiSkill's ``obs_mode="state"`` is its ``state_dict`` flattened in dict order. Reading the
+    canonical arrays out of it with precomputed gather indices costs two ``np.take`` calls per step,
+    instead of rebuilding tensors from a nested dict, and gives exactly what :func:`canonicalize`
+    gives (checked by :meth:`from_state_dict` on the sample it is built from).
+    """
+
+    def __init__(self, task: TaskSpec, proprio_index: np.ndarray, state_index: np.ndarray, state_width: int, flat_width: int):
+        self.task = task
+        self.flat_width = flat_width
+        # Index ``flat_width`` points at an appended 0.0: the padding.
+        self._proprio_index = proprio_index
+        self._state_index = state_index
+        self.state_mask = np.zeros(STATE_DIM, np.float32)
+        self.state_mask[:state_width] = 1.0
+        self.task_id = task_index(task.name)
+        self._padded = np.zeros(flat_width + 1, np.float32)  # last slot stays 0.0: the padding
+
+    @classmethod
+    def from_state_dict(cls, state_dict: dict, task: TaskSpec) -> "FlatStateLayout":
+        widths = []  # (group, key, width) in ManiSkill's flattening order
+        for group in ("agent", "extra"):
+            for key, value in state_dict[group].items():
+                v = torch.as_tensor(value)
+                widths.append((group, key, int(v.reshape(v.shape[0], -1).shape[1]) if v.dim() > 1 else 1))
+        offsets, pos = {}, 0
+        for group, key, width in widths:
+            offsets[(group, key)] = np.arange(pos, pos + width)
+            pos += width
+        pad = pos
+
+        def padded(index: np.ndarray, width: int, what: str) -> np.ndarray:
+            if len(index) > width:
+                raise ValueError(f"{what} has {len(index)} entries, more than the canonical {width}")
+            return np.concatenate([index, np.full(width - len(index), pad)])
+
+        proprio = np.concatenate([
+            padded(offsets[("agent", "qpos")], QPOS_DIM, "qpos"),
+            padded(offsets[("agent", "qvel")], QVEL_DIM, "qvel"),
+            offsets[("extra", "tcp_pose")],
+        ])
+        state_parts = [offsets[(group, key)] for group, key, _ in widths if group == "extra" and key != "tcp_pose"]
+        state_raw = np.concatenate(state_parts)
+        layout = cls(task, proprio, padded(state_raw, STATE_DIM, f"{task.name} task state"), len(state_raw), pos)
+        # The fast path must agree with the reference mapping.
+        flat = torch.cat([torch.as_tensor(v).reshape(torch.as_tensor(v).shape[0], -1).float()
+                          for g in ("agent", "extra") for v in state_dict[g].values()], dim=-1)[0].numpy()
+        fast, ref = layout(flat), canonicalize(state_dict, task)
+        for key in ("proprio", "state", "state_mask"):
+            if not np.allclose(fast[key], torch.as_tensor(ref[key])[0].cpu().numpy()):
+                raise AssertionError(f"flat-state layout of {task.name} disagrees with canonicalize on {key!r}")
+        return layout
+
+    def __call__(self, flat_state: np.ndarray) -> dict[str, np.ndarray]:
+        """Canonical observation of one sub-env from its flat state vector ``[flat_width]``."""
+        if flat_state.shape != (self.flat_width,):
+            raise ValueError(f"{self.task.name}: flat state must have shape ({self.flat_width},), got {flat_state.shape}")
+        padded = self._padded
+        padded[: self.flat_width] = flat_state
+        return {
+            "proprio": padded.take(self._proprio_index),
+            "state": padded.take(self._state_index),
+            "state_mask": self.state_mask.copy(),
+            "task_id": self.task_id,
+        }
