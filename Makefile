@@ -5,7 +5,7 @@ setup:
 	bash scripts/setup.sh
 
 quickstart: setup
-	.venv/bin/vla-razor doctor
+	.venv/bin/vla-razor quickstart
 
 # pytest exits 5 when it collects no test; that is not a failure of the set-up.
 test: setup

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from gymnasium.vector.utils import batch_space
 
-from .maniskill import DEFAULT_CONTROL_MODE, ObsMode, RewardMode, maniskill_kwargs, observation_space
+from .maniskill import DEFAULT_CONTROL_MODE, import_maniskill, ObsMode, RewardMode, maniskill_kwargs, observation_space
 from .observations import ACTION_DIM, canonicalize, to_task_action
 from .registry import TaskSpec
 from .vulkan import require_vulkan
@@ -47,7 +47,7 @@ class ManiSkillGPUVectorEnv(gym.vector.VectorEnv):
     ):
         if not torch.cuda.is_available():
             raise RuntimeError("the 'gpu' backend needs a CUDA device; use backend='cpu' on this machine")
-        import mani_skill.envs  # noqa: F401
+        import_maniskill()
         from mani_skill.vector.wrappers.gymnasium import ManiSkillVectorEnv
 
         require_vulkan()

@@ -6,6 +6,8 @@ canonical layout of :mod:`vla_razor.envs.observations`, and ``info["success"]`` 
 """
 from __future__ import annotations
 
+import logging
+import os
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -19,6 +21,20 @@ from .vulkan import require_vulkan
 ObsMode = Literal["state", "rgb"]
 RewardMode = Literal["normalized_dense", "dense", "sparse"]
 DEFAULT_CONTROL_MODE = "pd_ee_delta_pose"
+
+
+def import_maniskill() -> None:
+    """Import ManiSkill (registering its tasks) with its routine warnings silenced.
+
+    ManiSkill logs a warning per env for the CUDA render-device fallback and for actors without an
+    initial pose: noise on a CPU machine that buries progress bars. Set VLA_RAZOR_MANISKILL_WARNINGS=1
+    to keep them.
+    """
+    import mani_skill.envs  # noqa: F401
+    from mani_skill.utils.logging_utils import logger
+
+    if os.environ.get("VLA_RAZOR_MANISKILL_WARNINGS") != "1":
+        logger.setLevel(logging.ERROR)
 
 
 def observation_space(obs_mode: ObsMode = "state", image_size: int = 64) -> gym.spaces.Dict:
@@ -81,8 +97,7 @@ class ManiSkillTaskEnv(gym.Env):
         render_size: int = 256,
         max_episode_steps: int | None = None,
     ):
-        import mani_skill.envs  # noqa: F401  (registers the ManiSkill tasks)
-
+        import_maniskill()
         self.task = get_task(task)
         require_vulkan()
         self.max_episode_steps = max_episode_steps or self.task.max_episode_steps

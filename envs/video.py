@@ -96,12 +96,27 @@ def _stack(obs: list[dict]) -> dict[str, np.ndarray]:
     return {k: np.stack([o[k] for o in obs]) for k in obs[0]}
 
 
+def replay_policy(action_sequences: list[np.ndarray]) -> Callable[[dict[str, np.ndarray], list[int]], np.ndarray]:
+    """Open-loop replay of recorded actions (one sequence per episode); zeros once a sequence ends."""
+    cursors = [0] * len(action_sequences)
+
+    def act(obs: dict[str, np.ndarray], running: list[int]) -> np.ndarray:
+        out = []
+        for i in running:
+            seq = action_sequences[i]
+            out.append(seq[cursors[i]] if cursors[i] < len(seq) else np.zeros(seq.shape[-1], np.float32))
+            cursors[i] += 1
+        return np.stack(out)
+
+    return act
+
+
 def record_episodes(
     task: str,
-    policy: Policy,
+    policy: Policy | Callable[[dict[str, np.ndarray], list[int]], np.ndarray],
     path: str | Path,
     num_episodes: int = 4,
-    seed: int = 0,
+    seed: int | list[int] = 0,
     tile_size: int = 224,
     fps: int = 20,
     obs_mode: ObsMode = "state",
@@ -110,9 +125,18 @@ def record_episodes(
 ) -> VideoResult:
     """Run ``num_episodes`` episodes of ``task`` with ``policy`` and write one mp4 grid of them.
 
-    Episode ``i`` starts from ``reset(seed=seed + i)``, like evaluation. Returns the outcomes and the
-    number of frames written (the longest episode's length + 1 for the initial frame).
+    Episode ``i`` starts from ``reset(seed=seed + i)``, like evaluation, or from ``seed[i]`` when a
+    list is given (e.g. the seeds of recorded demonstrations). ``policy(obs)`` gets the batched
+    observations of the episodes still running; a policy that takes a second argument also gets
+    their episode indices (see :func:`replay_policy`). Returns the outcomes and the number of frames
+    written (the longest episode's length + 1 for the initial frame).
     """
+    import inspect
+
+    seeds = list(seed) if isinstance(seed, (list, tuple)) else [seed + i for i in range(num_episodes)]
+    if len(seeds) != num_episodes:
+        raise ValueError(f"got {len(seeds)} seeds for {num_episodes} episodes")
+    wants_ids = len(inspect.signature(policy).parameters) >= 2
     spec = get_task(task)
     envs = [
         ManiSkillTaskEnv(spec.name, obs_mode=obs_mode, control_mode=control_mode, render_mode="rgb_array",
@@ -120,14 +144,15 @@ def record_episodes(
         for _ in range(num_episodes)
     ]
     try:
-        obs = [env.reset(seed=seed + i)[0] for i, env in enumerate(envs)]
+        obs = [env.reset(seed=s)[0] for env, s in zip(envs, seeds)]
         last = [annotate(env.render(), spec.instruction, 0, None) for env in envs]
         done = [False] * num_episodes
         successes, lengths = [False] * num_episodes, [0] * num_episodes
         frames = [grid(last)]
         while not all(done):
             running = [i for i in range(num_episodes) if not done[i]]
-            actions = np.asarray(policy(_stack([obs[i] for i in running])), dtype=np.float32)
+            batch = _stack([obs[i] for i in running])
+            actions = np.asarray(policy(batch, running) if wants_ids else policy(batch), dtype=np.float32)
             for action, i in zip(actions, running):
                 obs[i], _, terminated, truncated, info = envs[i].step(action)
                 lengths[i] += 1

@@ -218,7 +218,7 @@ def test_missing_vulkan_driver_is_explained():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: ManiSkill's batched GPU simulation")
 def test_gpu_backend_batches_one_task():
-    env = make_vec_env("PickCube", num_envs=16, backend="gpu", seed=0)
+    env = make_vec_env("PickCube", num_envs=16, backend="gpu", seed=0, max_episode_steps=50)
     try:
         obs, _ = env.reset()
         assert obs["proprio"].shape == (16, PROPRIO_DIM) and obs["proprio"].is_cuda

@@ -102,3 +102,12 @@ def test_truncate_metrics_for_resume_and_torn_lines(tmp_path):
     assert [r["step"] for r in run.read_metrics()] == [1, 2, 3]
     run.truncate_metrics(after_step=2)
     assert [r["step"] for r in run.read_metrics()] == [1, 2]
+
+
+def test_atomic_files_get_ordinary_permissions(tmp_path):
+    target = tmp_path / "x.json"
+    with atomic_write(target) as f:
+        f.write("{}")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask

@@ -12,6 +12,33 @@ def _add_doctor(sub) -> None:
     p.set_defaults(handler=lambda args: __import__("vla_razor.doctor", fromlist=["run_doctor"]).run_doctor())
 
 
+def _add_demos(sub) -> None:
+    p = sub.add_parser("demos", help="generate expert demonstrations (ManiSkill motion planning or an RL expert)")
+    p.add_argument("--task", action="append", required=True,
+                   help="task name (PickCube); repeat it or give a comma list for several")
+    p.add_argument("--episodes", type=int, help="number of demos to keep per task")
+    p.add_argument("--out", default="runs/demos", help="output root (default: runs/demos)")
+    p.add_argument("--control-mode", default="pd_ee_delta_pose", help="target control mode (default: pd_ee_delta_pose)")
+    p.add_argument("--seed", type=int, default=0, help="first episode seed (default: 0)")
+    p.add_argument("--rl-timesteps", type=int, help="PPO budget for tasks without a planner (default: 200000; 256 with --smoke)")
+    p.add_argument("--smoke", action="store_true", help="2 demos per task (and a tiny RL budget): checks the pipeline")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(handler=lambda args: __import__("vla_razor.envs.demos", fromlist=["run_demos_command"]).run_demos_command(args))
+
+
+def _add_config_args(p: argparse.ArgumentParser, default_config: str) -> None:
+    """The config flags every configurable command shares: a YAML file, dotted overrides, --smoke."""
+    p.add_argument("--config", default=default_config, help=f"YAML config (default: {default_config})")
+    p.add_argument("--smoke", action="store_true", help="a tiny budget: checks the whole pipeline in minutes")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="override config fields, e.g. demos_per_task=5")
+
+
+def _add_quickstart(sub) -> None:
+    p = sub.add_parser("quickstart", help="the main job on its default config (demos, replays and videos of the default suite)")
+    _add_config_args(p, "configs/quickstart.yaml")
+    p.set_defaults(handler=lambda args: __import__("vla_razor.quickstart", fromlist=["main"]).main(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vla-razor",
@@ -19,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_doctor(sub)
+    _add_demos(sub)
+    _add_quickstart(sub)
     return parser
 
 

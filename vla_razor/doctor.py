@@ -41,7 +41,10 @@ def _check_vulkan() -> str:
 def _check_maniskill() -> str:
     import gymnasium as gym
     import mani_skill
-    import mani_skill.envs  # noqa: F401  (registers the environments)
+
+    from vla_razor.envs.maniskill import import_maniskill
+
+    import_maniskill()
 
     start = time.perf_counter()
     env = gym.make("PickCube-v1", obs_mode="state", num_envs=1, sim_backend="physx_cpu", render_backend="cpu")

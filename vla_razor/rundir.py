@@ -34,6 +34,16 @@ from .config import dump_yaml
 _CKPT_RE = re.compile(r"^step_(\d+)$")
 
 
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+# mkstemp creates 0600 files; results should get the permissions any other file would.
+_FILE_MODE = 0o666 & ~_umask()
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint is missing or unreadable."""
 
@@ -44,6 +54,7 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[Any]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, _FILE_MODE)
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -65,6 +76,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
     os.close(fd)
+    os.chmod(tmp, _FILE_MODE)
     try:
         yield Path(tmp)
         os.replace(tmp, path)
