@@ -82,7 +82,10 @@ def _item(x) -> Any:
 
 
 class ManiSkillTaskEnv(gym.Env):
-    """A single ManiSkill task (CPU physics) with canonical observations and 7-D canonical actions."""
+    """A single ManiSkill task (CPU physics) with canonical observations and 7-D canonical actions.
+
+    Actions are normalized to [-1, 1] per dimension; ManiSkill's controller clips them to its bounds.
+    """
 
     metadata = {"render_modes": ["rgb_array"]}
 
@@ -121,8 +124,6 @@ class ManiSkillTaskEnv(gym.Env):
         self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
         self._task_id = task_index(self.task.name)
         self._task_action_dim = int(self._env.action_space.shape[-1])
-        self._action_low = np.asarray(self._env.action_space.low, np.float32).reshape(-1)[-self._task_action_dim:]
-        self._action_high = np.asarray(self._env.action_space.high, np.float32).reshape(-1)[-self._task_action_dim:]
 
     @property
     def instruction(self) -> str:
@@ -154,7 +155,8 @@ class ManiSkillTaskEnv(gym.Env):
         action = np.asarray(action, dtype=np.float32)
         if action.shape != (ACTION_DIM,):
             raise ValueError(f"{self.task.name}: action must have shape ({ACTION_DIM},), got {action.shape}")
-        task_action = np.clip(action[: self._task_action_dim], self._action_low, self._action_high)
+        # ManiSkill's controllers clip normalized actions to their bounds themselves.
+        task_action = action[: self._task_action_dim]
         raw, reward, terminated, truncated, raw_info = self._env.step(torch.from_numpy(task_action)[None])
         return (
             self._obs(raw),

@@ -73,6 +73,11 @@ class InProcessVectorEnv(gym.vector.VectorEnv):
         self.single_action_space = self.envs[0].action_space
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
+        # Written in place each step, then copied once into the returned dict.
+        self._obs_buffer = {
+            key: np.zeros((self.num_envs, *space.shape), space.dtype)
+            for key, space in self.single_observation_space.spaces.items()
+        }
 
     def reset(self, *, seed=None, options=None):
         seeds = seed if isinstance(seed, (list, tuple)) else [None if seed is None else seed + i for i in range(self.num_envs)]
@@ -85,7 +90,7 @@ class InProcessVectorEnv(gym.vector.VectorEnv):
         actions = np.asarray(actions)
         if actions.shape != self.action_space.shape:
             raise ValueError(f"actions must have shape {self.action_space.shape}, got {actions.shape}")
-        obs, infos, finals = [], [], {}
+        obs, infos, finals = self._obs_buffer, [], {}
         rewards = np.zeros(self.num_envs, np.float64)
         terminated = np.zeros(self.num_envs, bool)
         truncated = np.zeros(self.num_envs, bool)
@@ -94,15 +99,20 @@ class InProcessVectorEnv(gym.vector.VectorEnv):
             if terminated[i] or truncated[i]:
                 finals[i] = (o, info)
                 o, _ = env.reset()
-            obs.append(o)
+            for key, value in o.items():
+                obs[key][i] = value
             infos.append(info)
         batch_info = _stack_info(infos)
+        batch_obs = {key: value.copy() for key, value in obs.items()}
         if finals:
             done = terminated | truncated
-            batch_info["final_obs"] = _stack([finals[i][0] if i in finals else obs[i] for i in range(self.num_envs)])
+            batch_info["final_obs"] = {key: value.copy() for key, value in batch_obs.items()}
+            for i, (final_obs, _) in finals.items():
+                for key, value in final_obs.items():
+                    batch_info["final_obs"][key][i] = value
             batch_info["final_info"] = _stack_info([finals[i][1] if i in finals else infos[i] for i in range(self.num_envs)])
             batch_info["_final_obs"] = batch_info["_final_info"] = done
-        return _stack(obs), rewards, terminated, truncated, batch_info
+        return batch_obs, rewards, terminated, truncated, batch_info
 
     def render(self):
         return np.stack([env.render() for env in self.envs])
