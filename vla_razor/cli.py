@@ -39,6 +39,12 @@ def _add_quickstart(sub) -> None:
     p.set_defaults(handler=lambda args: __import__("vla_razor.quickstart", fromlist=["main"]).main(args))
 
 
+def _add_pretrain(sub) -> None:
+    p = sub.add_parser("pretrain", help="multi-task behaviour cloning of the base policy on the suite's demonstrations")
+    _add_config_args(p, "configs/pretrain.yaml")
+    p.set_defaults(handler=lambda args: __import__("vla_razor.pretrain", fromlist=["main"]).main(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vla-razor",
@@ -48,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_doctor(sub)
     _add_demos(sub)
     _add_quickstart(sub)
+    _add_pretrain(sub)
     return parser
 
 

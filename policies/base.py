@@ -1,0 +1,187 @@
+"""The one interface every policy family implements: action chunks sampled through a Gaussian chain.
+
+A policy maps a canonical observation to an action chunk ``[H, 7]`` by a chain of K Gaussian steps
+(a denoising chain; K = 1 for a plain Gaussian policy). Because every step is Gaussian, the chain has
+an exact log-likelihood and two policies can be compared step by step with the exact KL of
+:mod:`vla_razor.divergence`:
+
+- ``sample(obs, mode)`` -> ``(actions [B, H, A], chain)``; ``mode`` is ``"stochastic"`` (exploration:
+  each step samples its Gaussian) or ``"deterministic"`` (evaluation: each step takes its mean, e.g.
+  the flow ODE).
+- ``step_distributions(obs, chain)`` -> :class:`GaussianChain` ``[B, K, H*A]``: each step's Gaussian
+  evaluated at the chain's own input point of that step.
+- ``log_prob(obs, chain)`` -> ``[B]``: the sum of the per-step log-densities of the chain's outputs.
+- ``bc_loss(obs, actions)``: the family's supervised loss on demonstrated chunks.
+- ``save_pretrained(dir)`` / ``from_pretrained(dir)``: ``config.json`` + ``model.safetensors``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import torch
+from torch import nn
+
+from vla_razor.divergence import GaussianChain
+
+from .encoders import ObservationEncoder, as_tensor_obs
+
+SampleMode = Literal["stochastic", "deterministic"]
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+@dataclass
+class PolicyConfig:
+    """Fields every family shares."""
+
+    chunk_size: int = 8
+    """H: actions per policy decision (an action chunk)."""
+    action_dim: int = 7
+    """A: the canonical action width (end-effector delta pose + gripper)."""
+    hidden: int = 128
+    """Width of observation tokens and of the action expert."""
+    num_layers: int = 3
+    """Transformer layers of the action expert (MLP layers for the Gaussian family)."""
+    num_heads: int = 4
+    """Attention heads of the action expert."""
+    use_rgb: bool = False
+    """Encode the base-camera image with a small CNN (needs obs_mode='rgb')."""
+    image_size: int = 64
+    """RGB side length in pixels, when used."""
+
+    def __post_init__(self):
+        if self.chunk_size < 1 or self.action_dim < 1 or self.hidden < 1:
+            raise ValueError("chunk_size, action_dim and hidden must be >= 1")
+        if self.hidden % self.num_heads:
+            raise ValueError(f"hidden ({self.hidden}) must be a multiple of num_heads ({self.num_heads})")
+
+
+@dataclass
+class Chain:
+    """A sampled chain: ``points[:, k]`` is the input of step k and ``points[:, k + 1]`` its output.
+
+    ``points`` is ``[B, K + 1, H, A]``; the last point is the action chunk.
+    """
+
+    points: torch.Tensor
+    stochastic: bool
+
+    @property
+    def actions(self) -> torch.Tensor:
+        return self.points[:, -1]
+
+    @property
+    def num_steps(self) -> int:
+        return self.points.shape[1] - 1
+
+    def detach(self) -> "Chain":
+        return Chain(self.points.detach(), self.stochastic)
+
+    def __getitem__(self, index) -> "Chain":
+        return Chain(self.points[index], self.stochastic)
+
+
+class ChainPolicy(nn.Module, ABC):
+    """Base class: observation encoding, the chain log-likelihood, and hub-style saving."""
+
+    family: ClassVar[str]
+    config_class: ClassVar[type[PolicyConfig]]
+
+    def __init__(self, config: PolicyConfig, embed_language: bool = True):
+        super().__init__()
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
+        self.config = config
+        self.obs_encoder = ObservationEncoder(config.hidden, config.use_rgb, config.image_size, embed_language)
+
+    # -- the interface -------------------------------------------------------------------------
+    @abstractmethod
+    def sample(self, obs: dict, mode: SampleMode = "stochastic", generator: torch.Generator | None = None) -> tuple[torch.Tensor, Chain]:
+        ...
+
+    @abstractmethod
+    def step_distributions(self, obs: dict, chain: Chain) -> GaussianChain:
+        ...
+
+    @abstractmethod
+    def bc_loss(self, obs: dict, actions: torch.Tensor) -> torch.Tensor:
+        ...
+
+    def log_prob(self, obs: dict, chain: Chain) -> torch.Tensor:
+        """Exact log-likelihood ``[B]`` of the chain's step outputs under this policy's step Gaussians."""
+        dists = self.step_distributions(obs, chain)
+        return dists.log_prob(chain.points[:, 1:].flatten(2))
+
+    # -- helpers for subclasses ----------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.obs_encoder.instruction_table.device
+
+    def encode(self, obs: dict) -> torch.Tensor:
+        return self.obs_encoder(as_tensor_obs(obs, self.device))
+
+    def _check_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        want = (self.config.chunk_size, self.config.action_dim)
+        if actions.dim() != 3 or tuple(actions.shape[1:]) != want:
+            raise ValueError(f"action chunks must be [B, {want[0]}, {want[1]}], got {tuple(actions.shape)}")
+        return actions.to(self.device, torch.float32)
+
+    def _check_chain(self, chain: Chain, num_steps: int) -> None:
+        want = (num_steps + 1, self.config.chunk_size, self.config.action_dim)
+        if tuple(chain.points.shape[1:]) != want:
+            raise ValueError(f"{self.family} chain points must be [B, {', '.join(map(str, want))}], got {tuple(chain.points.shape)}")
+
+    # -- saving --------------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` (atomically) into ``directory``."""
+        from safetensors.torch import save_model
+
+        from vla_razor.rundir import atomic_path, write_json
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        with atomic_path(directory / WEIGHTS_NAME) as tmp:
+            save_model(self, str(tmp))
+        write_json(directory / CONFIG_NAME, {"family": self.family, "config": dataclasses.asdict(self.config)})
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> "ChainPolicy":
+        """Load a policy saved by :meth:`save_pretrained` (any family when called on ChainPolicy)."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_model
+
+        from vla_razor.config import ConfigError, _build
+
+        from .factory import POLICY_CLASSES
+
+        directory = Path(directory)
+        config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+        for path in (config_path, weights_path):
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} is missing: not a saved vla-razor policy (save one with save_pretrained)")
+        try:
+            meta = json.loads(config_path.read_text())
+            family = meta["family"]
+        except (json.JSONDecodeError, KeyError) as err:
+            raise ValueError(f"{config_path} is corrupt ({err}); re-save the policy") from None
+        if family not in POLICY_CLASSES:
+            raise ValueError(f"{config_path}: unknown policy family {family!r}; known: {', '.join(POLICY_CLASSES)}")
+        policy_cls = POLICY_CLASSES[family]
+        if cls is not ChainPolicy and policy_cls is not cls:
+            raise TypeError(f"{directory} holds a {family} policy, not a {cls.family} policy")
+        try:
+            config = _build(policy_cls.config_class, meta.get("config", {}), "config", str(config_path))
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
+        policy = policy_cls(config, embed_language=False)  # the instruction table comes with the weights
+        try:
+            load_model(policy, str(weights_path), strict=True, device=str(device))
+        except (SafetensorError, RuntimeError, OSError) as err:
+            raise ValueError(f"{weights_path} cannot be loaded ({type(err).__name__}: {err}); re-save the policy") from None
+        return policy.to(device)

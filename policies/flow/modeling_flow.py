@@ -1,0 +1,121 @@
+"""The flow-matching VLA: rectified flow with exact chain log-likelihoods (pi_RL's Flow-SDE and Flow-Noise).
+
+Convention: ``x_t = (1 - t) a + t eps`` (t = 1 noise, t = 0 action); the network predicts the velocity
+``v = eps - a``. Sampling integrates from t = 1 to 0 in K equal steps of ``dt = 1/K``:
+
+- ODE (deterministic): ``x <- x - dt v``.
+- Flow-SDE (stochastic): ``x <- N(x - dt (v + sigma_t^2 / (2 t) (x + (1 - t) v)), sigma_t^2 dt)`` with
+  ``sigma_t = noise_level sqrt(t / (1 - t))``; the drift correction uses the score of x_t implied by v,
+  so every step keeps the ODE's marginals (checked statistically in tests/test_policies.py). At t = 1,
+  where sigma_t diverges, sigma is evaluated at t = 1 - dt.
+- Flow-Noise (stochastic): ``x <- N(x - dt v, std^2)`` with std from a learned head, bounded.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from vla_razor.divergence import GaussianChain
+
+from ..action_expert import ActionExpert
+from ..base import Chain, ChainPolicy, SampleMode
+from .configuration_flow import FlowConfig
+
+
+def sde_sigma(t: torch.Tensor, dt: float, noise_level: float) -> torch.Tensor:
+    t_safe = torch.clamp(t, max=1.0 - dt) if dt < 1.0 else torch.clamp(t, max=0.5)
+    return noise_level * torch.sqrt(t_safe / (1.0 - t_safe))
+
+
+def flow_sde_step(x: torch.Tensor, v: torch.Tensor, t: torch.Tensor, dt: float, noise_level: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std of one Flow-SDE step from time t to t - dt (t broadcastable to x)."""
+    sigma = sde_sigma(t, dt, noise_level)
+    mean = x - dt * (v + sigma.square() / (2.0 * t) * (x + (1.0 - t) * v))
+    return mean, sigma * math.sqrt(dt)
+
+
+class FlowPolicy(ChainPolicy):
+    family = "flow"
+    config_class = FlowConfig
+
+    def __init__(self, config: FlowConfig, embed_language: bool = True):
+        super().__init__(config, embed_language)
+        outputs = 2 if config.noise_method == "noise" else 1
+        self.expert = ActionExpert(config.hidden, config.num_layers, config.num_heads, config.chunk_size, config.action_dim, outputs)
+        if outputs == 2:
+            # Start the noise head at noise_init_std for every output.
+            with torch.no_grad():
+                self.expert.head.bias[config.action_dim:] = self._std_to_raw(torch.tensor(config.noise_init_std))
+
+    # times t_k = 1 - k/K for k = 0..K: step k goes from t_k to t_{k+1}
+    def times(self) -> torch.Tensor:
+        return 1.0 - torch.arange(self.config.num_steps + 1, device=self.device, dtype=torch.float32) / self.config.num_steps
+
+    def _std_to_raw(self, std: torch.Tensor) -> torch.Tensor:
+        lo, hi = math.log(self.config.noise_min_std), math.log(self.config.noise_max_std)
+        frac = (torch.log(std) - lo) / (hi - lo)
+        return torch.logit(frac.clamp(1e-4, 1 - 1e-4))
+
+    def _raw_to_log_std(self, raw: torch.Tensor) -> torch.Tensor:
+        lo, hi = math.log(self.config.noise_min_std), math.log(self.config.noise_max_std)
+        return lo + (hi - lo) * torch.sigmoid(raw)
+
+    def _predict(self, x: torch.Tensor, t: torch.Tensor, obs_tokens: torch.Tensor):
+        """Velocity, ODE mean, stochastic mean and log-std of the step from t (per row) to t - dt."""
+        cfg = self.config
+        dt = 1.0 / cfg.num_steps
+        out = self.expert(x, t, obs_tokens)
+        v = out[..., : cfg.action_dim]
+        t3 = t[:, None, None]
+        ode_mean = x - dt * v
+        if cfg.noise_method == "sde":
+            mean, std = flow_sde_step(x, v, t3, dt, cfg.noise_level)
+            log_std = torch.log(std).expand_as(mean)
+        else:
+            mean, log_std = ode_mean, self._raw_to_log_std(out[..., cfg.action_dim:])
+        return v, ode_mean, mean, log_std
+
+    @torch.no_grad()
+    def sample(self, obs: dict, mode: SampleMode = "stochastic", generator: torch.Generator | None = None):
+        if mode not in ("stochastic", "deterministic"):
+            raise ValueError(f"mode must be 'stochastic' or 'deterministic', got {mode!r}")
+        cfg = self.config
+        tokens = self.encode(obs)
+        batch = tokens.shape[0]
+        shape = (batch, cfg.chunk_size, cfg.action_dim)
+        x = torch.randn(shape, generator=generator, device=self.device)
+        points = [x]
+        for t in self.times()[:-1]:
+            _, ode_mean, mean, log_std = self._predict(x, t.expand(batch), tokens)
+            if mode == "deterministic":
+                x = ode_mean
+            else:
+                x = mean + log_std.exp() * torch.randn(shape, generator=generator, device=self.device)
+            points.append(x)
+        chain = Chain(torch.stack(points, dim=1), stochastic=mode == "stochastic")
+        return chain.actions, chain
+
+    def step_distributions(self, obs: dict, chain: Chain) -> GaussianChain:
+        cfg = self.config
+        self._check_chain(chain, cfg.num_steps)
+        tokens = self.encode(obs)
+        batch, K = tokens.shape[0], cfg.num_steps
+        # All K steps in one batched forward pass: [B*K, ...].
+        x = chain.points[:, :K].to(self.device).reshape(batch * K, cfg.chunk_size, cfg.action_dim)
+        t = self.times()[:K].repeat(batch)
+        tokens_k = tokens.repeat_interleave(K, dim=0)
+        _, _, mean, log_std = self._predict(x, t, tokens_k)
+        flat = (batch, K, cfg.chunk_size * cfg.action_dim)
+        return GaussianChain(mean.reshape(flat), log_std.reshape(flat))
+
+    def bc_loss(self, obs: dict, actions: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Rectified-flow matching: regress v(x_t, t) on eps - a at t ~ U(0, 1)."""
+        actions = self._check_actions(actions)
+        tokens = self.encode(obs)
+        batch = actions.shape[0]
+        t = torch.rand(batch, generator=generator, device=self.device)
+        eps = torch.randn(actions.shape, generator=generator, device=self.device)
+        x_t = (1 - t)[:, None, None] * actions + t[:, None, None] * eps
+        v = self.expert(x_t, t, tokens)[..., : self.config.action_dim]
+        return torch.nn.functional.mse_loss(v, eps - actions)

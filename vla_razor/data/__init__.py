@@ -1,0 +1,4 @@
+"""Demonstration datasets for behaviour cloning."""
+from .chunks import ChunkDataset
+
+__all__ = ["ChunkDataset"]

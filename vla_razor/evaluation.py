@@ -1,0 +1,85 @@
+"""Evaluate a policy on tasks: success rates with Wilson 95% intervals, fixed seeds, real simulator.
+
+Episode ``i`` of a task starts from ``reset(seed=seed + i)``, so two policies evaluated with the same
+seed face the same initial states (paired comparisons: base vs fine-tuned).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+
+@dataclass(frozen=True)
+class SuccessRate:
+    successes: int
+    episodes: int
+    ci_low: float
+    ci_high: float
+
+    @property
+    def rate(self) -> float:
+        return self.successes / self.episodes if self.episodes else float("nan")
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "rate": self.rate}
+
+    def __str__(self) -> str:
+        return f"{self.rate:6.1%} [{self.ci_low:5.1%}, {self.ci_high:5.1%}] ({self.successes}/{self.episodes})"
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (95% by default); (0, 1) for n = 0."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@torch.no_grad()
+def evaluate_task(policy, task: str, episodes: int, seed: int = 0, mode: str = "deterministic",
+                  max_episode_steps: int | None = None, progress: bool = False) -> SuccessRate:
+    """Run ``episodes`` episodes of ``task`` in parallel sub-envs, one episode each; success = ManiSkill's
+    flag at the episode's end (ManiSkill ends an episode when it succeeds)."""
+    from vla_razor.envs import make_vec_env
+
+    env = make_vec_env(task, num_envs=episodes, backend="cpu", chunk_size=policy.config.chunk_size,
+                       max_episode_steps=max_episode_steps)
+    was_training = policy.training
+    policy.eval()
+    try:
+        obs, _ = env.reset(seed=seed)
+        done = np.zeros(episodes, bool)
+        success = np.zeros(episodes, bool)
+        bar = tqdm(total=episodes, desc=f"eval {task}", unit="ep", leave=False, disable=not progress)
+        while not done.all():
+            actions, _ = policy.sample(obs, mode)
+            obs, _, terminated, truncated, info = env.step(actions.cpu().numpy())
+            finished = (terminated | truncated) & ~done
+            success[finished] = info["success"][finished]
+            done |= finished
+            bar.update(int(finished.sum()))
+        bar.close()
+    finally:
+        env.close()
+        policy.train(was_training)
+    k = int(success.sum())
+    return SuccessRate(k, episodes, *wilson_interval(k, episodes))
+
+
+def evaluate(policy, tasks: list[str], episodes: int, seed: int = 0, mode: str = "deterministic",
+             progress: bool = True) -> dict[str, SuccessRate]:
+    return {task: evaluate_task(policy, task, episodes, seed, mode, progress=progress) for task in tasks}
+
+
+def format_table(results: dict[str, SuccessRate], roles: dict[str, str] | None = None) -> str:
+    lines = [f"{'task':<18}{'role':<7}success [95% CI]"]
+    for task, rate in results.items():
+        lines.append(f"{task:<18}{(roles or {}).get(task, ''):<7}{rate}")
+    return "\n".join(lines)

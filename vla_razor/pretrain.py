@@ -1,0 +1,187 @@
+"""`vla-razor pretrain`: multi-task behaviour cloning of the base policy on the suite's demonstrations.
+
+Many demonstrations of every prior task and a few of the new task (pi_RL's "few-shot SFT" start),
+so the base policy is good at the prior tasks and mediocre at the new one: the starting point of
+every fine-tuning experiment. Reads top to bottom: data, policy, optimizer, one training loop with
+periodic evaluation and checkpoints; resumable.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from .config import load_config
+from .rundir import RunDir, write_json
+
+
+@dataclass
+class PretrainConfig:
+    name: str = "base"
+    """Run directory name under ``runs_dir``."""
+    runs_dir: str = "runs"
+    """Where run directories go."""
+    suite: str = "default"
+    """Task suite: prior tasks get ``prior_demos`` demonstrations each, the new task ``new_demos``."""
+    demo_dir: str = "runs/demos"
+    """Shared demonstration store (generated on demand)."""
+    prior_demos: int = 50
+    """Demonstrations per prior task."""
+    new_demos: int = 5
+    """Demonstrations of the new task (few-shot)."""
+    family: str = "flow"
+    """Policy family: flow, diffusion or gaussian."""
+    policy: dict[str, Any] = field(default_factory=lambda: {"chunk_size": 8, "num_steps": 5, "hidden": 128, "num_layers": 2})
+    """Fields of the family's config (e.g. hidden, num_layers, chunk_size, num_steps)."""
+    steps: int = 12_000
+    """Gradient steps."""
+    batch_size: int = 128
+    """Samples (observation, action chunk) per step."""
+    lr: float = 3e-4
+    """Peak AdamW learning rate (linear warm-up, cosine decay)."""
+    warmup_steps: int = 500
+    """Linear warm-up steps."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay."""
+    grad_clip: float = 1.0
+    """Global gradient-norm clip."""
+    eval_every: int = 4_000
+    """Steps between evaluations on every suite task (0: only at the end)."""
+    eval_episodes: int = 10
+    """Episodes per task per evaluation (fixed seeds)."""
+    final_eval_episodes: int = 30
+    """Episodes per task in the final evaluation (the success table)."""
+    checkpoint_every: int = 1_000
+    """Steps between checkpoints (resumable)."""
+    seed: int = 0
+    """Seed of initialisation, batches and demonstrations."""
+    eval_seed: int = 10_000
+    """First episode seed of evaluation (disjoint from demonstration seeds)."""
+    threads: int = 0
+    """torch threads (0: torch's default)."""
+
+
+SMOKE = dict(name="base-smoke", suite="smoke", prior_demos=2, new_demos=1, steps=20, batch_size=32, warmup_steps=5,
+             eval_every=0, eval_episodes=2, final_eval_episodes=2, checkpoint_every=10,
+             policy={"chunk_size": 8, "num_steps": 3, "hidden": 32, "num_layers": 1})
+
+
+def lr_at(step: int, cfg: PretrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def load_dataset(cfg: PretrainConfig, suite, chunk_size: int):
+    from vla_razor.data import ChunkDataset
+    from vla_razor.envs.demos import generate_demos, load_demos
+
+    from vla_razor.envs import get_task
+
+    episodes = []
+    for task in suite.tasks:
+        wanted = cfg.new_demos if task == suite.new_task else cfg.prior_demos
+        index = generate_demos(task, wanted, out_dir=cfg.demo_dir, seed=cfg.seed, progress=True)
+        # A demo longer than the task's horizon teaches a pace the policy cannot finish in time
+        # (e.g. a 702-step LiftPegUpright plan against a 220-step horizon): leave it out, say so.
+        horizon = get_task(task).max_episode_steps
+        usable = [ep for ep in load_demos(index.path, successful_only=True) if ep.length <= horizon]
+        dropped = index.num_kept - len(usable)
+        if dropped:
+            tqdm.write(f"{task}: {dropped} demo(s) longer than the {horizon}-step horizon left out")
+        episodes += usable[:wanted]
+    return ChunkDataset.from_episodes(episodes, chunk_size)
+
+
+def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
+    from vla_razor.envs import load_suite
+    from vla_razor.evaluation import evaluate, format_table
+    from vla_razor.policies.factory import make_policy
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    suite = load_suite(cfg.suite)
+    run = RunDir.create(cfg.runs_dir, cfg.name, cfg, resume=True)
+    torch.manual_seed(cfg.seed)
+    policy = make_policy(cfg.family, cfg.policy)
+    data = load_dataset(cfg, suite, policy.config.chunk_size)
+    policy.obs_encoder.set_normalization(data.obs["proprio"], data.obs["state"], data.obs["state_mask"])
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    start_step = 0
+
+    latest = run.latest_checkpoint()
+    if latest is not None:
+        step, state = RunDir.load_checkpoint(latest)
+        policy.load_state_dict(state["policy"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        start_step = step
+        run.truncate_metrics(step)
+        print(f"resuming {run.path} from step {step}")
+
+    roles = {t: ("new" if t == suite.new_task else "prior") for t in suite.tasks}
+
+    def evaluate_and_log(step: int, episodes: int) -> dict:
+        results = evaluate(policy, suite.tasks, episodes, seed=cfg.eval_seed)
+        prior = [results[t].rate for t in suite.prior_tasks]
+        run.log(step, {**{f"success/{t}": r.rate for t, r in results.items()},
+                       "success/prior_mean": sum(prior) / len(prior), "success/new_task": results[suite.new_task].rate})
+        tqdm.write(f"step {step}\n{format_table(results, roles)}")
+        return results
+
+    policy.train()
+    bar = tqdm(range(start_step, cfg.steps), desc=f"pretrain {cfg.family}", unit="step", initial=start_step, total=cfg.steps)
+    last_log = time.perf_counter()
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        index = torch.randint(0, len(data), (cfg.batch_size,), generator=generator)
+        obs, actions = data.batch(index)
+        loss = policy.bc_loss(obs, actions, generator=generator)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"bc loss is {loss.item()} at step {step}; the last good checkpoint is {run.latest_checkpoint()}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+        optimizer.step()
+        done = step + 1
+        if done % 50 == 0 or done == cfg.steps:
+            now = time.perf_counter()
+            run.log(done, {"loss/bc": loss.item(), "grad_norm": grad_norm.item(), "lr": lr_at(step, cfg),
+                           "time/steps_per_s": 50 / max(now - last_log, 1e-9)})
+            last_log = now
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps:
+            evaluate_and_log(done, cfg.eval_episodes)
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            run.save_checkpoint(done, {"policy": policy.state_dict(), "optimizer": optimizer.state_dict(),
+                                       "generator": generator.get_state(), "torch_rng": torch.get_rng_state()})
+    bar.close()
+
+    policy.save_pretrained(run.path / "policy")
+    results = evaluate_and_log(cfg.steps, cfg.final_eval_episodes)
+    write_json(run.eval / "success.json", {
+        "suite": suite.name, "episodes_per_task": cfg.final_eval_episodes, "eval_seed": cfg.eval_seed,
+        "demos": data.task_counts, "tasks": {t: {**r.as_dict(), "role": roles[t]} for t, r in results.items()},
+    })
+    run.close()
+    print(format_table(results, roles))
+    print(f"base policy: {run.path / 'policy'}")
+    return run.path
+
+
+def main(args) -> int:
+    cfg = load_config(PretrainConfig, args.config, args.overrides)
+    if args.smoke:
+        overridden = {o.split("=", 1)[0].split(".")[0] for o in args.overrides}
+        cfg = replace(cfg, **{k: v for k, v in SMOKE.items() if k not in overridden})
+    pretrain(cfg)
+    return 0
