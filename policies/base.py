@@ -35,6 +35,56 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
 
+# -- the hub-style directory layout shared by policies and critics ---------------------------------
+def save_module(module: nn.Module, directory: str | Path, meta: dict) -> Path:
+    """``model.safetensors`` then ``config.json`` (both atomic) into ``directory``."""
+    from safetensors.torch import save_model
+
+    from vla_razor.rundir import atomic_path, write_json
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with atomic_path(directory / WEIGHTS_NAME) as tmp:
+        save_model(module, str(tmp))
+    write_json(directory / CONFIG_NAME, meta)
+    return directory
+
+
+def read_saved_config(directory: Path, what: str, key: str) -> dict:
+    """The saved ``config.json`` of a ``what`` ("policy", "critic"), which must hold ``key``."""
+    config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+    for path in (config_path, weights_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: not a saved vla-razor {what} (save one with save_pretrained)")
+    try:
+        meta = json.loads(config_path.read_text())
+        meta[key]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ValueError(f"{config_path} is corrupt or not a {what}'s ({type(err).__name__}: {err}); re-save the {what}") from None
+    return meta
+
+
+def build_saved_config(config_class: type, meta: dict, directory: Path):
+    from vla_razor.config import ConfigError, _build
+
+    try:
+        return _build(config_class, meta.get("config", {}), "config", str(directory / CONFIG_NAME))
+    except ConfigError as err:
+        raise ValueError(str(err)) from None
+
+
+def load_weights(module: nn.Module, directory: Path, what: str, device: str | torch.device = "cpu"):
+    from safetensors import SafetensorError
+    from safetensors.torch import load_model
+
+    path = directory / WEIGHTS_NAME
+    try:
+        load_model(module, str(path), strict=True, device=str(device))
+    except (SafetensorError, RuntimeError, OSError) as err:
+        raise ValueError(f"{path} cannot be loaded ({type(err).__name__}: {err}); re-save the {what}") from None
+    return module.to(device)
+
+
 @dataclass
 class PolicyConfig:
     """Fields every family shares."""
@@ -139,49 +189,71 @@ class ChainPolicy(nn.Module, ABC):
     # -- saving --------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write ``config.json`` and ``model.safetensors`` (atomically) into ``directory``."""
-        from safetensors.torch import save_model
-
-        from vla_razor.rundir import atomic_path, write_json
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        with atomic_path(directory / WEIGHTS_NAME) as tmp:
-            save_model(self, str(tmp))
-        write_json(directory / CONFIG_NAME, {"family": self.family, "config": dataclasses.asdict(self.config)})
-        return directory
+        return save_module(self, directory, {"family": self.family, "config": dataclasses.asdict(self.config)})
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> "ChainPolicy":
         """Load a policy saved by :meth:`save_pretrained` (any family when called on ChainPolicy)."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_model
-
-        from vla_razor.config import ConfigError, _build
-
         from .factory import POLICY_CLASSES
 
         directory = Path(directory)
-        config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
-        for path in (config_path, weights_path):
-            if not path.is_file():
-                raise FileNotFoundError(f"{path} is missing: not a saved vla-razor policy (save one with save_pretrained)")
-        try:
-            meta = json.loads(config_path.read_text())
-            family = meta["family"]
-        except (json.JSONDecodeError, KeyError) as err:
-            raise ValueError(f"{config_path} is corrupt ({err}); re-save the policy") from None
+        meta = read_saved_config(directory, "policy", "family")
+        family = meta["family"]
         if family not in POLICY_CLASSES:
             raise ValueError(f"{config_path}: unknown policy family {family!r}; known: {', '.join(POLICY_CLASSES)}")
         policy_cls = POLICY_CLASSES[family]
         if cls is not ChainPolicy and policy_cls is not cls:
             raise TypeError(f"{directory} holds a {family} policy, not a {cls.family} policy")
-        try:
-            config = _build(policy_cls.config_class, meta.get("config", {}), "config", str(config_path))
-        except ConfigError as err:
-            raise ValueError(str(err)) from None
+        config = build_saved_config(policy_cls.config_class, meta, directory)
         policy = policy_cls(config, embed_language=False)  # the instruction table comes with the weights
-        try:
-            load_model(policy, str(weights_path), strict=True, device=str(device))
-        except (SafetensorError, RuntimeError, OSError) as err:
-            raise ValueError(f"{weights_path} cannot be loaded ({type(err).__name__}: {err}); re-save the policy") from None
-        return policy.to(device)
+        return load_weights(policy, directory, "policy", device)
+
+
+class DenoisingChainPolicy(ChainPolicy):
+    """Families whose chain is K network steps from noise to action (flow matching, diffusion).
+
+    A subclass defines ``_step(x, k, obs_tokens)`` for step indices ``k`` ``[B]`` (0 = the first
+    step, from pure noise) and returns the step's deterministic next point, its Gaussian mean and its
+    log-std, each ``[B, H, A]``; sampling and the batched step evaluation are shared here.
+    """
+
+    @abstractmethod
+    def _step(self, x: torch.Tensor, k: torch.Tensor, obs_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        ...
+
+    @property
+    def num_steps(self) -> int:
+        return self.config.num_steps
+
+    @torch.no_grad()
+    def sample(self, obs: dict, mode: SampleMode = "stochastic", generator: torch.Generator | None = None):
+        if mode not in ("stochastic", "deterministic"):
+            raise ValueError(f"mode must be 'stochastic' or 'deterministic', got {mode!r}")
+        cfg = self.config
+        tokens = self.encode(obs)
+        batch = tokens.shape[0]
+        shape = (batch, cfg.chunk_size, cfg.action_dim)
+        x = torch.randn(shape, generator=generator, device=self.device)
+        points = [x]
+        for k in range(self.num_steps):
+            deterministic_next, mean, log_std = self._step(x, torch.full((batch,), k, device=self.device), tokens)
+            if mode == "deterministic":
+                x = deterministic_next
+            else:
+                x = mean + log_std.exp() * torch.randn(shape, generator=generator, device=self.device)
+            points.append(x)
+        chain = Chain(torch.stack(points, dim=1), stochastic=mode == "stochastic")
+        return chain.actions, chain
+
+    def step_distributions(self, obs: dict, chain: Chain) -> GaussianChain:
+        cfg = self.config
+        K = self.num_steps
+        self._check_chain(chain, K)
+        tokens = self.encode(obs)
+        batch = tokens.shape[0]
+        # All K steps in one batched forward pass: [B*K, ...].
+        x = chain.points[:, :K].to(self.device).reshape(batch * K, cfg.chunk_size, cfg.action_dim)
+        k = torch.arange(K, device=self.device).repeat(batch)
+        _, mean, log_std = self._step(x, k, tokens.repeat_interleave(K, dim=0))
+        flat = (batch, K, cfg.chunk_size * cfg.action_dim)
+        return GaussianChain(mean.reshape(flat), log_std.reshape(flat))

@@ -7,14 +7,13 @@ base policy is what vla-razor measures), and it saves like a policy: ``config.js
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .base import CONFIG_NAME, WEIGHTS_NAME
+from .base import CONFIG_NAME, build_saved_config, load_weights, read_saved_config, save_module
 from .encoders import ObservationEncoder, as_tensor_obs
 
 CRITIC_KIND = "value_critic"
@@ -59,44 +58,14 @@ class ValueCritic(nn.Module):
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write ``config.json`` and ``model.safetensors`` (atomically) into ``directory``."""
-        from safetensors.torch import save_model
-
-        from vla_razor.rundir import atomic_path, write_json
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        with atomic_path(directory / WEIGHTS_NAME) as tmp:
-            save_model(self, str(tmp))
-        write_json(directory / CONFIG_NAME, {"kind": CRITIC_KIND, "config": dataclasses.asdict(self.config)})
-        return directory
+        return save_module(self, directory, {"kind": CRITIC_KIND, "config": dataclasses.asdict(self.config)})
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> "ValueCritic":
         """Load a critic saved by :meth:`save_pretrained`."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_model
-
-        from vla_razor.config import ConfigError, _build
-
         directory = Path(directory)
-        config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
-        for path in (config_path, weights_path):
-            if not path.is_file():
-                raise FileNotFoundError(f"{path} is missing: not a saved vla-razor critic (save one with save_pretrained)")
-        try:
-            meta = json.loads(config_path.read_text())
-            kind = meta["kind"]
-        except (json.JSONDecodeError, KeyError) as err:
-            raise ValueError(f"{config_path} is corrupt or not a critic's ({err}); re-save the critic") from None
-        if kind != CRITIC_KIND:
-            raise ValueError(f"{config_path} holds a {kind!r}, not a {CRITIC_KIND!r}")
-        try:
-            config = _build(CriticConfig, meta.get("config", {}), "config", str(config_path))
-        except ConfigError as err:
-            raise ValueError(str(err)) from None
-        critic = cls(config, embed_language=False)  # the instruction table comes with the weights
-        try:
-            load_model(critic, str(weights_path), strict=True, device=str(device))
-        except (SafetensorError, RuntimeError, OSError) as err:
-            raise ValueError(f"{weights_path} cannot be loaded ({type(err).__name__}: {err}); re-save the critic") from None
-        return critic.to(device)
+        meta = read_saved_config(directory, "critic", "kind")
+        if meta["kind"] != CRITIC_KIND:
+            raise ValueError(f"{directory / CONFIG_NAME} holds a {meta['kind']!r}, not a {CRITIC_KIND!r}")
+        critic = cls(build_saved_config(CriticConfig, meta, directory), embed_language=False)
+        return load_weights(critic, directory, "critic", device)  # the instruction table comes with the weights

@@ -18,10 +18,8 @@ import math
 
 import torch
 
-from vla_razor.divergence import GaussianChain
-
 from ..action_expert import ActionExpert
-from ..base import Chain, ChainPolicy, SampleMode
+from ..base import DenoisingChainPolicy
 from .configuration_diffusion import DiffusionConfig
 
 # Nichol & Dhariwal's cosine schedule: the offset s keeps beta_1 from being vanishingly small, and
@@ -75,7 +73,7 @@ def ddpm_schedule(betas: torch.Tensor, min_std: float) -> dict[str, torch.Tensor
     return {name: value.float() for name, value in schedule.items()}
 
 
-class DiffusionPolicy(ChainPolicy):
+class DiffusionPolicy(DenoisingChainPolicy):
     family = "diffusion"
     config_class = DiffusionConfig
 
@@ -109,43 +107,12 @@ class DiffusionPolicy(ChainPolicy):
         mean = self._at("coef_x0", i) * x0 + self._at("coef_xt", i) * x
         return mean, self._at("posterior_var", i).expand_as(mean)
 
-    def _step(self, x: torch.Tensor, i: torch.Tensor, obs_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and log-std of the reverse step from index ``i`` (per row) to ``i - 1``."""
+    def _step(self, x: torch.Tensor, k: torch.Tensor, obs_tokens: torch.Tensor):
+        """Reverse step k, from diffusion index i = K - k (per row) to i - 1: deterministic mode takes its mean."""
+        i = self.indices()[k]
         eps = self.expert(x, i.float() / self.config.num_steps, obs_tokens)
         mean, _ = self.posterior(self.predict_x0(x, i, eps), x, i)
-        return mean, self._at("step_log_std", i).expand_as(mean)
-
-    @torch.no_grad()
-    def sample(self, obs: dict, mode: SampleMode = "stochastic", generator: torch.Generator | None = None):
-        if mode not in ("stochastic", "deterministic"):
-            raise ValueError(f"mode must be 'stochastic' or 'deterministic', got {mode!r}")
-        cfg = self.config
-        tokens = self.encode(obs)
-        batch = tokens.shape[0]
-        shape = (batch, cfg.chunk_size, cfg.action_dim)
-        x = torch.randn(shape, generator=generator, device=self.device)
-        points = [x]
-        for i in self.indices():
-            mean, log_std = self._step(x, i.expand(batch), tokens)
-            if mode == "deterministic":
-                x = mean
-            else:
-                x = mean + log_std.exp() * torch.randn(shape, generator=generator, device=self.device)
-            points.append(x)
-        chain = Chain(torch.stack(points, dim=1), stochastic=mode == "stochastic")
-        return chain.actions, chain
-
-    def step_distributions(self, obs: dict, chain: Chain) -> GaussianChain:
-        cfg = self.config
-        self._check_chain(chain, cfg.num_steps)
-        tokens = self.encode(obs)
-        batch, K = tokens.shape[0], cfg.num_steps
-        # All K steps in one batched forward pass: [B*K, ...].
-        x = chain.points[:, :K].to(self.device).reshape(batch * K, cfg.chunk_size, cfg.action_dim)
-        i = self.indices().repeat(batch)
-        mean, log_std = self._step(x, i, tokens.repeat_interleave(K, dim=0))
-        flat = (batch, K, cfg.chunk_size * cfg.action_dim)
-        return GaussianChain(mean.reshape(flat), log_std.reshape(flat))
+        return mean, mean, self._at("step_log_std", i).expand_as(mean)
 
     def bc_loss(self, obs: dict, actions: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """DDPM's simple loss: regress the network on the noise eps of x_i at i ~ U{1, ..., K}."""

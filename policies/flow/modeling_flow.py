@@ -16,10 +16,8 @@ import math
 
 import torch
 
-from vla_razor.divergence import GaussianChain
-
 from ..action_expert import ActionExpert
-from ..base import Chain, ChainPolicy, SampleMode
+from ..base import DenoisingChainPolicy
 from .configuration_flow import FlowConfig
 
 
@@ -35,7 +33,7 @@ def flow_sde_step(x: torch.Tensor, v: torch.Tensor, t: torch.Tensor, dt: float, 
     return mean, sigma * math.sqrt(dt)
 
 
-class FlowPolicy(ChainPolicy):
+class FlowPolicy(DenoisingChainPolicy):
     family = "flow"
     config_class = FlowConfig
 
@@ -76,38 +74,10 @@ class FlowPolicy(ChainPolicy):
             mean, log_std = ode_mean, self._raw_to_log_std(out[..., cfg.action_dim:])
         return v, ode_mean, mean, log_std
 
-    @torch.no_grad()
-    def sample(self, obs: dict, mode: SampleMode = "stochastic", generator: torch.Generator | None = None):
-        if mode not in ("stochastic", "deterministic"):
-            raise ValueError(f"mode must be 'stochastic' or 'deterministic', got {mode!r}")
-        cfg = self.config
-        tokens = self.encode(obs)
-        batch = tokens.shape[0]
-        shape = (batch, cfg.chunk_size, cfg.action_dim)
-        x = torch.randn(shape, generator=generator, device=self.device)
-        points = [x]
-        for t in self.times()[:-1]:
-            _, ode_mean, mean, log_std = self._predict(x, t.expand(batch), tokens)
-            if mode == "deterministic":
-                x = ode_mean
-            else:
-                x = mean + log_std.exp() * torch.randn(shape, generator=generator, device=self.device)
-            points.append(x)
-        chain = Chain(torch.stack(points, dim=1), stochastic=mode == "stochastic")
-        return chain.actions, chain
-
-    def step_distributions(self, obs: dict, chain: Chain) -> GaussianChain:
-        cfg = self.config
-        self._check_chain(chain, cfg.num_steps)
-        tokens = self.encode(obs)
-        batch, K = tokens.shape[0], cfg.num_steps
-        # All K steps in one batched forward pass: [B*K, ...].
-        x = chain.points[:, :K].to(self.device).reshape(batch * K, cfg.chunk_size, cfg.action_dim)
-        t = self.times()[:K].repeat(batch)
-        tokens_k = tokens.repeat_interleave(K, dim=0)
-        _, _, mean, log_std = self._predict(x, t, tokens_k)
-        flat = (batch, K, cfg.chunk_size * cfg.action_dim)
-        return GaussianChain(mean.reshape(flat), log_std.reshape(flat))
+    def _step(self, x: torch.Tensor, k: torch.Tensor, obs_tokens: torch.Tensor):
+        """Step k (from t_k to t_k - dt): the ODE point, and the stochastic step's mean and log-std."""
+        _, ode_mean, mean, log_std = self._predict(x, self.times()[k], obs_tokens)
+        return ode_mean, mean, log_std
 
     def bc_loss(self, obs: dict, actions: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Rectified-flow matching: regress v(x_t, t) on eps - a at t ~ U(0, 1)."""
