@@ -35,6 +35,8 @@ import time
 
 import torch
 
+from vla_razor.envs.observations import random_observation
+
 VARIANTS = {
     "flow_sde": ("flow", {"noise_method": "sde"}),
     "flow_noise": ("flow", {"noise_method": "noise"}),
@@ -43,17 +45,6 @@ VARIANTS = {
 }
 
 
-def make_obs(batch: int, seed: int = 0) -> dict[str, torch.Tensor]:
-    from vla_razor.envs.observations import PROPRIO_DIM, STATE_DIM
-    from vla_razor.envs.registry import TASKS
-
-    g = torch.Generator().manual_seed(seed)
-    return {
-        "proprio": torch.randn(batch, PROPRIO_DIM, generator=g),
-        "state": torch.randn(batch, STATE_DIM, generator=g),
-        "state_mask": torch.ones(batch, STATE_DIM),
-        "task_id": torch.randint(0, len(TASKS), (batch,), generator=g),
-    }
 
 
 def _timed(fn) -> tuple[float, float]:
@@ -63,7 +54,7 @@ def _timed(fn) -> tuple[float, float]:
 
 
 def bench_one(policy, batch: int, repeats: int) -> dict:
-    obs = make_obs(batch)
+    obs = random_observation(batch)
     _, chain = policy.sample(obs, "stochastic")
 
     def log_prob_grad():

@@ -158,3 +158,17 @@ class FlatStateLayout:
             "state_mask": self.state_mask.copy(),
             "task_id": self.task_id,
         }
+
+
+def random_observation(batch: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Synthetic canonical observations (standard-normal proprio/state, full mask, random task ids):
+    for policy tests and benchmarks that do not need the simulator."""
+    from .registry import TASKS
+
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "proprio": torch.randn(batch, PROPRIO_DIM, generator=g),
+        "state": torch.randn(batch, STATE_DIM, generator=g),
+        "state_mask": torch.ones(batch, STATE_DIM),
+        "task_id": torch.randint(0, len(TASKS), (batch,), generator=g),
+    }

@@ -7,6 +7,7 @@ import torch
 import torch.distributions as td
 
 from vla_razor.divergence import kl
+from vla_razor.envs.observations import random_observation
 from vla_razor.policies.flow import FlowConfig, FlowPolicy, flow_sde_step
 from vla_razor.policies.factory import make_policy
 
@@ -56,20 +57,12 @@ def test_flow_sde_keeps_the_ode_marginals(stop_at):
     assert (wrong.std(0) / true_std - 1).abs().max() > 0.15  # the check has the power to catch a wrong step
 
 
-def obs_batch(batch: int, seed: int = 0) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    return {
-        "proprio": torch.randn(batch, 25, generator=g),
-        "state": torch.randn(batch, 32, generator=g),
-        "state_mask": torch.ones(batch, 32),
-        "task_id": torch.randint(0, 10, (batch,), generator=g),
-    }
 
 
 @pytest.mark.parametrize("noise_method", ["sde", "noise"])
 def test_chain_log_prob_is_the_sum_of_step_gaussians(noise_method):
     policy = FlowPolicy(FlowConfig(hidden=32, num_layers=1, chunk_size=4, num_steps=4, noise_method=noise_method), embed_language=False)
-    obs = obs_batch(6)
+    obs = random_observation(6)
     _, chain = policy.sample(obs, "stochastic", generator=torch.Generator().manual_seed(0))
     dists = policy.step_distributions(obs, chain)
     outputs = chain.points[:, 1:].flatten(2)
@@ -84,7 +77,7 @@ def test_chain_log_prob_is_the_sum_of_step_gaussians(noise_method):
 def test_sde_step_std_and_mean_in_the_policy_match_the_formula():
     cfg = FlowConfig(hidden=32, num_layers=1, chunk_size=2, num_steps=5, noise_level=0.5)
     policy = FlowPolicy(cfg, embed_language=False)
-    obs = obs_batch(3)
+    obs = random_observation(3)
     _, chain = policy.sample(obs, "stochastic")
     dists = policy.step_distributions(obs, chain)
     dt = 0.2
@@ -96,7 +89,7 @@ def test_sde_step_std_and_mean_in_the_policy_match_the_formula():
 
 def test_deterministic_sampling_is_the_ode_and_reproducible():
     policy = FlowPolicy(FlowConfig(hidden=32, num_layers=1, chunk_size=4, num_steps=3), embed_language=False)
-    obs = obs_batch(4)
+    obs = random_observation(4)
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
     a1, c1 = policy.sample(obs, "deterministic", generator=g1)
     a2, _ = policy.sample(obs, "deterministic", generator=g2)
@@ -110,7 +103,7 @@ def test_deterministic_sampling_is_the_ode_and_reproducible():
 def test_bc_fits_demonstrated_chunks():
     torch.manual_seed(0)
     policy = FlowPolicy(FlowConfig(hidden=64, num_layers=2, chunk_size=4, num_steps=5), embed_language=False)
-    obs = obs_batch(32, seed=1)
+    obs = random_observation(32, seed=1)
     target = torch.tanh(obs["state"][:, :28].reshape(32, 4, 7))  # a deterministic function of the state
     opt = torch.optim.Adam(policy.parameters(), lr=2e-3)
     first = None
@@ -147,7 +140,7 @@ def test_policy_on_real_environment_observations_and_language():
 
 def test_bad_inputs_are_named():
     policy = FlowPolicy(FlowConfig(hidden=32, num_layers=1, chunk_size=4, num_steps=3), embed_language=False)
-    obs = obs_batch(2)
+    obs = random_observation(2)
     with pytest.raises(ValueError, match=r"action chunks must be \[B, 4, 7\]"):
         policy.bc_loss(obs, torch.zeros(2, 5, 7))
     with pytest.raises(KeyError, match="state_mask"):

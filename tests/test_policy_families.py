@@ -13,7 +13,7 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from vla_razor.divergence import DiagGaussian, GaussianChain, kl
-from vla_razor.envs.observations import PROPRIO_DIM, STATE_DIM
+from vla_razor.envs.observations import random_observation
 from vla_razor.envs.registry import TASKS
 from vla_razor.policies.base import CONFIG_NAME, WEIGHTS_NAME, Chain, ChainPolicy
 from vla_razor.policies.critic import CriticConfig, ValueCritic
@@ -43,14 +43,6 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def make_obs(batch: int, seed: int = 0) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return {
-        "proprio": torch.randn(batch, PROPRIO_DIM, generator=g),
-        "state": torch.randn(batch, STATE_DIM, generator=g),
-        "state_mask": torch.ones(batch, STATE_DIM),
-        "task_id": torch.randint(0, len(TASKS), (batch,), generator=g),
-    }
 
 
 def gen(seed: int) -> torch.Generator:
@@ -88,7 +80,7 @@ def adam_bc_step(policy: ChainPolicy, obs, actions, lr=1e-2) -> None:
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("mode", ["stochastic", "deterministic"])
 def test_shapes(variant, mode):
-    policy, obs = build(variant), make_obs(5)
+    policy, obs = build(variant), random_observation(5)
     K = num_steps(policy)
     actions, chain = policy.sample(obs, mode, generator=gen(0))
     assert actions.shape == (5, H, A)
@@ -105,7 +97,7 @@ def test_shapes(variant, mode):
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("mode", ["stochastic", "deterministic"])
 def test_log_prob_is_the_sum_of_independent_step_log_densities(variant, mode):
-    policy, obs = build(variant), make_obs(6)
+    policy, obs = build(variant), random_observation(6)
     _, chain = policy.sample(obs, mode, generator=gen(0))
     dists = policy.step_distributions(obs, chain)
     reference = Normal(dists.mean, dists.log_std.exp()).log_prob(chain.points[:, 1:].flatten(2)).sum((1, 2))
@@ -117,7 +109,7 @@ def test_log_prob_is_the_sum_of_independent_step_log_densities(variant, mode):
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_step_distributions_are_the_steps_that_sample_takes(variant):
     """step_distributions (one batched pass) must evaluate the same step, at the same time, as sample."""
-    policy, obs = build(variant), make_obs(64)
+    policy, obs = build(variant), random_observation(64)
     if variant != "flow_sde":  # Flow-SDE's deterministic mode is the ODE, whose step is not the SDE step's mean
         _, det = policy.sample(obs, "deterministic", generator=gen(0))
         dists = policy.step_distributions(obs, det)
@@ -131,7 +123,7 @@ def test_step_distributions_are_the_steps_that_sample_takes(variant):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_kl_to_a_frozen_copy_is_zero_then_positive_after_a_bc_step(variant):
-    policy, obs = build(variant), make_obs(8)
+    policy, obs = build(variant), random_observation(8)
     frozen = copy.deepcopy(policy).requires_grad_(False)
     _, chain = policy.sample(obs, "stochastic", generator=gen(0))
     before = kl(policy.step_distributions(obs, chain), frozen.step_distributions(obs, chain))
@@ -143,7 +135,7 @@ def test_kl_to_a_frozen_copy_is_zero_then_positive_after_a_bc_step(variant):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_save_and_load_round_trip_bit_exactly(variant, tmp_path):
-    policy, obs = build(variant), make_obs(4)
+    policy, obs = build(variant), random_observation(4)
     policy.save_pretrained(tmp_path)
     loaded = ChainPolicy.from_pretrained(tmp_path)
     assert type(loaded) is type(policy) and loaded.config == policy.config
@@ -172,7 +164,7 @@ def test_from_pretrained_refuses_corrupt_weights_and_unknown_config_keys(variant
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_sampling_is_reproducible(variant):
-    policy, obs = build(variant), make_obs(4)
+    policy, obs = build(variant), random_observation(4)
     for mode in ("deterministic", "stochastic"):
         first, chain1 = policy.sample(obs, mode, generator=gen(7))
         again, chain2 = policy.sample(obs, mode, generator=gen(7))
@@ -200,7 +192,7 @@ BC_STEPS = {"flow_sde": 1500, "diffusion": 1500, "gaussian": 300}
 
 @pytest.mark.parametrize("variant", BC_STEPS)
 def test_bc_fits_a_tiny_dataset(variant):
-    policy, obs = build(variant, perturb=False), make_obs(64)
+    policy, obs = build(variant, perturb=False), random_observation(64)
     targets = bc_targets(obs)
 
     def eval_loss():  # averaged over fixed noise draws: the chain losses are stochastic
@@ -274,7 +266,7 @@ def test_diffusion_steps_follow_the_ddpm_reverse_formula(clip_sample):
     K, min_std = 4, 0.1
     policy = DiffusionPolicy(DiffusionConfig(**TINY, num_steps=K, clip_sample=clip_sample, min_std=min_std), embed_language=False)
     policy.expert.forward = lambda x, t, tokens: 0.5 * x + t[:, None, None]  # eps_hat depends on the time too
-    obs = make_obs(3)
+    obs = random_observation(3)
     _, chain = policy.sample(obs, "stochastic", generator=gen(0))
     dists = policy.step_distributions(obs, chain)
     betas = cosine_betas(K).tolist()
@@ -296,7 +288,7 @@ def test_diffusion_steps_follow_the_ddpm_reverse_formula(clip_sample):
 # --- gaussian -------------------------------------------------------------------------------------
 
 def test_gaussian_chain_kl_is_the_kl_of_the_action_gaussians():
-    obs = make_obs(6)
+    obs = random_observation(6)
     p, q = build("gaussian_state_std"), build("gaussian_state_std")
     with torch.no_grad():
         for param in q.parameters():
@@ -312,7 +304,7 @@ def test_gaussian_chain_kl_is_the_kl_of_the_action_gaussians():
 
 
 def test_gaussian_deterministic_mode_is_the_mean_and_bc_leaves_the_std_alone():
-    policy, obs = build("gaussian"), make_obs(4)
+    policy, obs = build("gaussian"), random_observation(4)
     mean = policy.distribution(obs).mean.reshape(4, H, A)
     assert torch.equal(policy.sample(obs, "deterministic", generator=gen(0))[0], mean)
     assert torch.equal(policy.sample(obs, "deterministic", generator=gen(1))[0], mean)
@@ -333,7 +325,7 @@ def test_real_instruction_table_differs_between_tasks_and_survives_saving(tmp_pa
     torch.testing.assert_close(table.norm(dim=-1), torch.ones(len(TASKS)))
     cosine = table @ table.T
     assert (cosine - torch.eye(len(TASKS))).max() < 0.99  # no two tasks share an instruction embedding
-    obs = make_obs(2)
+    obs = random_observation(2)
     obs["task_id"] = torch.tensor([0, 1])
     obs["proprio"][1], obs["state"][1] = obs["proprio"][0], obs["state"][0]
     tokens = policy.encode(obs)
@@ -351,11 +343,11 @@ def tiny_critic(seed: int = 0) -> ValueCritic:
 
 
 def test_critic_output_shape():
-    assert tiny_critic()(make_obs(7)).shape == (7,)
+    assert tiny_critic()(random_observation(7)).shape == (7,)
 
 
 def test_critic_fits_values():
-    critic, obs = tiny_critic(), make_obs(64)
+    critic, obs = tiny_critic(), random_observation(64)
     values = obs["state"][:, 0] - 0.5 * obs["state"][:, 1] ** 2 + obs["proprio"][:, 0]
     opt = torch.optim.Adam(critic.parameters(), lr=3e-3)
     initial = torch.nn.functional.mse_loss(critic(obs), values).item()
@@ -369,7 +361,7 @@ def test_critic_fits_values():
 
 
 def test_critic_save_and_load(tmp_path):
-    critic, obs = tiny_critic(), make_obs(5)
+    critic, obs = tiny_critic(), random_observation(5)
     critic.save_pretrained(tmp_path)
     loaded = ValueCritic.from_pretrained(tmp_path)
     assert loaded.config == critic.config
