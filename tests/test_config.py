@@ -109,3 +109,11 @@ def test_missing_file_and_bad_override():
 def test_exponent_floats_without_a_dot_are_floats(tmp_path):
     cfg = load_config(Optim, write(tmp_path, "learning_rate: 3e-4\n"))
     assert cfg.learning_rate == 3e-4
+
+
+def test_smoke_budget_yields_to_explicit_overrides():
+    from vla_razor.config import with_smoke
+
+    cfg = load_config(Experiment, None, ["seed=5"])
+    smoke = with_smoke(cfg, {"seed": 1, "smoke": True, "optim": Optim(learning_rate=9.0)}, ["seed=5", "optim.betas=[0.1, 0.2]"])
+    assert smoke.seed == 5 and smoke.smoke is True and smoke.optim == cfg.optim

@@ -246,3 +246,9 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
 
 def dump_yaml(config) -> str:
     return yaml.safe_dump(to_dict(config), sort_keys=False)
+
+
+def with_smoke(config: T, smoke: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> T:
+    """``config`` with the ``--smoke`` budget applied, except for fields the command line overrode."""
+    overridden = {o.split("=", 1)[0].split(".")[0] for o in overrides}
+    return dataclasses.replace(config, **{k: v for k, v in smoke.items() if k not in overridden})

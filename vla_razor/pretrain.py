@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from .config import load_config
+from .config import load_config, with_smoke
 from .rundir import RunDir, write_json
 
 
@@ -181,7 +181,6 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
 def main(args) -> int:
     cfg = load_config(PretrainConfig, args.config, args.overrides)
     if args.smoke:
-        overridden = {o.split("=", 1)[0].split(".")[0] for o in args.overrides}
-        cfg = replace(cfg, **{k: v for k, v in SMOKE.items() if k not in overridden})
+        cfg = with_smoke(cfg, SMOKE, args.overrides)
     pretrain(cfg)
     return 0

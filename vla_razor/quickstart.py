@@ -9,12 +9,13 @@ capabilities land.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
-from .config import load_config
+from .config import load_config, with_smoke
 from .rundir import RunDir, write_json
 
 
@@ -73,8 +74,6 @@ def run_quickstart(config: QuickstartConfig) -> Path:
             video = run.videos / f"{task}_expert_replay.mp4"
             cached = run.eval / f"{task}_replay.json"
             if video.exists() and cached.exists():
-                import json
-
                 row["replay_success"] = json.loads(cached.read_text())["replay_success"]
             else:
                 result = record_episodes(
@@ -123,11 +122,7 @@ def _write_summary(path: Path, suite, rows: list[dict]) -> None:
 def main(args) -> int:
     config = load_config(QuickstartConfig, args.config, args.overrides)
     if args.smoke:
-        config = replace(config, **{k: v for k, v in SMOKE.items() if k not in _overridden(args.overrides)})
+        config = with_smoke(config, SMOKE, args.overrides)
     summary = run_quickstart(config)
     print(f"quickstart done: {summary}")
     return 0
-
-
-def _overridden(overrides: list[str]) -> set[str]:
-    return {o.split("=", 1)[0] for o in overrides}
