@@ -47,6 +47,11 @@ def test_evaluation_uses_fixed_seeds_and_real_episodes():
     b = evaluate_task(policy, "PushCube", episodes=2, seed=3, max_episode_steps=16)
     assert a == b and a.episodes == 2 and 0 <= a.successes <= 2
     assert (a.ci_low, a.ci_high) == pytest.approx(wilson_interval(a.successes, 2))
+    # receding horizon: execute 1 or 3 of the 8 predicted actions per decision
+    for execute in (1, 3):
+        assert evaluate_task(policy, "PushCube", episodes=1, seed=3, max_episode_steps=6, execute_steps=execute).episodes == 1
+    with pytest.raises(ValueError, match=r"execute_steps must be in \[1, 8\]"):
+        evaluate_task(policy, "PushCube", episodes=1, execute_steps=9)
 
 
 def _pretrain_cmd(root):

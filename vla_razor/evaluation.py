@@ -44,23 +44,32 @@ def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tup
 
 @torch.no_grad()
 def evaluate_task(policy, task: str, episodes: int, seed: int = 0, mode: str = "deterministic",
-                  max_episode_steps: int | None = None, progress: bool = False) -> SuccessRate:
+                  max_episode_steps: int | None = None, progress: bool = False,
+                  execute_steps: int | None = None) -> SuccessRate:
     """Run ``episodes`` episodes of ``task`` in parallel sub-envs, one episode each; success = ManiSkill's
-    flag at the episode's end (ManiSkill ends an episode when it succeeds)."""
+    flag at the episode's end (ManiSkill ends an episode when it succeeds).
+
+    ``execute_steps`` (default: the whole chunk) executes only the first actions of every predicted
+    chunk before predicting again (receding horizon)."""
     from vla_razor.envs import make_vec_env
 
-    env = make_vec_env(task, num_envs=episodes, backend="cpu", chunk_size=policy.config.chunk_size,
-                       max_episode_steps=max_episode_steps)
+    execute = execute_steps or policy.config.chunk_size
+    if not 1 <= execute <= policy.config.chunk_size:
+        raise ValueError(f"execute_steps must be in [1, {policy.config.chunk_size}], got {execute_steps}")
+    env = make_vec_env(task, num_envs=episodes, backend="cpu", chunk_size=execute, max_episode_steps=max_episode_steps)
     was_training = policy.training
     policy.eval()
     try:
         obs, _ = env.reset(seed=seed)
+        # The policy's noise is seeded too, so an evaluation is a pure function of (policy, seed).
+        generator = torch.Generator(policy.device).manual_seed(seed)
         done = np.zeros(episodes, bool)
         success = np.zeros(episodes, bool)
         bar = tqdm(total=episodes, desc=f"eval {task}", unit="ep", leave=False, disable=not progress)
         while not done.all():
-            actions, _ = policy.sample(obs, mode)
-            obs, _, terminated, truncated, info = env.step(actions.cpu().numpy())
+            actions, _ = policy.sample(obs, mode, generator=generator)
+            chunk = actions[:, :execute] if execute > 1 else actions[:, 0]  # a 1-step env takes plain actions
+            obs, _, terminated, truncated, info = env.step(chunk.cpu().numpy())
             finished = (terminated | truncated) & ~done
             success[finished] = info["success"][finished]
             done |= finished
