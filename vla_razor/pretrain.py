@@ -38,9 +38,9 @@ class PretrainConfig:
     """Policy family: flow, diffusion or gaussian."""
     policy: dict[str, Any] = field(default_factory=lambda: {"chunk_size": 8, "num_steps": 5, "hidden": 128, "num_layers": 2})
     """Fields of the family's config (e.g. hidden, num_layers, chunk_size, num_steps)."""
-    steps: int = 12_000
+    steps: int = 20_000
     """Gradient steps."""
-    batch_size: int = 128
+    batch_size: int = 256
     """Samples (observation, action chunk) per step."""
     lr: float = 3e-4
     """Peak AdamW learning rate (linear warm-up, cosine decay)."""
@@ -50,7 +50,7 @@ class PretrainConfig:
     """AdamW weight decay."""
     grad_clip: float = 1.0
     """Global gradient-norm clip."""
-    eval_every: int = 4_000
+    eval_every: int = 10_000
     """Steps between evaluations on every suite task (0: only at the end)."""
     eval_episodes: int = 10
     """Episodes per task per evaluation (fixed seeds)."""
