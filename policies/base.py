@@ -129,11 +129,6 @@ class Chain:
     def num_steps(self) -> int:
         return self.points.shape[1] - 1
 
-    def detach(self) -> "Chain":
-        return Chain(self.points.detach(), self.stochastic)
-
-    def __getitem__(self, index) -> "Chain":
-        return Chain(self.points[index], self.stochastic)
 
 
 class ChainPolicy(nn.Module, ABC):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -131,7 +130,3 @@ class ObservationEncoder(nn.Module):
             tokens.append(self.image(image))
         return torch.stack(tokens, dim=1)
 
-
-def numpy_obs_batch(obs: dict[str, np.ndarray], index) -> dict[str, np.ndarray]:
-    """Rows ``index`` of a batched observation dict."""
-    return {k: v[index] for k, v in obs.items()}

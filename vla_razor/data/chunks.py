@@ -57,8 +57,3 @@ class ChunkDataset:
     def batch(self, index: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         return {k: v[index] for k, v in self.obs.items()}, self.actions[index]
 
-    def task_weights(self) -> torch.Tensor:
-        """Sampling weights that give every task the same total weight (few-shot tasks are not drowned)."""
-        ids = self.obs["task_id"]
-        _, inverse, counts = torch.unique(ids, return_inverse=True, return_counts=True)
-        return 1.0 / counts[inverse].float()
