@@ -33,7 +33,8 @@ def test_every_package_directory_is_listed_in_pyproject():
 
 def test_cli_lists_working_commands():
     out = subprocess.run([sys.executable, "-m", "vla_razor.cli", "--help"], capture_output=True, text=True, check=True).stdout
-    assert "doctor" in out
+    for command in ("doctor", "demos", "quickstart", "pretrain"):
+        assert command in out
 
 
 def _doctor(env_extra=None):
