@@ -1,1 +1,8 @@
-"""Policy families behind one interface (installed as ``vla_razor.policies``)."""
+"""Policy families behind one interface (installed as ``vla_razor.policies``).
+
+``make_policy(family, config)`` builds one; ``ChainPolicy.from_pretrained(dir)`` loads any family.
+"""
+from .base import Chain, ChainPolicy
+from .factory import POLICY_CLASSES, make_policy
+
+__all__ = ["Chain", "ChainPolicy", "POLICY_CLASSES", "make_policy"]

@@ -31,6 +31,7 @@ from vla_razor.divergence import GaussianChain
 from .encoders import ObservationEncoder, as_tensor_obs
 
 SampleMode = Literal["stochastic", "deterministic"]
+MIN_ACTION_SCALE = 0.05
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
@@ -143,6 +144,12 @@ class ChainPolicy(nn.Module, ABC):
             raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
         self.config = config
         self.obs_encoder = ObservationEncoder(config.hidden, config.use_rgb, config.image_size, embed_language)
+        # The chain runs in normalised action units: each dimension's training range mapped to [-1, 1]
+        # (Diffusion Policy's convention, which diffusion's x0 clipping assumes). Demonstrated deltas
+        # are ~0.05 wide while the chain starts from unit noise; without this the noise swamps the
+        # signal the network must learn. Identity until set_normalization.
+        self.register_buffer("action_center", torch.zeros(config.action_dim))
+        self.register_buffer("action_scale", torch.ones(config.action_dim))
 
     # -- the interface -------------------------------------------------------------------------
     @abstractmethod
@@ -162,6 +169,22 @@ class ChainPolicy(nn.Module, ABC):
         dists = self.step_distributions(obs, chain)
         return dists.log_prob(chain.points[:, 1:].flatten(2))
 
+    @torch.no_grad()
+    def set_normalization(self, obs: dict, actions: torch.Tensor) -> None:
+        """Observation and action statistics from training data (``obs`` canonical ``[N, ...]``, ``actions`` ``[N, H, A]``)."""
+        self.obs_encoder.set_normalization(obs["proprio"], obs["state"], obs["state_mask"], obs["task_id"])
+        flat = self._check_actions(actions).reshape(-1, self.config.action_dim)
+        low, high = flat.min(0).values, flat.max(0).values
+        self.action_center.copy_((high + low) / 2)
+        # A dimension that never varies keeps a small positive scale, so the chain still explores it.
+        self.action_scale.copy_(((high - low) / 2).clamp(min=MIN_ACTION_SCALE))
+
+    def normalize_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        return (actions - self.action_center) / self.action_scale
+
+    def denormalize_actions(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.action_scale + self.action_center
+
     # -- helpers for subclasses ----------------------------------------------------------------
     @property
     def device(self) -> torch.device:
@@ -169,6 +192,10 @@ class ChainPolicy(nn.Module, ABC):
 
     def encode(self, obs: dict) -> torch.Tensor:
         return self.obs_encoder(as_tensor_obs(obs, self.device))
+
+    def _normalized_targets(self, actions: torch.Tensor) -> torch.Tensor:
+        """Demonstrated chunks checked and moved to normalised action units (what bc_loss regresses)."""
+        return self.normalize_actions(self._check_actions(actions))
 
     def _check_actions(self, actions: torch.Tensor) -> torch.Tensor:
         want = (self.config.chunk_size, self.config.action_dim)
@@ -237,7 +264,9 @@ class DenoisingChainPolicy(ChainPolicy):
             else:
                 x = mean + log_std.exp() * torch.randn(shape, generator=generator, device=self.device)
             points.append(x)
-        chain = Chain(torch.stack(points, dim=1), stochastic=mode == "stochastic")
+        # Chain points are stored in action units, so a chain means the same thing to any policy
+        # (base and fine-tuned), whatever its normalisation.
+        chain = Chain(self.denormalize_actions(torch.stack(points, dim=1)), stochastic=mode == "stochastic")
         return chain.actions, chain
 
     def step_distributions(self, obs: dict, chain: Chain) -> GaussianChain:
@@ -247,8 +276,10 @@ class DenoisingChainPolicy(ChainPolicy):
         tokens = self.encode(obs)
         batch = tokens.shape[0]
         # All K steps in one batched forward pass: [B*K, ...].
-        x = chain.points[:, :K].to(self.device).reshape(batch * K, cfg.chunk_size, cfg.action_dim)
+        x = self.normalize_actions(chain.points[:, :K].to(self.device)).reshape(batch * K, cfg.chunk_size, cfg.action_dim)
         k = torch.arange(K, device=self.device).repeat(batch)
         _, mean, log_std = self._step(x, k, tokens.repeat_interleave(K, dim=0))
+        # Back to action units: an affine map of each step's Gaussian (mean scaled and shifted, log-std shifted).
+        mean, log_std = self.denormalize_actions(mean), log_std + self.action_scale.log()
         flat = (batch, K, cfg.chunk_size * cfg.action_dim)
         return GaussianChain(mean.reshape(flat), log_std.reshape(flat))

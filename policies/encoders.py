@@ -79,8 +79,9 @@ class ObservationEncoder(nn.Module):
         # Observation normalization (set from the training data by set_normalization; identity until then).
         self.register_buffer("proprio_mean", torch.zeros(PROPRIO_DIM))
         self.register_buffer("proprio_std", torch.ones(PROPRIO_DIM))
-        self.register_buffer("state_mean", torch.zeros(STATE_DIM))
-        self.register_buffer("state_std", torch.ones(STATE_DIM))
+        # Per task: the padded state slots hold different quantities in different tasks.
+        self.register_buffer("state_mean", torch.zeros(len(TASKS), STATE_DIM))
+        self.register_buffer("state_std", torch.ones(len(TASKS), STATE_DIM))
         self.language = nn.Sequential(nn.Linear(LANGUAGE_DIM, hidden), nn.GELU(), nn.Linear(hidden, hidden))
         self.proprio = nn.Sequential(nn.Linear(PROPRIO_DIM, hidden), nn.GELU(), nn.Linear(hidden, hidden))
         self.state = nn.Sequential(nn.Linear(2 * STATE_DIM, hidden), nn.GELU(), nn.Linear(hidden, hidden))
@@ -95,16 +96,20 @@ class ObservationEncoder(nn.Module):
         self.num_tokens = self.num_tokens_state + int(use_rgb)
 
     @torch.no_grad()
-    def set_normalization(self, proprio: torch.Tensor, state: torch.Tensor, state_mask: torch.Tensor) -> None:
-        """Per-feature mean/std from training observations ``[N, ...]``; padding entries stay at 0/1."""
+    def set_normalization(self, proprio: torch.Tensor, state: torch.Tensor, state_mask: torch.Tensor, task_id: torch.Tensor) -> None:
+        """Mean/std from training observations ``[N, ...]``: proprio over all rows, the task state per task
+        (padding entries and tasks absent from the data stay at 0/1)."""
         self.proprio_mean.copy_(proprio.mean(0))
         self.proprio_std.copy_(proprio.std(0).clamp(min=1e-3))
-        count = state_mask.sum(0).clamp(min=1)
-        mean = (state * state_mask).sum(0) / count
-        var = (((state - mean) * state_mask) ** 2).sum(0) / count
-        present = state_mask.sum(0) > 0
-        self.state_mean.copy_(torch.where(present, mean, torch.zeros_like(mean)))
-        self.state_std.copy_(torch.where(present, var.sqrt().clamp(min=1e-3), torch.ones_like(var)))
+        for task in task_id.unique().tolist():
+            rows = task_id == task
+            s, m = state[rows], state_mask[rows]
+            count = m.sum(0).clamp(min=1)
+            mean = (s * m).sum(0) / count
+            var = (((s - mean) * m) ** 2).sum(0) / count
+            present = m.sum(0) > 0
+            self.state_mean[task] = torch.where(present, mean, torch.zeros_like(mean))
+            self.state_std[task] = torch.where(present, var.sqrt().clamp(min=1e-2), torch.ones_like(var))
 
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         """``[B, num_tokens, hidden]``."""
@@ -117,7 +122,8 @@ class ObservationEncoder(nn.Module):
                 f"expected proprio [B, {PROPRIO_DIM}] and state [B, {STATE_DIM}], got {tuple(proprio.shape)} and {tuple(state.shape)}"
             )
         proprio = (proprio - self.proprio_mean) / self.proprio_std
-        state = (state - self.state_mean) / self.state_std * mask
+        task = obs["task_id"]
+        state = (state - self.state_mean[task]) / self.state_std[task] * mask
         tokens = [
             self.language(self.instruction_table[obs["task_id"]]),
             self.proprio(proprio),

@@ -45,6 +45,16 @@ def _add_pretrain(sub) -> None:
     p.set_defaults(handler=lambda args: __import__("vla_razor.pretrain", fromlist=["main"]).main(args))
 
 
+def _add_finetune(sub) -> None:
+    p = sub.add_parser("finetune", help="fine-tune a base policy on the suite's new task (PPO, GRPO or SFT), tracking the KL to the base")
+    p.add_argument("--algo", choices=("ppo", "grpo", "sft"), required=True, help="fine-tuning algorithm")
+    p.add_argument("--config", default=None, help="YAML config (default: configs/finetune_<algo>.yaml)")
+    p.add_argument("--smoke", action="store_true", help="a tiny budget: checks the whole pipeline in minutes")
+    p.add_argument("--resume", action="store_true", help="continue the run of the same name from its last checkpoint")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="override config fields, e.g. lr=1e-5 kl_penalty.kind=fixed")
+    p.set_defaults(handler=lambda args: __import__("vla_razor.finetune", fromlist=["main"]).main(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vla-razor",
@@ -55,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demos(sub)
     _add_quickstart(sub)
     _add_pretrain(sub)
+    _add_finetune(sub)
     return parser
 
 
@@ -65,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except ConfigError as err:
         print(f"vla-razor {args.command}: config error: {err}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as err:
+        print(f"vla-razor {args.command}: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"vla-razor {args.command}: interrupted", file=sys.stderr)

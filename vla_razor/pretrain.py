@@ -111,7 +111,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     torch.manual_seed(cfg.seed)
     policy = make_policy(cfg.family, cfg.policy)
     data = load_dataset(cfg, suite, policy.config.chunk_size)
-    policy.obs_encoder.set_normalization(data.obs["proprio"], data.obs["state"], data.obs["state_mask"])
+    policy.set_normalization(data.obs, data.actions)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     generator = torch.Generator().manual_seed(cfg.seed)
     start_step = 0

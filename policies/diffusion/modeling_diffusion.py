@@ -116,7 +116,7 @@ class DiffusionPolicy(DenoisingChainPolicy):
 
     def bc_loss(self, obs: dict, actions: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """DDPM's simple loss: regress the network on the noise eps of x_i at i ~ U{1, ..., K}."""
-        actions = self._check_actions(actions)
+        actions = self._normalized_targets(actions)
         tokens = self.encode(obs)
         batch = actions.shape[0]
         i = torch.randint(1, self.config.num_steps + 1, (batch,), generator=generator, device=self.device)

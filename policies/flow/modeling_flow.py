@@ -81,7 +81,7 @@ class FlowPolicy(DenoisingChainPolicy):
 
     def bc_loss(self, obs: dict, actions: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Rectified-flow matching: regress v(x_t, t) on eps - a at t ~ U(0, 1)."""
-        actions = self._check_actions(actions)
+        actions = self._normalized_targets(actions)
         tokens = self.encode(obs)
         batch = actions.shape[0]
         t = torch.rand(batch, generator=generator, device=self.device)

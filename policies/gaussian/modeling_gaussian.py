@@ -58,7 +58,10 @@ class GaussianPolicy(ChainPolicy):
         features = self.trunk(self.encode(obs).flatten(1))
         mean = self.mean_head(features)
         raw = self.log_std_head(features) if self.config.state_dependent_std else self.log_std_raw
-        return DiagGaussian(mean, self._raw_to_log_std(raw).expand_as(mean))
+        log_std = self._raw_to_log_std(raw).expand_as(mean)
+        # From normalised to action units (an affine map of the Gaussian), chunk-flattened.
+        scale = self.action_scale.repeat(self.config.chunk_size)
+        return DiagGaussian(mean * scale + self.action_center.repeat(self.config.chunk_size), log_std + scale.log())
 
     @torch.no_grad()
     def sample(self, obs: dict, mode: SampleMode = "stochastic", generator: torch.Generator | None = None):
@@ -86,6 +89,6 @@ class GaussianPolicy(ChainPolicy):
         of the std (the NLL's is scaled by 1/std^2). ``generator`` is unused (the loss is deterministic);
         it is accepted for a uniform interface.
         """
-        actions = self._check_actions(actions)
+        actions = self._normalized_targets(actions)
         mean = self.mean_head(self.trunk(self.encode(obs).flatten(1)))
         return torch.nn.functional.mse_loss(mean, actions.flatten(1))

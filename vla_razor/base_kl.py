@@ -1,0 +1,192 @@
+"""The KL to the frozen base policy: measured every iteration, and optionally penalised.
+
+For chain policies (every step a Gaussian) the KL between two policies' chain distributions
+decomposes by the chain rule into per-step Gaussian KLs at the chain's own points:
+
+    KL(P || Q) = E_{x_0..x_K ~ P} [ sum_k KL(p_k(. | x_k, s) || q_k(. | x_k, s)) ]
+
+so averaging the exact per-step KLs over chains sampled from P is an unbiased estimate of the chain
+KL, with no log-ratio noise. The chain KL upper-bounds the KL of the action marginals (the data
+processing inequality: the action is a function of the chain), so ``kl/forward`` never under-states
+how far the action distribution moved.
+
+- ``kl/forward`` = E_s[KL(pi_0(.|s) || pi(.|s))], chains sampled from the BASE policy (the razor metric).
+- ``kl/reverse`` = E_s[KL(pi(.|s) || pi_0(.|s))], chains sampled from the current policy.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from vla_razor.divergence import GaussianChain, forward_kl, mean_and_stderr, reverse_kl
+
+PenaltyKind = Literal["none", "fixed", "adaptive"]
+PenaltyDirection = Literal["forward", "reverse", "js"]
+
+
+def freeze(policy: torch.nn.Module) -> torch.nn.Module:
+    """A frozen copy: eval mode, no gradients (the base policy of fine-tuning)."""
+    base = copy.deepcopy(policy).eval()
+    for p in base.parameters():
+        p.requires_grad_(False)
+    return base
+
+
+def _subsample(obs: dict, count: int, generator: torch.Generator) -> dict:
+    n = len(next(iter(obs.values())))
+    if count >= n:
+        return obs
+    index = torch.randperm(n, generator=generator)[:count]
+    return {k: v[index] for k, v in obs.items()}
+
+
+@torch.no_grad()
+def chain_kl(sampler, p, q, obs: dict, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Per-state chain KL(p || q) ``[B]`` on one chain per state sampled from ``sampler`` (= p for an
+    unbiased estimate of KL(p || q))."""
+    _, chain = sampler.sample(obs, "stochastic", generator=generator)
+    return forward_kl(p.step_distributions(obs, chain), q.step_distributions(obs, chain))
+
+
+@torch.no_grad()
+def measure_kl_to_base(base, policy, obs: dict, max_states: int = 256, seed: int = 0) -> dict[str, float]:
+    """``kl/forward`` and ``kl/reverse`` (with standard errors and sample counts) on ``obs``.
+
+    One chain per state for each direction; the standard error is over states (it includes the
+    spread between states, which is what an average over states should report).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    states = _subsample(obs, max_states, generator)
+    was_training = policy.training
+    policy.eval()
+    try:
+        forward = chain_kl(base, base, policy, states, generator)
+        reverse = chain_kl(policy, policy, base, states, generator)
+    finally:
+        policy.train(was_training)
+    out = {}
+    for name, values in (("forward", forward), ("reverse", reverse)):
+        est = mean_and_stderr(values)
+        out[f"kl/{name}"], out[f"kl/{name}_stderr"] = est.mean, est.stderr
+    out["kl/states"] = int(forward.shape[0])
+    return out
+
+
+def gaussian_chain_js(p: GaussianChain, q: GaussianChain, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A one-sample, reparameterised (differentiable) estimate of the summed per-step Jensen-Shannon
+    divergence ``[B]``: JS has no closed form between Gaussians. Each step's term lies in [0, ln 2]."""
+    def half(a: GaussianChain, b: GaussianChain) -> torch.Tensor:
+        x = a.rsample(generator)
+        la = _per_step_log_prob(a, x)
+        lb = _per_step_log_prob(b, x)
+        lm = torch.logaddexp(la, lb) - math.log(2.0)
+        return (la - lm).sum(-1)
+
+    return 0.5 * (half(p, q) + half(q, p))
+
+
+def _per_step_log_prob(d: GaussianChain, x: torch.Tensor) -> torch.Tensor:
+    z = (x - d.mean) * torch.exp(-d.log_std)
+    return (-0.5 * z.square() - d.log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
+@dataclass
+class KLPenaltyConfig:
+    kind: PenaltyKind = "none"
+    """'none' (as in the paper: the KL is measured, not optimised), 'fixed' or 'adaptive' coefficient."""
+    direction: PenaltyDirection = "reverse"
+    """Which divergence to the base is penalised: 'forward' (on base-sampled chains), 'reverse' (on the
+    rollout's chains) or 'js' (Jensen-Shannon, one-sample estimate on the rollout's chains)."""
+    coef: float = 0.01
+    """Penalty coefficient (the starting value for 'adaptive')."""
+    target: float = 1.0
+    """'adaptive': the KL (nats per state) the coefficient steers toward (doubled above 1.5x, halved below /1.5)."""
+    critical_weighting: bool = False
+    """Lower the penalty where the base policy is uncertain: weight min(1, median(u) / u(s)) with u(s)
+    the spread of the base policy's actions at s (the robot analogue of critical tokens)."""
+    critical_samples: int = 4
+    """Base action samples per state used to measure u(s)."""
+
+    def __post_init__(self):
+        if self.kind not in ("none", "fixed", "adaptive"):
+            raise ValueError(f"kl_penalty.kind must be none, fixed or adaptive, got {self.kind!r}")
+        if self.direction not in ("forward", "reverse", "js"):
+            raise ValueError(f"kl_penalty.direction must be forward, reverse or js, got {self.direction!r}")
+        if self.coef < 0 or self.target <= 0 or self.critical_samples < 2:
+            raise ValueError("kl_penalty needs coef >= 0, target > 0 and critical_samples >= 2")
+
+
+class KLPenalty:
+    """The penalty toward the base policy in a fine-tuning loss, with its (adaptive) coefficient."""
+
+    def __init__(self, config: KLPenaltyConfig):
+        self.config = config
+        self.coef = config.coef
+
+    @property
+    def active(self) -> bool:
+        return self.config.kind != "none"
+
+    @torch.no_grad()
+    def prepare(self, base, obs: dict, chains, generator: torch.Generator | None = None) -> dict:
+        """Per-iteration base quantities for the states ``obs`` ``[N]`` and their rollout ``chains``:
+        base step Gaussians on the rollout's chains (reverse, js), base-sampled chains with their base
+        step Gaussians (forward), and the critical-state weights."""
+        if not self.active:
+            return {}
+        out = {}
+        if self.config.direction == "forward":
+            _, base_chain = base.sample(obs, "stochastic", generator=generator)
+            d = base.step_distributions(obs, base_chain)
+            out.update(base_points=base_chain.points, base_mean=d.mean, base_log_std=d.log_std)
+        else:
+            d = base.step_distributions(obs, chains)
+            out.update(base_mean=d.mean, base_log_std=d.log_std)
+        n = out["base_mean"].shape[0]
+        if self.config.critical_weighting:
+            m = self.config.critical_samples
+            repeated = {k: v.repeat_interleave(m, 0) for k, v in obs.items()}
+            actions, _ = base.sample(repeated, "stochastic", generator=generator)
+            spread = actions.reshape(n, m, -1).std(1).mean(-1)
+            out["weight"] = (spread.median() / spread.clamp(min=1e-8)).clamp(max=1.0)
+        else:
+            out["weight"] = torch.ones(n)
+        return out
+
+    def loss(self, policy, obs: dict, chains, prepared: dict, index: torch.Tensor,
+             current: GaussianChain | None = None, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(coef * weighted mean divergence, the unweighted mean divergence) on minibatch ``index``.
+
+        ``current``: the policy's step Gaussians on the rollout chains of the minibatch, when the
+        caller has them already (the PPO ratio needs them too)."""
+        base = GaussianChain(prepared["base_mean"][index], prepared["base_log_std"][index])
+        direction = self.config.direction
+        if direction == "forward":
+            from vla_razor.policies.base import Chain
+
+            mb_obs = {k: v[index] for k, v in obs.items()}
+            on_base = policy.step_distributions(mb_obs, Chain(prepared["base_points"][index], True))
+            values = forward_kl(base, on_base)
+        else:
+            if current is None:
+                from vla_razor.policies.base import Chain
+
+                mb_obs = {k: v[index] for k, v in obs.items()}
+                current = policy.step_distributions(mb_obs, Chain(chains.points[index], True))
+            values = reverse_kl(base, current) if direction == "reverse" else gaussian_chain_js(base, current, generator)
+        weighted = (prepared["weight"][index].to(values.device) * values).mean()
+        return self.coef * weighted, values.mean().detach()
+
+    def update(self, measured: float) -> None:
+        """Adaptive coefficient (PPO's adaptive-KL rule) from this iteration's measured divergence."""
+        if self.config.kind != "adaptive":
+            return
+        if measured > 1.5 * self.config.target:
+            self.coef *= 2.0
+        elif measured < self.config.target / 1.5:
+            self.coef /= 2.0
+        self.coef = min(max(self.coef, 1e-6), 1e3)

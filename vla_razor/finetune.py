@@ -1,0 +1,285 @@
+"""`vla-razor finetune --algo ppo|grpo|sft`: what every fine-tuning run shares.
+
+PPO, GRPO and SFT differ in how they update the policy; everything around the update is here, so
+the three are measured the same way and are directly comparable:
+
+- the policy starts from a base checkpoint; the base itself is a frozen copy (no grad, eval mode);
+- every iteration logs ``kl/forward`` and ``kl/reverse`` to the base on that iteration's new-task
+  states (:mod:`vla_razor.base_kl`);
+- periodic evaluation on the new task (``success/new_task``) and on every prior task of the suite
+  (``retention/<task>``, ``retention/mean``), with videos and a policy snapshot per evaluation;
+- checkpoints (policy, critic, optimizer, RNG, counters) that ``--resume`` continues from;
+- a NaN or inf in a loss or a KL stops the run, naming the quantity and the iteration, and leaves
+  the last good checkpoint in place.
+"""
+from __future__ import annotations
+
+import ctypes
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from .base_kl import KLPenalty, KLPenaltyConfig, freeze, measure_kl_to_base
+from .rundir import RunDir, write_json
+
+ALGORITHMS = ("ppo", "grpo", "sft")
+
+
+@dataclass
+class FinetuneConfig:
+    """Fields every fine-tuning algorithm shares (each algorithm's config extends this one)."""
+
+    name: str = ""
+    """Run directory name under ``runs_dir`` (default: ``<algo>-<task>``)."""
+    runs_dir: str = "runs"
+    """Where run directories go."""
+    base: str = "runs/base/policy"
+    """The base policy: a directory written by ``save_pretrained`` (``vla-razor pretrain`` writes ``runs/<name>/policy``)."""
+    suite: str = "default"
+    """Task suite: fine-tune on its new task, measure retention on its prior tasks."""
+    seed: int = 0
+    """Seed of environments, sampling and minibatches."""
+    lr: float = 3e-5
+    """Policy learning rate (Adam)."""
+    max_grad_norm: float = 1.0
+    """Global gradient-norm clip."""
+    eval_every: int = 10
+    """Iterations between evaluations (new task + retention); 0: only at the end."""
+    eval_episodes: int = 20
+    """New-task evaluation episodes (fixed seeds, deterministic sampling)."""
+    retention_episodes: int = 10
+    """Episodes per prior task in each evaluation (0: skip retention)."""
+    final_eval_episodes: int = 50
+    """New-task and prior-task episodes of the final evaluation."""
+    video_episodes: int = 2
+    """Episodes per task recorded to ``videos/`` at each evaluation (0: no videos)."""
+    eval_seed: int = 10_000
+    """First episode seed of evaluation (disjoint from training seeds)."""
+    checkpoint_every: int = 5
+    """Iterations between checkpoints."""
+    kl_states: int = 256
+    """New-task states per iteration on which the KL to the base is measured."""
+    kl_penalty: KLPenaltyConfig = field(default_factory=KLPenaltyConfig)
+    """Optional penalty toward the base policy (default none, as in the paper)."""
+    threads: int = 0
+    """torch threads (0: torch's default)."""
+
+    def __post_init__(self):
+        if self.lr <= 0 or self.max_grad_norm <= 0:
+            raise ValueError("lr and max_grad_norm must be > 0")
+        if self.eval_episodes < 1 or self.final_eval_episodes < 1 or self.retention_episodes < 0 or self.video_episodes < 0:
+            raise ValueError("need eval_episodes >= 1, final_eval_episodes >= 1, retention_episodes >= 0, video_episodes >= 0")
+        if self.checkpoint_every < 1 or self.kl_states < 2:
+            raise ValueError("need checkpoint_every >= 1 and kl_states >= 2")
+
+
+class NonFiniteError(FloatingPointError):
+    """A loss or a KL became NaN or inf: the run stops, its last good checkpoint stays."""
+
+
+def tune_malloc() -> None:
+    """Keep glibc from returning autograd's large buffers to the OS after every backward pass.
+
+    Without this, each minibatch's activations are mmap-ed and unmapped again, which made a
+    log-prob-with-grad pass 1.5x slower at batch 64 (docs/benchmarks.md, policy sampling).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return  # not glibc: nothing to tune
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    libc.mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024)
+    libc.mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024)
+
+
+def _to_tensor_obs(obs: dict) -> dict[str, torch.Tensor]:
+    from vla_razor.policies.encoders import as_tensor_obs
+
+    return as_tensor_obs(obs)
+
+
+class FinetuneRun:
+    """The harness of one fine-tuning run: run directory, base and policy, KL tracking, evaluation,
+    checkpoints. The algorithm's loop owns the updates and calls into this."""
+
+    def __init__(self, cfg: FinetuneConfig, algo: str, resume: bool = False):
+        from vla_razor.envs import load_suite
+        from vla_razor.policies import ChainPolicy
+
+        tune_malloc()
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.cfg, self.algo = cfg, algo
+        self.suite = load_suite(cfg.suite)
+        self.task = self.suite.new_task
+        base_dir = Path(cfg.base)
+        if not (base_dir / "config.json").is_file():
+            raise FileNotFoundError(
+                f"base policy {base_dir} not found: pass base=runs/<pretrain run>/policy "
+                "(vla-razor pretrain writes one) or any directory written by save_pretrained"
+            )
+        torch.manual_seed(cfg.seed)
+        self.policy = ChainPolicy.from_pretrained(base_dir)
+        self.base = freeze(self.policy)
+        self.penalty = KLPenalty(cfg.kl_penalty)
+        name = cfg.name or f"{algo}-{self.task}"
+        self.run = RunDir.create(cfg.runs_dir, name, cfg, resume=resume)
+        self.iteration = 0
+        self.env_steps = 0
+        self._last_eval: dict = {}
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def restore(self, modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer],
+                generator: torch.Generator) -> dict:
+        """Load the latest checkpoint into ``modules``/``optimizers`` (if there is one); returns its extras."""
+        latest = self.run.latest_checkpoint()
+        if latest is None:
+            return {}
+        _, state = RunDir.load_checkpoint(latest)
+        for key, module in modules.items():
+            module.load_state_dict(state[key])
+        for key, optimizer in optimizers.items():
+            optimizer.load_state_dict(state[key])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.iteration, self.env_steps = int(state["iteration"]), int(state["env_steps"])
+        self.penalty.coef = float(state["kl_coef"])
+        self.run.truncate_metrics(self.iteration)
+        tqdm.write(f"resuming {self.run.path} from iteration {self.iteration} ({self.env_steps} env steps)")
+        return state.get("extra", {})
+
+    def checkpoint(self, modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer],
+                   generator: torch.Generator, extra: dict | None = None) -> Path:
+        state = {key: m.state_dict() for key, m in modules.items()}
+        state.update({key: o.state_dict() for key, o in optimizers.items()})
+        state.update(generator=generator.get_state(), torch_rng=torch.get_rng_state(), iteration=self.iteration,
+                     env_steps=self.env_steps, kl_coef=self.penalty.coef, extra=extra or {})
+        return self.run.save_checkpoint(self.iteration, state)
+
+    # -- metrics -------------------------------------------------------------------------------
+    def check_finite(self, **values: float | torch.Tensor) -> None:
+        for name, value in values.items():
+            v = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+            if not math.isfinite(v):
+                raise NonFiniteError(
+                    f"{name} is {v} at iteration {self.iteration + 1}; the run stopped. The last good checkpoint "
+                    f"is {self.run.latest_checkpoint()} (resume from it with a lower lr or a KL penalty)"
+                )
+
+    def track_kl(self, states: dict) -> dict[str, float]:
+        """``kl/forward`` and ``kl/reverse`` to the base on this iteration's new-task states."""
+        start = time.perf_counter()
+        out = measure_kl_to_base(self.base, self.policy, _to_tensor_obs(states), self.cfg.kl_states,
+                                 seed=self.cfg.seed * 100_003 + self.iteration)
+        self.check_finite(**{"kl/forward": out["kl/forward"], "kl/reverse": out["kl/reverse"]})
+        out["time/kl_s"] = time.perf_counter() - start
+        self.penalty.update(out["kl/forward" if self.cfg.kl_penalty.direction == "forward" else "kl/reverse"])
+        out["kl/penalty_coef"] = self.penalty.coef
+        return out
+
+    def log(self, metrics: dict) -> None:
+        self.run.log(self.iteration, {"env_steps": self.env_steps, **metrics})
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def evaluate(self, final: bool = False) -> dict[str, float]:
+        """New task and retention suite (fixed seeds); videos and a policy snapshot beside them."""
+        from vla_razor.envs.video import record_episodes
+        from vla_razor.evaluation import evaluate_task, format_table
+
+        cfg = self.cfg
+        policy = self.policy
+        new_episodes = cfg.final_eval_episodes if final else cfg.eval_episodes
+        prior_episodes = cfg.final_eval_episodes if final else cfg.retention_episodes
+        tasks = [self.task] + (self.suite.prior_tasks if prior_episodes else [])
+        results = {}
+        for task in tasks:
+            episodes = new_episodes if task == self.task else prior_episodes
+            results[task] = evaluate_task(policy, task, episodes, seed=cfg.eval_seed)
+        metrics = {"success/new_task": results[self.task].rate}
+        for task in self.suite.prior_tasks:
+            if task in results:
+                metrics[f"retention/{task}"] = results[task].rate
+        prior = [metrics[f"retention/{t}"] for t in self.suite.prior_tasks if f"retention/{t}" in metrics]
+        if prior:
+            metrics["retention/mean"] = sum(prior) / len(prior)
+        tag = "final" if final else f"iter_{self.iteration:06d}"
+        if cfg.video_episodes:
+            for task in tasks:
+                act = _deterministic_actor(policy)
+                record_episodes(task, act, self.run.videos / f"{tag}_{task}.mp4", num_episodes=cfg.video_episodes,
+                                seed=cfg.eval_seed, max_episode_steps=None)
+        snapshot = self.run.path / "snapshots" / tag
+        policy.save_pretrained(snapshot)
+        roles = {t: ("new" if t == self.task else "prior") for t in tasks}
+        write_json(self.run.eval / f"{tag}.json", {
+            "iteration": self.iteration, "env_steps": self.env_steps, "snapshot": str(snapshot),
+            "tasks": {t: {**r.as_dict(), "role": roles[t]} for t, r in results.items()},
+        })
+        tqdm.write(f"iteration {self.iteration} ({self.env_steps} env steps)\n{format_table(results, roles)}")
+        self._last_eval = metrics
+        return metrics
+
+    def finish(self) -> Path:
+        """Final evaluation and the fine-tuned policy in ``policy/``."""
+        metrics = self.evaluate(final=True)
+        self.log({f"final/{k}": v for k, v in metrics.items()})
+        self.policy.save_pretrained(self.run.path / "policy")
+        self.run.close()
+        print(f"fine-tuned policy: {self.run.path / 'policy'}")
+        return self.run.path
+
+    def progress(self, total: int, unit: str) -> tqdm:
+        return tqdm(total=total, initial=min(self.env_steps if unit == "env step" else self.iteration, total),
+                    desc=f"{self.algo} {self.task}", unit=unit, dynamic_ncols=True)
+
+    def postfix(self, metrics: dict) -> dict:
+        out = {k.split("/")[-1]: f"{metrics[k]:.3g}" for k in ("kl/forward", "kl/reverse") if k in metrics}
+        if "success/new_task" in self._last_eval:
+            out["eval_success"] = f"{self._last_eval['success/new_task']:.0%}"
+        if "success/train" in metrics:
+            out["train_success"] = f"{metrics['success/train']:.0%}"
+        return out
+
+
+def _deterministic_actor(policy):
+    """A video callable: the policy's deterministic chunk, executed whole, one action per call."""
+    from vla_razor.policies.encoders import as_tensor_obs
+
+    queues: dict[int, list] = {}
+
+    @torch.no_grad()
+    def act(obs, running):
+        need = [j for j, i in enumerate(running) if not queues.get(i)]
+        if need:
+            sub = {k: v[need] for k, v in obs.items()}
+            actions, _ = policy.sample(as_tensor_obs(sub), "deterministic")
+            for j, chunk in zip(need, actions.numpy()):
+                queues[running[j]] = list(chunk)
+        return [queues[i].pop(0) for i in running]
+
+    return act
+
+
+def main(args) -> int:
+    from .config import load_config, with_smoke
+
+    algo = args.algo
+    if algo == "ppo":
+        from .rl.ppo import PPOConfig as config_class, SMOKE, train as train_fn
+    elif algo == "grpo":
+        from .rl.grpo import GRPOConfig as config_class, SMOKE, train as train_fn
+    else:
+        from .sft.bc import SFTConfig as config_class, SMOKE, train as train_fn
+    cfg = load_config(config_class, args.config or f"configs/finetune_{algo}.yaml", args.overrides)
+    if args.smoke:
+        cfg = with_smoke(cfg, SMOKE, args.overrides)
+    try:
+        train_fn(cfg, resume=args.resume)
+    except NonFiniteError as err:
+        print(f"vla-razor finetune: {err}")
+        return 3
+    return 0

@@ -1,0 +1,179 @@
+"""GRPO for chain policies: groups of episodes from identical initial states, no critic.
+
+Each iteration resets ``num_groups`` groups of ``group_size`` sub-envs, every sub-env of a group with
+the same seed (ManiSkill resets deterministically by seed, so a group shares its initial state), runs
+every episode to its end, and scores it (success, or its summed reward). An episode's advantage is its
+score normalised within its group; every decision and every denoising step of the episode shares it.
+The update is PPO's clipped per-step ratio without a value function.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from vla_razor.finetune import FinetuneConfig, FinetuneRun
+from vla_razor.policies.base import Chain
+from vla_razor.policies.encoders import as_tensor_obs
+
+from .ppo import per_step_log_prob
+
+
+@dataclass
+class GRPOConfig(FinetuneConfig):
+    total_env_steps: int = 300_000
+    """Environment steps (not decisions) to train for."""
+    num_groups: int = 4
+    """Initial states per iteration."""
+    group_size: int = 8
+    """Episodes per initial state (sub-envs = num_groups x group_size)."""
+    score: str = "success"
+    """Episode score: 'success' (binary, as in GRPO on verifiable rewards) or 'return' (summed dense reward)."""
+    update_epochs: int = 4
+    """Passes over the iteration's decisions."""
+    num_minibatches: int = 4
+    """Minibatches per pass."""
+    clip_coef: float = 0.2
+    """Ratio clip (per denoising step)."""
+    target_kl: float = 0.2
+    """Stop the epochs once the old-vs-new ``grpo/approx_kl`` exceeds this; 0: never."""
+    vectorization: str = "sync"
+    """'sync' (sub-envs in this process) or 'async' (one process per sub-env)."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.num_groups < 1 or self.group_size < 2:
+            raise ValueError("GRPO needs num_groups >= 1 and group_size >= 2 (a group normalises within itself)")
+        if self.score not in ("success", "return"):
+            raise ValueError(f"score must be 'success' or 'return', got {self.score!r}")
+        if min(self.total_env_steps, self.update_epochs, self.num_minibatches) < 1 or self.clip_coef <= 0:
+            raise ValueError("total_env_steps, update_epochs, num_minibatches must be >= 1 and clip_coef > 0")
+
+
+SMOKE = dict(total_env_steps=200, num_groups=1, group_size=2, score="return", update_epochs=1, num_minibatches=1, eval_every=0,
+             eval_episodes=1, retention_episodes=1, final_eval_episodes=1, video_episodes=1, checkpoint_every=1,
+             kl_states=8, suite="smoke", base="runs/base-smoke/policy")
+
+
+def group_advantages(scores: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """``[G, S]`` scores -> advantages normalised within each group (zero where a group is unanimous)."""
+    mean = scores.mean(1, keepdim=True)
+    std = scores.std(1, keepdim=True, unbiased=False)
+    return (scores - mean) / (std + eps)
+
+
+@torch.no_grad()
+def collect_groups(env, policy, seeds: list[int], max_decisions: int, generator: torch.Generator):
+    """One episode per sub-env from ``reset(seed=seeds)``; returns per-decision tensors and episode outcomes."""
+    obs, _ = env.reset(seed=seeds)
+    n = len(seeds)
+    alive = np.ones(n, bool)
+    returns, success, env_steps = np.zeros(n), np.zeros(n, bool), 0
+    obs_rows, chain_rows, owner = [], [], []
+    for _ in range(max_decisions):
+        if not alive.any():
+            break
+        tensor_obs = as_tensor_obs(obs)
+        actions, chain = policy.sample(tensor_obs, "stochastic", generator=generator)
+        rows = np.flatnonzero(alive)
+        obs_rows.append({k: v[rows] for k, v in tensor_obs.items()})
+        chain_rows.append(chain.points[rows])
+        owner.append(torch.as_tensor(rows))
+        obs, reward, terminated, truncated, info = env.step(actions.numpy())
+        steps = info.get("chunk_steps", np.ones(n, int))
+        env_steps += int(steps[alive].sum())
+        returns[alive] += reward[alive]
+        done = (terminated | truncated) & alive
+        success[done] = np.asarray(info["success"])[done]
+        alive &= ~done
+    flat_obs = {k: torch.cat([o[k] for o in obs_rows]) for k in obs_rows[0]}
+    return flat_obs, Chain(torch.cat(chain_rows), True), torch.cat(owner), returns, success, env_steps
+
+
+def train(cfg: GRPOConfig, resume: bool = False):
+    from vla_razor.envs import get_task, make_vec_env
+
+    ft = FinetuneRun(cfg, "grpo", resume=resume)
+    policy, base = ft.policy, ft.base
+    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    modules, optimizers = {"policy": policy}, {"optimizer": optimizer}
+    ft.restore(modules, optimizers, generator)
+
+    num_envs = cfg.num_groups * cfg.group_size
+    chunk = policy.config.chunk_size
+    env = make_vec_env(ft.task, num_envs=num_envs, backend="cpu", chunk_size=chunk, vectorization=cfg.vectorization)
+    max_decisions = -(-get_task(ft.task).max_episode_steps // chunk)
+    bar = ft.progress(cfg.total_env_steps, "env step")
+    try:
+        while ft.env_steps < cfg.total_env_steps:
+            started = time.perf_counter()
+            # 1. Groups: every sub-env of group g starts from the same seed.
+            first = cfg.seed * 1_000_003 + ft.iteration * cfg.num_groups
+            seeds = [first + g for g in range(cfg.num_groups) for _ in range(cfg.group_size)]
+            policy.eval()
+            obs, chains, owner, returns, success, env_steps = collect_groups(env, policy, seeds, max_decisions, generator)
+            rollout_s = time.perf_counter() - started
+            scores = torch.as_tensor(success if cfg.score == "success" else returns, dtype=torch.float32)
+            advantages = group_advantages(scores.reshape(cfg.num_groups, cfg.group_size)).flatten()[owner]
+
+            with torch.no_grad():
+                old_log_prob = per_step_log_prob(policy.step_distributions(obs, chains), chains.points)
+                prepared = ft.penalty.prepare(base, obs, chains, generator)
+
+            # 2. Clipped per-step ratio updates; decisions of unanimous groups carry zero advantage.
+            policy.train()
+            batch = owner.shape[0]
+            minibatch = max(1, batch // cfg.num_minibatches)
+            stats = {"grpo/approx_kl": 0.0, "grpo/clipfrac": 0.0, "loss/policy": 0.0, "loss/kl_penalty": 0.0}
+            updates = 0
+            for epoch in range(cfg.update_epochs):
+                order = torch.randperm(batch, generator=generator)
+                for start in range(0, batch, minibatch):
+                    index = order[start:start + minibatch]
+                    mb_obs = {k: v[index] for k, v in obs.items()}
+                    mb_chain = Chain(chains.points[index], True)
+                    steps = policy.step_distributions(mb_obs, mb_chain)
+                    log_ratio = per_step_log_prob(steps, mb_chain.points) - old_log_prob[index]
+                    ratio = log_ratio.exp()
+                    adv = advantages[index][:, None]
+                    loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()
+                    stats["loss/policy"] += float(loss)
+                    if ft.penalty.active:
+                        penalty, _ = ft.penalty.loss(policy, obs, chains, prepared, index, current=steps, generator=generator)
+                        loss = loss + penalty
+                        stats["loss/kl_penalty"] += float(penalty)
+                    ft.check_finite(**{"loss/total": loss})
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+                    optimizer.step()
+                    with torch.no_grad():
+                        stats["grpo/approx_kl"] += float(((ratio - 1) - log_ratio).mean())
+                        stats["grpo/clipfrac"] += float(((ratio - 1).abs() > cfg.clip_coef).float().mean())
+                    updates += 1
+                if cfg.target_kl and stats["grpo/approx_kl"] / updates > cfg.target_kl:
+                    break
+
+            ft.iteration += 1
+            ft.env_steps += env_steps
+            metrics = {k: v / max(updates, 1) for k, v in stats.items()}
+            metrics.update(ft.track_kl(obs))
+            metrics.update({"success/train": float(success.mean()), "reward/episode_return": float(returns.mean()),
+                            "grpo/informative_groups": float((scores.reshape(cfg.num_groups, -1).std(1) > 0).float().mean()),
+                            "grpo/epochs": epoch + 1, "time/rollout_s": rollout_s,
+                            "time/iteration_s": time.perf_counter() - started})
+            if cfg.eval_every and ft.iteration % cfg.eval_every == 0 and ft.env_steps < cfg.total_env_steps:
+                metrics.update(ft.evaluate())
+            ft.log(metrics)
+            bar.update(env_steps)
+            bar.set_postfix(ft.postfix(metrics))
+            if ft.iteration % cfg.checkpoint_every == 0:
+                ft.checkpoint(modules, optimizers, generator)
+    finally:
+        bar.close()
+        env.close()
+    ft.checkpoint(modules, optimizers, generator)
+    return ft.finish()

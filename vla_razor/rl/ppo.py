@@ -1,0 +1,189 @@
+"""PPO for chain policies (flow, diffusion, Gaussian), read top to bottom like a CleanRL script.
+
+Two-layer MDP (DPPO): each decision samples a denoising chain whose last point is an action chunk;
+every denoising step is scored with the decision's advantage, and the PPO ratio is taken per step
+(``exp(log p_new(x_{k+1}|x_k) - log p_old(x_{k+1}|x_k))``, from the exact step Gaussians) so a
+5-step, 56-dimensional chain does not multiply five ratios into one extreme number.
+
+Two different KLs appear here, with different names:
+- ``ppo/approx_kl``: old vs new policy within an update (the trust region; early stopping);
+- ``kl/forward``, ``kl/reverse``: the current policy vs the frozen BASE policy (the razor metrics).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from vla_razor.divergence import DiagGaussian
+from vla_razor.finetune import FinetuneConfig, FinetuneRun
+from vla_razor.policies.base import Chain
+
+from .rollout import collect, gae
+
+
+@dataclass
+class PPOConfig(FinetuneConfig):
+    total_env_steps: int = 300_000
+    """Environment steps (not decisions) to train for."""
+    num_envs: int = 16
+    """Parallel sub-envs of the new task."""
+    num_decisions: int = 16
+    """Decisions (action chunks) per sub-env per iteration: a rollout is num_envs x num_decisions chunks."""
+    vectorization: str = "sync"
+    """'sync' (sub-envs in this process) or 'async' (one process per sub-env)."""
+    reward_mode: str = "normalized_dense"
+    """ManiSkill reward: 'normalized_dense' or 'sparse' (success)."""
+    reward_scale: float = 1.0
+    """Multiplier on the summed chunk reward."""
+    gamma: float = 0.95
+    """Discount per decision (one decision = one action chunk)."""
+    gae_lambda: float = 0.95
+    """GAE lambda."""
+    update_epochs: int = 4
+    """Passes over the rollout per iteration."""
+    num_minibatches: int = 4
+    """Minibatches per pass."""
+    clip_coef: float = 0.2
+    """PPO ratio clip (per denoising step)."""
+    target_kl: float = 0.2
+    """Stop the iteration's epochs once the old-vs-new ``ppo/approx_kl`` (per step, nats) exceeds this; 0: never."""
+    vf_coef: float = 0.5
+    """Value-loss weight."""
+    critic_lr: float = 3e-4
+    """Critic learning rate (Adam)."""
+    critic_warmup_iterations: int = 2
+    """Iterations at the start that train only the critic (the pretrained policy needs an adequate critic first)."""
+    norm_advantages: bool = True
+    """Normalise advantages per minibatch."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if min(self.total_env_steps, self.num_envs, self.num_decisions, self.update_epochs, self.num_minibatches) < 1:
+            raise ValueError("total_env_steps, num_envs, num_decisions, update_epochs and num_minibatches must be >= 1")
+        if self.num_envs * self.num_decisions < self.num_minibatches:
+            raise ValueError("num_envs * num_decisions must be >= num_minibatches")
+        if not 0 < self.gamma <= 1 or not 0 <= self.gae_lambda <= 1 or self.clip_coef <= 0:
+            raise ValueError("need 0 < gamma <= 1, 0 <= gae_lambda <= 1 and clip_coef > 0")
+
+
+SMOKE = dict(total_env_steps=256, num_envs=2, num_decisions=4, update_epochs=1, num_minibatches=2, eval_every=0,
+             eval_episodes=1, retention_episodes=1, final_eval_episodes=1, video_episodes=1, critic_warmup_iterations=1,
+             checkpoint_every=1, kl_states=8, suite="smoke", base="runs/base-smoke/policy")
+
+
+def per_step_log_prob(steps: DiagGaussian, points: torch.Tensor) -> torch.Tensor:
+    """``[B, K]`` log-density of each step output ``points[:, k + 1]`` under step k's Gaussian."""
+    return DiagGaussian(steps.mean, steps.log_std).log_prob(points[:, 1:].flatten(2))
+
+
+def train(cfg: PPOConfig, resume: bool = False):
+    from vla_razor.envs import make_vec_env
+    from vla_razor.policies.critic import CriticConfig, ValueCritic
+
+    ft = FinetuneRun(cfg, "ppo", resume=resume)
+    policy, base = ft.policy, ft.base
+    critic = ValueCritic(CriticConfig(hidden=policy.config.hidden), embed_language=False)
+    # The critic sees observations the way the policy does: reuse the base's normalisation statistics.
+    critic.obs_encoder.load_state_dict(policy.obs_encoder.state_dict(), strict=False)
+    optimizer = torch.optim.Adam([{"params": policy.parameters(), "lr": cfg.lr},
+                                  {"params": critic.parameters(), "lr": cfg.critic_lr}], eps=1e-5)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    modules, optimizers = {"policy": policy, "critic": critic}, {"optimizer": optimizer}
+    ft.restore(modules, optimizers, generator)
+
+    env = make_vec_env(ft.task, num_envs=cfg.num_envs, backend="cpu", chunk_size=policy.config.chunk_size,
+                       reward_mode=cfg.reward_mode, vectorization=cfg.vectorization)
+    # A resumed run starts fresh episodes, seeded by the iteration it resumes at.
+    obs, _ = env.reset(seed=cfg.seed * 1_000_003 + ft.iteration * cfg.num_envs)
+    batch = cfg.num_envs * cfg.num_decisions
+    minibatch = batch // cfg.num_minibatches
+    bar = ft.progress(cfg.total_env_steps, "env step")
+    try:
+        while ft.env_steps < cfg.total_env_steps:
+            started = time.perf_counter()
+            # 1. Rollout with the current policy (stochastic chains).
+            policy.eval()
+            rollout, obs = collect(env, policy, obs, cfg.num_decisions, generator, critic, cfg.gamma, cfg.reward_scale)
+            rollout_s = time.perf_counter() - started
+            flat_obs, chains = rollout.flat_obs(), rollout.flat_chains()
+
+            # 2. Old log-probs and values in one batched pass; GAE on the decision rewards.
+            with torch.no_grad():
+                old_log_prob = per_step_log_prob(policy.step_distributions(flat_obs, chains), chains.points)
+                values = critic(flat_obs).reshape(cfg.num_decisions, cfg.num_envs)
+                advantages, returns = gae(rollout.rewards, values, rollout.dones, critic(rollout.next_obs),
+                                          cfg.gamma, cfg.gae_lambda)
+                advantages, returns = advantages.flatten(), returns.flatten()
+                prepared = ft.penalty.prepare(base, flat_obs, chains, generator)
+
+            # 3. Clipped-ratio updates over minibatches, stopping early on the trust region.
+            policy.train()
+            update_policy = ft.iteration >= cfg.critic_warmup_iterations
+            stats = {"ppo/approx_kl": 0.0, "ppo/clipfrac": 0.0, "loss/policy": 0.0, "loss/value": 0.0, "loss/kl_penalty": 0.0}
+            updates = 0
+            update_started = time.perf_counter()
+            for epoch in range(cfg.update_epochs):
+                order = torch.randperm(batch, generator=generator)
+                for start in range(0, batch - minibatch + 1, minibatch):
+                    index = order[start:start + minibatch]
+                    mb_obs = {k: v[index] for k, v in flat_obs.items()}
+                    value_loss = 0.5 * (critic(mb_obs) - returns[index]).square().mean()
+                    loss = cfg.vf_coef * value_loss
+                    if update_policy:
+                        mb_chain = Chain(chains.points[index], True)
+                        steps = policy.step_distributions(mb_obs, mb_chain)
+                        log_ratio = per_step_log_prob(steps, mb_chain.points) - old_log_prob[index]
+                        ratio = log_ratio.exp()
+                        adv = advantages[index]
+                        if cfg.norm_advantages:
+                            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                        adv = adv[:, None]  # every denoising step shares its decision's advantage
+                        policy_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()
+                        loss = loss + policy_loss
+                        if ft.penalty.active:
+                            penalty, _ = ft.penalty.loss(policy, flat_obs, chains, prepared, index, current=steps, generator=generator)
+                            loss = loss + penalty
+                            stats["loss/kl_penalty"] += float(penalty)
+                        with torch.no_grad():
+                            approx_kl = ((ratio - 1) - log_ratio).mean()
+                            stats["ppo/approx_kl"] += float(approx_kl)
+                            stats["ppo/clipfrac"] += float(((ratio - 1).abs() > cfg.clip_coef).float().mean())
+                            stats["loss/policy"] += float(policy_loss)
+                    ft.check_finite(**{"loss/value": value_loss, "loss/total": loss})
+                    stats["loss/value"] += float(value_loss)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+                    torch.nn.utils.clip_grad_norm_(critic.parameters(), cfg.max_grad_norm)
+                    optimizer.step()
+                    updates += 1
+                if update_policy and cfg.target_kl and stats["ppo/approx_kl"] / updates > cfg.target_kl:
+                    break
+            update_s = time.perf_counter() - update_started
+
+            # 4. Bookkeeping: KL to the base on this iteration's states, metrics, evaluation, checkpoint.
+            ft.iteration += 1
+            ft.env_steps += rollout.env_steps
+            metrics = {k: v / max(updates, 1) for k, v in stats.items()}
+            metrics.update(ft.track_kl(flat_obs))
+            if rollout.episode_successes:
+                metrics["success/train"] = sum(rollout.episode_successes) / len(rollout.episode_successes)
+            metrics.update({"reward/mean_chunk": float(rollout.rewards.mean()), "ppo/epochs": epoch + 1,
+                            "ppo/policy_updated": float(update_policy), "time/rollout_s": rollout_s,
+                            "time/update_s": update_s, "time/iteration_s": time.perf_counter() - started,
+                            "time/env_steps_per_s": rollout.env_steps / (time.perf_counter() - started)})
+            if cfg.eval_every and ft.iteration % cfg.eval_every == 0 and ft.env_steps < cfg.total_env_steps:
+                metrics.update(ft.evaluate())
+            ft.log(metrics)
+            bar.update(rollout.env_steps)
+            bar.set_postfix(ft.postfix(metrics))
+            if ft.iteration % cfg.checkpoint_every == 0:
+                ft.checkpoint(modules, optimizers, generator)
+    finally:
+        bar.close()
+        env.close()
+    ft.checkpoint(modules, optimizers, generator)
+    critic.save_pretrained(ft.run.path / "critic")
+    return ft.finish()

@@ -1,0 +1,99 @@
+"""Rollouts of a chain policy in a vector env, and generalised advantage estimation.
+
+The two-layer MDP of chain policies (DPPO): the outer MDP is the environment, one decision per action
+chunk; the inner one is the denoising chain that produced the chunk. A rollout stores, for every
+decision, the observation, the whole chain, the chunk's summed reward and the episode flags; the
+per-step log-probabilities and values are computed afterwards in one batched pass.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from vla_razor.policies.base import Chain
+from vla_razor.policies.encoders import as_tensor_obs
+
+
+@dataclass
+class Rollout:
+    """``T`` decisions of ``N`` sub-envs; tensors are ``[T, N, ...]``."""
+
+    obs: dict[str, torch.Tensor]
+    chains: torch.Tensor
+    """Chain points ``[T, N, K + 1, H, A]``."""
+    rewards: torch.Tensor
+    """Summed chunk rewards, with ``gamma * V(final_obs)`` added where an episode was truncated."""
+    dones: torch.Tensor
+    """The episode ended (terminated or truncated) with this decision."""
+    next_obs: dict[str, torch.Tensor]
+    """Observation after the last decision (to bootstrap from)."""
+    env_steps: int
+    """Environment steps really taken (chunks cut short by an episode's end count their executed part)."""
+    episode_successes: list[bool]
+    """Outcome of every episode that ended during the rollout."""
+
+    @property
+    def num_decisions(self) -> int:
+        return self.rewards.numel()
+
+    def flat_obs(self) -> dict[str, torch.Tensor]:
+        return {k: v.flatten(0, 1) for k, v in self.obs.items()}
+
+    def flat_chains(self) -> Chain:
+        return Chain(self.chains.flatten(0, 1), stochastic=True)
+
+
+@torch.no_grad()
+def collect(env, policy, obs: dict, num_decisions: int, generator: torch.Generator, critic=None,
+            gamma: float = 0.99, reward_scale: float = 1.0):
+    """Run ``num_decisions`` stochastic decisions in every sub-env from ``obs``; returns (rollout, last obs).
+
+    Truncated episodes (time limit) are bootstrapped with the critic's value of their final
+    observation, so a time limit does not look like a failure to the value function.
+    """
+    obs_steps, chains, rewards, dones = [], [], [], []
+    truncated_at: list[tuple[int, np.ndarray, dict]] = []
+    env_steps, successes = 0, []
+    for t in range(num_decisions):
+        tensor_obs = as_tensor_obs(obs)
+        actions, chain = policy.sample(tensor_obs, "stochastic", generator=generator)
+        obs_steps.append(tensor_obs)
+        chains.append(chain.points)
+        step_actions = actions.numpy() if actions.shape[1] > 1 else actions[:, 0].numpy()
+        obs, reward, terminated, truncated, info = env.step(step_actions)
+        done = terminated | truncated
+        env_steps += int(np.sum(info.get("chunk_steps", np.ones(len(done), int))))
+        rewards.append(torch.as_tensor(reward, dtype=torch.float32) * reward_scale)
+        dones.append(torch.as_tensor(done))
+        successes += [bool(s) for s in np.asarray(info["success"])[done]]
+        cut = truncated & ~terminated
+        if cut.any():
+            truncated_at.append((t, np.flatnonzero(cut), {k: v[cut] for k, v in info["final_obs"].items()}))
+    rewards = torch.stack(rewards)
+    if critic is not None:
+        for t, rows, final in truncated_at:
+            rewards[t, rows] += gamma * critic(as_tensor_obs(final)).float()
+    stacked = {k: torch.stack([o[k] for o in obs_steps]) for k in obs_steps[0]}
+    rollout = Rollout(stacked, torch.stack(chains), rewards, torch.stack(dones), as_tensor_obs(obs), env_steps, successes)
+    return rollout, obs
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, next_value: torch.Tensor,
+        gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation over ``[T, N]``; returns (advantages, returns).
+
+    ``dones[t]`` means decision t ended its episode: no bootstrapping across it (the next observation
+    belongs to a new episode).
+    """
+    T = rewards.shape[0]
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros_like(next_value)
+    for t in reversed(range(T)):
+        following = next_value if t == T - 1 else values[t + 1]
+        alive = 1.0 - dones[t].float()
+        delta = rewards[t] + gamma * following * alive - values[t]
+        last = delta + gamma * lam * alive * last
+        advantages[t] = last
+    return advantages, advantages + values

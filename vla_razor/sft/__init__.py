@@ -1,0 +1,1 @@
+"""Supervised fine-tuning (behaviour cloning) on demonstrations or on an RL policy's successful rollouts."""

@@ -1,0 +1,154 @@
+"""SFT: behaviour cloning of the new task with the family's ``bc_loss``, measured exactly like RL.
+
+One iteration is ``steps_per_iteration`` gradient steps; after each, the KL to the base is measured on
+that iteration's (new-task) training states, and evaluation, logging and checkpoints follow the same
+schedule as PPO and GRPO, so RL and SFT runs are directly comparable.
+
+Two data sources:
+- ``data: demos``: the new task's demonstrations (ManiSkill motion planning, the shared demo store);
+- ``data: rl``: successful rollouts of an RL-fine-tuned policy (``rl_policy``), the paper's "SFT on RL
+  data" control: same data distribution as RL, trained by SFT.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from vla_razor.finetune import FinetuneConfig, FinetuneRun
+
+
+@dataclass
+class SFTConfig(FinetuneConfig):
+    lr: float = 1e-4
+    """Learning rate (AdamW, constant)."""
+    iterations: int = 100
+    """Iterations (each ``steps_per_iteration`` gradient steps, then KL tracking)."""
+    steps_per_iteration: int = 20
+    """Gradient steps per iteration."""
+    batch_size: int = 64
+    """(observation, action chunk) samples per gradient step."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    data: str = "demos"
+    """'demos' (demonstrations of the new task) or 'rl' (successful rollouts of ``rl_policy``)."""
+    demos: int = 50
+    """Demonstrations of the new task (data: demos)."""
+    demo_dir: str = "runs/demos"
+    """Shared demonstration store (generated on demand)."""
+    rl_policy: str = ""
+    """data: rl: the RL-fine-tuned policy directory (e.g. runs/ppo-PickCube/policy)."""
+    rl_episodes: int = 64
+    """data: rl: rollouts to collect (only successful ones are kept)."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.data not in ("demos", "rl"):
+            raise ValueError(f"data must be 'demos' or 'rl', got {self.data!r}")
+        if self.data == "rl" and not self.rl_policy:
+            raise ValueError("data: rl needs rl_policy=<an RL run's policy directory>")
+        if min(self.iterations, self.steps_per_iteration, self.batch_size, self.demos, self.rl_episodes) < 1:
+            raise ValueError("iterations, steps_per_iteration, batch_size, demos and rl_episodes must be >= 1")
+
+
+SMOKE = dict(iterations=2, steps_per_iteration=2, batch_size=8, demos=1, eval_every=0, eval_episodes=1,
+             retention_episodes=1, final_eval_episodes=1, video_episodes=1, checkpoint_every=1, kl_states=8,
+             rl_episodes=2, suite="smoke", base="runs/base-smoke/policy")
+
+
+def demo_dataset(cfg: SFTConfig, task: str, chunk_size: int):
+    from vla_razor.data import ChunkDataset
+    from vla_razor.envs.demos import generate_demos, load_demos
+
+    index = generate_demos(task, cfg.demos, out_dir=cfg.demo_dir, seed=cfg.seed, progress=True)
+    episodes = load_demos(index.path, successful_only=True)[: cfg.demos]
+    return ChunkDataset.from_episodes(episodes, chunk_size)
+
+
+@torch.no_grad()
+def rl_dataset(cfg: SFTConfig, task: str, chunk_size: int):
+    """(observation, chunk) pairs of the successful episodes of ``cfg.rl_policy``, sampled stochastically
+    as during RL training (the data RL learned from)."""
+    from vla_razor.data import ChunkDataset
+    from vla_razor.envs import make_vec_env
+    from vla_razor.policies import ChainPolicy
+    from vla_razor.policies.encoders import as_tensor_obs
+
+    teacher = ChainPolicy.from_pretrained(cfg.rl_policy).eval()
+    if teacher.config.chunk_size != chunk_size:
+        raise ValueError(f"{cfg.rl_policy} acts in chunks of {teacher.config.chunk_size}, the base in {chunk_size}")
+    n = cfg.rl_episodes
+    env = make_vec_env(task, num_envs=n, backend="cpu", chunk_size=chunk_size)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    obs, _ = env.reset(seed=[cfg.seed * 1_000_003 + 500_000 + i for i in range(n)])
+    alive, success = np.ones(n, bool), np.zeros(n, bool)
+    pairs: list[tuple[int, dict, torch.Tensor]] = []
+    bar = tqdm(total=n, desc=f"rollouts of {cfg.rl_policy}", unit="ep")
+    try:
+        while alive.any():
+            tensor_obs = as_tensor_obs(obs)
+            actions, _ = teacher.sample(tensor_obs, "stochastic", generator=generator)
+            for i in np.flatnonzero(alive):
+                pairs.append((i, {k: v[i] for k, v in tensor_obs.items()}, actions[i]))
+            obs, _, terminated, truncated, info = env.step(actions.numpy())
+            done = (terminated | truncated) & alive
+            success[done] = np.asarray(info["success"])[done]
+            alive &= ~done
+            bar.update(int(done.sum()))
+    finally:
+        bar.close()
+        env.close()
+    kept = [(o, a) for i, o, a in pairs if success[i]]
+    if not kept:
+        raise ValueError(f"{cfg.rl_policy} succeeded in none of {n} episodes of {task}: no data to clone")
+    tqdm.write(f"SFT on RL data: {int(success.sum())}/{n} successful episodes, {len(kept)} (observation, chunk) pairs")
+    obs = {k: torch.stack([o[k] for o, _ in kept]) for k in kept[0][0]}
+    return ChunkDataset(obs, torch.stack([a for _, a in kept]).float(), {task: int(success.sum())})
+
+
+def train(cfg: SFTConfig, resume: bool = False):
+    ft = FinetuneRun(cfg, "sft" if cfg.data == "demos" else "sft-rl", resume=resume)
+    policy = ft.policy
+    chunk = policy.config.chunk_size
+    data = demo_dataset(cfg, ft.task, chunk) if cfg.data == "demos" else rl_dataset(cfg, ft.task, chunk)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    modules, optimizers = {"policy": policy}, {"optimizer": optimizer}
+    ft.restore(modules, optimizers, generator)
+
+    bar = ft.progress(cfg.iterations, "iteration")
+    try:
+        while ft.iteration < cfg.iterations:
+            started = time.perf_counter()
+            policy.train()
+            losses, states = [], []
+            for _ in range(cfg.steps_per_iteration):
+                index = torch.randint(0, len(data), (cfg.batch_size,), generator=generator)
+                obs, actions = data.batch(index)
+                loss = policy.bc_loss(obs, actions, generator=generator)
+                ft.check_finite(**{"loss/bc": loss})
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                losses.append(float(loss))
+                states.append(obs)
+            ft.iteration += 1
+            iteration_states = {k: torch.cat([s[k] for s in states]) for k in states[0]}
+            metrics = {"loss/bc": sum(losses) / len(losses), "sft/samples_seen": ft.iteration * cfg.steps_per_iteration * cfg.batch_size}
+            metrics.update(ft.track_kl(iteration_states))
+            metrics["time/iteration_s"] = time.perf_counter() - started
+            if cfg.eval_every and ft.iteration % cfg.eval_every == 0 and ft.iteration < cfg.iterations:
+                metrics.update(ft.evaluate())
+            ft.log(metrics)
+            bar.update(1)
+            bar.set_postfix(ft.postfix(metrics))
+            if ft.iteration % cfg.checkpoint_every == 0:
+                ft.checkpoint(modules, optimizers, generator)
+    finally:
+        bar.close()
+    ft.checkpoint(modules, optimizers, generator)
+    return ft.finish()
