@@ -374,3 +374,49 @@ def test_critic_save_and_load(tmp_path):
     build("gaussian").save_pretrained(tmp_path / "policy")
     with pytest.raises(ValueError, match="not a critic"):
         ValueCritic.from_pretrained(tmp_path / "policy")
+
+
+# --- normalisation: the chain lives in normalised units, chains and densities in action units ----------
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_action_normalisation_is_an_exact_affine_change_of_the_chain(variant):
+    """Same weights and noise, with and without normalisation: the normalised policy's chain is
+    ``center + scale * z`` of the plain one, and its log-density differs by the Jacobian
+    ``-sum log scale`` per step and action."""
+    plain = build(variant)
+    scaled = copy.deepcopy(plain)
+    obs = random_observation(6, seed=2)
+    actions = 0.2 * torch.randn(500, H, A, generator=gen(4)) + torch.linspace(-0.5, 0.5, A)
+    scaled.set_normalization({**obs, "task_id": obs["task_id"]}, actions)
+    flat = actions.reshape(-1, A)
+    low, high = flat.min(0).values, flat.max(0).values
+    assert torch.allclose(scaled.action_center, (high + low) / 2) and torch.allclose(scaled.action_scale, (high - low) / 2)
+    # the observation statistics are the same in both (only the action scale should differ here)
+    plain.obs_encoder.load_state_dict(scaled.obs_encoder.state_dict())
+    for mode in ("stochastic", "deterministic"):
+        a_plain, chain_plain = plain.sample(obs, mode, generator=gen(5))
+        a_scaled, chain_scaled = scaled.sample(obs, mode, generator=gen(5))
+        assert torch.allclose(a_scaled, scaled.action_center + scaled.action_scale * a_plain, atol=1e-5)
+        # every step output (the Gaussian family's step input is a fixed dummy of zeros)
+        assert torch.allclose(chain_scaled.points[:, 1:], scaled.denormalize_actions(chain_plain.points[:, 1:]), atol=1e-5)
+    _, chain_scaled = scaled.sample(obs, "stochastic", generator=gen(6))
+    _, chain_plain = plain.sample(obs, "stochastic", generator=gen(6))
+    jacobian = num_steps(plain) * H * scaled.action_scale.log().sum()
+    assert torch.allclose(scaled.log_prob(obs, chain_scaled), plain.log_prob(obs, chain_plain) - jacobian, atol=1e-3)
+    assert kl(scaled.step_distributions(obs, chain_scaled), scaled.step_distributions(obs, chain_scaled)).abs().max() == 0
+
+
+def test_state_is_normalised_per_task():
+    policy = build("flow_sde", perturb=False)
+    n = 400
+    obs = random_observation(n, seed=3)
+    obs["task_id"] = torch.tensor([0, 5] * (n // 2))
+    obs["state"] = torch.where(obs["task_id"][:, None] == 0, obs["state"] * 0.1 + 2.0, obs["state"] * 3.0 - 1.0)
+    obs["state_mask"] = torch.ones_like(obs["state"])
+    policy.set_normalization(obs, torch.randn(n, H, A))
+    enc = policy.obs_encoder
+    for task, (mean, std) in {0: (2.0, 0.1), 5: (-1.0, 3.0)}.items():
+        assert enc.state_mean[task].mean().item() == pytest.approx(mean, abs=0.05 * std + 0.02)
+        assert enc.state_std[task].mean().item() == pytest.approx(std, rel=0.1)
+    assert torch.equal(enc.state_mean[1], torch.zeros(enc.state_mean.shape[1]))  # absent tasks stay identity
+    assert torch.equal(enc.state_std[1], torch.ones(enc.state_std.shape[1]))

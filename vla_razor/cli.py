@@ -55,6 +55,20 @@ def _add_finetune(sub) -> None:
     p.set_defaults(handler=lambda args: __import__("vla_razor.finetune", fromlist=["main"]).main(args))
 
 
+def _add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate a policy on every task of a suite: success, 95% intervals, forgetting vs the base")
+    p.add_argument("--checkpoint", required=True, help="a policy directory (save_pretrained) or a run directory (its policy/)")
+    p.add_argument("--suite", default="default", help="suite name or YAML path (default: default)")
+    p.add_argument("--episodes", type=int, default=50, help="episodes per task (default: 50)")
+    p.add_argument("--seed", type=int, default=10_000, help="first episode seed (default: 10000, the evaluation seeds)")
+    p.add_argument("--base", help="base policy to measure forgetting against (default: the run's base, from its config.yaml)")
+    p.add_argument("--workers", type=int, default=1, help="Ray workers for the per-task evaluations (default: 1, no Ray)")
+    p.add_argument("--video", action="store_true", help="also record videos of every task")
+    p.add_argument("--video-episodes", type=int, default=4, help="episodes per video (default: 4)")
+    p.add_argument("--out", help="results JSON (default: <run>/eval/retention_<suite>.json)")
+    p.set_defaults(handler=lambda args: __import__("vla_razor.retention.evaluate", fromlist=["main"]).main(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vla-razor",
@@ -66,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_quickstart(sub)
     _add_pretrain(sub)
     _add_finetune(sub)
+    _add_eval(sub)
     return parser
 
 

@@ -41,6 +41,8 @@ class FinetuneConfig:
     """The base policy: a directory written by ``save_pretrained`` (``vla-razor pretrain`` writes ``runs/<name>/policy``)."""
     suite: str = "default"
     """Task suite: fine-tune on its new task, measure retention on its prior tasks."""
+    task: str = ""
+    """Task to fine-tune on (default: the suite's new task)."""
     seed: int = 0
     """Seed of environments, sampling and minibatches."""
     lr: float = 3e-5
@@ -107,7 +109,7 @@ class FinetuneRun:
     checkpoints. The algorithm's loop owns the updates and calls into this."""
 
     def __init__(self, cfg: FinetuneConfig, algo: str, resume: bool = False):
-        from vla_razor.envs import load_suite
+        from vla_razor.envs import get_task, load_suite
         from vla_razor.policies import ChainPolicy
 
         tune_malloc()
@@ -115,7 +117,8 @@ class FinetuneRun:
             torch.set_num_threads(cfg.threads)
         self.cfg, self.algo = cfg, algo
         self.suite = load_suite(cfg.suite)
-        self.task = self.suite.new_task
+        self.task = get_task(cfg.task).name if cfg.task else self.suite.new_task
+        self.prior_tasks = [t for t in self.suite.prior_tasks if t != self.task]
         base_dir = Path(cfg.base)
         if not (base_dir / "config.json").is_file():
             raise FileNotFoundError(
@@ -185,35 +188,38 @@ class FinetuneRun:
         self.run.log(self.iteration, {"env_steps": self.env_steps, **metrics})
 
     # -- evaluation ----------------------------------------------------------------------------
-    def evaluate(self, final: bool = False) -> dict[str, float]:
-        """New task and retention suite (fixed seeds); videos and a policy snapshot beside them."""
+    @property
+    def eval_suite(self):
+        """The suite evaluations use: this run's task as the new task, the suite's other tasks as priors."""
+        from vla_razor.envs.suites import Suite
+
+        return Suite(self.suite.name, self.task, self.prior_tasks)
+
+    def _record_videos(self, tag: str, tasks: list[str]) -> None:
         from vla_razor.envs.video import record_episodes
+
+        for task in tasks:
+            record_episodes(task, deterministic_actor(self.policy), self.run.videos / f"{tag}_{task}.mp4",
+                            num_episodes=self.cfg.video_episodes, seed=self.cfg.eval_seed)
+
+    def evaluate(self) -> dict[str, float]:
+        """Periodic evaluation of the policy in memory: new task and retention suite (fixed seeds),
+        videos, and a policy snapshot (``snapshots/iter_N``) for later analysis."""
         from vla_razor.evaluation import evaluate_task, format_table
 
         cfg = self.cfg
-        policy = self.policy
-        new_episodes = cfg.final_eval_episodes if final else cfg.eval_episodes
-        prior_episodes = cfg.final_eval_episodes if final else cfg.retention_episodes
-        tasks = [self.task] + (self.suite.prior_tasks if prior_episodes else [])
-        results = {}
-        for task in tasks:
-            episodes = new_episodes if task == self.task else prior_episodes
-            results[task] = evaluate_task(policy, task, episodes, seed=cfg.eval_seed)
+        tasks = [self.task] + (self.prior_tasks if cfg.retention_episodes else [])
+        results = {t: evaluate_task(self.policy, t, cfg.eval_episodes if t == self.task else cfg.retention_episodes,
+                                    seed=cfg.eval_seed) for t in tasks}
         metrics = {"success/new_task": results[self.task].rate}
-        for task in self.suite.prior_tasks:
-            if task in results:
-                metrics[f"retention/{task}"] = results[task].rate
-        prior = [metrics[f"retention/{t}"] for t in self.suite.prior_tasks if f"retention/{t}" in metrics]
-        if prior:
-            metrics["retention/mean"] = sum(prior) / len(prior)
-        tag = "final" if final else f"iter_{self.iteration:06d}"
+        metrics.update({f"retention/{t}": results[t].rate for t in tasks[1:]})
+        if len(tasks) > 1:
+            metrics["retention/mean"] = sum(results[t].rate for t in tasks[1:]) / (len(tasks) - 1)
+        tag = f"iter_{self.iteration:06d}"
         if cfg.video_episodes:
-            for task in tasks:
-                act = _deterministic_actor(policy)
-                record_episodes(task, act, self.run.videos / f"{tag}_{task}.mp4", num_episodes=cfg.video_episodes,
-                                seed=cfg.eval_seed, max_episode_steps=None)
+            self._record_videos(tag, tasks)
         snapshot = self.run.path / "snapshots" / tag
-        policy.save_pretrained(snapshot)
+        self.policy.save_pretrained(snapshot)
         roles = {t: ("new" if t == self.task else "prior") for t in tasks}
         write_json(self.run.eval / f"{tag}.json", {
             "iteration": self.iteration, "env_steps": self.env_steps, "snapshot": str(snapshot),
@@ -224,12 +230,24 @@ class FinetuneRun:
         return metrics
 
     def finish(self) -> Path:
-        """Final evaluation and the fine-tuned policy in ``policy/``."""
-        metrics = self.evaluate(final=True)
-        self.log({f"final/{k}": v for k, v in metrics.items()})
-        self.policy.save_pretrained(self.run.path / "policy")
+        """Save the fine-tuned policy in ``policy/``, then evaluate it on the whole suite with the
+        retention code (``vla-razor eval``), forgetting measured against the (cached) base results."""
+        from vla_razor.retention import evaluate_suite
+
+        cfg = self.cfg
+        policy_dir = self.policy.save_pretrained(self.run.path / "policy")
+        result = evaluate_suite(policy_dir, self.eval_suite, cfg.final_eval_episodes, cfg.eval_seed, base_dir=cfg.base)
+        result.meta.update(iteration=self.iteration, env_steps=self.env_steps, algo=self.algo)
+        write_json(self.run.eval / "final.json", result.as_dict())
+        if cfg.video_episodes:
+            self._record_videos("final", self.eval_suite.tasks)
+        metrics = {"final/success/new_task": result.new_task_success, "final/retention/mean": result.retention,
+                   "final/forgetting/mean": result.mean_forgetting}
+        metrics.update({f"final/retention/{t}": result.tasks[t].rate for t in result.prior_tasks})
+        self.log(metrics)
         self.run.close()
-        print(f"fine-tuned policy: {self.run.path / 'policy'}")
+        print(result.table())
+        print(f"fine-tuned policy: {policy_dir}")
         return self.run.path
 
     def progress(self, total: int, unit: str) -> tqdm:
@@ -245,7 +263,7 @@ class FinetuneRun:
         return out
 
 
-def _deterministic_actor(policy):
+def deterministic_actor(policy):
     """A video callable: the policy's deterministic chunk, executed whole, one action per call."""
     from vla_razor.policies.encoders import as_tensor_obs
 

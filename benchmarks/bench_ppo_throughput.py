@@ -1,0 +1,87 @@
+"""PPO environment throughput vs the raw simulator, and the KL tracking's share of an iteration.
+
+One process, the same env (the suite's new task, ``num_envs`` CPU sub-envs, action chunks):
+
+1. raw: the vector env stepped with random action chunks (no policy), env steps per second;
+2. PPO: ``vla-razor finetune --algo ppo`` iterations (flow policy, 5 denoising steps, state
+   observations): rollout with the policy, old log-probs and values, GAE, clipped updates, and
+   the KL to the base; env steps per second over the whole iteration (evaluation excluded).
+
+Prints JSON with ``ppo_over_raw`` (target >= 0.85) and ``kl_share`` (target <= 0.10).
+
+    .venv/bin/python benchmarks/bench_ppo_throughput.py [--base runs/base/policy] [--iterations 6]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def raw_rate(task: str, num_envs: int, chunk: int, decisions: int, seed: int = 0) -> float:
+    from vla_razor.envs import make_vec_env
+
+    env = make_vec_env(task, num_envs=num_envs, backend="cpu", chunk_size=chunk)
+    env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    steps, start = 0, time.perf_counter()
+    for _ in range(decisions):
+        actions = rng.uniform(-1, 1, (num_envs, chunk, 7)).astype(np.float32) * 0.3
+        _, _, _, _, info = env.step(actions)
+        steps += int(info["chunk_steps"].sum())
+    elapsed = time.perf_counter() - start
+    env.close()
+    return steps / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", default="runs/base/policy", help="base policy (a fresh flow policy when missing)")
+    parser.add_argument("--iterations", type=int, default=6)
+    parser.add_argument("--num-envs", type=int, default=16)
+    parser.add_argument("--num-decisions", type=int, default=16)
+    args = parser.parse_args()
+
+    from vla_razor.envs import load_suite
+    from vla_razor.policies import make_policy
+    from vla_razor.rl.ppo import PPOConfig, train
+
+    task = load_suite("default").new_task
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(args.base)
+        if not (base / "config.json").exists():
+            base = Path(tmp) / "fresh"
+            make_policy("flow", {"chunk_size": 8, "num_steps": 5, "hidden": 128, "num_layers": 2}).save_pretrained(base)
+        cfg = PPOConfig(name="bench", runs_dir=tmp, base=str(base), num_envs=args.num_envs, num_decisions=args.num_decisions,
+                        total_env_steps=args.iterations * args.num_envs * args.num_decisions * 8, eval_every=0,
+                        retention_episodes=0, final_eval_episodes=1, video_episodes=0, critic_warmup_iterations=1,
+                        checkpoint_every=1000)
+        chunk = 8
+        raw_before = raw_rate(task, args.num_envs, chunk, args.num_decisions * 2)
+        train(cfg)
+        raw_after = raw_rate(task, args.num_envs, chunk, args.num_decisions * 2, seed=1)
+        records = [json.loads(line) for line in (Path(tmp) / "bench" / "metrics.jsonl").read_text().splitlines()]
+    iterations = [r for r in records if "time/iteration_s" in r][1:]  # the first pays one-off warm-up costs
+    total_time = sum(r["time/iteration_s"] for r in iterations)
+    env_steps = iterations[-1]["env_steps"] - records[0]["env_steps"]
+    raw = statistics.mean([raw_before, raw_after])
+    ppo = env_steps / total_time
+    print(json.dumps({
+        "task": task, "num_envs": args.num_envs, "decisions_per_iteration": args.num_decisions, "chunk": chunk,
+        "iterations_timed": len(iterations), "torch_threads": torch.get_num_threads(),
+        "raw_env_steps_per_s": round(raw, 1), "raw_before_after": [round(raw_before, 1), round(raw_after, 1)],
+        "ppo_env_steps_per_s": round(ppo, 1), "ppo_over_raw": round(ppo / raw, 3),
+        "rollout_share": round(sum(r["time/rollout_s"] for r in iterations) / total_time, 3),
+        "update_share": round(sum(r["time/update_s"] for r in iterations) / total_time, 3),
+        "kl_share": round(sum(r["time/kl_s"] for r in iterations) / total_time, 3),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Fan evaluations of (policy directory, task) pairs out as Ray tasks.
+
+Local Ray by default (``workers`` CPUs); ``address`` (or the ``RAY_ADDRESS`` environment variable)
+joins an existing cluster instead. One job, or ``workers=1``, runs in this process: starting Ray
+costs seconds that a single evaluation does not repay.
+"""
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+
+from tqdm import tqdm
+
+from vla_razor.evaluation import SuccessRate
+
+
+def evaluate_one(policy_dir: str, task: str, episodes: int, seed: int, threads: int | None = None) -> dict:
+    import torch
+
+    from vla_razor.evaluation import evaluate_task
+    from vla_razor.policies import ChainPolicy
+
+    if threads:
+        torch.set_num_threads(threads)
+    policy = ChainPolicy.from_pretrained(policy_dir)
+    return evaluate_task(policy, task, episodes, seed=seed).as_dict()
+
+
+def run_evaluations(jobs: list[tuple[str, str]], episodes: int, seed: int, workers: int = 1,
+                    address: str | None = None) -> dict[str, dict[str, SuccessRate]]:
+    """``{policy_dir: {task: SuccessRate}}`` for every (policy_dir, task) job."""
+    address = address or os.environ.get("RAY_ADDRESS")
+    results: dict[str, dict[str, SuccessRate]] = defaultdict(dict)
+
+    def store(job, d):
+        results[job[0]][job[1]] = SuccessRate(d["successes"], d["episodes"], d["ci_low"], d["ci_high"])
+
+    if (workers <= 1 and not address) or len(jobs) == 1:
+        for job in tqdm(jobs, desc="evaluate", unit="task", leave=False, disable=len(jobs) == 1):
+            store(job, evaluate_one(*job, episodes, seed))
+        return dict(results)
+
+    import ray
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        kwargs = {"address": address} if address else {"num_cpus": workers, "include_dashboard": False}
+        ray.init(log_to_driver=False, configure_logging=False, **kwargs)
+    try:
+        remote = ray.remote(num_cpus=1)(evaluate_one)
+        pending = {remote.remote(p, t, episodes, seed, 1): (p, t) for p, t in jobs}
+        with tqdm(total=len(jobs), desc=f"evaluate ({workers} Ray workers)", unit="task", leave=False) as bar:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    store(pending.pop(ref), ray.get(ref))
+                    bar.update(1)
+    finally:
+        if started_here:
+            ray.shutdown()
+    return dict(results)
