@@ -207,6 +207,9 @@ def _records(run):
 
 
 def test_ppo_is_killed_mid_run_and_resumes(smoke_base, tmp_path):
+    import hashlib
+
+    base_hash = hashlib.sha256((smoke_base / "base-smoke" / "policy" / "model.safetensors").read_bytes()).hexdigest()
     cmd = _finetune_cmd("ppo", tmp_path, smoke_base, "total_env_steps=600", "name=ppo")
     run = tmp_path / "ppo"
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -232,6 +235,10 @@ def test_ppo_is_killed_mid_run_and_resumes(smoke_base, tmp_path):
     assert (run / "videos" / "final_PickCube.mp4").stat().st_size > 0 and (run / "critic" / "model.safetensors").exists()
     from vla_razor.policies import ChainPolicy
 
+    import hashlib
+
+    weights = smoke_base / "base-smoke" / "policy" / "model.safetensors"
+    assert hashlib.sha256(weights.read_bytes()).hexdigest() == base_hash  # the base on disk is untouched too
     tuned = ChainPolicy.from_pretrained(run / "policy")
     base = ChainPolicy.from_pretrained(smoke_base / "base-smoke" / "policy")
     assert any(not torch.equal(a, b) for a, b in zip(tuned.parameters(), base.parameters()))
@@ -264,3 +271,13 @@ def test_missing_base_and_bad_config_get_clear_errors(tmp_path):
     done = subprocess.run([sys.executable, "-m", "vla_razor.cli", "finetune", "--algo", "grpo", "group_sise=4"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "group_size" in done.stderr
+
+
+def test_sft_on_rl_data_refuses_a_policy_without_successes(smoke_base):
+    from vla_razor.sft.bc import SFTConfig, rl_dataset
+
+    cfg = SFTConfig(data="rl", rl_policy=str(smoke_base / "base-smoke" / "policy"), rl_episodes=2, suite="smoke")
+    with pytest.raises(ValueError, match="succeeded in none of 2 episodes"):
+        rl_dataset(cfg, "PickCube", 8)
+    with pytest.raises(ValueError, match="rl_policy"):
+        SFTConfig(data="rl")

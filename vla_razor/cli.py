@@ -56,7 +56,7 @@ def _add_finetune(sub) -> None:
 
 
 def _add_eval(sub) -> None:
-    p = sub.add_parser("eval", help="evaluate a policy on every task of a suite: success, 95% intervals, forgetting vs the base")
+    p = sub.add_parser("eval", help="evaluate a policy on every task of a suite: success, 95%% intervals, forgetting vs the base")
     p.add_argument("--checkpoint", required=True, help="a policy directory (save_pretrained) or a run directory (its policy/)")
     p.add_argument("--suite", default="default", help="suite name or YAML path (default: default)")
     p.add_argument("--episodes", type=int, default=50, help="episodes per task (default: 50)")

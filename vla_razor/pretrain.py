@@ -38,7 +38,7 @@ class PretrainConfig:
     """Policy family: flow, diffusion or gaussian."""
     policy: dict[str, Any] = field(default_factory=lambda: {"chunk_size": 8, "num_steps": 5, "hidden": 128, "num_layers": 2})
     """Fields of the family's config (e.g. hidden, num_layers, chunk_size, num_steps)."""
-    steps: int = 20_000
+    steps: int = 30_000
     """Gradient steps."""
     batch_size: int = 256
     """Samples (observation, action chunk) per step."""
