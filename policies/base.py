@@ -121,6 +121,10 @@ class Chain:
 
     points: torch.Tensor
     stochastic: bool
+    steps: GaussianChain | None = None
+    """When ``sample`` made the chain: the policy's step Gaussians at the chain's own points (``[B, K, H*A]``,
+    action units; in stochastic mode, the Gaussians the points were drawn from). The sampler's log-densities
+    and KLs then come with no second pass through the network."""
 
     @property
     def actions(self) -> torch.Tensor:
@@ -256,7 +260,7 @@ class DenoisingChainPolicy(ChainPolicy):
         batch = tokens.shape[0]
         shape = (batch, cfg.chunk_size, cfg.action_dim)
         x = torch.randn(shape, generator=generator, device=self.device)
-        points = [x]
+        points, means, log_stds = [x], [], []
         for k in range(self.num_steps):
             deterministic_next, mean, log_std = self._step(x, torch.full((batch,), k, device=self.device), tokens)
             if mode == "deterministic":
@@ -264,9 +268,14 @@ class DenoisingChainPolicy(ChainPolicy):
             else:
                 x = mean + log_std.exp() * torch.randn(shape, generator=generator, device=self.device)
             points.append(x)
+            means.append(mean)
+            log_stds.append(log_std)
         # Chain points are stored in action units, so a chain means the same thing to any policy
         # (base and fine-tuned), whatever its normalisation.
-        chain = Chain(self.denormalize_actions(torch.stack(points, dim=1)), stochastic=mode == "stochastic")
+        flat = (batch, self.num_steps, cfg.chunk_size * cfg.action_dim)
+        steps = GaussianChain(self.denormalize_actions(torch.stack(means, dim=1)).reshape(flat),
+                              (torch.stack(log_stds, dim=1) + self.action_scale.log()).reshape(flat))
+        chain = Chain(self.denormalize_actions(torch.stack(points, dim=1)), stochastic=mode == "stochastic", steps=steps)
         return chain.actions, chain
 
     def step_distributions(self, obs: dict, chain: Chain) -> GaussianChain:

@@ -54,7 +54,7 @@ def test_kl_to_itself_is_zero_and_grows_after_a_change():
     base = freeze(policy)
     obs = _obs(16)
     same = measure_kl_to_base(base, policy, obs)
-    assert same["kl/forward"] == 0.0 and same["kl/reverse"] == 0.0 and same["kl/states"] == 16
+    assert same["kl/forward"] < 1e-9 and same["kl/reverse"] < 1e-9 and same["kl/states"] == 16
     _perturb(policy)
     moved = measure_kl_to_base(base, policy, obs)
     assert moved["kl/forward"] > 0 and moved["kl/reverse"] > 0 and moved["kl/forward_stderr"] > 0

@@ -420,3 +420,16 @@ def test_state_is_normalised_per_task():
         assert enc.state_std[task].mean().item() == pytest.approx(std, rel=0.1)
     assert torch.equal(enc.state_mean[1], torch.zeros(enc.state_mean.shape[1]))  # absent tasks stay identity
     assert torch.equal(enc.state_std[1], torch.ones(enc.state_std.shape[1]))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("mode", ["stochastic", "deterministic"])
+def test_sampled_chain_carries_the_step_gaussians_it_came_from(variant, mode):
+    policy = build(variant)
+    obs = random_observation(5, seed=4)
+    _, chain = policy.sample(obs, mode, generator=gen(2))
+    again = policy.step_distributions(obs, chain)
+    assert torch.allclose(chain.steps.mean, again.mean, atol=1e-5) and torch.allclose(chain.steps.log_std.expand_as(again.mean), again.log_std.expand_as(again.mean), atol=1e-5)
+    if mode == "stochastic":  # the points really are draws from those Gaussians: standardised residuals ~ N(0, 1)
+        z = (chain.points[:, 1:].flatten(2) - chain.steps.mean) / chain.steps.std
+        assert abs(z.mean().item()) < 0.2 and 0.8 < z.std().item() < 1.2

@@ -49,7 +49,10 @@ def chain_kl(sampler, p, q, obs: dict, generator: torch.Generator | None = None)
     """Per-state chain KL(p || q) ``[B]`` on one chain per state sampled from ``sampler`` (= p for an
     unbiased estimate of KL(p || q))."""
     _, chain = sampler.sample(obs, "stochastic", generator=generator)
-    return forward_kl(p.step_distributions(obs, chain), q.step_distributions(obs, chain))
+    # The sampler's own step Gaussians come with the chain: one network pass fewer.
+    p_steps = chain.steps if p is sampler and chain.steps is not None else p.step_distributions(obs, chain)
+    q_steps = chain.steps if q is sampler and chain.steps is not None else q.step_distributions(obs, chain)
+    return forward_kl(p_steps, q_steps)
 
 
 @torch.no_grad()
@@ -141,7 +144,7 @@ class KLPenalty:
         out = {}
         if self.config.direction == "forward":
             _, base_chain = base.sample(obs, "stochastic", generator=generator)
-            d = base.step_distributions(obs, base_chain)
+            d = base_chain.steps
             out.update(base_points=base_chain.points, base_mean=d.mean, base_log_std=d.log_std)
         else:
             d = base.step_distributions(obs, chains)

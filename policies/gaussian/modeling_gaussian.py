@@ -70,7 +70,8 @@ class GaussianPolicy(ChainPolicy):
         dist = self.distribution(obs)
         flat = dist.mean if mode == "deterministic" else dist.sample(generator)
         actions = flat.reshape(-1, self.config.chunk_size, self.config.action_dim)
-        chain = Chain(torch.stack([torch.zeros_like(actions), actions], dim=1), stochastic=mode == "stochastic")
+        chain = Chain(torch.stack([torch.zeros_like(actions), actions], dim=1), stochastic=mode == "stochastic",
+                      steps=GaussianChain(dist.mean[:, None], dist.log_std[:, None]))
         return chain.actions, chain
 
     def step_distributions(self, obs: dict, chain: Chain) -> GaussianChain:

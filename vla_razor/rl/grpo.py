@@ -18,7 +18,7 @@ from vla_razor.finetune import FinetuneConfig, FinetuneRun
 from vla_razor.policies.base import Chain
 from vla_razor.policies.encoders import as_tensor_obs
 
-from .ppo import per_step_log_prob
+from .rollout import per_step_log_prob
 
 
 @dataclass
@@ -66,12 +66,13 @@ def group_advantages(scores: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 
 @torch.no_grad()
 def collect_groups(env, policy, seeds: list[int], max_decisions: int, generator: torch.Generator):
-    """One episode per sub-env from ``reset(seed=seeds)``; returns per-decision tensors and episode outcomes."""
+    """One episode per sub-env from ``reset(seed=seeds)``: per-decision observations, chains and their
+    per-step log-probabilities under the sampling policy, the owning sub-env, and episode outcomes."""
     obs, _ = env.reset(seed=seeds)
     n = len(seeds)
     alive = np.ones(n, bool)
     returns, success, env_steps = np.zeros(n), np.zeros(n, bool), 0
-    obs_rows, chain_rows, owner = [], [], []
+    obs_rows, chain_rows, log_prob_rows, owner = [], [], [], []
     for _ in range(max_decisions):
         if not alive.any():
             break
@@ -80,6 +81,7 @@ def collect_groups(env, policy, seeds: list[int], max_decisions: int, generator:
         rows = np.flatnonzero(alive)
         obs_rows.append({k: v[rows] for k, v in tensor_obs.items()})
         chain_rows.append(chain.points[rows])
+        log_prob_rows.append(per_step_log_prob(chain.steps, chain.points)[rows])
         owner.append(torch.as_tensor(rows))
         obs, reward, terminated, truncated, info = env.step(actions.numpy())
         steps = info.get("chunk_steps", np.ones(n, int))
@@ -89,7 +91,8 @@ def collect_groups(env, policy, seeds: list[int], max_decisions: int, generator:
         success[done] = np.asarray(info["success"])[done]
         alive &= ~done
     flat_obs = {k: torch.cat([o[k] for o in obs_rows]) for k in obs_rows[0]}
-    return flat_obs, Chain(torch.cat(chain_rows), True), torch.cat(owner), returns, success, env_steps
+    return (flat_obs, Chain(torch.cat(chain_rows), True), torch.cat(log_prob_rows), torch.cat(owner),
+            returns, success, env_steps)
 
 
 def train(cfg: GRPOConfig, resume: bool = False):
@@ -114,13 +117,12 @@ def train(cfg: GRPOConfig, resume: bool = False):
             first = cfg.seed * 1_000_003 + ft.iteration * cfg.num_groups
             seeds = [first + g for g in range(cfg.num_groups) for _ in range(cfg.group_size)]
             policy.eval()
-            obs, chains, owner, returns, success, env_steps = collect_groups(env, policy, seeds, max_decisions, generator)
+            obs, chains, old_log_prob, owner, returns, success, env_steps = collect_groups(env, policy, seeds, max_decisions, generator)
             rollout_s = time.perf_counter() - started
             scores = torch.as_tensor(success if cfg.score == "success" else returns, dtype=torch.float32)
             advantages = group_advantages(scores.reshape(cfg.num_groups, cfg.group_size)).flatten()[owner]
 
             with torch.no_grad():
-                old_log_prob = per_step_log_prob(policy.step_distributions(obs, chains), chains.points)
                 prepared = ft.penalty.prepare(base, obs, chains, generator)
 
             # 2. Clipped per-step ratio updates; decisions of unanimous groups carry zero advantage.

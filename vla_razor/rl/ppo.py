@@ -16,11 +16,10 @@ from dataclasses import dataclass
 
 import torch
 
-from vla_razor.divergence import DiagGaussian
 from vla_razor.finetune import FinetuneConfig, FinetuneRun
 from vla_razor.policies.base import Chain
 
-from .rollout import collect, gae
+from .rollout import collect, gae, per_step_log_prob
 
 
 @dataclass
@@ -73,11 +72,6 @@ SMOKE = dict(total_env_steps=256, num_envs=2, num_decisions=4, update_epochs=1, 
              checkpoint_every=1, kl_states=8, suite="smoke", base="runs/base-smoke/policy")
 
 
-def per_step_log_prob(steps: DiagGaussian, points: torch.Tensor) -> torch.Tensor:
-    """``[B, K]`` log-density of each step output ``points[:, k + 1]`` under step k's Gaussian."""
-    return DiagGaussian(steps.mean, steps.log_std).log_prob(points[:, 1:].flatten(2))
-
-
 def train(cfg: PPOConfig, resume: bool = False):
     from vla_razor.envs import make_vec_env
     from vla_razor.policies.critic import CriticConfig, ValueCritic
@@ -109,9 +103,9 @@ def train(cfg: PPOConfig, resume: bool = False):
             rollout_s = time.perf_counter() - started
             flat_obs, chains = rollout.flat_obs(), rollout.flat_chains()
 
-            # 2. Old log-probs and values in one batched pass; GAE on the decision rewards.
+            # 2. Values in one batched pass (the old log-probs came with the sampled chains); GAE on the decision rewards.
+            old_log_prob = rollout.flat_log_probs()
             with torch.no_grad():
-                old_log_prob = per_step_log_prob(policy.step_distributions(flat_obs, chains), chains.points)
                 values = critic(flat_obs).reshape(cfg.num_decisions, cfg.num_envs)
                 advantages, returns = gae(rollout.rewards, values, rollout.dones, critic(rollout.next_obs),
                                           cfg.gamma, cfg.gae_lambda)

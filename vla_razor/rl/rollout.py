@@ -12,8 +12,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from vla_razor.divergence import DiagGaussian
 from vla_razor.policies.base import Chain
 from vla_razor.policies.encoders import as_tensor_obs
+
+
+def per_step_log_prob(steps: DiagGaussian, points: torch.Tensor) -> torch.Tensor:
+    """``[B, K]`` log-density of each step output ``points[:, k + 1]`` under step k's Gaussian."""
+    return DiagGaussian(steps.mean, steps.log_std).log_prob(points[:, 1:].flatten(2))
 
 
 @dataclass
@@ -23,6 +29,8 @@ class Rollout:
     obs: dict[str, torch.Tensor]
     chains: torch.Tensor
     """Chain points ``[T, N, K + 1, H, A]``."""
+    log_probs: torch.Tensor
+    """``[T, N, K]``: each denoising step's log-density under the policy that sampled it (PPO's old policy)."""
     rewards: torch.Tensor
     """Summed chunk rewards, with ``gamma * V(final_obs)`` added where an episode was truncated."""
     dones: torch.Tensor
@@ -44,6 +52,9 @@ class Rollout:
     def flat_chains(self) -> Chain:
         return Chain(self.chains.flatten(0, 1), stochastic=True)
 
+    def flat_log_probs(self) -> torch.Tensor:
+        return self.log_probs.flatten(0, 1)
+
 
 @torch.no_grad()
 def collect(env, policy, obs: dict, num_decisions: int, generator: torch.Generator, critic=None,
@@ -53,7 +64,7 @@ def collect(env, policy, obs: dict, num_decisions: int, generator: torch.Generat
     Truncated episodes (time limit) are bootstrapped with the critic's value of their final
     observation, so a time limit does not look like a failure to the value function.
     """
-    obs_steps, chains, rewards, dones = [], [], [], []
+    obs_steps, chains, log_probs, rewards, dones = [], [], [], [], []
     truncated_at: list[tuple[int, np.ndarray, dict]] = []
     env_steps, successes = 0, []
     for t in range(num_decisions):
@@ -61,6 +72,7 @@ def collect(env, policy, obs: dict, num_decisions: int, generator: torch.Generat
         actions, chain = policy.sample(tensor_obs, "stochastic", generator=generator)
         obs_steps.append(tensor_obs)
         chains.append(chain.points)
+        log_probs.append(per_step_log_prob(chain.steps, chain.points))
         step_actions = actions.numpy() if actions.shape[1] > 1 else actions[:, 0].numpy()
         obs, reward, terminated, truncated, info = env.step(step_actions)
         done = terminated | truncated
@@ -76,7 +88,7 @@ def collect(env, policy, obs: dict, num_decisions: int, generator: torch.Generat
         for t, rows, final in truncated_at:
             rewards[t, rows] += gamma * critic(as_tensor_obs(final)).float()
     stacked = {k: torch.stack([o[k] for o in obs_steps]) for k in obs_steps[0]}
-    rollout = Rollout(stacked, torch.stack(chains), rewards, torch.stack(dones), as_tensor_obs(obs), env_steps, successes)
+    rollout = Rollout(stacked, torch.stack(chains), torch.stack(log_probs), rewards, torch.stack(dones), as_tensor_obs(obs), env_steps, successes)
     return rollout, obs
 
 
