@@ -46,7 +46,9 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=6)
     parser.add_argument("--num-envs", type=int, default=16)
     parser.add_argument("--num-decisions", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (process-wide)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     from vla_razor.envs import load_suite
     from vla_razor.policies import make_policy

@@ -92,7 +92,9 @@ def main() -> None:
     parser.add_argument("--env-steps", type=int, default=40_000)
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads, for both (process-wide)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     eval_seed = 10_000
