@@ -14,8 +14,8 @@ import scipy.integrate
 import scipy.stats
 import torch
 
-from vla_razor.base_kl import KLPenalty, KLPenaltyConfig, freeze, gaussian_chain_js, measure_kl_to_base
-from vla_razor.divergence import GaussianChain
+from vla_razor.base_kl import KLPenalty, KLPenaltyConfig, freeze, measure_kl_to_base
+from vla_razor.divergence import GaussianChain, gaussian_js_estimate
 from vla_razor.envs.observations import random_observation
 from vla_razor.policies import Chain, make_policy
 from vla_razor.rl.grpo import group_advantages
@@ -103,7 +103,7 @@ def test_js_estimate_matches_quadrature():
     g = torch.Generator().manual_seed(0)
     many_p = GaussianChain(p.mean.expand(200_000, 1, 1), p.log_std.expand(200_000, 1, 1))
     many_q = GaussianChain(q.mean.expand(200_000, 1, 1), q.log_std.expand(200_000, 1, 1))
-    estimate = gaussian_chain_js(many_p, many_q, g)
+    estimate = gaussian_js_estimate(many_p, many_q, g)
     fp, fq = scipy.stats.norm(0, 1).pdf, scipy.stats.norm(1.5, 0.7).pdf
 
     def integrand(x):
@@ -281,3 +281,17 @@ def test_sft_on_rl_data_refuses_a_policy_without_successes(smoke_base):
         rl_dataset(cfg, "PickCube", 8)
     with pytest.raises(ValueError, match="rl_policy"):
         SFTConfig(data="rl")
+
+
+def test_clipped_surrogate_matches_the_ppo_formula():
+    from vla_razor.rl.objective import clipped_surrogate
+
+    log_ratio = torch.log(torch.tensor([[1.1, 1.5], [0.5, 0.95]]))
+    adv = torch.tensor([2.0, -1.0])
+    loss, stats = clipped_surrogate(log_ratio, adv, clip=0.2)
+    # decision 0 (adv 2): min(1.1*2, 1.1*2) = 2.2 and min(1.5*2, 1.2*2) = 2.4; decision 1 (adv -1):
+    # min(-0.5, -0.8) = -0.8 and min(-0.95, -0.95) = -0.95
+    assert loss.item() == pytest.approx(-(2.2 + 2.4 - 0.8 - 0.95) / 4)
+    assert stats["clipfrac"] == pytest.approx(0.5)
+    r = torch.tensor([1.1, 1.5, 0.5, 0.95])
+    assert stats["approx_kl"] == pytest.approx(((r - 1) - r.log()).mean().item(), rel=1e-5)

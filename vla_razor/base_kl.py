@@ -16,13 +16,12 @@ how far the action distribution moved.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
-from vla_razor.divergence import GaussianChain, forward_kl, mean_and_stderr, reverse_kl
+from vla_razor.divergence import GaussianChain, forward_kl, gaussian_js_estimate, mean_and_stderr, reverse_kl
 
 PenaltyKind = Literal["none", "fixed", "adaptive"]
 PenaltyDirection = Literal["forward", "reverse", "js"]
@@ -77,24 +76,6 @@ def measure_kl_to_base(base, policy, obs: dict, max_states: int = 256, seed: int
         out[f"kl/{name}"], out[f"kl/{name}_stderr"] = est.mean, est.stderr
     out["kl/states"] = int(forward.shape[0])
     return out
-
-
-def gaussian_chain_js(p: GaussianChain, q: GaussianChain, generator: torch.Generator | None = None) -> torch.Tensor:
-    """A one-sample, reparameterised (differentiable) estimate of the summed per-step Jensen-Shannon
-    divergence ``[B]``: JS has no closed form between Gaussians. Each step's term lies in [0, ln 2]."""
-    def half(a: GaussianChain, b: GaussianChain) -> torch.Tensor:
-        x = a.rsample(generator)
-        la = _per_step_log_prob(a, x)
-        lb = _per_step_log_prob(b, x)
-        lm = torch.logaddexp(la, lb) - math.log(2.0)
-        return (la - lm).sum(-1)
-
-    return 0.5 * (half(p, q) + half(q, p))
-
-
-def _per_step_log_prob(d: GaussianChain, x: torch.Tensor) -> torch.Tensor:
-    z = (x - d.mean) * torch.exp(-d.log_std)
-    return (-0.5 * z.square() - d.log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
 
 
 @dataclass
@@ -180,7 +161,7 @@ class KLPenalty:
 
                 mb_obs = {k: v[index] for k, v in obs.items()}
                 current = policy.step_distributions(mb_obs, Chain(chains.points[index], True))
-            values = reverse_kl(base, current) if direction == "reverse" else gaussian_chain_js(base, current, generator)
+            values = reverse_kl(base, current) if direction == "reverse" else gaussian_js_estimate(base, current, generator)
         weighted = (prepared["weight"][index].to(values.device) * values).mean()
         return self.coef * weighted, values.mean().detach()
 

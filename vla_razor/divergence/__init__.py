@@ -6,7 +6,7 @@ direction and estimator are part of the name. The headline metric of the project
 ``KL(pi_0 || pi)`` (base policy first, expectation under the base): :func:`forward_kl`.
 """
 from .distributions import Categorical, DiagGaussian, GaussianChain
-from .estimators import Estimate, kl_from_logprobs, mean_and_stderr
+from .estimators import Estimate, gaussian_js_estimate, kl_from_logprobs, mean_and_stderr
 from .kl import f_divergence, forward_kl, kl, reduce, reverse_kl
 from .token_kl import categorical_kl
 
@@ -18,6 +18,7 @@ __all__ = [
     "categorical_kl",
     "f_divergence",
     "forward_kl",
+    "gaussian_js_estimate",
     "kl",
     "kl_from_logprobs",
     "mean_and_stderr",

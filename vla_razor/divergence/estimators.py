@@ -1,4 +1,5 @@
-"""Sample-based KL estimates from log-probabilities, and mean/standard-error summaries.
+"""Sample-based estimates (KL from log-probabilities, Jensen-Shannon between Gaussians) and
+mean/standard-error summaries.
 
 Use these only where the distributions are not explicit (e.g. the marginal of a whole action chunk,
 or a model that exposes only log-probabilities of sampled tokens); where they are explicit, the exact
@@ -25,6 +26,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+
+from .distributions import DiagGaussian, GaussianChain
 
 Estimator = Literal["k1", "k2", "k3"]
 
@@ -71,3 +74,24 @@ def mean_and_stderr(values: torch.Tensor, mask: torch.Tensor | None = None) -> E
     mean = values.mean().item()
     stderr = values.std(unbiased=True).item() / math.sqrt(n) if n > 1 else float("nan")
     return Estimate(mean=mean, stderr=stderr, n=n)
+
+
+def gaussian_js_estimate(p: DiagGaussian, q: DiagGaussian, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A one-sample, reparameterised (so differentiable) estimate of the Jensen-Shannon divergence
+    between diagonal Gaussians, which has no closed form:
+
+        JS(p, q) = 1/2 E_p[log p - log m] + 1/2 E_q[log q - log m],   m = (p + q) / 2,
+
+    one draw from p and one from q per Gaussian. For a :class:`GaussianChain` ``[..., K, D]`` it is the sum
+    of the K per-step estimates (each step's JS lies in [0, ln 2]); returns the batch shape.
+    """
+    def step(d: DiagGaussian) -> DiagGaussian:  # per-step densities: the last dim is the event
+        return DiagGaussian(d.mean, d.log_std)
+
+    def half(a: DiagGaussian, b: DiagGaussian) -> torch.Tensor:
+        x = a.rsample(generator)
+        la, lb = step(a).log_prob(x), step(b).log_prob(x)
+        return la - (torch.logaddexp(la, lb) - math.log(2.0))
+
+    values = 0.5 * (half(p, q) + half(q, p))
+    return values.sum(-1) if isinstance(p, GaussianChain) else values

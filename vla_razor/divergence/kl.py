@@ -158,7 +158,7 @@ def f_divergence(
             return kl(p, q, mask=mask, reduction=reduction) if kind == "forward_kl" else kl(q, p, mask=mask, reduction=reduction)
         raise TypeError(
             f"f_divergence kind {kind!r} has no closed form for {type(p).__name__}; "
-            "estimate it from samples (kl_from_logprobs) or use kind='forward_kl'/'reverse_kl'"
+            "estimate it from samples (gaussian_js_estimate for js, kl_from_logprobs for KL) or use kind='forward_kl'/'reverse_kl'"
         )
     if kind == "forward_kl":
         return kl(p, q, mask=mask, reduction=reduction)

@@ -14,33 +14,22 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vla_razor.finetune import FinetuneConfig, FinetuneRun
+from vla_razor.finetune import FinetuneRun
 from vla_razor.policies.base import Chain
 from vla_razor.policies.encoders import as_tensor_obs
 
+from .objective import ClippedPolicyGradientConfig, clipped_surrogate
 from .rollout import per_step_log_prob
 
 
 @dataclass
-class GRPOConfig(FinetuneConfig):
-    total_env_steps: int = 300_000
-    """Environment steps (not decisions) to train for."""
+class GRPOConfig(ClippedPolicyGradientConfig):
     num_groups: int = 4
     """Initial states per iteration."""
     group_size: int = 8
     """Episodes per initial state (sub-envs = num_groups x group_size)."""
     score: str = "success"
     """Episode score: 'success' (binary, as in GRPO on verifiable rewards) or 'return' (summed dense reward)."""
-    update_epochs: int = 4
-    """Passes over the iteration's decisions."""
-    num_minibatches: int = 4
-    """Minibatches per pass."""
-    clip_coef: float = 0.2
-    """Ratio clip (per denoising step)."""
-    target_kl: float = 0.2
-    """Stop the epochs once the old-vs-new ``grpo/approx_kl`` exceeds this; 0: never."""
-    vectorization: str = "sync"
-    """'sync' (sub-envs in this process) or 'async' (one process per sub-env)."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -48,8 +37,6 @@ class GRPOConfig(FinetuneConfig):
             raise ValueError("GRPO needs num_groups >= 1 and group_size >= 2 (a group normalises within itself)")
         if self.score not in ("success", "return"):
             raise ValueError(f"score must be 'success' or 'return', got {self.score!r}")
-        if min(self.total_env_steps, self.update_epochs, self.num_minibatches) < 1 or self.clip_coef <= 0:
-            raise ValueError("total_env_steps, update_epochs, num_minibatches must be >= 1 and clip_coef > 0")
 
 
 SMOKE = dict(total_env_steps=200, num_groups=1, group_size=2, score="return", update_epochs=1, num_minibatches=1, eval_every=0,
@@ -139,10 +126,10 @@ def train(cfg: GRPOConfig, resume: bool = False):
                     mb_chain = Chain(chains.points[index], True)
                     steps = policy.step_distributions(mb_obs, mb_chain)
                     log_ratio = per_step_log_prob(steps, mb_chain.points) - old_log_prob[index]
-                    ratio = log_ratio.exp()
-                    adv = advantages[index][:, None]
-                    loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()
-                    stats["loss/policy"] += float(loss)
+                    loss, surrogate = clipped_surrogate(log_ratio, advantages[index], cfg.clip_coef)
+                    stats["loss/policy"] += float(loss.detach())
+                    stats["grpo/approx_kl"] += surrogate["approx_kl"]
+                    stats["grpo/clipfrac"] += surrogate["clipfrac"]
                     if ft.penalty.active:
                         penalty, _ = ft.penalty.loss(policy, obs, chains, prepared, index, current=steps, generator=generator)
                         loss = loss + penalty
@@ -152,9 +139,6 @@ def train(cfg: GRPOConfig, resume: bool = False):
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
                     optimizer.step()
-                    with torch.no_grad():
-                        stats["grpo/approx_kl"] += float(((ratio - 1) - log_ratio).mean())
-                        stats["grpo/clipfrac"] += float(((ratio - 1).abs() > cfg.clip_coef).float().mean())
                     updates += 1
                 if cfg.target_kl and stats["grpo/approx_kl"] / updates > cfg.target_kl:
                     break

@@ -16,22 +16,19 @@ from dataclasses import dataclass
 
 import torch
 
-from vla_razor.finetune import FinetuneConfig, FinetuneRun
+from vla_razor.finetune import FinetuneRun
 from vla_razor.policies.base import Chain
 
+from .objective import ClippedPolicyGradientConfig, clipped_surrogate
 from .rollout import collect, gae, per_step_log_prob
 
 
 @dataclass
-class PPOConfig(FinetuneConfig):
-    total_env_steps: int = 300_000
-    """Environment steps (not decisions) to train for."""
+class PPOConfig(ClippedPolicyGradientConfig):
     num_envs: int = 16
     """Parallel sub-envs of the new task."""
     num_decisions: int = 16
     """Decisions (action chunks) per sub-env per iteration: a rollout is num_envs x num_decisions chunks."""
-    vectorization: str = "sync"
-    """'sync' (sub-envs in this process) or 'async' (one process per sub-env)."""
     reward_mode: str = "normalized_dense"
     """ManiSkill reward: 'normalized_dense' or 'sparse' (success)."""
     reward_scale: float = 1.0
@@ -40,14 +37,6 @@ class PPOConfig(FinetuneConfig):
     """Discount per decision (one decision = one action chunk)."""
     gae_lambda: float = 0.95
     """GAE lambda."""
-    update_epochs: int = 4
-    """Passes over the rollout per iteration."""
-    num_minibatches: int = 4
-    """Minibatches per pass."""
-    clip_coef: float = 0.2
-    """PPO ratio clip (per denoising step)."""
-    target_kl: float = 0.2
-    """Stop the iteration's epochs once the old-vs-new ``ppo/approx_kl`` (per step, nats) exceeds this; 0: never."""
     vf_coef: float = 0.5
     """Value-loss weight."""
     critic_lr: float = 3e-4
@@ -59,12 +48,12 @@ class PPOConfig(FinetuneConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if min(self.total_env_steps, self.num_envs, self.num_decisions, self.update_epochs, self.num_minibatches) < 1:
-            raise ValueError("total_env_steps, num_envs, num_decisions, update_epochs and num_minibatches must be >= 1")
+        if self.num_envs < 1 or self.num_decisions < 1:
+            raise ValueError("num_envs and num_decisions must be >= 1")
         if self.num_envs * self.num_decisions < self.num_minibatches:
             raise ValueError("num_envs * num_decisions must be >= num_minibatches")
-        if not 0 < self.gamma <= 1 or not 0 <= self.gae_lambda <= 1 or self.clip_coef <= 0:
-            raise ValueError("need 0 < gamma <= 1, 0 <= gae_lambda <= 1 and clip_coef > 0")
+        if not 0 < self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
+            raise ValueError("need 0 < gamma <= 1 and 0 <= gae_lambda <= 1")
 
 
 SMOKE = dict(total_env_steps=256, num_envs=2, num_decisions=4, update_epochs=1, num_minibatches=2, eval_every=0,
@@ -129,22 +118,18 @@ def train(cfg: PPOConfig, resume: bool = False):
                         mb_chain = Chain(chains.points[index], True)
                         steps = policy.step_distributions(mb_obs, mb_chain)
                         log_ratio = per_step_log_prob(steps, mb_chain.points) - old_log_prob[index]
-                        ratio = log_ratio.exp()
                         adv = advantages[index]
                         if cfg.norm_advantages:
                             adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                        adv = adv[:, None]  # every denoising step shares its decision's advantage
-                        policy_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()
+                        policy_loss, surrogate = clipped_surrogate(log_ratio, adv, cfg.clip_coef)
                         loss = loss + policy_loss
                         if ft.penalty.active:
                             penalty, _ = ft.penalty.loss(policy, flat_obs, chains, prepared, index, current=steps, generator=generator)
                             loss = loss + penalty
                             stats["loss/kl_penalty"] += float(penalty)
-                        with torch.no_grad():
-                            approx_kl = ((ratio - 1) - log_ratio).mean()
-                            stats["ppo/approx_kl"] += float(approx_kl)
-                            stats["ppo/clipfrac"] += float(((ratio - 1).abs() > cfg.clip_coef).float().mean())
-                            stats["loss/policy"] += float(policy_loss)
+                        stats["ppo/approx_kl"] += surrogate["approx_kl"]
+                        stats["ppo/clipfrac"] += surrogate["clipfrac"]
+                        stats["loss/policy"] += float(policy_loss.detach())
                     ft.check_finite(**{"loss/value": value_loss, "loss/total": loss})
                     stats["loss/value"] += float(value_loss)
                     optimizer.zero_grad(set_to_none=True)
