@@ -140,7 +140,9 @@ class FinetuneRun:
     # -- checkpoints -------------------------------------------------------------------------
     def restore(self, modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer],
                 generator: torch.Generator) -> dict:
-        """Load the latest checkpoint into ``modules``/``optimizers`` (if there is one); returns its extras."""
+        """Register what checkpoints hold, then load the latest checkpoint into it (if there is one);
+        returns the checkpoint's extras."""
+        self._state = (modules, optimizers, generator)
         latest = self.run.latest_checkpoint()
         if latest is None:
             return {}
@@ -157,13 +159,25 @@ class FinetuneRun:
         tqdm.write(f"resuming {self.run.path} from iteration {self.iteration} ({self.env_steps} env steps)")
         return state.get("extra", {})
 
-    def checkpoint(self, modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer],
-                   generator: torch.Generator, extra: dict | None = None) -> Path:
+    def checkpoint(self, extra: dict | None = None) -> Path:
+        """Save the modules, optimizers and generator registered by :meth:`restore`, with the counters."""
+        modules, optimizers, generator = self._state
         state = {key: m.state_dict() for key, m in modules.items()}
         state.update({key: o.state_dict() for key, o in optimizers.items()})
         state.update(generator=generator.get_state(), torch_rng=torch.get_rng_state(), iteration=self.iteration,
                      env_steps=self.env_steps, kl_coef=self.penalty.coef, extra=extra or {})
         return self.run.save_checkpoint(self.iteration, state)
+
+    def end_iteration(self, metrics: dict, bar: tqdm, advance: int, more_to_come: bool) -> None:
+        """After ``self.iteration`` was counted: evaluate when due (the final evaluation is :meth:`finish`'s),
+        log, move the progress bar by ``advance``, checkpoint when due."""
+        if self.cfg.eval_every and self.iteration % self.cfg.eval_every == 0 and more_to_come:
+            metrics.update(self.evaluate())
+        self.log(metrics)
+        bar.update(advance)
+        bar.set_postfix(self.postfix(metrics))
+        if self.iteration % self.cfg.checkpoint_every == 0:
+            self.checkpoint()
 
     # -- metrics -------------------------------------------------------------------------------
     def check_finite(self, **values: float | torch.Tensor) -> None:

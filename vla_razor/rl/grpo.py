@@ -89,8 +89,7 @@ def train(cfg: GRPOConfig, resume: bool = False):
     policy, base = ft.policy, ft.base
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
     generator = torch.Generator().manual_seed(cfg.seed)
-    modules, optimizers = {"policy": policy}, {"optimizer": optimizer}
-    ft.restore(modules, optimizers, generator)
+    ft.restore({"policy": policy}, {"optimizer": optimizer}, generator)
 
     num_envs = cfg.num_groups * cfg.group_size
     chunk = policy.config.chunk_size
@@ -151,15 +150,9 @@ def train(cfg: GRPOConfig, resume: bool = False):
                             "grpo/informative_groups": float((scores.reshape(cfg.num_groups, -1).std(1) > 0).float().mean()),
                             "grpo/epochs": epoch + 1, "time/rollout_s": rollout_s,
                             "time/iteration_s": time.perf_counter() - started})
-            if cfg.eval_every and ft.iteration % cfg.eval_every == 0 and ft.env_steps < cfg.total_env_steps:
-                metrics.update(ft.evaluate())
-            ft.log(metrics)
-            bar.update(env_steps)
-            bar.set_postfix(ft.postfix(metrics))
-            if ft.iteration % cfg.checkpoint_every == 0:
-                ft.checkpoint(modules, optimizers, generator)
+            ft.end_iteration(metrics, bar, advance=env_steps, more_to_come=ft.env_steps < cfg.total_env_steps)
     finally:
         bar.close()
         env.close()
-    ft.checkpoint(modules, optimizers, generator)
+    ft.checkpoint()
     return ft.finish()

@@ -73,8 +73,7 @@ def train(cfg: PPOConfig, resume: bool = False):
     optimizer = torch.optim.Adam([{"params": policy.parameters(), "lr": cfg.lr},
                                   {"params": critic.parameters(), "lr": cfg.critic_lr}], eps=1e-5)
     generator = torch.Generator().manual_seed(cfg.seed)
-    modules, optimizers = {"policy": policy, "critic": critic}, {"optimizer": optimizer}
-    ft.restore(modules, optimizers, generator)
+    ft.restore({"policy": policy, "critic": critic}, {"optimizer": optimizer}, generator)
 
     env = make_vec_env(ft.task, num_envs=cfg.num_envs, backend="cpu", chunk_size=policy.config.chunk_size,
                        reward_mode=cfg.reward_mode, vectorization=cfg.vectorization)
@@ -153,16 +152,10 @@ def train(cfg: PPOConfig, resume: bool = False):
                             "ppo/policy_updated": float(update_policy), "time/rollout_s": rollout_s,
                             "time/update_s": update_s, "time/iteration_s": time.perf_counter() - started,
                             "time/env_steps_per_s": rollout.env_steps / (time.perf_counter() - started)})
-            if cfg.eval_every and ft.iteration % cfg.eval_every == 0 and ft.env_steps < cfg.total_env_steps:
-                metrics.update(ft.evaluate())
-            ft.log(metrics)
-            bar.update(rollout.env_steps)
-            bar.set_postfix(ft.postfix(metrics))
-            if ft.iteration % cfg.checkpoint_every == 0:
-                ft.checkpoint(modules, optimizers, generator)
+            ft.end_iteration(metrics, bar, advance=rollout.env_steps, more_to_come=ft.env_steps < cfg.total_env_steps)
     finally:
         bar.close()
         env.close()
-    ft.checkpoint(modules, optimizers, generator)
+    ft.checkpoint()
     critic.save_pretrained(ft.run.path / "critic")
     return ft.finish()

@@ -116,8 +116,7 @@ def train(cfg: SFTConfig, resume: bool = False):
     data = demo_dataset(cfg, ft.task, chunk) if cfg.data == "demos" else rl_dataset(cfg, ft.task, chunk)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     generator = torch.Generator().manual_seed(cfg.seed)
-    modules, optimizers = {"policy": policy}, {"optimizer": optimizer}
-    ft.restore(modules, optimizers, generator)
+    ft.restore({"policy": policy}, {"optimizer": optimizer}, generator)
 
     bar = ft.progress(cfg.iterations, "iteration")
     try:
@@ -141,14 +140,8 @@ def train(cfg: SFTConfig, resume: bool = False):
             metrics = {"loss/bc": sum(losses) / len(losses), "sft/samples_seen": ft.iteration * cfg.steps_per_iteration * cfg.batch_size}
             metrics.update(ft.track_kl(iteration_states))
             metrics["time/iteration_s"] = time.perf_counter() - started
-            if cfg.eval_every and ft.iteration % cfg.eval_every == 0 and ft.iteration < cfg.iterations:
-                metrics.update(ft.evaluate())
-            ft.log(metrics)
-            bar.update(1)
-            bar.set_postfix(ft.postfix(metrics))
-            if ft.iteration % cfg.checkpoint_every == 0:
-                ft.checkpoint(modules, optimizers, generator)
+            ft.end_iteration(metrics, bar, advance=1, more_to_come=ft.iteration < cfg.iterations)
     finally:
         bar.close()
-    ft.checkpoint(modules, optimizers, generator)
+    ft.checkpoint()
     return ft.finish()
