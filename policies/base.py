@@ -226,7 +226,7 @@ class ChainPolicy(nn.Module, ABC):
         meta = read_saved_config(directory, "policy", "family")
         family = meta["family"]
         if family not in POLICY_CLASSES:
-            raise ValueError(f"{config_path}: unknown policy family {family!r}; known: {', '.join(POLICY_CLASSES)}")
+            raise ValueError(f"{directory / CONFIG_NAME}: unknown policy family {family!r}; known: {', '.join(POLICY_CLASSES)}")
         policy_cls = POLICY_CLASSES[family]
         if cls is not ChainPolicy and policy_cls is not cls:
             raise TypeError(f"{directory} holds a {family} policy, not a {cls.family} policy")

@@ -433,3 +433,11 @@ def test_sampled_chain_carries_the_step_gaussians_it_came_from(variant, mode):
     if mode == "stochastic":  # the points really are draws from those Gaussians: standardised residuals ~ N(0, 1)
         z = (chain.points[:, 1:].flatten(2) - chain.steps.mean) / chain.steps.std
         assert abs(z.mean().item()) < 0.2 and 0.8 < z.std().item() < 1.2
+
+
+def test_from_pretrained_names_an_unknown_family(tmp_path):
+    build("flow_sde").save_pretrained(tmp_path)
+    meta = json.loads((tmp_path / CONFIG_NAME).read_text())
+    (tmp_path / CONFIG_NAME).write_text(json.dumps({**meta, "family": "transformer"}))
+    with pytest.raises(ValueError, match="unknown policy family 'transformer'; known: "):
+        ChainPolicy.from_pretrained(tmp_path)

@@ -99,12 +99,6 @@ def tune_malloc() -> None:
     libc.mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024)
 
 
-def _to_tensor_obs(obs: dict) -> dict[str, torch.Tensor]:
-    from vla_razor.policies.encoders import as_tensor_obs
-
-    return as_tensor_obs(obs)
-
-
 class FinetuneRun:
     """The harness of one fine-tuning run: run directory, base and policy, KL tracking, evaluation,
     checkpoints. The algorithm's loop owns the updates and calls into this."""
@@ -192,7 +186,9 @@ class FinetuneRun:
     def track_kl(self, states: dict) -> dict[str, float]:
         """``kl/forward`` and ``kl/reverse`` to the base on this iteration's new-task states."""
         start = time.perf_counter()
-        out = measure_kl_to_base(self.base, self.policy, _to_tensor_obs(states), self.cfg.kl_states,
+        from vla_razor.policies.encoders import as_tensor_obs
+
+        out = measure_kl_to_base(self.base, self.policy, as_tensor_obs(states), self.cfg.kl_states,
                                  seed=self.cfg.seed * 100_003 + self.iteration)
         self.check_finite(**{"kl/forward": out["kl/forward"], "kl/reverse": out["kl/reverse"]})
         out["time/kl_s"] = time.perf_counter() - start
