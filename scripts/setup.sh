@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up vla-razor on a fresh Debian/Ubuntu machine, idempotently:
 #   1. the system libraries ManiSkill needs: libGL/glib, and when there is no GPU the software Vulkan
-#      driver (Mesa >= 24.3 lavapipe),
+#      driver (Mesa >= 24.3 lavapipe); Debian's chromium, which the report's test opens headless,
 #   2. .venv at the repo root with torch==2.13.0 installed FIRST (an unpinned torch drags in CUDA wheels),
 #   3. the project in editable mode with its test extras.
 # Re-running it skips what is already done. Set VLA_RAZOR_SKIP_SYSTEM=1 to skip step 1.
@@ -59,9 +59,10 @@ is_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "instal
 install_system() {
   if [ "${VLA_RAZOR_SKIP_SYSTEM:-0}" = 1 ]; then say "VLA_RAZOR_SKIP_SYSTEM=1: not touching system packages"; return; fi
   command -v dpkg-query >/dev/null 2>&1 || { say "not a Debian-family system: install libGL, glib and a Vulkan driver (Mesa >= $MIN_MESA) by hand"; return; }
-  # SAPIEN's OpenCV needs libGL.so.1 and glib even without a screen.
+  # SAPIEN's OpenCV needs libGL.so.1 and glib even without a screen; chromium renders the razor
+  # report in its headless test (tests/test_quickstart.py).
   local missing=() need_mesa=0 p
-  for p in libgl1 libglib2.0-0; do is_installed "$p" || missing+=("$p"); done
+  for p in libgl1 libglib2.0-0 chromium; do is_installed "$p" || missing+=("$p"); done
   if has_gpu_driver; then say "NVIDIA driver found: using its Vulkan device, no software driver needed"
   elif mesa_ok; then say "software Vulkan driver present (mesa-vulkan-drivers >= $MIN_MESA)"
   else need_mesa=1; fi

@@ -1,5 +1,8 @@
-"""The main job end to end on its --smoke size, through the real CLI."""
+"""The main job end to end on its --smoke size, through the real CLI: demos, base, sweep, report,
+and the report opened in headless Chromium."""
 import json
+import shutil
+import subprocess
 
 import imageio.v2 as imageio
 import pytest
@@ -34,12 +37,74 @@ def test_quickstart_smoke_writes_a_complete_run_directory(smoke_run):
     assert "suite: smoke" in (run_path / "config.yaml").read_text()
 
 
+def test_quickstart_smoke_pretrains_sweeps_and_reports(smoke_run):
+    run_path, _ = smoke_run
+    root = run_path.parent
+    assert (root / "quickstart-smoke-base" / "policy" / "model.safetensors").is_file()
+    sweep = root / "quickstart-smoke-razor"
+    plan = json.loads((sweep / "plan.json").read_text())
+    assert sorted(r["method"] for r in plan["runs"]) == ["rl", "rl", "sft", "sft"]
+    analysis = json.loads((sweep / "report" / "analysis.json").read_text())
+    assert analysis["runs"]["rl"] == 2 and analysis["runs"]["sft"] == 2
+    points = json.loads((sweep / "report" / "points.json").read_text())
+    tuned = [p for p in points if p["method"] in ("rl", "sft")]
+    # every run contributes its periodic evaluation and its final one, each with every predictor
+    assert len(tuned) == 2 * 4
+    for p in tuned:
+        assert p["kl/forward"] >= 0 and p["kl/reverse"] >= 0 and 0 <= p["weights/update_density"] <= 1
+    # a smoke SFT step at lr 1e-3 moves the policy; the KL measured at the end says so
+    assert max(p["kl/forward"] for p in tuned if p["method"] == "sft") > 1e-4
+    summary = (run_path / "summary.md").read_text()
+    assert "RL's Razor report" in summary and "Pareto frontier" in summary and "report.html" in summary
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert path, "headless Chromium is missing: scripts/setup.sh installs Debian's chromium package"
+    return path
+
+
+_PROBE = """<script>
+window.addEventListener('load', () => setTimeout(() => {
+  const imgs = [...document.querySelectorAll('img')], vids = [...document.querySelectorAll('video')];
+  document.body.setAttribute('data-images', imgs.length);
+  document.body.setAttribute('data-images-decoded', imgs.filter(i => i.naturalWidth > 0).length);
+  document.body.setAttribute('data-videos', vids.length);
+  document.body.setAttribute('data-videos-decoded', vids.filter(v => v.readyState >= 1 && v.videoWidth > 0).length);
+}, 1000));
+</script>"""
+
+
+def test_report_opens_in_headless_chromium_with_its_plots_and_videos(smoke_run, tmp_path):
+    import re
+
+    run_path, _ = smoke_run
+    report = run_path.parent / "quickstart-smoke-razor" / "report" / "report.html"
+    probe = tmp_path / "probe.html"
+    probe.write_text(report.read_text() + _PROBE)
+    flags = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+    dom = subprocess.run(flags + ["--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
+                         capture_output=True, text=True, timeout=180).stdout
+    body = dict(re.findall(r'data-([a-z-]+)="(\d+)"', re.search(r"<body[^>]*>", dom).group(0)))
+    # the four figures decode, and the videos of the best RL and SFT runs (2 tasks each) load in the browser
+    assert body["images"] == body["images-decoded"] == "4"
+    assert body["videos"] == body["videos-decoded"] == "4"
+    shot = tmp_path / "report.png"
+    subprocess.run(flags + ["--window-size=1200,2400", f"--screenshot={shot}", report.as_uri()],
+                   capture_output=True, timeout=180, check=True)
+    pixels = imageio.imread(shot)
+    assert pixels.shape[:2] == (2400, 1200) and pixels.std() > 10  # a rendered page, not a blank one
+    shutil.copy(shot, run_path / "report_screenshot.png")
+
+
 def test_quickstart_rerun_reuses_every_stage(smoke_run):
     run_path, args = smoke_run
     video = next((run_path / "videos").glob("*.mp4"))
-    before = video.stat().st_mtime_ns
+    base = run_path.parent / "quickstart-smoke-base" / "policy" / "model.safetensors"
+    final = next((run_path.parent / "quickstart-smoke-razor" / "runs").glob("*/eval/final.json"))
+    before = [p.stat().st_mtime_ns for p in (video, base, final)]
     assert main(args) == 0
-    assert video.stat().st_mtime_ns == before
+    assert [p.stat().st_mtime_ns for p in (video, base, final)] == before
 
 
 def test_quickstart_config_errors_name_the_key(capsys):

@@ -69,6 +69,13 @@ def _add_eval(sub) -> None:
     p.set_defaults(handler=lambda args: __import__("vla_razor.retention.evaluate", fromlist=["main"]).main(args))
 
 
+def _add_razor(sub) -> None:
+    p = sub.add_parser("razor", help="sweep RL and SFT runs from a base policy, then the RL's Razor analysis and report")
+    _add_config_args(p, "configs/razor.yaml")
+    p.add_argument("--report-only", action="store_true", help="skip the runs: analyse the run directories that exist")
+    p.set_defaults(handler=lambda args: __import__("vla_razor.analysis.sweep", fromlist=["main"]).main(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vla-razor",
@@ -81,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pretrain(sub)
     _add_finetune(sub)
     _add_eval(sub)
+    _add_razor(sub)
     return parser
 
 

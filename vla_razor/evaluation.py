@@ -45,12 +45,13 @@ def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tup
 @torch.no_grad()
 def evaluate_task(policy, task: str, episodes: int, seed: int = 0, mode: str = "deterministic",
                   max_episode_steps: int | None = None, progress: bool = False,
-                  execute_steps: int | None = None) -> SuccessRate:
+                  execute_steps: int | None = None, observations: list | None = None) -> SuccessRate:
     """Run ``episodes`` episodes of ``task`` in parallel sub-envs, one episode each; success = ManiSkill's
     flag at the episode's end (ManiSkill ends an episode when it succeeds).
 
     ``execute_steps`` (default: the whole chunk) executes only the first actions of every predicted
-    chunk before predicting again (receding horizon)."""
+    chunk before predicting again (receding horizon). ``observations``, when given, receives the
+    observation of every still-running episode at every decision (the states the policy met)."""
     from vla_razor.envs import make_vec_env
 
     execute = execute_steps or policy.config.chunk_size
@@ -67,6 +68,11 @@ def evaluate_task(policy, task: str, episodes: int, seed: int = 0, mode: str = "
         success = np.zeros(episodes, bool)
         bar = tqdm(total=episodes, desc=f"eval {task}", unit="ep", leave=False, disable=not progress)
         while not done.all():
+            if observations is not None:
+                from vla_razor.policies.encoders import as_tensor_obs
+
+                running = torch.as_tensor(~done)
+                observations.append({k: v[running].clone() for k, v in as_tensor_obs(obs).items()})
             actions, _ = policy.sample(obs, mode, generator=generator)
             chunk = actions[:, :execute] if execute > 1 else actions[:, 0]  # a 1-step env takes plain actions
             obs, _, terminated, truncated, info = env.step(chunk.cpu().numpy())

@@ -307,21 +307,29 @@ def deterministic_actor(policy):
     return act
 
 
-def main(args) -> int:
+def load_algorithm(algo: str, config: str | None = None, overrides: list[str] | None = None, smoke: bool = False):
+    """``(config, train)`` of a fine-tuning algorithm: its config file (default
+    ``configs/finetune_<algo>.yaml``) with dotted overrides, at the ``--smoke`` budget when asked."""
     from .config import load_config, with_smoke
 
-    algo = args.algo
     if algo == "ppo":
-        from .rl.ppo import PPOConfig as config_class, SMOKE, train as train_fn
+        from .rl.ppo import PPOConfig as config_class, SMOKE, train
     elif algo == "grpo":
-        from .rl.grpo import GRPOConfig as config_class, SMOKE, train as train_fn
+        from .rl.grpo import GRPOConfig as config_class, SMOKE, train
+    elif algo == "sft":
+        from .sft.bc import SFTConfig as config_class, SMOKE, train
     else:
-        from .sft.bc import SFTConfig as config_class, SMOKE, train as train_fn
-    cfg = load_config(config_class, args.config or f"configs/finetune_{algo}.yaml", args.overrides)
-    if args.smoke:
-        cfg = with_smoke(cfg, SMOKE, args.overrides)
+        raise ValueError(f"unknown fine-tuning algorithm {algo!r}: choose one of {', '.join(ALGORITHMS)}")
+    cfg = load_config(config_class, config or f"configs/finetune_{algo}.yaml", overrides or [])
+    if smoke:
+        cfg = with_smoke(cfg, SMOKE, overrides or [])
+    return cfg, train
+
+
+def main(args) -> int:
+    cfg, train = load_algorithm(args.algo, args.config, args.overrides, args.smoke)
     try:
-        train_fn(cfg, resume=args.resume)
+        train(cfg, resume=args.resume)
     except NonFiniteError as err:
         print(f"vla-razor finetune: {err}")
         return 3

@@ -1,17 +1,19 @@
-"""`vla-razor quickstart`: the main job on its default config.
+"""`vla-razor quickstart`: the main job on its default config, the whole pipeline end to end.
 
-Today it runs what the project can already do for real on the default suite: expert demonstrations
-of every task (ManiSkill motion planning, converted to the project's control mode), their open-loop
-replay through vla-razor's own environments (which checks that the recorded episodes reproduce in
-our env), and a video grid per task. Every stage is cached: a re-run reuses the demos and videos that
-exist. Later stages (base-policy pretraining, the RL-vs-SFT sweep, the report) join this job as the
-capabilities land.
+1. expert demonstrations of every suite task (ManiSkill motion planning, converted to the project's
+   control mode), replayed open-loop through vla-razor's own environments into a video grid per task;
+2. the base policy: multi-task behaviour cloning (``vla-razor pretrain``);
+3. a small RL-vs-SFT sweep from that base with evaluations along training (``vla-razor razor``);
+4. the razor report: Pareto frontier, forgetting vs forward KL, predictor ranking, videos.
+
+Every stage is cached and resumable: a re-run reuses what exists and continues what was interrupted.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -37,16 +39,58 @@ class QuickstartConfig:
     """Pixels per episode tile (software rendering cost grows with the pixel count)."""
     seed: int = 0
     """First seed of demonstration generation."""
+    pretrain: dict[str, Any] = field(default_factory=dict)
+    """Overrides of configs/pretrain.yaml for the base policy (its ``name`` defaults to ``<name>-base``)."""
+    razor: dict[str, Any] = field(default_factory=dict)
+    """Overrides of configs/razor.yaml for the sweep (its ``name`` defaults to ``<name>-razor``)."""
 
     def __post_init__(self):
         if self.demos_per_task < 1 or self.video_episodes < 0:
             raise ValueError("demos_per_task must be >= 1 and video_episodes >= 0")
 
 
-SMOKE = dict(name="quickstart-smoke", suite="smoke", demos_per_task=2, video_episodes=2, video_tile_size=96)
+SMOKE = dict(name="quickstart-smoke", suite="smoke", demos_per_task=2, video_episodes=2, video_tile_size=96,
+             pretrain={}, razor={})
 
 
-def run_quickstart(config: QuickstartConfig) -> Path:
+def _overrides(values: dict[str, Any]) -> list[str]:
+    import json
+
+    return [f"{k}={json.dumps(v)}" for k, v in values.items()]
+
+
+def pretrain_stage(config: QuickstartConfig, smoke: bool) -> Path:
+    """The base policy (cached: a finished pretraining run is reused, an interrupted one resumes)."""
+    from .config import load_config
+    from .pretrain import SMOKE as PRETRAIN_SMOKE, PretrainConfig, pretrain
+
+    values = {"name": f"{config.name}-base", "runs_dir": config.runs_dir, "suite": config.suite,
+              "demo_dir": config.demo_dir, **config.pretrain}
+    cfg = load_config(PretrainConfig, "configs/pretrain.yaml", _overrides(values))
+    if smoke:
+        cfg = with_smoke(cfg, PRETRAIN_SMOKE, list(values))
+    run = Path(cfg.runs_dir) / cfg.name
+    if not ((run / "policy" / "config.json").is_file() and (run / "eval" / "success.json").is_file()):
+        pretrain(cfg)
+    return run / "policy"
+
+
+def razor_stage(config: QuickstartConfig, base: Path, smoke: bool) -> Path:
+    """The RL-vs-SFT sweep from ``base`` and its report (finished runs are skipped, interrupted ones resume)."""
+    from .analysis.report import write_report
+    from .analysis.sweep import SMOKE as RAZOR_SMOKE, RazorConfig, run_sweep
+    from .config import load_config
+
+    values = {"name": f"{config.name}-razor", "runs_dir": config.runs_dir, "suite": config.suite, "base": str(base),
+              **config.razor}
+    cfg = load_config(RazorConfig, "configs/razor.yaml", _overrides(values))
+    if smoke:
+        cfg = with_smoke(cfg, RAZOR_SMOKE, list(values))
+    run_sweep(cfg)
+    return write_report(cfg)
+
+
+def run_quickstart(config: QuickstartConfig, smoke: bool = False) -> Path:
     from vla_razor.envs import get_task, load_suite
     from vla_razor.envs.demos import generate_demos, load_demos
     from vla_razor.envs.video import record_episodes, replay_policy
@@ -90,12 +134,14 @@ def run_quickstart(config: QuickstartConfig) -> Path:
                        **({f"demos/{task}/replay_success": row["replay_success"]} if row["replay_success"] is not None else {})})
     run.close()
     write_json(run.eval / "demos.json", rows)
+    base = pretrain_stage(config, smoke)
+    report = razor_stage(config, base, smoke)
     summary = run.path / "summary.md"
-    _write_summary(summary, suite, rows)
+    _write_summary(summary, suite, rows, base, report)
     return summary
 
 
-def _write_summary(path: Path, suite, rows: list[dict]) -> None:
+def _write_summary(path: Path, suite, rows: list[dict], base: Path, report: Path) -> None:
     from .rundir import atomic_write
 
     lines = [
@@ -114,7 +160,10 @@ def _write_summary(path: Path, suite, rows: list[dict]) -> None:
             f"{r['seconds_per_demo']:.2f} | {r['median_length']} | {replay} | {video} |"
         )
     lines += ["", "Expert success: kept demonstrations / attempted seeds. Replay success: recorded actions replayed",
-              "open-loop from the demo's seed in vla-razor's own environment.", ""]
+              "open-loop from the demo's seed in vla-razor's own environment.", "",
+              f"Base policy: `{base}` (its success table: `{base.parent / 'eval' / 'success.json'}`).", "",
+              f"RL's Razor report: `{report}` (summary: `{report.parent / 'summary.md'}`).", "",
+              report.parent.joinpath("summary.md").read_text().replace("](", f"]({report.parent.resolve()}/"), ""]
     with atomic_write(path) as f:
         f.write("\n".join(lines))
 
@@ -123,6 +172,7 @@ def main(args) -> int:
     config = load_config(QuickstartConfig, args.config, args.overrides)
     if args.smoke:
         config = with_smoke(config, SMOKE, args.overrides)
-    summary = run_quickstart(config)
+    summary = run_quickstart(config, smoke=args.smoke)
     print(f"quickstart done: {summary}")
+    print(f"report: {summary.parent.parent / (config.name + '-razor') / 'report' / 'report.html'}")
     return 0

@@ -132,7 +132,7 @@ def train(cfg: GRPOConfig, resume: bool = False):
                     if ft.penalty.active:
                         penalty, _ = ft.penalty.loss(policy, obs, chains, prepared, index, current=steps, generator=generator)
                         loss = loss + penalty
-                        stats["loss/kl_penalty"] += float(penalty)
+                        stats["loss/kl_penalty"] += float(penalty.detach())
                     ft.check_finite(**{"loss/total": loss})
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()

@@ -125,12 +125,12 @@ def train(cfg: PPOConfig, resume: bool = False):
                         if ft.penalty.active:
                             penalty, _ = ft.penalty.loss(policy, flat_obs, chains, prepared, index, current=steps, generator=generator)
                             loss = loss + penalty
-                            stats["loss/kl_penalty"] += float(penalty)
+                            stats["loss/kl_penalty"] += float(penalty.detach())
                         stats["ppo/approx_kl"] += surrogate["approx_kl"]
                         stats["ppo/clipfrac"] += surrogate["clipfrac"]
                         stats["loss/policy"] += float(policy_loss.detach())
                     ft.check_finite(**{"loss/value": value_loss, "loss/total": loss})
-                    stats["loss/value"] += float(value_loss)
+                    stats["loss/value"] += float(value_loss.detach())
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)

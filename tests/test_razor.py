@@ -1,0 +1,147 @@
+"""The razor analysis: predictors against closed forms, the sweep's plan, the fits of the report, the HTML page."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from vla_razor.analysis.predictors import PREDICTORS, feature_change, linear_cka, measure_predictors, weight_change
+from vla_razor.analysis.report import analyse, render_html
+from vla_razor.analysis.sweep import RazorConfig, plan_control, plan_runs
+from vla_razor.config import ConfigError, load_config
+from vla_razor.envs.observations import random_observation
+from vla_razor.finetune import load_algorithm
+from vla_razor.policies import make_policy
+
+
+def _hsic_cka(x: np.ndarray, y: np.ndarray) -> float:
+    """CKA from its definition with Gram matrices and the centring matrix (independent of the implementation)."""
+    n = len(x)
+    h = np.eye(n) - np.ones((n, n)) / n
+    k, l_ = x @ x.T, y @ y.T
+
+    def hsic(a, b):
+        return np.trace(a @ h @ b @ h) / (n - 1) ** 2
+
+    return hsic(k, l_) / np.sqrt(hsic(k, k) * hsic(l_, l_))
+
+
+def test_linear_cka_matches_the_gram_matrix_definition_and_its_invariances():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 6))
+    y = x @ rng.normal(size=(6, 5)) + 0.5 * rng.normal(size=(40, 5))
+    assert linear_cka(torch.tensor(x), torch.tensor(y)) == pytest.approx(_hsic_cka(x, y), rel=1e-10)
+    q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    assert linear_cka(torch.tensor(x), torch.tensor(3.0 * x @ q + 7.0)) == pytest.approx(1.0, abs=1e-12)
+    independent = linear_cka(torch.tensor(x), torch.tensor(rng.normal(size=(40, 6))))
+    assert 0 < independent < 0.5
+    with pytest.raises(ValueError, match="same n"):
+        linear_cka(torch.zeros(3, 2), torch.zeros(4, 2))
+
+
+def test_weight_change_is_the_l2_norm_and_the_fraction_of_moved_entries():
+    base = torch.nn.Linear(4, 3)
+    tuned = copy.deepcopy(base)
+    assert weight_change(base, tuned) == {"weights/l2_change": 0.0, "weights/update_density": 0.0}
+    with torch.no_grad():
+        tuned.weight[0, :2] += torch.tensor([3.0, 4.0])
+    out = weight_change(base, tuned)
+    assert out["weights/l2_change"] == pytest.approx(5.0)
+    assert out["weights/update_density"] == pytest.approx(2 / 15)
+    with pytest.raises(ValueError, match="shape"):
+        weight_change(base, torch.nn.Linear(4, 2))
+
+
+def test_predictors_vanish_for_the_base_itself_and_grow_with_a_perturbation():
+    torch.manual_seed(0)
+    base = make_policy("flow", {"hidden": 32, "num_layers": 1, "chunk_size": 4, "num_steps": 3}, embed_language=False).eval()
+    with torch.no_grad():  # the zero-initialised heads would make the policy ignore its observation
+        for p in base.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    states = random_observation(32)
+    same = measure_predictors(base, copy.deepcopy(base), states, kl_states=32)
+    assert set(PREDICTORS) <= set(same)
+    for name in PREDICTORS:
+        assert same[name] == pytest.approx(0.0, abs=1e-9), name
+    moved = copy.deepcopy(base)
+    with torch.no_grad():
+        for p in moved.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    far = measure_predictors(base, moved, states, kl_states=32)
+    for name in PREDICTORS:
+        assert far[name] > 1e-6, name
+    assert feature_change(base, moved, states) == pytest.approx(far["features/change"])
+
+
+def test_sweep_plan_is_the_grid_times_the_seeds_and_each_run_config_loads():
+    cfg = RazorConfig(base="runs/b/policy", rl_grid={"lr": [1e-6, 1e-5], "update_epochs": [2, 4]},
+                      sft_grid={"lr": [1e-4]}, seeds=[0, 1], rl={"total_env_steps": 4096}, common={"eval_every": 3})
+    specs = plan_runs(cfg)
+    rl = [s for s in specs if s.method == "rl"]
+    sft = [s for s in specs if s.method == "sft"]
+    assert len(rl) == 2 * 2 * 2 and len(sft) == 2
+    assert len({s.name for s in specs}) == len(specs)
+    for spec in rl:
+        run_cfg, _ = load_algorithm(spec.algo, None, list(spec.overrides))
+        assert run_cfg.lr == spec.grid["lr"] and run_cfg.update_epochs == spec.grid["update_epochs"]
+        assert run_cfg.seed == spec.grid["seed"] and run_cfg.total_env_steps == 4096 and run_cfg.eval_every == 3
+        assert run_cfg.base == "runs/b/policy" and run_cfg.runs_dir == str(cfg.run_root) and run_cfg.name == spec.name
+    control = plan_control(cfg, "runs/razor/runs/ppo-x/policy")
+    control_cfg, _ = load_algorithm("sft", None, list(control[0].overrides))
+    assert control_cfg.data == "rl" and control_cfg.rl_policy == "runs/razor/runs/ppo-x/policy"
+
+
+def test_sweep_config_errors_are_clear():
+    with pytest.raises(ConfigError, match="rl_algo must be ppo or grpo"):
+        load_config(RazorConfig, None, ["rl_algo=sft"])
+    with pytest.raises(ConfigError, match="non-empty list"):
+        load_config(RazorConfig, None, ["rl_grid={lr: []}"])
+    with pytest.raises(ConfigError, match="unknown key 'lr'"):
+        load_config(RazorConfig, None, ["lr=1"])
+
+
+def _point(method, run, kl, forgetting, new, retention, tag="final"):
+    return {"method": method, "run": run, "tag": tag, "new_task_success": new, "retention": retention,
+            "forgetting": forgetting, "kl/forward": kl, "kl/reverse": kl ** 0.5, "weights/l2_change": 1.0 + 0.1 * (kl % 0.3),
+            "weights/update_density": 0.5, "features/change": kl * 0.1 + (0.05 if method == "sft" else 0)}
+
+
+def test_analysis_fits_rank_the_exact_predictor_first_and_compare_frontiers():
+    base = {**_point("base", "base", 0.0, 0.0, 0.1, 0.8, tag="base")}
+    kls = [0.1, 0.3, 0.5, 0.9, 1.4, 2.0]
+    points = [base] + [_point("rl" if i % 2 else "sft", f"r{i}", kl, 0.2 * kl, 0.5, 0.8 - 0.2 * kl) for i, kl in enumerate(kls)]
+    out = analyse(points)
+    assert out["fits"]["kl/forward"]["linear"]["r2"] == pytest.approx(1.0)
+    assert out["fits"]["kl/forward"]["linear"]["coefficients"] == pytest.approx([0.2, 0.0], abs=1e-12)
+    assert out["ranking"][0]["predictor"] == "kl/forward"
+    assert "linear" not in out["fits"]["weights/update_density"]  # a constant predictor cannot be fitted
+    assert out["runs"] == {"rl": 3, "sft": 3, "sft_on_rl": 0}
+
+
+def test_frontier_areas_by_hand():
+    base = _point("base", "base", 0.0, 0.0, 0.1, 0.8, tag="base")
+    points = [base, _point("rl", "a", 0.1, 0.05, 0.6, 0.75), _point("rl", "b", 0.2, 0.1, 0.3, 0.7),
+              _point("sft", "c", 1.0, 0.3, 0.6, 0.5)]
+    area = analyse(points)["frontier_area"]
+    # staircase: best retention reachable at >= x; base covers [0, 0.1], the method's best point (0.1, 0.6]
+    assert area["rl"] == pytest.approx(0.1 * 0.8 + 0.5 * 0.75)
+    assert area["sft"] == pytest.approx(0.1 * 0.8 + 0.5 * 0.5)
+
+
+def test_render_html_inlines_every_figure_and_video(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig_path = tmp_path / "pareto.png"
+    plt.plot([0, 1], [1, 0])
+    plt.savefig(fig_path)
+    plt.close()
+    video = tmp_path / "final_PushCube.mp4"
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    md = "# R\n\nText.\n\n![Pareto](pareto.png)\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n## Next\n"
+    page = render_html(md, {"pareto": fig_path}, {"RL: run": [video]}, "title")
+    assert page.count("data:image/png;base64,") == 1 and page.count("data:video/mp4;base64,") == 1
+    assert "<th>a</th>" in page and "<td>1</td>" in page and page.count("<table>") == page.count("</table>") == 1
+    assert "<figcaption>PushCube</figcaption>" in page

@@ -1,0 +1,105 @@
+"""The points of the razor analysis, read from run directories alone.
+
+One point per evaluated policy: every periodic evaluation of a run (``eval/iter_N.json`` with its
+snapshot) and its final evaluation (``eval/final.json`` with ``policy/``). A point holds the new-task
+success, the retention (mean success over prior tasks), the forgetting against the base evaluated
+on the same seeds and episode count, and every predictor of :mod:`.predictors`, measured on the same
+new-task states for all runs. Predictors are cached per snapshot in ``<run>/analysis/``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tqdm import tqdm
+
+from vla_razor.rundir import write_json
+
+from .predictors import measure_predictors, new_task_states
+
+
+def _rate(task: dict) -> float:
+    return task["successes"] / task["episodes"]
+
+
+def _evaluations(run_dir: Path) -> list[tuple[str, Path, dict]]:
+    """(tag, policy directory, evaluation) of every evaluation of a run, in training order."""
+    out = []
+    for path in sorted((run_dir / "eval").glob("iter_*.json")):
+        ev = json.loads(path.read_text())
+        snapshot = run_dir / "snapshots" / path.stem
+        if (snapshot / "config.json").is_file():
+            out.append((path.stem, snapshot, {"iteration": ev["iteration"], "env_steps": ev["env_steps"],
+                                              "tasks": {t: {**x, "rate": _rate(x)} for t, x in ev["tasks"].items()}}))
+    final = run_dir / "eval" / "final.json"
+    if final.is_file() and (run_dir / "policy" / "config.json").is_file():
+        ev = json.loads(final.read_text())
+        out.append(("final", run_dir / "policy", {"iteration": ev["meta"].get("iteration"), "env_steps": ev["meta"].get("env_steps"),
+                                                  "tasks": {t: {**x, "rate": _rate(x)} for t, x in ev["tasks"].items()}}))
+    return out
+
+
+def collect_points(run_root: Path, plan: list[dict], base_dir: str, suite, state_episodes: int, state_seed: int,
+                   kl_states: int, eval_seed: int = 10_000) -> list[dict]:
+    """Every point of every run in ``plan`` (runs without evaluations are skipped), plus the base itself."""
+    import torch
+
+    from vla_razor.base_kl import freeze
+    from vla_razor.policies import ChainPolicy
+    from vla_razor.retention import base_results
+    from vla_razor.retention.evaluate import weights_hash
+
+    base = freeze(ChainPolicy.from_pretrained(base_dir))
+    states = new_task_states(base_dir, suite.new_task, state_episodes, state_seed)
+    state_key = f"{suite.new_task}-{state_episodes}ep-seed{state_seed}-{kl_states}"
+    base_cache: dict[int, dict] = {}
+
+    def base_rates(episodes: int) -> dict[str, float]:
+        if episodes not in base_cache:
+            base_cache[episodes] = {t: r.rate for t, r in base_results(base_dir, suite, episodes, eval_seed).items()}
+        return base_cache[episodes]
+
+    def row(run: str, method: str, algo: str, grid: dict, tag: str, ev: dict) -> dict:
+        tasks = ev["tasks"]
+        priors = [t for t in suite.prior_tasks if t in tasks]
+        forgetting = {t: base_rates(tasks[t]["episodes"])[t] - tasks[t]["rate"] for t in priors}
+        return {
+            "run": run, "method": method, "algo": algo, "grid": grid, "tag": tag,
+            "iteration": ev["iteration"], "env_steps": ev["env_steps"],
+            "new_task_success": tasks[suite.new_task]["rate"],
+            "retention": sum(tasks[t]["rate"] for t in priors) / len(priors) if priors else float("nan"),
+            "forgetting": sum(forgetting.values()) / len(forgetting) if forgetting else float("nan"),
+            **{f"retention/{t}": tasks[t]["rate"] for t in priors},
+            **{f"forgetting/{t}": f for t, f in forgetting.items()},
+        }
+
+    points = []
+    base_ev = base_rates(max(1, _largest_episode_count(run_root, plan)))
+    priors = suite.prior_tasks
+    points.append({"run": "base", "method": "base", "algo": "", "grid": {}, "tag": "base", "iteration": 0, "env_steps": 0,
+                   "new_task_success": base_ev[suite.new_task], "retention": sum(base_ev[t] for t in priors) / len(priors),
+                   "forgetting": 0.0, "kl/forward": 0.0, "kl/reverse": 0.0, "weights/l2_change": 0.0,
+                   "weights/update_density": 0.0, "features/change": 0.0})
+    entries = [(spec, tag, policy_dir, ev) for spec in plan for tag, policy_dir, ev in _evaluations(run_root / spec["name"])]
+    for spec, tag, policy_dir, ev in tqdm(entries, desc="analysis: predictors", unit="policy"):
+        cache = run_root / spec["name"] / "analysis" / f"{tag}.json"
+        cached = json.loads(cache.read_text()) if cache.is_file() else {}
+        key = {"states": state_key, "weights": weights_hash(policy_dir)}
+        if cached.get("key") == key:
+            predictors = cached["predictors"]
+        else:
+            policy = ChainPolicy.from_pretrained(policy_dir)
+            with torch.no_grad():
+                predictors = measure_predictors(base, policy, states, kl_states, seed=state_seed)
+            write_json(cache, {"key": key, "predictors": predictors})
+        points.append({**row(spec["name"], spec["method"], spec["algo"], spec.get("grid", {}), tag, ev), **predictors})
+    return points
+
+
+def _largest_episode_count(run_root: Path, plan: list[dict]) -> int:
+    """The final evaluations' episode count (the base point is evaluated like the runs' final policies)."""
+    for spec in plan:
+        final = run_root / spec["name"] / "eval" / "final.json"
+        if final.is_file():
+            return int(json.loads(final.read_text())["episodes"])
+    return 10

@@ -1,0 +1,305 @@
+"""The razor report: from a sweep's run directories to figures, tables, an HTML page and a Markdown summary.
+
+Written to ``<sweep>/report/``: ``report.html`` (self-contained: figures and videos embedded),
+``summary.md`` (the same tables, figures linked), the figures as PNG, ``points.json`` (one row per
+evaluated policy) and ``analysis.json`` (frontiers, fits, predictor ranking, the control).
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from vla_razor.rundir import atomic_write, write_json
+
+from .fits import frontier_area, pareto_frontier, polyfit
+from .predictors import PREDICTORS
+
+METHOD_STYLE = {"rl": ("RL", "tab:blue", "o"), "sft": ("SFT", "tab:orange", "s"),
+                "sft_on_rl": ("SFT on RL data", "tab:green", "*"), "base": ("base", "black", "X")}
+PREDICTOR_LABELS = {"kl/forward": "forward KL E[KL(π0‖π)]", "kl/reverse": "reverse KL E[KL(π‖π0)]",
+                    "weights/l2_change": "L2 weight change", "weights/update_density": "update density",
+                    "features/change": "representation change (1 − CKA)"}
+
+
+def analyse(points: list[dict]) -> dict:
+    """Frontiers per method, forgetting fits per predictor (pooled over every fine-tuned point), the ranking."""
+    tuned = [p for p in points if p["method"] != "base"]
+    out: dict = {"points": {m: sum(p["method"] == m for p in tuned) for m in ("rl", "sft", "sft_on_rl")},
+                 "runs": {m: len({p["run"] for p in tuned if p["method"] == m}) for m in ("rl", "sft", "sft_on_rl")}}
+    base = [p for p in points if p["method"] == "base"]
+    out["frontier_area"] = {}
+    for method in ("rl", "sft"):
+        pts = base + [p for p in tuned if p["method"] == method]
+        if pts:
+            x = np.array([p["new_task_success"] for p in pts])
+            y = np.array([p["retention"] for p in pts])
+            out["frontier_area"][method] = frontier_area(x, y)
+    y = np.array([p["forgetting"] for p in tuned], float)
+    fits = {}
+    for name in PREDICTORS:
+        x = np.array([p.get(name, math.nan) for p in tuned], float)
+        ok = np.isfinite(x) & np.isfinite(y)
+        entry = {}
+        for degree, label in ((1, "linear"), (2, "quadratic")):
+            if ok.sum() > degree + 1 and np.ptp(x[ok]) > 0:
+                entry[label] = polyfit(x[ok], y[ok], degree).as_dict()
+        fits[name] = entry
+    out["fits"] = fits
+    ranked = sorted((n for n in PREDICTORS if "linear" in fits[n]),
+                    key=lambda n: -np.nan_to_num(max(fits[n][k]["r2"] for k in fits[n]), nan=-np.inf))
+    out["ranking"] = [{"predictor": n, "r2_linear": fits[n]["linear"]["r2"],
+                       "r2_quadratic": fits[n].get("quadratic", {}).get("r2")} for n in ranked]
+    control = [p for p in tuned if p["method"] == "sft_on_rl" and p["tag"] == "final"]
+    out["control"] = control
+    return out
+
+
+def _figure_pareto(points: list[dict], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    base = [p for p in points if p["method"] == "base"]
+    for method in ("rl", "sft", "sft_on_rl", "base"):
+        pts = [p for p in points if p["method"] == method]
+        if not pts:
+            continue
+        label, color, marker = METHOD_STYLE[method]
+        x = np.array([p["new_task_success"] for p in pts])
+        y = np.array([p["retention"] for p in pts])
+        ax.scatter(x, y, c=color, marker=marker, s=60 if method in ("base", "sft_on_rl") else 25, alpha=0.8,
+                   label=label, zorder=3)
+        if method in ("rl", "sft"):
+            xs = np.concatenate([x, [b["new_task_success"] for b in base]])
+            ys = np.concatenate([y, [b["retention"] for b in base]])
+            idx = pareto_frontier(xs, ys)
+            ax.step(xs[idx], ys[idx], where="post", color=color, lw=1.5, alpha=0.9)
+    ax.set_xlabel("new-task success")
+    ax.set_ylabel("retention (mean prior-task success)")
+    ax.set_xlim(-0.03, 1.03)
+    ax.set_ylim(-0.03, 1.03)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    ax.set_title("Pareto frontier: learning the new task vs keeping the old ones")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _scatter_fit(ax, points: list[dict], predictor: str, fits: dict) -> None:
+    for method in ("rl", "sft", "sft_on_rl"):
+        pts = [p for p in points if p["method"] == method and math.isfinite(p.get(predictor, math.nan))]
+        if pts:
+            label, color, marker = METHOD_STYLE[method]
+            ax.scatter([p[predictor] for p in pts], [p["forgetting"] for p in pts], c=color, marker=marker, s=22,
+                       alpha=0.8, label=label)
+    xs = [p[predictor] for p in points if p["method"] != "base" and math.isfinite(p.get(predictor, math.nan))]
+    if xs and fits:
+        grid = np.linspace(min(xs), max(xs), 100)
+        for kind, style in (("linear", "-"), ("quadratic", "--")):
+            if kind in fits:
+                ax.plot(grid, np.polyval(fits[kind]["coefficients"], grid), "k" + style, lw=1,
+                        label=f"{kind} R²={fits[kind]['r2']:.2f}")
+    ax.set_xlabel(PREDICTOR_LABELS[predictor])
+    ax.set_ylabel("forgetting (base − policy, prior mean)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def _figure_kl(points: list[dict], analysis: dict, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    _scatter_fit(ax, points, "kl/forward", analysis["fits"]["kl/forward"])
+    ax.set_title("Forgetting against the forward KL to the base")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _figure_predictors(points: list[dict], analysis: dict, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(PREDICTORS), figsize=(4 * len(PREDICTORS), 3.6))
+    for ax, name in zip(axes, PREDICTORS):
+        _scatter_fit(ax, points, name, analysis["fits"][name])
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _figure_curves(run_root: Path, plan: list[dict], path: Path) -> None:
+    """kl/forward and new-task success along training, one line per run."""
+    import matplotlib.pyplot as plt
+
+    fig, (ax_kl, ax_success) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for spec in plan:
+        metrics = run_root / spec["name"] / "metrics.jsonl"
+        if not metrics.is_file():
+            continue
+        rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+        _, color, _ = METHOD_STYLE[spec["method"]]
+        kl = [(r["step"], r["kl/forward"]) for r in rows if "kl/forward" in r]
+        success = [(r["step"], r["success/new_task"]) for r in rows if "success/new_task" in r]
+        if kl:
+            ax_kl.plot(*zip(*kl), color=color, alpha=0.6, lw=1)
+        if success:
+            ax_success.plot(*zip(*success), color=color, alpha=0.6, lw=1, marker=".")
+    ax_kl.set_yscale("symlog", linthresh=1e-2)
+    ax_kl.set_xlabel("iteration")
+    ax_kl.set_ylabel("kl/forward (nats, on the iteration's states)")
+    ax_success.set_xlabel("iteration")
+    ax_success.set_ylabel("new-task success (periodic evaluation)")
+    for method in ("rl", "sft", "sft_on_rl"):
+        label, color, _ = METHOD_STYLE[method]
+        ax_kl.plot([], [], color=color, label=label)
+    ax_kl.legend(fontsize=8)
+    for ax in (ax_kl, ax_success):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _final_table(points: list[dict]) -> list[dict]:
+    finals = [p for p in points if p["tag"] in ("final", "base")]
+    return sorted(finals, key=lambda p: (list(METHOD_STYLE).index(p["method"]), p["run"]))
+
+
+def _best_runs(points: list[dict]) -> dict[str, str]:
+    best = {}
+    for method in ("rl", "sft"):
+        finals = [p for p in points if p["method"] == method and p["tag"] == "final"]
+        if finals:
+            best[method] = max(finals, key=lambda p: (p["new_task_success"], p["retention"]))["run"]
+    return best
+
+
+def _fmt(value, pct: bool = False) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return f"{value:.0%}" if pct else f"{value:.3g}"
+
+
+def _markdown(analysis: dict, points: list[dict], figures: dict[str, str], control_note: str = "") -> str:
+    lines = ["# RL's Razor report", ""]
+    runs, area = analysis["runs"], analysis["frontier_area"]
+    lines.append(f"Runs: {runs['rl']} RL, {runs['sft']} SFT, {runs['sft_on_rl']} SFT-on-RL-data; "
+                 f"points (evaluated policies): {analysis['points']['rl']} RL, {analysis['points']['sft']} SFT.")
+    if area:
+        lines.append("Area under the Pareto frontier (new-task success × retention): "
+                     + ", ".join(f"{METHOD_STYLE[m][0]} {a:.3f}" for m, a in area.items()) + ".")
+    lines += ["", f"![Pareto frontier]({figures['pareto']})", "", f"![forgetting vs forward KL]({figures['kl']})", "",
+              "## Predictors of forgetting (all fine-tuned points pooled)", "",
+              "| rank | predictor | R² linear | R² quadratic |", "|---|---|---|---|"]
+    for i, r in enumerate(analysis["ranking"], 1):
+        lines.append(f"| {i} | {PREDICTOR_LABELS[r['predictor']]} | {_fmt(r['r2_linear'])} | {_fmt(r['r2_quadratic'])} |")
+    lines += ["", f"![predictors]({figures['predictors']})", "", f"![training curves]({figures['curves']})", "",
+              "## Final policies", "", "| run | method | new task | retention | forgetting | kl/forward | kl/reverse |",
+              "|---|---|---|---|---|---|---|"]
+    for p in _final_table(points):
+        lines.append(f"| {p['run']} | {METHOD_STYLE[p['method']][0]} | {_fmt(p['new_task_success'], True)} | "
+                     f"{_fmt(p['retention'], True)} | {_fmt(p['forgetting'], True)} | {_fmt(p.get('kl/forward'))} | "
+                     f"{_fmt(p.get('kl/reverse'))} |")
+    lines += ["", "## The SFT-on-RL-data control", ""]
+    if analysis["control"]:
+        lines.append("SFT trained on the successful rollouts of the best RL run: if forgetting follows the forward KL "
+                     "rather than the algorithm, these points sit with RL's, at RL's KL (see the rows above).")
+    else:
+        lines.append(f"Not run: {control_note or 'no control configured (control_grid is empty)'}.")
+    return "\n".join(lines) + "\n"
+
+
+def _embed(path: Path, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
+
+
+def write_report(cfg) -> Path:
+    """Collect the points of the sweep ``cfg`` (a RazorConfig), analyse them, write the report; returns report.html."""
+    from vla_razor.envs import load_suite
+
+    from .points import collect_points
+
+    plan_file = cfg.path / "plan.json"
+    if not plan_file.is_file():
+        raise FileNotFoundError(f"{plan_file} not found: run the sweep first (`vla-razor razor` without --report-only)")
+    plan_data = json.loads(plan_file.read_text())
+    plan = plan_data["runs"]
+    suite = load_suite(cfg.suite)
+    points = collect_points(cfg.run_root, plan, cfg.base, suite, cfg.state_episodes, cfg.state_seed, cfg.kl_states)
+    if len(points) < 2:
+        raise ValueError(f"no run of {cfg.path} has an evaluation yet: nothing to analyse")
+    analysis = analyse(points)
+    out = cfg.path / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    figures = {"pareto": "pareto.png", "kl": "forgetting_vs_forward_kl.png", "predictors": "predictors.png",
+               "curves": "training_curves.png"}
+    _figure_pareto(points, out / figures["pareto"])
+    _figure_kl(points, analysis, out / figures["kl"])
+    _figure_predictors(points, analysis, out / figures["predictors"])
+    _figure_curves(cfg.run_root, plan, out / figures["curves"])
+    write_json(out / "points.json", points)
+    write_json(out / "analysis.json", {**analysis, "suite": suite.name, "new_task": suite.new_task,
+                                       "prior_tasks": suite.prior_tasks, "base": cfg.base})
+    summary = _markdown(analysis, points, figures, plan_data.get("control_skipped", ""))
+    with atomic_write(out / "summary.md") as f:
+        f.write(summary)
+    videos = {}
+    if cfg.report_videos:
+        for method, run in _best_runs(points).items():
+            found = sorted((cfg.run_root / run / "videos").glob("final_*.mp4"))
+            if found:
+                videos[f"{METHOD_STYLE[method][0]}: {run}"] = found
+    page = render_html(summary, {k: out / v for k, v in figures.items()}, videos, f"RL's Razor: {cfg.name} ({suite.name})")
+    with atomic_write(out / "report.html") as f:
+        f.write(page)
+    return out / "report.html"
+
+
+def render_html(summary_md: str, figures: dict[str, Path], videos: dict[str, list[Path]], title: str) -> str:
+    """A self-contained page: the summary's text and tables, every figure and video inlined as data URIs."""
+    body, header_done, in_table = [], False, False
+    for line in summary_md.splitlines():
+        if in_table and not line.startswith("|"):
+            body.append("</table>")
+            in_table = False
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if set("".join(cells)) <= set("-"):
+                continue  # the Markdown header separator
+            if not in_table:
+                body.append("<table>")
+                in_table, header_done = True, False
+            tag = "td" if header_done else "th"
+            header_done = True
+            body.append("<tr>" + "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in cells) + "</tr>")
+        elif line.startswith("![") and "](" in line:
+            alt, ref = line[2:].rstrip(")").split("](", 1)
+            path = next((p for p in figures.values() if p.name == ref), None)
+            if path is not None:
+                body.append(f'<figure><img class="figure" alt="{html.escape(alt)}" src="{_embed(path, "image/png")}"></figure>')
+        elif line.startswith("## "):
+            body.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.strip() and not line.startswith("# "):
+            body.append(f"<p>{html.escape(line)}</p>")
+    if in_table:
+        body.append("</table>")
+    closed = body
+    if videos:
+        closed.append("<h2>Evaluation videos (final policies, fixed evaluation seeds)</h2>")
+        for label, paths in videos.items():
+            closed.append(f"<h3>{html.escape(label)}</h3><div class='videos'>")
+            for path in paths:
+                task = path.stem.removeprefix("final_")
+                closed.append(f"<figure><video class='rollout' controls muted loop src='{_embed(path, 'video/mp4')}'></video>"
+                              f"<figcaption>{html.escape(task)}</figcaption></figure>")
+            closed.append("</div>")
+    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:14px}"
+             "img.figure{max-width:100%}.videos{display:flex;flex-wrap:wrap;gap:8px}video{width:320px}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head>"
+            f"<body><h1>{html.escape(title)}</h1>{''.join(closed)}</body></html>\n")

@@ -1,0 +1,256 @@
+"""`vla-razor razor`: a sweep of RL and SFT fine-tuning runs from one base policy, then the analysis.
+
+Every run of the sweep is a normal fine-tuning run directory (``vla-razor finetune`` writes the same),
+under ``<runs_dir>/<name>/runs/``: its periodic evaluations and policy snapshots are the points of the
+analysis. Runs fan out as Ray tasks (``workers > 1`` or a cluster ``ray_address``); with one worker
+they run one after another in this process. A run whose final evaluation exists is skipped and an
+interrupted one resumes from its checkpoint, so re-running the command continues the sweep.
+
+After the RL runs, the "SFT on RL data" control clones the successful rollouts of the RL run with the
+best new-task success (the paper's control: RL's data, SFT's update).
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from vla_razor.rundir import write_json
+
+
+@dataclass
+class RazorConfig:
+    name: str = "razor"
+    """Sweep directory name under ``runs_dir``."""
+    runs_dir: str = "runs"
+    """Where run directories go."""
+    base: str = "runs/base/policy"
+    """The base policy every run starts from (a ``save_pretrained`` directory)."""
+    suite: str = "default"
+    """Task suite: fine-tune on its new task, measure retention on its prior tasks."""
+    rl_algo: str = "ppo"
+    """RL algorithm of the sweep: ppo or grpo."""
+    rl_grid: dict[str, list[Any]] = field(default_factory=lambda: {"lr": [1e-6, 3e-6, 1e-5]})
+    """RL config fields to sweep (the cartesian product of the lists; dotted keys reach nested fields)."""
+    sft_grid: dict[str, list[Any]] = field(default_factory=lambda: {"lr": [1e-5, 3e-5, 1e-4]})
+    """SFT config fields to sweep."""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    """Every grid point runs once per seed."""
+    common: dict[str, Any] = field(default_factory=dict)
+    """Overrides of every run (e.g. eval_every, retention_episodes, final_eval_episodes)."""
+    rl: dict[str, Any] = field(default_factory=dict)
+    """Overrides of every RL run (e.g. total_env_steps)."""
+    sft: dict[str, Any] = field(default_factory=dict)
+    """Overrides of every SFT run (e.g. iterations)."""
+    control_grid: dict[str, list[Any]] = field(default_factory=lambda: {"lr": [1e-4]})
+    """The "SFT on RL data" control runs (SFT overrides plus these); empty: no control."""
+    workers: int = 1
+    """Runs at a time (Ray tasks when > 1). On a 2-core machine keep 1: runs starve each other."""
+    ray_address: str = ""
+    """Join this Ray cluster instead of starting a local one."""
+    state_episodes: int = 16
+    """Base-policy episodes of the new task whose states every KL and feature change is measured on."""
+    state_seed: int = 20_000
+    """First seed of those episodes (disjoint from training and evaluation seeds)."""
+    kl_states: int = 512
+    """States (subsampled from those episodes) per KL estimate."""
+    report_videos: bool = True
+    """Embed the per-task evaluation videos of the best RL and SFT runs in the HTML report."""
+
+    def __post_init__(self):
+        if self.rl_algo not in ("ppo", "grpo"):
+            raise ValueError(f"rl_algo must be ppo or grpo, got {self.rl_algo!r}")
+        for name in ("rl_grid", "sft_grid", "control_grid"):
+            for key, values in getattr(self, name).items():
+                if not isinstance(values, list) or not values:
+                    raise ValueError(f"{name}.{key} must be a non-empty list of values, got {values!r}")
+        if not self.seeds or self.workers < 1 or self.state_episodes < 1 or self.kl_states < 2:
+            raise ValueError("need seeds (non-empty), workers >= 1, state_episodes >= 1 and kl_states >= 2")
+
+    @property
+    def path(self) -> Path:
+        return Path(self.runs_dir) / self.name
+
+    @property
+    def run_root(self) -> Path:
+        return self.path / "runs"
+
+
+SMOKE = dict(name="razor-smoke", suite="smoke", base="runs/base-smoke/policy", rl_grid={"lr": [1e-5, 1e-4]},
+             sft_grid={"lr": [1e-4, 1e-3]}, seeds=[0], state_episodes=2, kl_states=16, report_videos=True,
+             common={"eval_every": 1, "eval_episodes": 2, "retention_episodes": 2, "final_eval_episodes": 2,
+                     "video_episodes": 1, "kl_states": 8},
+             rl={"total_env_steps": 128, "num_envs": 2, "num_decisions": 4, "update_epochs": 1, "num_minibatches": 2,
+                 "critic_warmup_iterations": 1},
+             sft={"iterations": 2, "steps_per_iteration": 2, "batch_size": 8, "demos": 1})
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of the sweep: which method, algorithm and config overrides."""
+
+    name: str
+    method: str
+    """rl, sft or sft_on_rl (the control)."""
+    algo: str
+    overrides: tuple[str, ...]
+    grid: dict = field(default_factory=dict, hash=False)
+    """The swept values of this run (for the report's labels)."""
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "overrides": list(self.overrides)}
+
+
+def _override(key: str, value: Any) -> str:
+    return f"{key}={json.dumps(value)}"  # JSON is YAML: the config parser reads it back exactly
+
+
+def _label(key: str, value: Any) -> str:
+    text = f"{key.split('.')[-1]}{value:g}" if isinstance(value, float) else f"{key.split('.')[-1]}{value}"
+    return re.sub(r"[^A-Za-z0-9_.+-]", "", text)
+
+
+def _grid(grid: dict[str, list]) -> list[dict]:
+    keys = sorted(grid)
+    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+def plan_runs(cfg: RazorConfig) -> list[RunSpec]:
+    """The RL and SFT runs of the sweep (the control comes later, from the RL results)."""
+    specs = []
+    for method, algo, grid, extra in (("rl", cfg.rl_algo, cfg.rl_grid, cfg.rl), ("sft", "sft", cfg.sft_grid, cfg.sft)):
+        for point in _grid(grid):
+            for seed in cfg.seeds:
+                values = {**point, "seed": seed}
+                name = "-".join([algo] + [_label(k, v) for k, v in values.items()])
+                overrides = {**cfg.common, **extra, **values, "base": cfg.base, "suite": cfg.suite,
+                             "runs_dir": str(cfg.run_root), "name": name}
+                specs.append(RunSpec(name, method, algo, tuple(_override(k, v) for k, v in overrides.items()), values))
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise ValueError("two runs of the sweep got the same name: make the grid values distinct")
+    return specs
+
+
+def plan_control(cfg: RazorConfig, rl_policy: str) -> list[RunSpec]:
+    specs = []
+    for point in _grid(cfg.control_grid) if cfg.control_grid else []:
+        values = {**point, "seed": cfg.seeds[0]}
+        name = "-".join(["sft_on_rl"] + [_label(k, v) for k, v in values.items()])
+        overrides = {**cfg.common, **cfg.sft, **values, "rl_policy": rl_policy, "data": "rl", "base": cfg.base,
+                     "suite": cfg.suite, "runs_dir": str(cfg.run_root), "name": name}
+        specs.append(RunSpec(name, "sft_on_rl", "sft", tuple(_override(k, v) for k, v in overrides.items()), values))
+    return specs
+
+
+def run_is_done(run_dir: Path) -> bool:
+    return (run_dir / "eval" / "final.json").is_file()
+
+
+def execute_run(spec: dict, threads: int = 0) -> dict:
+    """Run (or resume) one fine-tuning run; returns its status. A Ray task when the sweep fans out."""
+    import torch
+
+    from vla_razor.finetune import NonFiniteError, load_algorithm
+
+    if threads:
+        torch.set_num_threads(threads)
+    overrides = list(spec["overrides"]) + ([f"threads={threads}"] if threads else [])
+    cfg, train = load_algorithm(spec["algo"], None, overrides)
+    try:
+        train(cfg, resume=True)
+    except NonFiniteError as err:
+        return {"name": spec["name"], "status": "diverged", "error": str(err)}
+    except ValueError as err:  # e.g. the control's RL policy has no successful rollout to clone
+        return {"name": spec["name"], "status": "failed", "error": str(err)}
+    return {"name": spec["name"], "status": "done"}
+
+
+def run_specs(cfg: RazorConfig, specs: list[RunSpec]) -> list[dict]:
+    """Run the specs not finished yet (Ray tasks when ``workers > 1`` or a cluster is named)."""
+    todo = [s for s in specs if not run_is_done(cfg.run_root / s.name)]
+    statuses = [{"name": s.name, "status": "done"} for s in specs if s not in todo]
+    if not todo:
+        return statuses
+    if cfg.workers <= 1 and not cfg.ray_address:
+        for spec in tqdm(todo, desc="sweep", unit="run"):
+            statuses.append(execute_run(spec.as_dict()))
+        return statuses
+
+    import ray
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        kwargs = {"address": cfg.ray_address} if cfg.ray_address else {"num_cpus": cfg.workers, "include_dashboard": False}
+        ray.init(log_to_driver=False, configure_logging=False, **kwargs)
+    try:
+        remote = ray.remote(num_cpus=1)(execute_run)
+        pending = [remote.remote(spec.as_dict(), 1) for spec in todo]
+        with tqdm(total=len(pending), desc=f"sweep ({cfg.workers} Ray workers)", unit="run") as bar:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                statuses.append(ray.get(done[0]))
+                bar.update(1)
+    finally:
+        if started_here:
+            ray.shutdown()
+    return statuses
+
+
+def best_rl_run(cfg: RazorConfig, specs: list[RunSpec]) -> Path | None:
+    """The RL run with the highest final new-task success (None when no RL run succeeded at all)."""
+    best, best_rate = None, 0.0
+    for spec in specs:
+        final = cfg.run_root / spec.name / "eval" / "final.json"
+        if spec.method == "rl" and final.is_file():
+            rate = json.loads(final.read_text())["new_task_success"]
+            if rate > best_rate:
+                best, best_rate = cfg.run_root / spec.name, rate
+    return best
+
+
+def run_sweep(cfg: RazorConfig) -> list[RunSpec]:
+    """Every run of the sweep, the control last; writes ``plan.json`` (what each run is) and ``status.json``."""
+    from vla_razor.rundir import RunDir
+
+    RunDir.create(cfg.runs_dir, cfg.name, cfg, resume=True).close()
+    specs = plan_runs(cfg)
+    write_json(cfg.path / "plan.json", {"runs": [s.as_dict() for s in specs]})
+    statuses = run_specs(cfg, specs)
+    best = best_rl_run(cfg, specs)
+    if best is not None and cfg.control_grid:
+        control = plan_control(cfg, str(best / "policy"))
+        specs += control
+        write_json(cfg.path / "plan.json", {"runs": [s.as_dict() for s in specs], "control_teacher": str(best)})
+        statuses += run_specs(cfg, control)
+    elif cfg.control_grid:
+        write_json(cfg.path / "plan.json", {"runs": [s.as_dict() for s in specs], "control_skipped":
+                   "no RL run succeeded on the new task in its final evaluation: there is no RL data to clone"})
+    write_json(cfg.path / "status.json", {"runs": statuses})
+    for status in statuses:
+        if status["status"] != "done":
+            tqdm.write(f"run {status['name']} {status['status']}: {status.get('error', '')}")
+    return specs
+
+
+def main(args) -> int:
+    from vla_razor.config import load_config, with_smoke
+
+    from .report import write_report
+
+    cfg = load_config(RazorConfig, args.config, args.overrides)
+    if args.smoke:
+        cfg = with_smoke(cfg, SMOKE, args.overrides)
+    if not (Path(cfg.base) / "config.json").is_file():
+        raise FileNotFoundError(f"base policy {cfg.base} not found: run `vla-razor pretrain` first "
+                                "(or `vla-razor pretrain --smoke` for the --smoke sweep), or pass base=<policy dir>")
+    if not args.report_only:
+        run_sweep(cfg)
+    report = write_report(cfg)
+    print(f"report: {report}")
+    return 0
