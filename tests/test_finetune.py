@@ -188,15 +188,6 @@ def test_group_advantages():
 
 
 # -- end to end ----------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def smoke_base(tmp_path_factory):
-    root = tmp_path_factory.mktemp("base")
-    cmd = [sys.executable, "-m", "vla_razor.cli", "pretrain", "--smoke", f"runs_dir={root}", f"demo_dir={root}/demos", "steps=10"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    return root
-
-
 def _finetune_cmd(algo, root, base, *extra):
     return [sys.executable, "-m", "vla_razor.cli", "finetune", "--algo", algo, "--smoke", f"runs_dir={root}",
             f"base={base}/base-smoke/policy", f"demo_dir={base}/demos" if algo == "sft" else "seed=0", *extra]

@@ -145,3 +145,24 @@ def test_render_html_inlines_every_figure_and_video(tmp_path):
     assert page.count("data:image/png;base64,") == 1 and page.count("data:video/mp4;base64,") == 1
     assert "<th>a</th>" in page and "<td>1</td>" in page and page.count("<table>") == page.count("</table>") == 1
     assert "<figcaption>PushCube</figcaption>" in page
+
+
+def test_sweep_fans_runs_out_as_ray_tasks_and_reports(smoke_base, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    sft = {"iterations": 2, "steps_per_iteration": 2, "batch_size": 8, "demos": 1, "demo_dir": f"{smoke_base}/demos"}
+    cmd = [sys.executable, "-m", "vla_razor.cli", "razor", "--smoke", f"runs_dir={tmp_path}", "workers=2",
+           f"base={smoke_base}/base-smoke/policy", "rl_grid={lr: [0.0001]}", "sft_grid={lr: [0.001]}",
+           f"sft={json.dumps(sft)}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "Ray workers" in done.stderr
+    sweep = tmp_path / "razor-smoke"
+    statuses = json.loads((sweep / "status.json").read_text())["runs"]
+    assert sorted(s["name"] for s in statuses) == ["ppo-lr0.0001-seed0", "sft-lr0.001-seed0"]
+    assert all(s["status"] == "done" for s in statuses)
+    analysis = json.loads((sweep / "report" / "analysis.json").read_text())
+    assert analysis["runs"] == {"rl": 1, "sft": 1, "sft_on_rl": 0}
+    assert (sweep / "report" / "report.html").stat().st_size > 10_000
