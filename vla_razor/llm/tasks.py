@@ -1,0 +1,92 @@
+"""Arithmetic tasks with verifiable answers, small enough for a CPU-trained language model.
+
+As in "Ignore the KL Penalty!" (a small model, arithmetic, exploration near the pretrained policy):
+every problem is a prompt such as ``"37+485="`` whose completion is checked exactly (``"522"``).
+Operations: addition, subtraction (non-negative results), comparison (``<``, ``=`` or ``>``), copy and
+reverse of a digit string. A task is an operation with a range of operand lengths; the prior suite is
+what the base model learns in pretraining and the new task is what fine-tuning teaches (by default,
+additions longer than any the base saw).
+
+Generators are seeded and deterministic: ``generate(task, n, seed)`` returns the same problems on every
+machine (Python's ``random.Random`` with a seed derived from the task name and ``seed``).
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+
+ALPHABET = tuple("0123456789+-?<>=CR")
+"""Every character a prompt or an answer can contain."""
+OPERATIONS = ("add", "sub", "cmp", "copy", "rev")
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    operation: str
+    min_digits: int
+    max_digits: int
+
+    def __post_init__(self):
+        if self.operation not in OPERATIONS:
+            raise ValueError(f"unknown operation {self.operation!r}: choose one of {', '.join(OPERATIONS)}")
+        if not 1 <= self.min_digits <= self.max_digits:
+            raise ValueError(f"need 1 <= min_digits <= max_digits, got {self.min_digits}..{self.max_digits}")
+
+
+@dataclass(frozen=True)
+class Problem:
+    prompt: str
+    answer: str
+
+
+TASKS = {t.name: t for t in (
+    Task("add_1_3", "add", 1, 3),
+    Task("sub_1_3", "sub", 1, 3),
+    Task("cmp_1_4", "cmp", 1, 4),
+    Task("copy_1_6", "copy", 1, 6),
+    Task("rev_1_6", "rev", 1, 6),
+    Task("add_4_5", "add", 4, 5),
+)}
+PRIOR_TASKS = ("add_1_3", "sub_1_3", "cmp_1_4", "copy_1_6", "rev_1_6")
+NEW_TASK = "add_4_5"
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        raise KeyError(f"unknown LLM task {name!r}; known tasks: {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+def _number(rng: random.Random, digits: int) -> int:
+    return rng.randint(10 ** (digits - 1) if digits > 1 else 0, 10**digits - 1)
+
+
+def make_problem(task: Task, rng: random.Random) -> Problem:
+    a = _number(rng, rng.randint(task.min_digits, task.max_digits))
+    b = _number(rng, rng.randint(task.min_digits, task.max_digits))
+    if task.operation == "add":
+        return Problem(f"{a}+{b}=", str(a + b))
+    if task.operation == "sub":
+        a, b = max(a, b), min(a, b)
+        return Problem(f"{a}-{b}=", str(a - b))
+    if task.operation == "cmp":
+        return Problem(f"{a}?{b}=", "<" if a < b else ">" if a > b else "=")
+    digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(task.min_digits, task.max_digits)))
+    if task.operation == "copy":
+        return Problem(f"C{digits}=", digits)
+    return Problem(f"R{digits}=", digits[::-1])
+
+
+def generate(task: str | Task, n: int, seed: int = 0) -> list[Problem]:
+    """``n`` problems of ``task``, a pure function of (task name, n, seed)."""
+    task = get_task(task) if isinstance(task, str) else task
+    digest = hashlib.sha256(f"{task.name}:{seed}".encode()).digest()
+    rng = random.Random(int.from_bytes(digest[:8], "little"))
+    return [make_problem(task, rng) for _ in range(n)]
+
+
+def is_correct(problem: Problem, completion: str) -> bool:
+    """Exact match of the completion (up to the end of sequence, whitespace stripped) with the answer."""
+    return completion.strip() == problem.answer
