@@ -53,3 +53,26 @@ def test_tokenizer_is_one_token_per_character_and_round_trips(tmp_path):
     tok.save_pretrained(tmp_path)
     again = AutoTokenizer.from_pretrained(tmp_path)
     assert again("R9081=")["input_ids"] == tok("R9081=")["input_ids"] and len(again) == len(ALPHABET) + 3
+
+
+@pytest.mark.parametrize("architecture", ["llama", "qwen2"])
+def test_tiny_model_builds_runs_and_round_trips_through_a_local_directory(architecture, tmp_path):
+    import torch
+
+    from vla_razor.llm.model import TinyLMConfig, build_model, load_policy
+
+    tok = build_tokenizer()
+    torch.manual_seed(0)
+    model = build_model(TinyLMConfig(architecture=architecture, hidden_size=32, num_layers=1, num_heads=2,
+                                     intermediate_size=64), tok).eval()
+    batch = tok(["12+3=", "C9="], padding=True, return_tensors="pt")
+    logits = model(**batch).logits
+    assert logits.shape == (2, batch["input_ids"].shape[1], len(tok))
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    loaded, loaded_tok = load_policy(tmp_path)
+    assert torch.equal(loaded.eval()(**batch).logits, logits) and loaded_tok.padding_side == "left"
+    with pytest.raises(FileNotFoundError, match="not a Hugging Face checkpoint"):
+        load_policy(tmp_path / "missing")
+    with pytest.raises(ValueError, match="divisible"):
+        TinyLMConfig(hidden_size=30, num_heads=4)

@@ -1,0 +1,62 @@
+"""Token policies for the LLM track: a tiny transformers causal LM built from a config, or any local checkpoint.
+
+The tiny model is a Llama (or Qwen2) architecture of a few million parameters, trained from scratch on
+the prior arithmetic suite; nothing is downloaded. ``load_policy(path)`` takes any local Hugging Face
+checkpoint directory instead, with its own tokenizer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class TinyLMConfig:
+    architecture: str = "llama"
+    """llama or qwen2 (transformers' LlamaForCausalLM / Qwen2ForCausalLM)."""
+    hidden_size: int = 128
+    """Width of the residual stream."""
+    num_layers: int = 4
+    """Transformer blocks."""
+    num_heads: int = 4
+    """Attention heads (key/value heads too)."""
+    intermediate_size: int = 512
+    """MLP width."""
+    max_length: int = 64
+    """Longest sequence (prompt + answer) in tokens."""
+
+    def __post_init__(self):
+        if self.architecture not in ("llama", "qwen2"):
+            raise ValueError(f"architecture must be llama or qwen2, got {self.architecture!r}")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+
+
+def build_model(cfg: TinyLMConfig, tokenizer):
+    """A freshly initialised causal LM sized by ``cfg`` over ``tokenizer``'s vocabulary."""
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    config_class, model_class = (LlamaConfig, LlamaForCausalLM) if cfg.architecture == "llama" else (Qwen2Config, Qwen2ForCausalLM)
+    config = config_class(
+        vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_heads,
+        max_position_embeddings=cfg.max_length, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True,
+    )
+    return model_class(config)
+
+
+def load_policy(path: str | Path):
+    """``(model, tokenizer)`` from a local checkpoint directory (``save_pretrained`` output); never downloads."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path} is not a Hugging Face checkpoint directory (no config.json): "
+                                "pass the directory `vla-razor llm pretrain` wrote, or any local model directory")
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return model, tokenizer
