@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vla_razor.analysis.predictors import PREDICTORS, feature_change, linear_cka, measure_predictors, weight_change
-from vla_razor.analysis.report import analyse, render_html
+from vla_razor.analysis.report import analyse, findings, render_html
 from vla_razor.analysis.sweep import RazorConfig, plan_control, plan_runs
 from vla_razor.config import ConfigError, load_config
 from vla_razor.envs.observations import random_observation
@@ -116,6 +116,8 @@ def test_analysis_fits_rank_the_exact_predictor_first_and_compare_frontiers():
     assert out["ranking"][0]["predictor"] == "kl/forward"
     assert "linear" not in out["fits"]["weights/update_density"]  # a constant predictor cannot be fitted
     assert out["runs"] == {"rl": 3, "sft": 3, "sft_on_rl": 0}
+    words = findings(out)
+    assert any("linear R² = 1.00" in w and "ranks 1 of" in w for w in words)
 
 
 def test_frontier_areas_by_hand():
@@ -126,6 +128,7 @@ def test_frontier_areas_by_hand():
     # staircase: best retention reachable at >= x; base covers [0, 0.1], the method's best point (0.1, 0.6]
     assert area["rl"] == pytest.approx(0.1 * 0.8 + 0.5 * 0.75)
     assert area["sft"] == pytest.approx(0.1 * 0.8 + 0.5 * 0.5)
+    assert findings(analyse(points))[0].startswith("RL's Pareto frontier lies above SFT's")
 
 
 def test_render_html_inlines_every_figure_and_video(tmp_path):

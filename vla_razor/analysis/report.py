@@ -193,6 +193,7 @@ def _markdown(analysis: dict, points: list[dict], figures: dict[str, str], contr
     if area:
         lines.append("Area under the Pareto frontier (new-task success × retention): "
                      + ", ".join(f"{METHOD_STYLE[m][0]} {a:.3f}" for m, a in area.items()) + ".")
+    lines += ["", "## Findings", ""] + [f"- {f}" for f in findings(analysis)]
     lines += ["", f"![Pareto frontier]({figures['pareto']})", "", f"![forgetting vs forward KL]({figures['kl']})", "",
               "## Predictors of forgetting (all fine-tuned points pooled)", "",
               "| rank | predictor | R² linear | R² quadratic |", "|---|---|---|---|"]
@@ -212,6 +213,24 @@ def _markdown(analysis: dict, points: list[dict], figures: dict[str, str], contr
     else:
         lines.append(f"Not run: {control_note or 'no control configured (control_grid is empty)'}.")
     return "\n".join(lines) + "\n"
+
+
+def findings(analysis: dict) -> list[str]:
+    """The headline answers, in words, from the analysis numbers (no claim the numbers do not make)."""
+    out = []
+    area = analysis["frontier_area"]
+    if "rl" in area and "sft" in area:
+        verdict = "above" if area["rl"] > area["sft"] else "below" if area["rl"] < area["sft"] else "level with"
+        out.append(f"RL's Pareto frontier lies {verdict} SFT's (area {area['rl']:.3f} vs {area['sft']:.3f}).")
+    fits = analysis["fits"].get("kl/forward", {})
+    if "linear" in fits:
+        rank = [r["predictor"] for r in analysis["ranking"]].index("kl/forward") + 1
+        quad = f", quadratic R² = {fits['quadratic']['r2']:.2f}" if "quadratic" in fits else ""
+        out.append(f"Forward KL predicts forgetting with linear R² = {fits['linear']['r2']:.2f}{quad}; "
+                   f"it ranks {rank} of {len(analysis['ranking'])} predictors.")
+    else:
+        out.append("Forward KL could not be fitted (fewer than three points, or no spread in KL or forgetting).")
+    return out
 
 
 def _embed(path: Path, mime: str) -> str:

@@ -216,10 +216,14 @@ def best_rl_run(cfg: RazorConfig, specs: list[RunSpec]) -> Path | None:
 
 def run_sweep(cfg: RazorConfig) -> list[RunSpec]:
     """Every run of the sweep, the control last; writes ``plan.json`` (what each run is) and ``status.json``."""
-    from vla_razor.rundir import RunDir
+    from vla_razor.config import dump_yaml
+    from vla_razor.rundir import atomic_write
 
-    RunDir.create(cfg.runs_dir, cfg.name, cfg, resume=True).close()
+    # No config guard here, unlike a run directory: growing a sweep's grid or seeds is how it is
+    # extended, and every run keeps its own guarded config.yaml.
     specs = plan_runs(cfg)
+    with atomic_write(cfg.path / "config.yaml") as f:
+        f.write(dump_yaml(cfg))
     write_json(cfg.path / "plan.json", {"runs": [s.as_dict() for s in specs]})
     statuses = run_specs(cfg, specs)
     best = best_rl_run(cfg, specs)
