@@ -76,3 +76,101 @@ def test_tiny_model_builds_runs_and_round_trips_through_a_local_directory(archit
         load_policy(tmp_path / "missing")
     with pytest.raises(ValueError, match="divisible"):
         TinyLMConfig(hidden_size=30, num_heads=4)
+
+
+def _random_model(seed=0):
+    import torch
+
+    from vla_razor.llm.model import TinyLMConfig, build_model
+
+    tok = build_tokenizer()
+    torch.manual_seed(seed)
+    model = build_model(TinyLMConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64), tok).eval()
+    with torch.no_grad():  # large random weights: varied, confident outputs instead of one repeated token
+        for p in model.parameters():
+            p.normal_(0, 0.5)
+    return model, tok
+
+
+def test_incremental_greedy_decoding_matches_transformers_generate():
+    from vla_razor.llm.data import complete
+
+    model, tok = _random_model()
+    problems = generate("add_1_3", 8, 0) + generate("rev_1_6", 8, 0)  # prompts of many lengths: left padding
+    ours = complete(model, tok, problems, 6)
+    batch = tok([p.prompt for p in problems], padding=True, return_tensors="pt")
+    out = model.generate(**batch, max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    reference = []
+    for row in out[:, batch["input_ids"].shape[1]:].tolist():
+        row = row[: row.index(tok.eos_token_id)] if tok.eos_token_id in row else row
+        reference.append(tok.decode([t for t in row if t != tok.pad_token_id], skip_special_tokens=True))
+    assert ours == reference and len(set(ours)) > 4
+
+
+def test_sequence_kl_is_the_sum_of_per_token_kls_on_the_response():
+    import torch
+    from torch.distributions import Categorical, kl_divergence
+
+    from vla_razor.llm.data import encode_batch, sample_responses
+    from vla_razor.llm.kl import sequence_kl
+
+    p_model, tok = _random_model(0)
+    q_model, _ = _random_model(1)
+    problems = generate("sub_1_3", 5, 1)
+    responses, ended = sample_responses(p_model, tok, problems, 5, sample=True, generator=torch.Generator().manual_seed(0))
+    batch = encode_batch(tok, problems, responses, ended)
+    ours = sequence_kl(p_model, q_model, batch)
+    with torch.no_grad():
+        lp = p_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        lq = q_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    for i in range(len(problems)):
+        positions = batch["response_mask"][i].nonzero().flatten() - 1  # the logits that predict response tokens
+        expected = sum(kl_divergence(Categorical(logits=lp[i, t]), Categorical(logits=lq[i, t])) for t in positions.tolist())
+        assert ours[i].item() == pytest.approx(float(expected), rel=1e-4)
+        assert len(positions) == len(responses[i]) + int(ended[i])
+    assert sequence_kl(p_model, p_model, batch).abs().max().item() < 1e-5
+
+
+def test_group_advantages_and_token_log_probs():
+    import torch
+
+    from vla_razor.llm.data import encode_batch
+    from vla_razor.llm.finetune import group_advantages, token_log_probs
+
+    adv = group_advantages(torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]), 4)
+    assert torch.allclose(adv[:4], torch.tensor([3.0, -1.0, -1.0, -1.0]) / 3 ** 0.5, atol=1e-5)
+    assert torch.all(adv[4:].abs() < 1e-5)  # no signal in a group that all succeeded
+    model, tok = _random_model()
+    problems = generate("copy_1_6", 3, 2)
+    batch = encode_batch(tok, problems)
+    with torch.no_grad():
+        logp = token_log_probs(model, batch).sum(-1)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.log_softmax(-1)
+    for i, p in enumerate(problems):
+        ids = batch["input_ids"][i].tolist()
+        start = len(ids) - len(p.answer) - 1  # the answer and eos end the row
+        expected = sum(logits[i, t - 1, ids[t]].item() for t in range(start, len(ids)))
+        assert logp[i].item() == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="responses"):
+        encode_batch(tok, problems, [[1]], [True])
+
+
+def test_llm_pretrain_grpo_and_sft_smoke_through_the_cli(tmp_path):
+    import json
+
+    from vla_razor.cli import main
+
+    assert main(["llm", "pretrain", "--smoke", f"runs_dir={tmp_path}"]) == 0
+    base = tmp_path / "llm-base-smoke" / "policy"
+    assert (base / "tokenizer.json").is_file() and (base / "config.json").is_file()
+    for algo in ("grpo", "sft"):
+        assert main(["llm", "finetune", "--algo", algo, "--smoke", f"runs_dir={tmp_path}", f"base={base}"]) == 0
+        run = tmp_path / f"llm-{algo}-add_4_5"
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        iterations = [r for r in rows if "kl/forward" in r]
+        assert [r["step"] for r in iterations] == [1, 2]  # the KL to the base, every iteration
+        assert all(r["kl/forward"] >= 0 and r["kl/reverse"] >= 0 for r in iterations)
+        assert ("reward/mean" in rows[0]) == (algo == "grpo") and ("loss/sft" in rows[0]) == (algo == "sft")
+        final = json.loads((run / "eval" / "final.json").read_text())
+        assert set(final["tasks"]) == {"add_4_5", *PRIOR_TASKS} and (run / "snapshots" / "iter_000001").is_dir()
+    assert main(["llm", "finetune", "--algo", "sft", "base=/nonexistent"]) == 2

@@ -33,7 +33,7 @@ def test_every_package_directory_is_listed_in_pyproject():
 
 def test_cli_lists_working_commands():
     out = subprocess.run([sys.executable, "-m", "vla_razor.cli", "--help"], capture_output=True, text=True, check=True).stdout
-    for command in ("doctor", "demos", "quickstart", "pretrain", "finetune", "eval", "razor"):
+    for command in ("doctor", "demos", "quickstart", "pretrain", "finetune", "eval", "razor", "llm"):
         assert command in out
 
 

@@ -76,6 +76,19 @@ def _add_razor(sub) -> None:
     p.set_defaults(handler=lambda args: __import__("vla_razor.analysis.sweep", fromlist=["main"]).main(args))
 
 
+def _add_llm(sub) -> None:
+    p = sub.add_parser("llm", help="the LLM track: a tiny transformers LM on arithmetic, GRPO vs SFT, the same KL core")
+    llm = p.add_subparsers(dest="llm_command", required=True, metavar="LLM_COMMAND")
+    pre = llm.add_parser("pretrain", help="train the base LM from scratch on the prior arithmetic suite")
+    _add_config_args(pre, "configs/llm_pretrain.yaml")
+    pre.set_defaults(handler=lambda args: __import__("vla_razor.llm.pretrain", fromlist=["main"]).main(args))
+    fin = llm.add_parser("finetune", help="GRPO or SFT on the new arithmetic task, tracking the token KL to the base")
+    fin.add_argument("--algo", choices=("grpo", "sft"), required=True, help="fine-tuning algorithm")
+    fin.add_argument("--resume", action="store_true", help="continue the run of the same name from its last checkpoint")
+    _add_config_args(fin, "configs/llm_finetune.yaml")
+    fin.set_defaults(handler=lambda args: __import__("vla_razor.llm.finetune", fromlist=["main"]).main(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vla-razor",
@@ -89,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_finetune(sub)
     _add_eval(sub)
     _add_razor(sub)
+    _add_llm(sub)
     return parser
 
 

@@ -11,12 +11,19 @@ import torch
 from .tasks import Problem, generate, is_correct
 
 
-def encode_batch(tokenizer, problems: list[Problem], completions: list[str] | None = None) -> dict[str, torch.Tensor]:
-    """Left-padded ``input_ids``, ``attention_mask`` and ``response_mask`` (the answer + eos positions)
-    of ``prompt + completion + eos``; completions default to the correct answers."""
-    completions = completions if completions is not None else [p.answer for p in problems]
+def encode_batch(tokenizer, problems: list[Problem], responses: list[list[int]] | None = None,
+                 ended: list[bool] | None = None) -> dict[str, torch.Tensor]:
+    """Left-padded ``input_ids``, ``attention_mask`` and ``response_mask`` of ``<bos> prompt response [eos]``.
+
+    ``responses`` are token ids (default: the correct answers); eos is appended where ``ended`` says the
+    response ended with it (default: everywhere). The response mask covers the response and its eos."""
+    if responses is None:
+        responses = [tokenizer(p.answer, add_special_tokens=False)["input_ids"] for p in problems]
+    ended = ended if ended is not None else [True] * len(problems)
+    if not len(problems) == len(responses) == len(ended):
+        raise ValueError(f"{len(problems)} problems, {len(responses)} responses and {len(ended)} end flags")
     prompts = [tokenizer(p.prompt)["input_ids"] for p in problems]
-    answers = [tokenizer(c, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for c in completions]
+    answers = [list(r) + ([tokenizer.eos_token_id] if e else []) for r, e in zip(responses, ended)]
     length = max(len(p) + len(a) for p, a in zip(prompts, answers))
     ids = torch.full((len(problems), length), tokenizer.pad_token_id, dtype=torch.long)
     attention = torch.zeros_like(ids)
@@ -25,7 +32,8 @@ def encode_batch(tokenizer, problems: list[Problem], completions: list[str] | No
         seq = p + a
         ids[i, length - len(seq):] = torch.tensor(seq)
         attention[i, length - len(seq):] = 1
-        response[i, length - len(a):] = True
+        if a:
+            response[i, length - len(a):] = True
     return {"input_ids": ids, "attention_mask": attention, "response_mask": response}
 
 
@@ -38,41 +46,44 @@ def answer_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def complete(model, tokenizer, problems: list[Problem], max_new_tokens: int = 8, sample: bool = False,
-             temperature: float = 1.0, generator: torch.Generator | None = None) -> list[str]:
-    """Completions of the prompts up to eos (greedy, or sampled at ``temperature``)."""
+def sample_responses(model, tokenizer, problems: list[Problem], max_new_tokens: int = 8, sample: bool = False,
+                     temperature: float = 1.0, generator: torch.Generator | None = None) -> tuple[list[list[int]], list[bool]]:
+    """Response token ids (eos excluded) and whether each ended with eos, decoding greedily or sampling
+    at ``temperature``; incremental decoding with a KV cache (matches ``model.generate`` greedy)."""
     batch = tokenizer([p.prompt for p in problems], padding=True, return_tensors="pt")
-    ids, attention = batch["input_ids"], batch["attention_mask"]
+    attention = batch["attention_mask"]
+    step_ids, positions = batch["input_ids"], (attention.cumsum(-1) - 1).clamp(min=0)
     done = torch.zeros(len(problems), dtype=torch.bool)
-    out = []
-    past = None
-    position = attention.cumsum(-1) - 1
-    step_ids, step_positions = ids, position.clamp(min=0)
+    tokens, past = [], None
     for _ in range(max_new_tokens):
-        result = model(input_ids=step_ids, attention_mask=attention, position_ids=step_positions,
-                       past_key_values=past, use_cache=True)
+        result = model(input_ids=step_ids, attention_mask=attention, position_ids=positions, past_key_values=past, use_cache=True)
         past = result.past_key_values
         logits = result.logits[:, -1].float()
         if sample:
-            probs = torch.softmax(logits / temperature, -1)
-            token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+            token = torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=generator).squeeze(-1)
         else:
             token = logits.argmax(-1)
         token = torch.where(done, torch.full_like(token, tokenizer.pad_token_id), token)
-        out.append(token)
+        tokens.append(token)
         done |= token == tokenizer.eos_token_id
         if done.all():
             break
         attention = torch.cat([attention, attention.new_ones(len(problems), 1)], 1)
-        step_ids = token[:, None]
-        step_positions = step_positions[:, -1:] + 1
-    tokens = torch.stack(out, 1) if out else torch.zeros(len(problems), 0, dtype=torch.long)
-    texts = []
-    for row in tokens.tolist():
-        if tokenizer.eos_token_id in row:
-            row = row[: row.index(tokenizer.eos_token_id)]
-        texts.append(tokenizer.decode([t for t in row if t != tokenizer.pad_token_id], skip_special_tokens=True))
-    return texts
+        step_ids, positions = token[:, None], positions[:, -1:] + 1
+    rows = torch.stack(tokens, 1).tolist() if tokens else [[] for _ in problems]
+    responses, ended = [], []
+    for row in rows:
+        stop = row.index(tokenizer.eos_token_id) if tokenizer.eos_token_id in row else len(row)
+        responses.append(row[:stop])
+        ended.append(stop < len(row))
+    return responses, ended
+
+
+def complete(model, tokenizer, problems: list[Problem], max_new_tokens: int = 8, sample: bool = False,
+             temperature: float = 1.0, generator: torch.Generator | None = None) -> list[str]:
+    """Completions of the prompts as text, up to eos."""
+    responses, _ = sample_responses(model, tokenizer, problems, max_new_tokens, sample, temperature, generator)
+    return [tokenizer.decode(r, skip_special_tokens=True) for r in responses]
 
 
 def evaluate_accuracy(model, tokenizer, task: str, problems: int, seed: int = 10_000, batch_size: int = 256):

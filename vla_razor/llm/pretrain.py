@@ -143,3 +143,13 @@ def pretrain(cfg: LLMPretrainConfig):
     run.close()
     print(f"base model: {policy_dir}")
     return run.path
+
+
+def main(args) -> int:
+    from vla_razor.config import load_config, with_smoke
+
+    cfg = load_config(LLMPretrainConfig, args.config, args.overrides)
+    if args.smoke:
+        cfg = with_smoke(cfg, SMOKE, args.overrides)
+    pretrain(cfg)
+    return 0

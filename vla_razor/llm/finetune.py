@@ -1,0 +1,259 @@
+"""`vla-razor llm finetune --algo grpo|sft`: fine-tune the base LM on the new task, tracking the KL to the base.
+
+One loop for both algorithms, readable top to bottom; an iteration is one update:
+
+- **GRPO**: ``num_prompts`` new-task prompts, ``group_size`` responses each sampled from the current
+  policy, binary reward (exact answer), advantages normalised within each group, the clipped token-level
+  surrogate (the ratio to the sampling policy), no critic;
+- **SFT**: cross-entropy on the correct answers of ``num_prompts * group_size`` new-task problems (the
+  same number of sequences per iteration as GRPO).
+
+Every iteration logs ``kl/forward`` (responses sampled from the base) and ``kl/reverse`` (from the
+policy) through the divergence core's exact categorical KL, masked to the response tokens. Periodic
+evaluation measures greedy accuracy on the new task and on every prior task (``retention/<task>``)
+and saves a snapshot (``snapshots/iter_N``); the end writes ``eval/final.json`` with forgetting
+against the base. Optional penalty toward the base: the exact token KL, forward or reverse, with
+``critical_weighting`` lowering it on tokens where the base is unsure (low max-probability), the
+critical tokens of "Ignore the KL Penalty!".
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+from tqdm import tqdm
+
+from vla_razor.rundir import RunDir, write_json
+
+from .data import encode_batch, evaluate_accuracy, sample_responses
+from .kl import measure_token_kl, response_logits
+from .tasks import NEW_TASK, PRIOR_TASKS, generate, get_task, is_correct
+
+
+@dataclass
+class LLMFinetuneConfig:
+    name: str = ""
+    """Run directory name under ``runs_dir`` (default: ``llm-<algo>-<task>``)."""
+    runs_dir: str = "runs"
+    """Where run directories go."""
+    base: str = "runs/llm-base/policy"
+    """The base model: any local Hugging Face checkpoint directory with its tokenizer."""
+    task: str = NEW_TASK
+    """The new task."""
+    prior_tasks: list[str] = field(default_factory=lambda: list(PRIOR_TASKS))
+    """The retention suite."""
+    lr: float = 1e-4
+    """Learning rate (AdamW)."""
+    iterations: int = 100
+    """Updates."""
+    num_prompts: int = 16
+    """New-task prompts per iteration."""
+    group_size: int = 8
+    """GRPO: responses per prompt (SFT trains on num_prompts * group_size answers per iteration)."""
+    temperature: float = 1.0
+    """GRPO sampling temperature."""
+    clip_coef: float = 0.2
+    """GRPO: clip range of the token ratio."""
+    update_epochs: int = 2
+    """GRPO: passes over each iteration's responses."""
+    max_grad_norm: float = 1.0
+    """Global gradient-norm clip."""
+    kl_prompts: int = 64
+    """New-task prompts per iteration on which the KL to the base is measured."""
+    kl_penalty: Literal["none", "forward", "reverse"] = "none"
+    """Penalty toward the base on the training responses (none: the paper's setting)."""
+    kl_coef: float = 0.05
+    """Penalty coefficient."""
+    critical_weighting: bool = False
+    """Scale each token's penalty by the base's confidence (max-probability), so critical tokens explore."""
+    eval_every: int = 10
+    """Iterations between evaluations (0: only at the end)."""
+    eval_problems: int = 100
+    """Held-out problems per task per evaluation."""
+    final_eval_problems: int = 200
+    """Held-out problems per task in the final evaluation."""
+    checkpoint_every: int = 10
+    """Iterations between checkpoints."""
+    seed: int = 0
+    """Seed of prompts, sampling and initialisation of the optimizer state."""
+    eval_seed: int = 10_000
+    """Seed of held-out problems."""
+    threads: int = 0
+    """torch threads (0: torch's default)."""
+
+    def __post_init__(self):
+        for task in [self.task, *self.prior_tasks]:
+            get_task(task)
+        self.prior_tasks = [t for t in self.prior_tasks if t != self.task]
+        if min(self.iterations, self.num_prompts, self.group_size, self.update_epochs, self.kl_prompts) < 1:
+            raise ValueError("iterations, num_prompts, group_size, update_epochs and kl_prompts must be >= 1")
+        if self.lr <= 0 or self.temperature <= 0:
+            raise ValueError("lr and temperature must be > 0")
+
+
+SMOKE = dict(iterations=2, num_prompts=2, group_size=2, kl_prompts=4, eval_every=1, eval_problems=4,
+             final_eval_problems=4, checkpoint_every=1, base="runs/llm-base-smoke/policy")
+
+
+def token_log_probs(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``[B, T-1]`` log-probability of each next token (zero outside the response)."""
+    logits = response_logits(model, batch)
+    logp = torch.log_softmax(logits, -1).gather(-1, batch["input_ids"][:, 1:, None]).squeeze(-1)
+    return logp * batch["response_mask"][:, 1:]
+
+
+def group_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """(r - group mean) / (group std + 1e-6), per group of ``group_size`` consecutive responses."""
+    groups = rewards.view(-1, group_size)
+    return ((groups - groups.mean(1, keepdim=True)) / (groups.std(1, unbiased=False, keepdim=True) + 1e-6)).view(-1)
+
+
+def kl_penalty(policy, base, batch: dict[str, torch.Tensor], cfg: LLMFinetuneConfig) -> torch.Tensor:
+    """Mean over sequences of the summed (optionally confidence-weighted) exact token KL to the base."""
+    from vla_razor.divergence import categorical_kl
+
+    mask = batch["response_mask"][:, 1:]
+    logits = response_logits(policy, batch)
+    with torch.no_grad():
+        base_logits = response_logits(base, batch)
+    per_token = (categorical_kl(base_logits, logits, mask) if cfg.kl_penalty == "forward"
+                 else categorical_kl(logits, base_logits, mask))
+    if cfg.critical_weighting:
+        per_token = per_token * torch.softmax(base_logits, -1).amax(-1)  # low where the base is unsure
+    return per_token.sum(-1).mean()
+
+
+def train(cfg: LLMFinetuneConfig, algo: str, resume: bool = False) -> Path:
+    from .model import load_policy
+
+    if algo not in ("grpo", "sft"):
+        raise ValueError(f"unknown LLM fine-tuning algorithm {algo!r}: grpo or sft")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    policy, tokenizer = load_policy(cfg.base)
+    base = copy.deepcopy(policy).eval().requires_grad_(False)
+    run = RunDir.create(cfg.runs_dir, cfg.name or f"llm-{algo}-{cfg.task}", cfg, resume=resume)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    iteration = 0
+    latest = run.latest_checkpoint()
+    if latest is not None:
+        iteration, state = RunDir.load_checkpoint(latest)
+        policy.load_state_dict(state["policy"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        run.truncate_metrics(iteration)
+    max_new = max(len(p.answer) for p in generate(cfg.task, 256, seed=cfg.eval_seed)) + 3
+
+    def evaluate(problems: int) -> dict:
+        results = {t: evaluate_accuracy(policy, tokenizer, t, problems, seed=cfg.eval_seed) for t in [cfg.task, *cfg.prior_tasks]}
+        return results
+
+    def snapshot(tag: str, results: dict) -> None:
+        directory = run.path / "snapshots" / tag
+        policy.save_pretrained(directory)
+        tokenizer.save_pretrained(directory)
+        write_json(run.eval / f"{tag}.json", {"iteration": iteration, "env_steps": iteration, "snapshot": str(directory),
+                                              "tasks": {t: {**r.as_dict(), "role": "new" if t == cfg.task else "prior"}
+                                                        for t, r in results.items()}})
+
+    bar = tqdm(total=cfg.iterations, initial=iteration, desc=f"llm {algo} {cfg.task}", unit="iter")
+    while iteration < cfg.iterations:
+        started = time.perf_counter()
+        # fresh problems every iteration, a pure function of (seed, iteration): resumes see the same stream
+        problems = generate(cfg.task, cfg.num_prompts * cfg.group_size, seed=cfg.seed * 1_000_003 + iteration)
+        metrics: dict[str, float] = {}
+        policy.train()
+        if algo == "grpo":
+            prompts = [p for p in problems[: cfg.num_prompts] for _ in range(cfg.group_size)]
+            policy.eval()
+            responses, ended = sample_responses(policy, tokenizer, prompts, max_new, sample=True,
+                                                temperature=cfg.temperature, generator=generator)
+            policy.train()
+            texts = [tokenizer.decode(r, skip_special_tokens=True) for r in responses]
+            rewards = torch.tensor([float(e and is_correct(p, t)) for p, t, e in zip(prompts, texts, ended)])
+            advantages = group_advantages(rewards, cfg.group_size)
+            batch = encode_batch(tokenizer, prompts, responses, ended)
+            mask = batch["response_mask"][:, 1:].float()
+            with torch.no_grad():
+                old = token_log_probs(policy, batch)
+            for _ in range(cfg.update_epochs):
+                ratio = torch.exp(token_log_probs(policy, batch) - old)
+                surrogate = torch.min(ratio * advantages[:, None],
+                                      ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef) * advantages[:, None])
+                loss = -((surrogate * mask).sum(-1) / mask.sum(-1).clamp(min=1)).mean()
+                if cfg.kl_penalty != "none":
+                    loss = loss + cfg.kl_coef * kl_penalty(policy, base, batch, cfg)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+            metrics.update({"reward/mean": rewards.mean().item(), "loss/policy": loss.item(),
+                            "grpo/groups_with_signal": (rewards.view(-1, cfg.group_size).std(1) > 0).float().mean().item()})
+        else:
+            batch = encode_batch(tokenizer, problems)
+            loss = -(token_log_probs(policy, batch).sum() / batch["response_mask"][:, 1:].sum())
+            if cfg.kl_penalty != "none":
+                loss = loss + cfg.kl_coef * kl_penalty(policy, base, batch, cfg)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            metrics["loss/sft"] = loss.item()
+        iteration += 1
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at iteration {iteration}; last good checkpoint: {run.latest_checkpoint()}")
+        kl_problems = generate(cfg.task, cfg.kl_prompts, seed=cfg.eval_seed + 1_000_000 + iteration)
+        metrics.update(measure_token_kl(base, policy, tokenizer, kl_problems, max_new, generator))
+        metrics["time/iteration_s"] = time.perf_counter() - started
+        if cfg.eval_every and iteration % cfg.eval_every == 0 and iteration < cfg.iterations:
+            results = evaluate(cfg.eval_problems)
+            metrics["success/new_task"] = results[cfg.task].rate
+            metrics.update({f"retention/{t}": results[t].rate for t in cfg.prior_tasks})
+            metrics["retention/mean"] = sum(results[t].rate for t in cfg.prior_tasks) / len(cfg.prior_tasks)
+            snapshot(f"iter_{iteration:06d}", results)
+        run.log(iteration, metrics)
+        bar.update(1)
+        bar.set_postfix({k.split("/")[-1]: f"{metrics[k]:.3g}" for k in ("kl/forward", "reward/mean", "success/new_task") if k in metrics})
+        if iteration % cfg.checkpoint_every == 0 or iteration == cfg.iterations:
+            run.save_checkpoint(iteration, {"policy": policy.state_dict(), "optimizer": optimizer.state_dict(),
+                                            "generator": generator.get_state()})
+    bar.close()
+    policy_dir = run.path / "policy"
+    policy.save_pretrained(policy_dir)
+    tokenizer.save_pretrained(policy_dir)
+    results = evaluate(cfg.final_eval_problems)
+    base_results = {t: evaluate_accuracy(base, tokenizer, t, cfg.final_eval_problems, seed=cfg.eval_seed)
+                    for t in [cfg.task, *cfg.prior_tasks]}
+    forgetting = {t: base_results[t].rate - results[t].rate for t in cfg.prior_tasks}
+    final = {"new_task": cfg.task, "prior_tasks": cfg.prior_tasks, "episodes": cfg.final_eval_problems,
+             "new_task_success": results[cfg.task].rate,
+             "retention": sum(results[t].rate for t in cfg.prior_tasks) / len(cfg.prior_tasks),
+             "mean_forgetting": sum(forgetting.values()) / len(forgetting),
+             "meta": {"iteration": iteration, "env_steps": iteration, "algo": algo},
+             "tasks": {t: {**r.as_dict(), "role": "new" if t == cfg.task else "prior", "forgetting": forgetting.get(t)}
+                       for t, r in results.items()},
+             "base": {t: r.as_dict() for t, r in base_results.items()}}
+    write_json(run.eval / "final.json", final)
+    run.log(iteration, {"final/success/new_task": final["new_task_success"], "final/retention/mean": final["retention"],
+                        "final/forgetting/mean": final["mean_forgetting"]})
+    run.close()
+    print(f"new task {cfg.task}: {final['new_task_success']:.1%} | retention {final['retention']:.1%} | "
+          f"mean forgetting {final['mean_forgetting']:+.1%}")
+    print(f"fine-tuned model: {policy_dir}")
+    return run.path
+
+
+def main(args) -> int:
+    from vla_razor.config import load_config, with_smoke
+
+    cfg = load_config(LLMFinetuneConfig, args.config, args.overrides)
+    if args.smoke:
+        cfg = with_smoke(cfg, SMOKE, args.overrides)
+    train(cfg, args.algo, resume=args.resume)
+    return 0
