@@ -169,3 +169,24 @@ def test_sweep_fans_runs_out_as_ray_tasks_and_reports(smoke_base, tmp_path):
     analysis = json.loads((sweep / "report" / "analysis.json").read_text())
     assert analysis["runs"] == {"rl": 1, "sft": 1, "sft_on_rl": 0}
     assert (sweep / "report" / "report.html").stat().st_size > 10_000
+
+
+def test_fine_tuning_noise_level_is_applied_to_policy_and_base_alike():
+    from vla_razor.analysis.points import base_as_finetuned
+    from vla_razor.finetune import FinetuneConfig, set_noise_level
+
+    torch.manual_seed(0)
+    base = make_policy("flow", {"hidden": 32, "num_layers": 1, "chunk_size": 4, "num_steps": 3}, embed_language=False)
+    tuned = copy.deepcopy(base)
+    set_noise_level(tuned, 0.1)
+    aligned = base_as_finetuned(base, tuned)
+    assert aligned.config.noise_level == 0.1 and base.config.noise_level == 0.5
+    assert next(aligned.parameters()) is next(base.parameters())  # the same weights, not a copy
+    states = random_observation(16)
+    # same weights, same noise: the KL to the aligned base is 0; to the unaligned one it is not
+    assert measure_predictors(aligned, tuned, states, kl_states=16)["kl/forward"] == pytest.approx(0.0, abs=1e-9)
+    assert measure_predictors(base, tuned, states, kl_states=16)["kl/forward"] > 0.1
+    with pytest.raises(ValueError, match="Flow-SDE"):
+        set_noise_level(make_policy("gaussian", {"hidden": 32, "num_layers": 1, "chunk_size": 4}, embed_language=False), 0.1)
+    with pytest.raises(ValueError, match="noise_level must be >= 0"):
+        FinetuneConfig(noise_level=-1)

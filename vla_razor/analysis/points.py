@@ -90,10 +90,24 @@ def collect_points(run_root: Path, plan: list[dict], base_dir: str, suite, state
         else:
             policy = ChainPolicy.from_pretrained(policy_dir)
             with torch.no_grad():
-                predictors = measure_predictors(base, policy, states, kl_states, seed=state_seed)
+                predictors = measure_predictors(base_as_finetuned(base, policy), policy, states, kl_states, seed=state_seed)
             write_json(cache, {"key": key, "predictors": predictors})
         points.append({**row(spec["name"], spec["method"], spec["algo"], spec.get("grid", {}), tag, ev), **predictors})
     return points
+
+
+def base_as_finetuned(base, policy):
+    """The base as the run's frozen copy was: with the policy's sampling noise, when fine-tuning changed it
+    (``noise_level``), so the KLs compare the weights' effect alone, like the run's own tracking."""
+    import copy
+    import dataclasses
+
+    level = getattr(policy.config, "noise_level", None)
+    if level is None or level == getattr(base.config, "noise_level", None):
+        return base
+    aligned = copy.copy(base)  # shares the frozen weights; only the config differs
+    aligned.config = dataclasses.replace(base.config, noise_level=level)
+    return aligned
 
 
 def _largest_episode_count(run_root: Path, plan: list[dict]) -> int:
