@@ -174,3 +174,22 @@ def test_llm_pretrain_grpo_and_sft_smoke_through_the_cli(tmp_path):
         final = json.loads((run / "eval" / "final.json").read_text())
         assert set(final["tasks"]) == {"add_4_5", *PRIOR_TASKS} and (run / "snapshots" / "iter_000001").is_dir()
     assert main(["llm", "finetune", "--algo", "sft", "base=/nonexistent"]) == 2
+
+
+def test_razor_sweep_on_the_llm_track(tmp_path):
+    import json
+
+    from vla_razor.cli import main
+
+    assert main(["llm", "pretrain", "--smoke", f"runs_dir={tmp_path}"]) == 0
+    base = tmp_path / "llm-base-smoke" / "policy"
+    assert main(["razor", "--smoke", "track=llm", f"runs_dir={tmp_path}", f"base={base}"]) == 0
+    sweep = tmp_path / "razor-llm-smoke"
+    plan = json.loads((sweep / "plan.json").read_text())
+    assert sorted(r["algo"] for r in plan["runs"]) == ["grpo", "grpo", "sft", "sft"] and "LLM" in plan["control_skipped"]
+    points = json.loads((sweep / "report" / "points.json").read_text())
+    tuned = [p for p in points if p["method"] != "base"]
+    assert len(tuned) == 4 * 2  # a periodic evaluation and the final one per run
+    assert all(set(PRIOR_TASKS) <= {k.split("/", 1)[1] for k in p if k.startswith("retention/")} for p in tuned)
+    assert max(p["kl/forward"] for p in tuned) > 0 and all(0 <= p["features/change"] <= 1 + 1e-9 for p in tuned)
+    assert "LLM track" in (sweep / "report" / "report.html").read_text()

@@ -39,34 +39,55 @@ def _evaluations(run_dir: Path) -> list[tuple[str, Path, dict]]:
     return out
 
 
-def collect_points(run_root: Path, plan: list[dict], base_dir: str, suite, state_episodes: int, state_seed: int,
-                   kl_states: int, eval_seed: int = 10_000) -> list[dict]:
-    """Every point of every run in ``plan`` (runs without evaluations are skipped), plus the base itself."""
-    import torch
+class RobotTrack:
+    """How the analysis measures chain policies: KLs on the base's new-task states, ManiSkill success."""
 
-    from vla_razor.base_kl import freeze
-    from vla_razor.policies import ChainPolicy
-    from vla_razor.retention import base_results
+    def __init__(self, base_dir: str, suite, state_episodes: int, state_seed: int, kl_states: int, eval_seed: int = 10_000):
+        from vla_razor.base_kl import freeze
+        from vla_razor.policies import ChainPolicy
+
+        self.base_dir, self.suite, self.eval_seed = base_dir, suite, eval_seed
+        self.new_task, self.prior_tasks = suite.new_task, list(suite.prior_tasks)
+        self.base = freeze(ChainPolicy.from_pretrained(base_dir))
+        self.states = new_task_states(base_dir, suite.new_task, state_episodes, state_seed)
+        self.kl_states, self.seed = kl_states, state_seed
+        self.key = f"{suite.new_task}-{state_episodes}ep-seed{state_seed}-{kl_states}"
+
+    def base_rates(self, episodes: int) -> dict[str, float]:
+        from vla_razor.retention import base_results
+
+        return {t: r.rate for t, r in base_results(self.base_dir, self.suite, episodes, self.eval_seed).items()}
+
+    def predictors(self, policy_dir: Path) -> dict[str, float]:
+        import torch
+
+        from vla_razor.policies import ChainPolicy
+
+        policy = ChainPolicy.from_pretrained(policy_dir)
+        with torch.no_grad():
+            return measure_predictors(base_as_finetuned(self.base, policy), policy, self.states, self.kl_states, seed=self.seed)
+
+
+def collect_points(run_root: Path, plan: list[dict], track) -> list[dict]:
+    """Every point of every run in ``plan`` (runs without evaluations are skipped), plus the base itself;
+    ``track`` (:class:`RobotTrack`, or the LLM track's) measures policies and the base."""
     from vla_razor.retention.evaluate import weights_hash
 
-    base = freeze(ChainPolicy.from_pretrained(base_dir))
-    states = new_task_states(base_dir, suite.new_task, state_episodes, state_seed)
-    state_key = f"{suite.new_task}-{state_episodes}ep-seed{state_seed}-{kl_states}"
     base_cache: dict[int, dict] = {}
 
     def base_rates(episodes: int) -> dict[str, float]:
         if episodes not in base_cache:
-            base_cache[episodes] = {t: r.rate for t, r in base_results(base_dir, suite, episodes, eval_seed).items()}
+            base_cache[episodes] = track.base_rates(episodes)
         return base_cache[episodes]
 
     def row(run: str, method: str, algo: str, grid: dict, tag: str, ev: dict) -> dict:
         tasks = ev["tasks"]
-        priors = [t for t in suite.prior_tasks if t in tasks]
+        priors = [t for t in track.prior_tasks if t in tasks]
         forgetting = {t: base_rates(tasks[t]["episodes"])[t] - tasks[t]["rate"] for t in priors}
         return {
             "run": run, "method": method, "algo": algo, "grid": grid, "tag": tag,
             "iteration": ev["iteration"], "env_steps": ev["env_steps"],
-            "new_task_success": tasks[suite.new_task]["rate"],
+            "new_task_success": tasks[track.new_task]["rate"],
             "retention": sum(tasks[t]["rate"] for t in priors) / len(priors) if priors else float("nan"),
             "forgetting": sum(forgetting.values()) / len(forgetting) if forgetting else float("nan"),
             **{f"retention/{t}": tasks[t]["rate"] for t in priors},
@@ -75,22 +96,20 @@ def collect_points(run_root: Path, plan: list[dict], base_dir: str, suite, state
 
     points = []
     base_ev = base_rates(max(1, _largest_episode_count(run_root, plan)))
-    priors = suite.prior_tasks
+    priors = track.prior_tasks
     points.append({"run": "base", "method": "base", "algo": "", "grid": {}, "tag": "base", "iteration": 0, "env_steps": 0,
-                   "new_task_success": base_ev[suite.new_task], "retention": sum(base_ev[t] for t in priors) / len(priors),
+                   "new_task_success": base_ev[track.new_task], "retention": sum(base_ev[t] for t in priors) / len(priors),
                    "forgetting": 0.0, "kl/forward": 0.0, "kl/reverse": 0.0, "weights/l2_change": 0.0,
                    "weights/update_density": 0.0, "features/change": 0.0})
     entries = [(spec, tag, policy_dir, ev) for spec in plan for tag, policy_dir, ev in _evaluations(run_root / spec["name"])]
     for spec, tag, policy_dir, ev in tqdm(entries, desc="analysis: predictors", unit="policy"):
         cache = run_root / spec["name"] / "analysis" / f"{tag}.json"
         cached = json.loads(cache.read_text()) if cache.is_file() else {}
-        key = {"states": state_key, "weights": weights_hash(policy_dir)}
+        key = {"states": track.key, "weights": weights_hash(policy_dir)}
         if cached.get("key") == key:
             predictors = cached["predictors"]
         else:
-            policy = ChainPolicy.from_pretrained(policy_dir)
-            with torch.no_grad():
-                predictors = measure_predictors(base_as_finetuned(base, policy), policy, states, kl_states, seed=state_seed)
+            predictors = track.predictors(policy_dir)
             write_json(cache, {"key": key, "predictors": predictors})
         points.append({**row(spec["name"], spec["method"], spec["algo"], spec.get("grid", {}), tag, ev), **predictors})
     return points

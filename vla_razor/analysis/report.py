@@ -223,13 +223,13 @@ def findings(analysis: dict) -> list[str]:
         verdict = "above" if area["rl"] > area["sft"] else "below" if area["rl"] < area["sft"] else "level with"
         out.append(f"RL's Pareto frontier lies {verdict} SFT's (area {area['rl']:.3f} vs {area['sft']:.3f}).")
     fits = analysis["fits"].get("kl/forward", {})
-    if "linear" in fits:
+    if "linear" in fits and math.isfinite(fits["linear"]["r2"]):
         rank = [r["predictor"] for r in analysis["ranking"]].index("kl/forward") + 1
         quad = f", quadratic R² = {fits['quadratic']['r2']:.2f}" if "quadratic" in fits else ""
         out.append(f"Forward KL predicts forgetting with linear R² = {fits['linear']['r2']:.2f}{quad}; "
                    f"it ranks {rank} of {len(analysis['ranking'])} predictors.")
     else:
-        out.append("Forward KL could not be fitted (fewer than three points, or no spread in KL or forgetting).")
+        out.append("Forward KL could not be fitted (fewer than three points, or no spread in KL or in forgetting).")
     return out
 
 
@@ -239,8 +239,6 @@ def _embed(path: Path, mime: str) -> str:
 
 def write_report(cfg) -> Path:
     """Collect the points of the sweep ``cfg`` (a RazorConfig), analyse them, write the report; returns report.html."""
-    from vla_razor.envs import load_suite
-
     from .points import collect_points
 
     plan_file = cfg.path / "plan.json"
@@ -248,8 +246,8 @@ def write_report(cfg) -> Path:
         raise FileNotFoundError(f"{plan_file} not found: run the sweep first (`vla-razor razor` without --report-only)")
     plan_data = json.loads(plan_file.read_text())
     plan = plan_data["runs"]
-    suite = load_suite(cfg.suite)
-    points = collect_points(cfg.run_root, plan, cfg.base, suite, cfg.state_episodes, cfg.state_seed, cfg.kl_states)
+    track = cfg.make_track()
+    points = collect_points(cfg.run_root, plan, track)
     if len(points) < 2:
         raise ValueError(f"no run of {cfg.path} has an evaluation yet: nothing to analyse")
     analysis = analyse(points)
@@ -262,8 +260,8 @@ def write_report(cfg) -> Path:
     _figure_predictors(points, analysis, out / figures["predictors"])
     _figure_curves(cfg.run_root, plan, out / figures["curves"])
     write_json(out / "points.json", points)
-    write_json(out / "analysis.json", {**analysis, "suite": suite.name, "new_task": suite.new_task,
-                                       "prior_tasks": suite.prior_tasks, "base": cfg.base})
+    write_json(out / "analysis.json", {**analysis, "track": cfg.track, "suite": cfg.suite if cfg.track == "robot" else "llm",
+                                       "new_task": track.new_task, "prior_tasks": track.prior_tasks, "base": cfg.base})
     summary = _markdown(analysis, points, figures, plan_data.get("control_skipped", ""))
     with atomic_write(out / "summary.md") as f:
         f.write(summary)
@@ -273,7 +271,8 @@ def write_report(cfg) -> Path:
             found = sorted((cfg.run_root / run / "videos").glob("final_*.mp4"))
             if found:
                 videos[f"{METHOD_STYLE[method][0]}: {run}"] = found
-    page = render_html(summary, {k: out / v for k, v in figures.items()}, videos, f"RL's Razor: {cfg.name} ({suite.name})")
+    title = f"RL's Razor: {cfg.name} ({cfg.suite if cfg.track == 'robot' else 'LLM track'})"
+    page = render_html(summary, {k: out / v for k, v in figures.items()}, videos, title)
     with atomic_write(out / "report.html") as f:
         f.write(page)
     return out / "report.html"

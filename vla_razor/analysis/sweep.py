@@ -27,14 +27,17 @@ from vla_razor.rundir import write_json
 class RazorConfig:
     name: str = "razor"
     """Sweep directory name under ``runs_dir``."""
+    track: str = "robot"
+    """robot (chain policies on a ManiSkill suite; configs/finetune_<algo>.yaml) or llm (token policies on
+    the arithmetic tasks; configs/llm_finetune.yaml, rl_algo grpo, no control yet)."""
     runs_dir: str = "runs"
     """Where run directories go."""
     base: str = "runs/base/policy"
     """The base policy every run starts from (a ``save_pretrained`` directory)."""
     suite: str = "default"
-    """Task suite: fine-tune on its new task, measure retention on its prior tasks."""
-    rl_algo: str = "ppo"
-    """RL algorithm of the sweep: ppo or grpo."""
+    """Task suite (robot track): fine-tune on its new task, measure retention on its prior tasks."""
+    rl_algo: str = ""
+    """RL algorithm of the sweep: ppo or grpo (default: ppo on the robot track, grpo on the llm track)."""
     rl_grid: dict[str, list[Any]] = field(default_factory=lambda: {"lr": [1e-6, 3e-6, 1e-5]})
     """RL config fields to sweep (the cartesian product of the lists; dotted keys reach nested fields)."""
     sft_grid: dict[str, list[Any]] = field(default_factory=lambda: {"lr": [1e-5, 3e-5, 1e-4]})
@@ -63,14 +66,29 @@ class RazorConfig:
     """Embed the per-task evaluation videos of the best RL and SFT runs in the HTML report."""
 
     def __post_init__(self):
-        if self.rl_algo not in ("ppo", "grpo"):
-            raise ValueError(f"rl_algo must be ppo or grpo, got {self.rl_algo!r}")
+        if self.track not in ("robot", "llm"):
+            raise ValueError(f"track must be robot or llm, got {self.track!r}")
+        self.rl_algo = self.rl_algo or ("grpo" if self.track == "llm" else "ppo")
+        if self.rl_algo not in ("ppo", "grpo") or (self.track == "llm" and self.rl_algo != "grpo"):
+            raise ValueError(f"rl_algo must be ppo or grpo (grpo on the llm track), got {self.rl_algo!r}")
         for name in ("rl_grid", "sft_grid", "control_grid"):
             for key, values in getattr(self, name).items():
                 if not isinstance(values, list) or not values:
                     raise ValueError(f"{name}.{key} must be a non-empty list of values, got {values!r}")
         if not self.seeds or self.workers < 1 or self.state_episodes < 1 or self.kl_states < 2:
             raise ValueError("need seeds (non-empty), workers >= 1, state_episodes >= 1 and kl_states >= 2")
+
+    def make_track(self):
+        """What measures this sweep's policies: :class:`~.points.RobotTrack` or the LLM track's."""
+        if self.track == "llm":
+            from vla_razor.llm.razor import LLMTrack
+
+            return LLMTrack(self.base, self.run_root, self.state_episodes, self.state_seed, self.kl_states)
+        from vla_razor.envs import load_suite
+
+        from .points import RobotTrack
+
+        return RobotTrack(self.base, load_suite(self.suite), self.state_episodes, self.state_seed, self.kl_states)
 
     @property
     def path(self) -> Path:
@@ -90,6 +108,12 @@ SMOKE = dict(name="razor-smoke", suite="smoke", base="runs/base-smoke/policy", r
              sft={"iterations": 2, "steps_per_iteration": 2, "batch_size": 8, "demos": 1})
 
 
+LLM_SMOKE = dict(name="razor-llm-smoke", base="runs/llm-base-smoke/policy", rl_grid={"lr": [1e-4, 1e-3]},
+                 sft_grid={"lr": [1e-4, 1e-3]}, seeds=[0], state_episodes=1, kl_states=8, control_grid={}, rl={}, sft={},
+                 common={"iterations": 2, "num_prompts": 2, "group_size": 2, "kl_prompts": 4, "eval_every": 1,
+                         "eval_problems": 4, "final_eval_problems": 4, "checkpoint_every": 1})
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """One run of the sweep: which method, algorithm and config overrides."""
@@ -97,6 +121,8 @@ class RunSpec:
     name: str
     method: str
     """rl, sft or sft_on_rl (the control)."""
+    track: str
+    """robot or llm."""
     algo: str
     overrides: tuple[str, ...]
     grid: dict = field(default_factory=dict, hash=False)
@@ -128,9 +154,10 @@ def plan_runs(cfg: RazorConfig) -> list[RunSpec]:
             for seed in cfg.seeds:
                 values = {**point, "seed": seed}
                 name = "-".join([algo] + [_label(k, v) for k, v in values.items()])
-                overrides = {**cfg.common, **extra, **values, "base": cfg.base, "suite": cfg.suite,
-                             "runs_dir": str(cfg.run_root), "name": name}
-                specs.append(RunSpec(name, method, algo, tuple(_override(k, v) for k, v in overrides.items()), values))
+                overrides = {**cfg.common, **extra, **values, "base": cfg.base, "runs_dir": str(cfg.run_root), "name": name}
+                if cfg.track == "robot":
+                    overrides["suite"] = cfg.suite
+                specs.append(RunSpec(name, method, cfg.track, algo, tuple(_override(k, v) for k, v in overrides.items()), values))
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise ValueError("two runs of the sweep got the same name: make the grid values distinct")
@@ -144,7 +171,7 @@ def plan_control(cfg: RazorConfig, rl_policy: str) -> list[RunSpec]:
         name = "-".join(["sft_on_rl"] + [_label(k, v) for k, v in values.items()])
         overrides = {**cfg.common, **cfg.sft, **values, "rl_policy": rl_policy, "data": "rl", "base": cfg.base,
                      "suite": cfg.suite, "runs_dir": str(cfg.run_root), "name": name}
-        specs.append(RunSpec(name, "sft_on_rl", "sft", tuple(_override(k, v) for k, v in overrides.items()), values))
+        specs.append(RunSpec(name, "sft_on_rl", cfg.track, "sft", tuple(_override(k, v) for k, v in overrides.items()), values))
     return specs
 
 
@@ -161,7 +188,15 @@ def execute_run(spec: dict, threads: int = 0) -> dict:
     if threads:
         torch.set_num_threads(threads)
     overrides = list(spec["overrides"]) + ([f"threads={threads}"] if threads else [])
-    cfg, train = load_algorithm(spec["algo"], None, overrides)
+    if spec.get("track") == "llm":
+        from functools import partial
+
+        from vla_razor.config import load_config
+        from vla_razor.llm.finetune import LLMFinetuneConfig, train as llm_train
+
+        cfg, train = load_config(LLMFinetuneConfig, "configs/llm_finetune.yaml", overrides), partial(llm_train, algo=spec["algo"])
+    else:
+        cfg, train = load_algorithm(spec["algo"], None, overrides)
     try:
         train(cfg, resume=True)
     except NonFiniteError as err:
@@ -227,7 +262,10 @@ def run_sweep(cfg: RazorConfig) -> list[RunSpec]:
     write_json(cfg.path / "plan.json", {"runs": [s.as_dict() for s in specs]})
     statuses = run_specs(cfg, specs)
     best = best_rl_run(cfg, specs)
-    if best is not None and cfg.control_grid:
+    if cfg.track == "llm":
+        write_json(cfg.path / "plan.json", {"runs": [s.as_dict() for s in specs],
+                                             "control_skipped": "SFT on RL data is not implemented for the LLM track yet"})
+    elif best is not None and cfg.control_grid:
         control = plan_control(cfg, str(best / "policy"))
         specs += control
         write_json(cfg.path / "plan.json", {"runs": [s.as_dict() for s in specs], "control_teacher": str(best)})
@@ -249,10 +287,11 @@ def main(args) -> int:
 
     cfg = load_config(RazorConfig, args.config, args.overrides)
     if args.smoke:
-        cfg = with_smoke(cfg, SMOKE, args.overrides)
+        cfg = with_smoke(cfg, LLM_SMOKE if cfg.track == "llm" else SMOKE, args.overrides)
     if not (Path(cfg.base) / "config.json").is_file():
-        raise FileNotFoundError(f"base policy {cfg.base} not found: run `vla-razor pretrain` first "
-                                "(or `vla-razor pretrain --smoke` for the --smoke sweep), or pass base=<policy dir>")
+        command = "vla-razor llm pretrain" if cfg.track == "llm" else "vla-razor pretrain"
+        raise FileNotFoundError(f"base policy {cfg.base} not found: run `{command}` first "
+                                f"(or `{command} --smoke` for the --smoke sweep), or pass base=<policy dir>")
     if not args.report_only:
         run_sweep(cfg)
     report = write_report(cfg)

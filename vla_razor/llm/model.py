@@ -49,7 +49,9 @@ def build_model(cfg: TinyLMConfig, tokenizer):
 def load_policy(path: str | Path):
     """``(model, tokenizer)`` from a local checkpoint directory (``save_pretrained`` output); never downloads."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging
 
+    logging.disable_progress_bar()  # a bar per load of a few-MB model is noise in sweeps
     path = Path(path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path} is not a Hugging Face checkpoint directory (no config.json): "

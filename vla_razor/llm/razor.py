@@ -1,0 +1,73 @@
+"""How the razor analysis measures token policies (the LLM track's counterpart of ``RobotTrack``).
+
+- ``kl/forward`` / ``kl/reverse``: the exact token KL summed over responses to a fixed set of new-task
+  prompts (:func:`vla_razor.llm.kl.measure_token_kl`), responses sampled from the base / the policy;
+- ``weights/*``: the same weight-change measures as the robot track;
+- ``features/change``: 1 - linear CKA of the last layer's hidden state at the prompt's last token.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from vla_razor.analysis.predictors import linear_cka, weight_change
+from vla_razor.rundir import write_json
+
+from .data import evaluate_accuracy
+from .kl import measure_token_kl
+from .model import load_policy
+from .tasks import generate
+
+
+class LLMTrack:
+    def __init__(self, base_dir: str, run_root: Path, state_episodes: int, state_seed: int, kl_states: int):
+        self.base_dir = Path(base_dir)
+        self.base, self.tokenizer = load_policy(base_dir)
+        self.base.eval().requires_grad_(False)
+        self.new_task, self.prior_tasks = self._tasks(run_root)
+        # state_episodes x 8 prompts (a robot "episode" gives several states; a prompt gives one response)
+        self.problems = generate(self.new_task, min(kl_states, state_episodes * 8), seed=state_seed)
+        self.max_new = max(len(p.answer) for p in self.problems) + 3
+        self.seed = state_seed
+        self.key = f"llm-{self.new_task}-{len(self.problems)}prompts-seed{state_seed}"
+
+    @staticmethod
+    def _tasks(run_root: Path) -> tuple[str, list[str]]:
+        """The new task and prior tasks the sweep's runs used (from any run's resolved config)."""
+        import yaml
+
+        for config in sorted(Path(run_root).glob("*/config.yaml")):
+            data = yaml.safe_load(config.read_text()) or {}
+            if "task" in data and "prior_tasks" in data:
+                return data["task"], [t for t in data["prior_tasks"] if t != data["task"]]
+        from .finetune import LLMFinetuneConfig
+
+        default = LLMFinetuneConfig()
+        return default.task, default.prior_tasks
+
+    def base_rates(self, problems: int) -> dict[str, float]:
+        """Greedy accuracy of the base on every task, cached beside its weights."""
+        from vla_razor.retention.evaluate import weights_hash
+
+        cache = self.base_dir / "razor_cache" / f"accuracy-{problems}p-{weights_hash(self.base_dir)}.json"
+        if cache.is_file():
+            return json.loads(cache.read_text())
+        rates = {t: evaluate_accuracy(self.base, self.tokenizer, t, problems).rate for t in [self.new_task, *self.prior_tasks]}
+        write_json(cache, rates)
+        return rates
+
+    @torch.no_grad()
+    def _features(self, model) -> torch.Tensor:
+        batch = self.tokenizer([p.prompt for p in self.problems], padding=True, return_tensors="pt")
+        return model(**batch, output_hidden_states=True).hidden_states[-1][:, -1].float()  # left padding: the last prompt token
+
+    def predictors(self, policy_dir: Path) -> dict[str, float]:
+        policy, _ = load_policy(policy_dir)
+        policy.eval()
+        out = measure_token_kl(self.base, policy, self.tokenizer, self.problems, self.max_new,
+                               torch.Generator().manual_seed(self.seed))
+        out.update(weight_change(self.base, policy))
+        out["features/change"] = 1.0 - linear_cka(self._features(self.base), self._features(policy))
+        return out
