@@ -193,3 +193,15 @@ def test_razor_sweep_on_the_llm_track(tmp_path):
     assert all(set(PRIOR_TASKS) <= {k.split("/", 1)[1] for k in p if k.startswith("retention/")} for p in tuned)
     assert max(p["kl/forward"] for p in tuned) > 0 and all(0 <= p["features/change"] <= 1 + 1e-9 for p in tuned)
     assert "LLM track" in (sweep / "report" / "report.html").read_text()
+
+
+def test_pretraining_batches_are_reproducible_and_hold_the_new_task_share():
+    from vla_razor.llm.pretrain import LLMPretrainConfig, training_batch
+
+    cfg = LLMPretrainConfig(batch_size=4000, new_task_fraction=0.05)
+    batch = training_batch(cfg, 7)
+    assert batch == training_batch(cfg, 7) and batch != training_batch(cfg, 8)
+    share = sum(p.prompt.count("+") == 1 and len(p.prompt.split("+")[0]) >= 4 for p in batch) / len(batch)
+    assert 0.035 < share < 0.065  # the 4-5 digit additions are the new task's
+    assert all(len(p.prompt.split("+")[0]) <= 3 for p in training_batch(LLMPretrainConfig(batch_size=500, new_task_fraction=0), 1)
+               if "+" in p.prompt)

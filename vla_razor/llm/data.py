@@ -34,7 +34,13 @@ def encode_batch(tokenizer, problems: list[Problem], responses: list[list[int]] 
         attention[i, length - len(seq):] = 1
         if a:
             response[i, length - len(a):] = True
-    return {"input_ids": ids, "attention_mask": attention, "response_mask": response}
+    device = batch_device(tokenizer)
+    return {"input_ids": ids.to(device), "attention_mask": attention.to(device), "response_mask": response.to(device)}
+
+
+def batch_device(tokenizer) -> torch.device:
+    """Where batches go: the device a model put on the tokenizer (``tokenizer.vla_device``), else the CPU."""
+    return torch.device(getattr(tokenizer, "vla_device", "cpu"))
 
 
 def answer_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -50,17 +56,20 @@ def sample_responses(model, tokenizer, problems: list[Problem], max_new_tokens: 
                      temperature: float = 1.0, generator: torch.Generator | None = None) -> tuple[list[list[int]], list[bool]]:
     """Response token ids (eos excluded) and whether each ended with eos, decoding greedily or sampling
     at ``temperature``; incremental decoding with a KV cache (matches ``model.generate`` greedy)."""
-    batch = tokenizer([p.prompt for p in problems], padding=True, return_tensors="pt")
+    device = batch_device(tokenizer)
+    batch = tokenizer([p.prompt for p in problems], padding=True, return_tensors="pt").to(device)
     attention = batch["attention_mask"]
     step_ids, positions = batch["input_ids"], (attention.cumsum(-1) - 1).clamp(min=0)
-    done = torch.zeros(len(problems), dtype=torch.bool)
+    done = torch.zeros(len(problems), dtype=torch.bool, device=device)
     tokens, past = [], None
     for _ in range(max_new_tokens):
         result = model(input_ids=step_ids, attention_mask=attention, position_ids=positions, past_key_values=past, use_cache=True)
         past = result.past_key_values
         logits = result.logits[:, -1].float()
         if sample:
-            token = torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=generator).squeeze(-1)
+            probs = torch.softmax(logits / temperature, -1)
+            # sample on the CPU generator's stream wherever the model runs: same seed, same responses
+            token = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1).to(device)
         else:
             token = logits.argmax(-1)
         token = torch.where(done, torch.full_like(token, tokenizer.pad_token_id), token)

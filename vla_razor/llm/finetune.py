@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from vla_razor.rundir import RunDir, write_json
 
-from .data import encode_batch, evaluate_accuracy, sample_responses
+from .data import batch_device, encode_batch, evaluate_accuracy, sample_responses
 from .kl import measure_token_kl, response_logits
 from .tasks import NEW_TASK, PRIOR_TASKS, generate, get_task, is_correct
 
@@ -84,6 +84,8 @@ class LLMFinetuneConfig:
     """Seed of held-out problems."""
     threads: int = 0
     """torch threads (0: torch's default)."""
+    device: str = "cpu"
+    """cpu, cuda or auto (cuda when available)."""
 
     def __post_init__(self):
         for task in [self.task, *self.prior_tasks]:
@@ -128,7 +130,7 @@ def kl_penalty(policy, base, batch: dict[str, torch.Tensor], cfg: LLMFinetuneCon
 
 
 def train(cfg: LLMFinetuneConfig, algo: str, resume: bool = False) -> Path:
-    from .model import load_policy
+    from .model import load_policy, place
 
     if algo not in ("grpo", "sft"):
         raise ValueError(f"unknown LLM fine-tuning algorithm {algo!r}: grpo or sft")
@@ -136,6 +138,7 @@ def train(cfg: LLMFinetuneConfig, algo: str, resume: bool = False) -> Path:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     policy, tokenizer = load_policy(cfg.base)
+    place(policy, tokenizer, cfg.device)
     base = copy.deepcopy(policy).eval().requires_grad_(False)
     run = RunDir.create(cfg.runs_dir, cfg.name or f"llm-{algo}-{cfg.task}", cfg, resume=resume)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -144,7 +147,7 @@ def train(cfg: LLMFinetuneConfig, algo: str, resume: bool = False) -> Path:
     latest = run.latest_checkpoint()
     if latest is not None:
         iteration, state = RunDir.load_checkpoint(latest)
-        policy.load_state_dict(state["policy"])
+        policy.load_state_dict({k: v.to(batch_device(tokenizer)) for k, v in state["policy"].items()})
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
         run.truncate_metrics(iteration)
@@ -176,7 +179,8 @@ def train(cfg: LLMFinetuneConfig, algo: str, resume: bool = False) -> Path:
                                                 temperature=cfg.temperature, generator=generator)
             policy.train()
             texts = [tokenizer.decode(r, skip_special_tokens=True) for r in responses]
-            rewards = torch.tensor([float(e and is_correct(p, t)) for p, t, e in zip(prompts, texts, ended)])
+            rewards = torch.tensor([float(e and is_correct(p, t)) for p, t, e in zip(prompts, texts, ended)],
+                                   device=batch_device(tokenizer))
             advantages = group_advantages(rewards, cfg.group_size)
             batch = encode_batch(tokenizer, prompts, responses, ended)
             mask = batch["response_mask"][:, 1:].float()

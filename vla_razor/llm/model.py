@@ -46,6 +46,17 @@ def build_model(cfg: TinyLMConfig, tokenizer):
     return model_class(config)
 
 
+def place(model, tokenizer, device: str):
+    """Move ``model`` to ``device`` and mark the tokenizer so batches follow it (``cpu``, ``cuda``, ``auto``)."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device)
+    tokenizer.vla_device = device
+    return model
+
+
 def load_policy(path: str | Path):
     """``(model, tokenizer)`` from a local checkpoint directory (``save_pretrained`` output); never downloads."""
     from transformers import AutoModelForCausalLM, AutoTokenizer

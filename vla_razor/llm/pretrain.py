@@ -16,7 +16,7 @@ from tqdm import tqdm
 from vla_razor.rundir import RunDir, write_json
 
 from .data import answer_loss, encode_batch, evaluate_accuracy
-from .model import TinyLMConfig, build_model
+from .model import TinyLMConfig, build_model, place
 from .tasks import NEW_TASK, PRIOR_TASKS, generate, get_task
 
 
@@ -31,7 +31,10 @@ class LLMPretrainConfig:
     prior_tasks: list[str] = field(default_factory=lambda: list(PRIOR_TASKS))
     """Tasks the base learns (the retention suite)."""
     new_task: str = NEW_TASK
-    """The fine-tuning task, evaluated (not trained) here."""
+    """The fine-tuning task, evaluated here and trained on only a ``new_task_fraction`` of problems."""
+    new_task_fraction: float = 0.02
+    """Share of training problems from the new task: a little exposure, so the base starts weak but not
+    at zero and GRPO has successes to reinforce (the robot base's few new-task demonstrations)."""
     steps: int = 4000
     """Gradient steps."""
     batch_size: int = 128
@@ -54,10 +57,14 @@ class LLMPretrainConfig:
     """Seed of the held-out evaluation problems (disjoint from training streams)."""
     threads: int = 0
     """torch threads (0: torch's default)."""
+    device: str = "cpu"
+    """cpu, cuda or auto (cuda when available)."""
 
     def __post_init__(self):
         for task in [*self.prior_tasks, self.new_task]:
             get_task(task)  # a clear KeyError for an unknown task
+        if not 0 <= self.new_task_fraction < 1:
+            raise ValueError(f"new_task_fraction must be in [0, 1), got {self.new_task_fraction}")
         if self.steps < 1 or self.batch_size < 1 or self.eval_problems < 1:
             raise ValueError("steps, batch_size and eval_problems must be >= 1")
 
@@ -76,7 +83,7 @@ def lr_at(step: int, cfg: LLMPretrainConfig) -> float:
 def training_batch(cfg: LLMPretrainConfig, step: int) -> list:
     """The problems of ``step``: a pure function of (seed, step), so a resumed run sees the same stream."""
     rng = random.Random(cfg.seed * 1_000_003 + step)
-    tasks = [rng.choice(cfg.prior_tasks) for _ in range(cfg.batch_size)]
+    tasks = [cfg.new_task if rng.random() < cfg.new_task_fraction else rng.choice(cfg.prior_tasks) for _ in range(cfg.batch_size)]
     return [generate(t, 1, seed=rng.randrange(1, 2**31))[0] for t in tasks]
 
 
@@ -93,13 +100,13 @@ def pretrain(cfg: LLMPretrainConfig):
     run = RunDir.create(cfg.runs_dir, cfg.name, cfg, resume=True)
     torch.manual_seed(cfg.seed)
     tokenizer = build_tokenizer()
-    model = build_model(cfg.model, tokenizer)
+    model = place(build_model(cfg.model, tokenizer), tokenizer, cfg.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start = 0
     latest = run.latest_checkpoint()
     if latest is not None:
         start, state = RunDir.load_checkpoint(latest)
-        model.load_state_dict(state["model"])
+        model.load_state_dict({k: v.to(next(model.parameters()).device) for k, v in state["model"].items()})
         optimizer.load_state_dict(state["optimizer"])
         run.truncate_metrics(start)
         tqdm.write(f"resuming {run.path} from step {start}")
