@@ -133,7 +133,7 @@ def train(cfg: SFTConfig, resume: bool = False):
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
                 optimizer.step()
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
                 states.append(obs)
             ft.iteration += 1
             iteration_states = {k: torch.cat([s[k] for s in states]) for k in states[0]}
