@@ -165,6 +165,16 @@ def train(cfg: LLMFinetuneConfig, algo: str, resume: bool = False) -> Path:
                                               "tasks": {t: {**r.as_dict(), "role": "new" if t == cfg.task else "prior"}
                                                         for t, r in results.items()}})
 
+    def update(loss: torch.Tensor, batch: dict) -> torch.Tensor:
+        """One optimizer step on the algorithm's loss plus the optional penalty toward the base."""
+        if cfg.kl_penalty != "none":
+            loss = loss + cfg.kl_coef * kl_penalty(policy, base, batch, cfg)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+        return loss
+
     bar = tqdm(total=cfg.iterations, initial=iteration, desc=f"llm {algo} {cfg.task}", unit="iter")
     while iteration < cfg.iterations:
         started = time.perf_counter()
@@ -190,24 +200,12 @@ def train(cfg: LLMFinetuneConfig, algo: str, resume: bool = False) -> Path:
                 ratio = torch.exp(token_log_probs(policy, batch) - old)
                 surrogate = torch.min(ratio * advantages[:, None],
                                       ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef) * advantages[:, None])
-                loss = -((surrogate * mask).sum(-1) / mask.sum(-1).clamp(min=1)).mean()
-                if cfg.kl_penalty != "none":
-                    loss = loss + cfg.kl_coef * kl_penalty(policy, base, batch, cfg)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-                optimizer.step()
+                loss = update(-((surrogate * mask).sum(-1) / mask.sum(-1).clamp(min=1)).mean(), batch)
             metrics.update({"reward/mean": rewards.mean().item(), "loss/policy": loss.item(),
                             "grpo/groups_with_signal": (rewards.view(-1, cfg.group_size).std(1) > 0).float().mean().item()})
         else:
             batch = encode_batch(tokenizer, problems)
-            loss = -(token_log_probs(policy, batch).sum() / batch["response_mask"][:, 1:].sum())
-            if cfg.kl_penalty != "none":
-                loss = loss + cfg.kl_coef * kl_penalty(policy, base, batch, cfg)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-            optimizer.step()
+            loss = update(-(token_log_probs(policy, batch).sum() / batch["response_mask"][:, 1:].sum()), batch)
             metrics["loss/sft"] = loss.item()
         iteration += 1
         if not torch.isfinite(loss):

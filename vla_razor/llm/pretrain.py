@@ -6,13 +6,13 @@ task included, where the base should be weak), checkpoints, ``save_pretrained`` 
 """
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass, field
 
 import torch
 from tqdm import tqdm
 
+from vla_razor.pretrain import lr_at  # the same warm-up + cosine schedule as the robot base
 from vla_razor.rundir import RunDir, write_json
 
 from .data import answer_loss, encode_batch, evaluate_accuracy
@@ -71,13 +71,6 @@ class LLMPretrainConfig:
 
 SMOKE = dict(name="llm-base-smoke", steps=30, batch_size=16, warmup_steps=5, eval_every=0, eval_problems=8,
              checkpoint_every=10, model=TinyLMConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64))
-
-
-def lr_at(step: int, cfg: LLMPretrainConfig) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
 def training_batch(cfg: LLMPretrainConfig, step: int) -> list:
