@@ -16,7 +16,7 @@ import numpy as np
 
 from vla_razor.rundir import atomic_write, write_json
 
-from .fits import frontier_area, pareto_frontier, polyfit
+from .fits import frontier_area, pareto_frontier, polyfit, rank_predictors
 from .predictors import PREDICTORS
 
 METHOD_STYLE = {"rl": ("RL", "tab:blue", "o"), "sft": ("SFT", "tab:orange", "s"),
@@ -44,16 +44,17 @@ def analyse(points: list[dict]) -> dict:
     for name in PREDICTORS:
         x = np.array([p.get(name, math.nan) for p in tuned], float)
         ok = np.isfinite(x) & np.isfinite(y)
-        entry = {}
-        for degree, label in ((1, "linear"), (2, "quadratic")):
-            if ok.sum() > degree + 1 and np.ptp(x[ok]) > 0:
-                entry[label] = polyfit(x[ok], y[ok], degree).as_dict()
-        fits[name] = entry
+        fits[name] = {label: polyfit(x[ok], y[ok], degree).as_dict() for degree, label in ((1, "linear"), (2, "quadratic"))
+                      if ok.sum() > degree + 1 and np.ptp(x[ok]) > 0}
     out["fits"] = fits
-    ranked = sorted((n for n in PREDICTORS if "linear" in fits[n]),
-                    key=lambda n: -np.nan_to_num(max(fits[n][k]["r2"] for k in fits[n]), nan=-np.inf))
-    out["ranking"] = [{"predictor": n, "r2_linear": fits[n]["linear"]["r2"],
-                       "r2_quadratic": fits[n].get("quadratic", {}).get("r2")} for n in ranked]
+    # Ranked by the quadratic fit's R^2 (never below the nested linear fit's) when every predictor has one,
+    # else by the linear fit's (too few points), with fits.rank_predictors.
+    fittable = [n for n in PREDICTORS if "linear" in fits[n]]
+    degree = 2 if all("quadratic" in fits[n] for n in fittable) else 1
+    ok = np.isfinite(y)
+    ranked = rank_predictors({n: np.array([p[n] for p in tuned], float)[ok] for n in fittable}, y[ok], degree)
+    out["ranking"] = [{"predictor": n, "r2_linear": fits[n]["linear"]["r2"], "r2_quadratic": fits[n].get("quadratic", {}).get("r2")}
+                      for n, _ in ranked]
     control = [p for p in tuned if p["method"] == "sft_on_rl" and p["tag"] == "final"]
     out["control"] = control
     return out
