@@ -23,8 +23,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-HPARAMS = dict(num_envs=8, n_steps=64, epochs=4, minibatches=4, lr=3e-4, gamma=0.95, gae_lambda=0.95, clip=0.2,
-               max_grad_norm=0.5, vf_coef=0.5, hidden=64)
+PRESETS = {
+    # the throughput comparison (docs/benchmarks.md): small nets, SB3-like defaults
+    "default": dict(num_envs=8, n_steps=64, epochs=4, minibatches=4, lr=3e-4, gamma=0.95, gae_lambda=0.95, clip=0.2,
+                    max_grad_norm=0.5, vf_coef=0.5, hidden=64, layers=2, log_std=0.0),
+    # the learning sanity check: ManiSkill's own PPO baseline settings (short discount, 3x256 MLP, small
+    # initial std), under which SB3 trains this project's RL demo experts
+    "maniskill": dict(num_envs=8, n_steps=64, epochs=8, minibatches=4, lr=3e-4, gamma=0.8, gae_lambda=0.9, clip=0.2,
+                      max_grad_norm=0.5, vf_coef=0.5, hidden=256, layers=3, log_std=-0.5),
+}
+HPARAMS = dict(PRESETS["default"])
 
 
 def sb3_run(task: str, env_steps: int, seed: int, eval_episodes: int, eval_seed: int) -> dict:
@@ -38,7 +46,8 @@ def sb3_run(task: str, env_steps: int, seed: int, eval_episodes: int, eval_seed:
     model = PPO("MultiInputPolicy", env, n_steps=h["n_steps"], batch_size=h["num_envs"] * h["n_steps"] // h["minibatches"],
                 n_epochs=h["epochs"], learning_rate=h["lr"], gamma=h["gamma"], gae_lambda=h["gae_lambda"],
                 clip_range=h["clip"], max_grad_norm=h["max_grad_norm"], vf_coef=h["vf_coef"], ent_coef=0.0,
-                policy_kwargs={"net_arch": [h["hidden"], h["hidden"]]}, seed=seed, device="cpu", verbose=0)
+                policy_kwargs={"net_arch": [h["hidden"]] * h["layers"], "log_std_init": h["log_std"]}, seed=seed,
+                device="cpu", verbose=0)
     start = time.perf_counter()
     model.learn(total_timesteps=env_steps)
     seconds = time.perf_counter() - start
@@ -58,7 +67,7 @@ def sb3_run(task: str, env_steps: int, seed: int, eval_episodes: int, eval_seed:
     return {"seconds": seconds, "env_steps": model.num_timesteps, "success": successes / eval_episodes}
 
 
-def ours_run(task: str, env_steps: int, seed: int, eval_episodes: int, eval_seed: int) -> dict:
+def ours_run(task: str, env_steps: int, seed: int, eval_episodes: int, eval_seed: int, keep: str | None = None) -> dict:
     from vla_razor.evaluation import evaluate_task
     from vla_razor.policies import ChainPolicy, make_policy
     from vla_razor.rl.ppo import PPOConfig, train
@@ -66,15 +75,16 @@ def ours_run(task: str, env_steps: int, seed: int, eval_episodes: int, eval_seed
     h = HPARAMS
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "fresh"
-        # Same exploration start as SB3 (log-std 0) and an MLP of the same width and depth.
-        make_policy("gaussian", {"chunk_size": 1, "hidden": h["hidden"], "num_layers": 2, "init_log_std": 0.0}).save_pretrained(base)
-        cfg = PPOConfig(name="ours", runs_dir=tmp, base=str(base), seed=seed, total_env_steps=env_steps,
+        # Same exploration start as SB3 (its initial log-std) and an MLP of the same width and depth.
+        make_policy("gaussian", {"chunk_size": 1, "hidden": h["hidden"], "num_layers": h["layers"],
+                                 "init_log_std": h["log_std"]}).save_pretrained(base)
+        cfg = PPOConfig(name=Path(keep).name if keep else "ours", runs_dir=str(Path(keep).parent) if keep else tmp, base=str(base), seed=seed, total_env_steps=env_steps,
                         num_envs=h["num_envs"], num_decisions=h["n_steps"], update_epochs=h["epochs"],
                         num_minibatches=h["minibatches"], lr=h["lr"], critic_lr=h["lr"], gamma=h["gamma"],
                         gae_lambda=h["gae_lambda"], clip_coef=h["clip"], max_grad_norm=h["max_grad_norm"],
                         vf_coef=h["vf_coef"], target_kl=0.0, critic_warmup_iterations=0, eval_every=0,
                         retention_episodes=0, final_eval_episodes=1, video_episodes=0, checkpoint_every=10_000,
-                        task=task)
+                        task=task, reward_mode="normalized_dense")  # SB3's env: ManiSkillTaskEnv's dense reward
         start = time.perf_counter()
         run = train(cfg)
         records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -93,16 +103,20 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads, for both (process-wide)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                        help="hyper-parameters: 'default' (throughput) or 'maniskill' (ManiSkill's PPO baseline, to check learning)")
+    parser.add_argument("--keep-run", default=None, help="keep vla-razor's run directory here (its metrics.jsonl is the learning curve)")
     args = parser.parse_args()
+    HPARAMS.update(PRESETS[args.preset])
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     eval_seed = 10_000
-    ours = ours_run(args.task, args.env_steps, args.seed, args.eval_episodes, eval_seed)
+    ours = ours_run(args.task, args.env_steps, args.seed, args.eval_episodes, eval_seed, args.keep_run)
     sb3 = sb3_run(args.task, args.env_steps, args.seed, args.eval_episodes, eval_seed)
     per_step = {name: r["seconds"] / r["env_steps"] for name, r in (("ours", ours), ("sb3", sb3))}
     print(json.dumps({
-        "task": args.task, "env_steps": args.env_steps, "hparams": HPARAMS, "torch_threads": torch.get_num_threads(),
+        "task": args.task, "env_steps": args.env_steps, "preset": args.preset, "hparams": HPARAMS, "torch_threads": torch.get_num_threads(),
         "ours": ours, "sb3": sb3,
         "ms_per_env_step": {k: round(1000 * v, 3) for k, v in per_step.items()},
         "ours_over_sb3_time_per_step": round(per_step["ours"] / per_step["sb3"], 3),

@@ -176,6 +176,42 @@ def test_llm_pretrain_grpo_and_sft_smoke_through_the_cli(tmp_path):
     assert main(["llm", "finetune", "--algo", "sft", "base=/nonexistent"]) == 2
 
 
+def test_sft_on_rl_data_clones_only_what_the_rl_policy_solves(tmp_path, capsys):
+    import json
+
+    from vla_razor.cli import main
+    from vla_razor.llm.data import sample_responses
+    from vla_razor.llm.model import load_policy
+    from vla_razor.llm.tasks import generate, is_correct
+
+    # a teacher that answers comparisons most of the time (7 s of pretraining on cmp_1_4 alone)
+    assert main(["llm", "pretrain", "--smoke", f"runs_dir={tmp_path}", "name=teacher", "prior_tasks=[cmp_1_4]",
+                 "steps=150", "batch_size=64", "lr=3e-3", "new_task_fraction=0"]) == 0
+    teacher = tmp_path / "teacher" / "policy"
+    common = ["llm", "finetune", "--algo", "sft", "--smoke", f"runs_dir={tmp_path}", f"base={teacher}", "task=cmp_1_4",
+              "num_prompts=8", "group_size=4"]
+    assert main([*common, "data=rl", f"rl_policy={teacher}"]) == 0  # data=rl before rl_policy: order-free overrides
+    rows = [json.loads(line) for line in (tmp_path / "llm-sft-rl-cmp_1_4" / "metrics.jsonl").read_text().splitlines()]
+    solved = [r["sft/rl_solved"] for r in rows if "sft/rl_solved" in r]
+    assert len(solved) == 2 and all(0 < s < 1 for s in solved)  # some problems kept, not all
+    # the share kept is the teacher's sampled accuracy on that iteration's problems (same seeds, same generator)
+    import torch
+
+    model, tok = load_policy(teacher)
+    problems = generate("cmp_1_4", 32, seed=0)
+    responses, ended = sample_responses(model.eval(), tok, problems, 4, sample=True, temperature=1.0,
+                                        generator=torch.Generator().manual_seed(0))
+    right = [e and is_correct(p, tok.decode(r, skip_special_tokens=True)) for p, r, e in zip(problems, responses, ended)]
+    assert solved[0] == pytest.approx(sum(right) / len(right))
+    # a policy that solves nothing gives a message, not a traceback
+    assert main(["llm", "pretrain", "--smoke", f"runs_dir={tmp_path}"]) == 0
+    weak = tmp_path / "llm-base-smoke" / "policy"
+    assert main([*common, "name=nothing", "data=rl", f"rl_policy={weak}"]) == 2
+    assert "solved none" in capsys.readouterr().err
+    assert main([*common, "name=nothing", "data=rl"]) == 2  # rl_policy missing
+    assert "rl_policy" in capsys.readouterr().err
+
+
 def test_razor_sweep_on_the_llm_track(tmp_path):
     import json
 
@@ -186,7 +222,8 @@ def test_razor_sweep_on_the_llm_track(tmp_path):
     assert main(["razor", "--smoke", "track=llm", f"runs_dir={tmp_path}", f"base={base}"]) == 0
     sweep = tmp_path / "razor-llm-smoke"
     plan = json.loads((sweep / "plan.json").read_text())
-    assert sorted(r["algo"] for r in plan["runs"]) == ["grpo", "grpo", "sft", "sft"] and "LLM" in plan["control_skipped"]
+    # the smoke base solves nothing, so no GRPO run succeeds and the control has no RL data to clone
+    assert sorted(r["algo"] for r in plan["runs"]) == ["grpo", "grpo", "sft", "sft"] and "no RL run" in plan["control_skipped"]
     points = json.loads((sweep / "report" / "points.json").read_text())
     tuned = [p for p in points if p["method"] != "base"]
     assert len(tuned) == 4 * 2  # a periodic evaluation and the final one per run

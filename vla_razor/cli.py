@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from .config import ConfigError
+from .errors import NoRLDataError
 
 
 def _add_doctor(sub) -> None:
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"vla-razor {args.command}: config error: {err}", file=sys.stderr)
         return 2
-    except FileNotFoundError as err:
+    except (FileNotFoundError, FileExistsError, NoRLDataError) as err:
         print(f"vla-razor {args.command}: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

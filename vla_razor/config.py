@@ -237,11 +237,22 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         data = loaded
     # Validate the file on its own first, so its errors name the file rather than an override.
     _build(cls, data, "", source)
+    # An override may be invalid only until a later one lands (data=rl before rl_policy=...): the first
+    # error is raised, naming its override, only when the final config is invalid too.
+    first_error: ConfigError | None = None
     for text in overrides:
         key, value = parse_override(text)
         _set_dotted(data, key, value, cls, f"override '{text}'")
-        _build(cls, data, "", f"override '{text}'")
-    return _build(cls, data, "", source)
+        try:
+            _build(cls, data, "", f"override '{text}'")
+        except ConfigError as err:
+            first_error = first_error or err
+    try:
+        return _build(cls, data, "", source)
+    except ConfigError:
+        if first_error is not None:
+            raise first_error from None
+        raise
 
 
 def dump_yaml(config) -> str:

@@ -29,7 +29,7 @@ class RazorConfig:
     """Sweep directory name under ``runs_dir``."""
     track: str = "robot"
     """robot (chain policies on a ManiSkill suite; configs/finetune_<algo>.yaml) or llm (token policies on
-    the arithmetic tasks; configs/llm_finetune.yaml, rl_algo grpo, no control yet)."""
+    the arithmetic tasks; configs/llm_finetune.yaml, rl_algo grpo)."""
     runs_dir: str = "runs"
     """Where run directories go."""
     base: str = "runs/base/policy"
@@ -109,7 +109,8 @@ SMOKE = dict(name="razor-smoke", suite="smoke", base="runs/base-smoke/policy", r
 
 
 LLM_SMOKE = dict(name="razor-llm-smoke", base="runs/llm-base-smoke/policy", rl_grid={"lr": [1e-4, 1e-3]},
-                 sft_grid={"lr": [1e-4, 1e-3]}, seeds=[0], state_episodes=1, kl_states=8, control_grid={}, rl={}, sft={},
+                 sft_grid={"lr": [1e-4, 1e-3]}, seeds=[0], state_episodes=1, kl_states=8, control_grid={"lr": [1e-3]},
+                 rl={}, sft={},
                  common={"iterations": 2, "num_prompts": 2, "group_size": 2, "kl_prompts": 4, "eval_every": 1,
                          "eval_problems": 4, "final_eval_problems": 4, "checkpoint_every": 1})
 
@@ -170,7 +171,9 @@ def plan_control(cfg: RazorConfig, rl_policy: str) -> list[RunSpec]:
         values = {**point, "seed": cfg.seeds[0]}
         name = "-".join(["sft_on_rl"] + [_label(k, v) for k, v in values.items()])
         overrides = {**cfg.common, **cfg.sft, **values, "rl_policy": rl_policy, "data": "rl", "base": cfg.base,
-                     "suite": cfg.suite, "runs_dir": str(cfg.run_root), "name": name}
+                     "runs_dir": str(cfg.run_root), "name": name}
+        if cfg.track == "robot":
+            overrides["suite"] = cfg.suite
         specs.append(RunSpec(name, "sft_on_rl", cfg.track, "sft", tuple(_override(k, v) for k, v in overrides.items()), values))
     return specs
 
@@ -262,10 +265,7 @@ def run_sweep(cfg: RazorConfig) -> list[RunSpec]:
     write_json(cfg.path / "plan.json", {"runs": [s.as_dict() for s in specs]})
     statuses = run_specs(cfg, specs)
     best = best_rl_run(cfg, specs)
-    if cfg.track == "llm":
-        write_json(cfg.path / "plan.json", {"runs": [s.as_dict() for s in specs],
-                                             "control_skipped": "SFT on RL data is not implemented for the LLM track yet"})
-    elif best is not None and cfg.control_grid:
+    if best is not None and cfg.control_grid:
         control = plan_control(cfg, str(best / "policy"))
         specs += control
         write_json(cfg.path / "plan.json", {"runs": [s.as_dict() for s in specs], "control_teacher": str(best)})

@@ -27,6 +27,7 @@ from typing import Literal
 import torch
 from tqdm import tqdm
 
+from vla_razor.errors import NoRLDataError
 from vla_razor.rundir import RunDir, write_json
 
 from .data import batch_device, encode_batch, evaluate_accuracy, sample_responses
@@ -62,6 +63,12 @@ class LLMFinetuneConfig:
     """GRPO: passes over each iteration's responses."""
     max_grad_norm: float = 1.0
     """Global gradient-norm clip."""
+    data: Literal["answers", "rl"] = "answers"
+    """SFT's data: 'answers' (the correct answers of fresh new-task problems) or 'rl' (the paper's control:
+    responses sampled from ``rl_policy`` at ``temperature``, kept where correct, so SFT sees exactly the
+    problems the RL policy solves)."""
+    rl_policy: str = ""
+    """data: rl: the GRPO-fine-tuned policy directory to sample from."""
     kl_prompts: int = 64
     """New-task prompts per iteration on which the KL to the base is measured."""
     kl_penalty: Literal["none", "forward", "reverse"] = "none"
@@ -95,6 +102,10 @@ class LLMFinetuneConfig:
             raise ValueError("iterations, num_prompts, group_size, update_epochs and kl_prompts must be >= 1")
         if self.lr <= 0 or self.temperature <= 0:
             raise ValueError("lr and temperature must be > 0")
+        if self.data not in ("answers", "rl"):
+            raise ValueError(f"data must be 'answers' or 'rl', got {self.data!r}")
+        if self.data == "rl" and not self.rl_policy:
+            raise ValueError("data: rl needs rl_policy=<a GRPO run's policy directory>")
 
 
 SMOKE = dict(iterations=2, num_prompts=2, group_size=2, kl_prompts=4, eval_every=1, eval_problems=4,
@@ -140,7 +151,14 @@ def train(cfg: LLMFinetuneConfig, algo: str, resume: bool = False) -> Path:
     policy, tokenizer = load_policy(cfg.base)
     place(policy, tokenizer, cfg.device)
     base = copy.deepcopy(policy).eval().requires_grad_(False)
-    run = RunDir.create(cfg.runs_dir, cfg.name or f"llm-{algo}-{cfg.task}", cfg, resume=resume)
+    if cfg.data == "rl" and algo != "sft":
+        raise ValueError("data: rl is the SFT-on-RL-data control: use --algo sft")
+    teacher = None
+    if cfg.data == "rl":
+        teacher, _ = load_policy(cfg.rl_policy)
+        place(teacher, tokenizer, cfg.device)
+        teacher.eval().requires_grad_(False)
+    run = RunDir.create(cfg.runs_dir, cfg.name or f"llm-{algo}{'-rl' if teacher else ''}-{cfg.task}", cfg, resume=resume)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(cfg.seed)
     iteration = 0
@@ -202,16 +220,29 @@ def train(cfg: LLMFinetuneConfig, algo: str, resume: bool = False) -> Path:
                                       ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef) * advantages[:, None])
                 loss = update(-((surrogate * mask).sum(-1) / mask.sum(-1).clamp(min=1)).mean(), batch)
             metrics.update({"reward/mean": rewards.mean().item(), "loss/policy": loss.item(),
+                            "tokens/sampled": float(mask.sum().item()),
                             "grpo/groups_with_signal": (rewards.view(-1, cfg.group_size).std(1) > 0).float().mean().item()})
         else:
+            if teacher is not None:  # keep the problems the RL policy answers correctly, with its responses
+                responses, ended = sample_responses(teacher, tokenizer, problems, max_new, sample=True,
+                                                    temperature=cfg.temperature, generator=generator)
+                solved = [i for i, (p, r, e) in enumerate(zip(problems, responses, ended))
+                          if e and is_correct(p, tokenizer.decode(r, skip_special_tokens=True))]
+                metrics["sft/rl_solved"] = len(solved) / len(problems)
+                if not solved:
+                    raise NoRLDataError(f"{cfg.rl_policy} solved none of {len(problems)} {cfg.task} problems at "
+                                     f"iteration {iteration + 1}: no RL data to clone")
+                problems = [problems[i] for i in solved]
             batch = encode_batch(tokenizer, problems)
             loss = update(-(token_log_probs(policy, batch).sum() / batch["response_mask"][:, 1:].sum()), batch)
             metrics["loss/sft"] = loss.item()
         iteration += 1
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at iteration {iteration}; last good checkpoint: {run.latest_checkpoint()}")
+        kl_started = time.perf_counter()
         kl_problems = generate(cfg.task, cfg.kl_prompts, seed=cfg.eval_seed + 1_000_000 + iteration)
         metrics.update(measure_token_kl(base, policy, tokenizer, kl_problems, max_new, generator))
+        metrics["time/kl_s"] = time.perf_counter() - kl_started
         metrics["time/iteration_s"] = time.perf_counter() - started
         if cfg.eval_every and iteration % cfg.eval_every == 0 and iteration < cfg.iterations:
             results = evaluate(cfg.eval_problems)
@@ -237,7 +268,7 @@ def train(cfg: LLMFinetuneConfig, algo: str, resume: bool = False) -> Path:
              "new_task_success": results[cfg.task].rate,
              "retention": sum(results[t].rate for t in cfg.prior_tasks) / len(cfg.prior_tasks),
              "mean_forgetting": sum(forgetting.values()) / len(forgetting),
-             "meta": {"iteration": iteration, "env_steps": iteration, "algo": algo},
+             "meta": {"iteration": iteration, "env_steps": iteration, "algo": algo if teacher is None else "sft-rl"},
              "tasks": {t: {**r.as_dict(), "role": "new" if t == cfg.task else "prior", "forgetting": forgetting.get(t)}
                        for t, r in results.items()},
              "base": {t: r.as_dict() for t, r in base_results.items()}}

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from vla_razor.errors import NoRLDataError
 from vla_razor.finetune import FinetuneConfig, FinetuneRun
 
 
@@ -103,7 +104,7 @@ def rl_dataset(cfg: SFTConfig, task: str, chunk_size: int):
         env.close()
     kept = [(o, a) for i, o, a in pairs if success[i]]
     if not kept:
-        raise ValueError(f"{cfg.rl_policy} succeeded in none of {n} episodes of {task}: no data to clone")
+        raise NoRLDataError(f"{cfg.rl_policy} succeeded in none of {n} episodes of {task}: no data to clone")
     tqdm.write(f"SFT on RL data: {int(success.sum())}/{n} successful episodes, {len(kept)} (observation, chunk) pairs")
     obs = {k: torch.stack([o[k] for o, _ in kept]) for k in kept[0][0]}
     return ChunkDataset(obs, torch.stack([a for _, a in kept]).float(), {task: int(success.sum())})
