@@ -131,6 +131,27 @@ def test_sequence_kl_is_the_sum_of_per_token_kls_on_the_response():
     assert sequence_kl(p_model, p_model, batch).abs().max().item() < 1e-5
 
 
+def test_kl_from_the_samplers_own_decoding_logits_equals_the_full_forward_kl():
+    import torch
+
+    from vla_razor.llm.data import encode_batch, sample_responses
+    from vla_razor.llm.kl import measure_token_kl, sampled_sequence_kl, sequence_kl
+
+    p_model, tok = _random_model(0)
+    q_model, _ = _random_model(1)
+    problems = generate("add_1_3", 12, 3)  # prompts of different lengths: left padding in both paths
+    responses, ended, logits = sample_responses(p_model, tok, problems, 6, sample=True,
+                                                generator=torch.Generator().manual_seed(0), return_logits=True)
+    assert any(ended) and not all(ended) and logits.shape[:2] == (12, max(len(r) + e for r, e in zip(responses, ended)))
+    reused = sampled_sequence_kl(logits, responses, ended, q_model, tok, problems)
+    with torch.no_grad():
+        full = sequence_kl(p_model, q_model, encode_batch(tok, problems, responses, ended))
+    assert torch.allclose(reused, full, rtol=1e-4, atol=1e-6) and (full > 0).all()
+    # and measure_token_kl is the mean of those sums, responses drawn from the first argument
+    out = measure_token_kl(p_model, p_model, tok, problems, 6, torch.Generator().manual_seed(0))
+    assert abs(out["kl/forward"]) < 1e-5 and abs(out["kl/reverse"]) < 1e-5 and out["kl/sequences"] == 12
+
+
 def test_group_advantages_and_token_log_probs():
     import torch
 

@@ -53,19 +53,24 @@ def answer_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 @torch.no_grad()
 def sample_responses(model, tokenizer, problems: list[Problem], max_new_tokens: int = 8, sample: bool = False,
-                     temperature: float = 1.0, generator: torch.Generator | None = None) -> tuple[list[list[int]], list[bool]]:
+                     temperature: float = 1.0, generator: torch.Generator | None = None, return_logits: bool = False):
     """Response token ids (eos excluded) and whether each ended with eos, decoding greedily or sampling
-    at ``temperature``; incremental decoding with a KV cache (matches ``model.generate`` greedy)."""
+    at ``temperature``; incremental decoding with a KV cache (matches ``model.generate`` greedy).
+
+    ``return_logits`` adds the model's logits at every decoding step ``[B, steps, V]`` (before the
+    temperature), so a caller that needs the sampler's distributions skips a second forward pass."""
     device = batch_device(tokenizer)
     batch = tokenizer([p.prompt for p in problems], padding=True, return_tensors="pt").to(device)
     attention = batch["attention_mask"]
     step_ids, positions = batch["input_ids"], (attention.cumsum(-1) - 1).clamp(min=0)
     done = torch.zeros(len(problems), dtype=torch.bool, device=device)
-    tokens, past = [], None
+    tokens, step_logits, past = [], [], None
     for _ in range(max_new_tokens):
         result = model(input_ids=step_ids, attention_mask=attention, position_ids=positions, past_key_values=past, use_cache=True)
         past = result.past_key_values
         logits = result.logits[:, -1].float()
+        if return_logits:
+            step_logits.append(logits)
         if sample:
             probs = torch.softmax(logits / temperature, -1)
             # sample on the CPU generator's stream wherever the model runs: same seed, same responses
@@ -85,6 +90,8 @@ def sample_responses(model, tokenizer, problems: list[Problem], max_new_tokens: 
         stop = row.index(tokenizer.eos_token_id) if tokenizer.eos_token_id in row else len(row)
         responses.append(row[:stop])
         ended.append(stop < len(row))
+    if return_logits:
+        return responses, ended, torch.stack(step_logits, 1) if step_logits else torch.zeros(len(problems), 0, 0)
     return responses, ended
 
 

@@ -212,10 +212,12 @@ def train(cfg: LLMFinetuneConfig, algo: str, resume: bool = False) -> Path:
             advantages = group_advantages(rewards, cfg.group_size)
             batch = encode_batch(tokenizer, prompts, responses, ended)
             mask = batch["response_mask"][:, 1:].float()
-            with torch.no_grad():
-                old = token_log_probs(policy, batch)
+            old = None
             for _ in range(cfg.update_epochs):
-                ratio = torch.exp(token_log_probs(policy, batch) - old)
+                log_probs = token_log_probs(policy, batch)
+                if old is None:  # before the first step the policy is the sampler: its own log-probs are the old ones
+                    old = log_probs.detach()
+                ratio = torch.exp(log_probs - old)
                 surrogate = torch.min(ratio * advantages[:, None],
                                       ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef) * advantages[:, None])
                 loss = update(-((surrogate * mask).sum(-1) / mask.sum(-1).clamp(min=1)).mean(), batch)

@@ -28,16 +28,35 @@ def sequence_kl(p_model, q_model, batch: dict[str, torch.Tensor]) -> torch.Tenso
     return per_token.sum(-1)
 
 
+def sampled_sequence_kl(step_logits: torch.Tensor, responses: list[list[int]], ended: list[bool], q_model, tokenizer,
+                        problems: list) -> torch.Tensor:
+    """Per-sequence exact KL(p || q) summed over the response, where p's logits are the sampler's own
+    decoding-step logits (``sample_responses(..., return_logits=True)``): only q needs a forward pass."""
+    batch = encode_batch(tokenizer, problems, responses, ended)
+    mask = batch["response_mask"][:, 1:]
+    q_logits = response_logits(q_model, batch)[mask]  # response tokens, sequence by sequence, in order
+    lengths = torch.tensor([len(r) + e for r, e in zip(responses, ended)], device=step_logits.device)
+    steps = torch.arange(step_logits.shape[1], device=step_logits.device)[None] < lengths[:, None]
+    # two forward paths (cached decoding, full sequence) round differently: where p == q that is -1e-8, not 0
+    per_token = categorical_kl(step_logits[steps], q_logits).clamp_min(0.0)
+    owner = steps.nonzero()[:, 0]
+    return torch.zeros(len(responses), device=per_token.device).index_add_(0, owner, per_token)
+
+
 @torch.no_grad()
 def measure_token_kl(base, policy, tokenizer, problems: list, max_new_tokens: int, generator: torch.Generator) -> dict[str, float]:
-    """``kl/forward`` and ``kl/reverse`` (with standard errors) on responses to ``problems``."""
+    """``kl/forward`` and ``kl/reverse`` (with standard errors) on responses to ``problems``.
+
+    The sampler's decoding logits are reused as the KL's first argument, so each direction costs one
+    sampling pass and one forward pass of the other model."""
     was_training = policy.training
     policy.eval()
     try:
         out = {}
-        for name, sampler, p, q in (("forward", base, base, policy), ("reverse", policy, policy, base)):
-            responses, ended = sample_responses(sampler, tokenizer, problems, max_new_tokens, sample=True, generator=generator)
-            values = sequence_kl(p, q, encode_batch(tokenizer, problems, responses, ended))
+        for name, sampler, other in (("forward", base, policy), ("reverse", policy, base)):
+            responses, ended, logits = sample_responses(sampler, tokenizer, problems, max_new_tokens, sample=True,
+                                                        generator=generator, return_logits=True)
+            values = sampled_sequence_kl(logits, responses, ended, other, tokenizer, problems)
             est = mean_and_stderr(values)
             out[f"kl/{name}"], out[f"kl/{name}_stderr"] = est.mean, est.stderr
         out["kl/sequences"] = len(problems)
