@@ -230,3 +230,25 @@ def test_gpu_backend_batches_one_task():
         env.close()
     with pytest.raises(ValueError, match="one task per vector env"):
         make_vec_env("smoke", num_envs=4, backend="gpu")
+
+
+def test_env_creation_and_close_freeze_the_heap_only_while_maniskill_collects(monkeypatch):
+    import gc
+
+    import vla_razor.envs.maniskill as maniskill
+
+    seen = []
+    real_collect = gc.collect
+    # record, at every collection ManiSkill runs, whether long-lived objects were frozen out of it
+    monkeypatch.setattr(gc, "collect", lambda *a: seen.append(gc.get_freeze_count()) or real_collect(*a))
+    env = maniskill.ManiSkillTaskEnv("PushCube")
+    env.close()
+    assert seen and all(count > 0 for count in seen)  # creation and close collected with the heap frozen
+    assert gc.get_freeze_count() == 0  # and nothing stays frozen afterwards
+    gc.freeze()
+    try:  # already frozen by someone else: left as it is
+        with maniskill.frozen_python_heap():
+            pass
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
