@@ -237,7 +237,9 @@ def test_ppo_is_killed_mid_run_and_resumes(smoke_base, tmp_path):
 
 def test_grpo_and_sft_run_end_to_end(smoke_base, tmp_path):
     for algo in ("grpo", "sft"):
-        done = subprocess.run(_finetune_cmd(algo, tmp_path, smoke_base), capture_output=True, text=True, timeout=600)
+        # SFT also checks periodic_videos=false: periodic evaluations without videos, the final one with them
+        extra = ("eval_every=1", "periodic_videos=false") if algo == "sft" else ()
+        done = subprocess.run(_finetune_cmd(algo, tmp_path, smoke_base, *extra), capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         run = tmp_path / f"{algo}-PickCube"
         records = [r for r in _records(run) if "kl/forward" in r]
@@ -245,6 +247,10 @@ def test_grpo_and_sft_run_end_to_end(smoke_base, tmp_path):
         assert (run / "policy" / "model.safetensors").exists() and (run / "eval" / "final.json").exists()
         own_metric = "grpo/informative_groups" if algo == "grpo" else "loss/bc"  # each loop logged its own
         assert all(own_metric in r for r in records)
+        if algo == "sft":
+            assert (run / "eval" / "iter_000001.json").is_file() and (run / "snapshots" / "iter_000001").is_dir()
+            videos = sorted(p.name for p in (run / "videos").glob("*.mp4"))
+            assert videos and all(v.startswith("final_") for v in videos)
 
 
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(smoke_base, tmp_path):

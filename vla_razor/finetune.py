@@ -60,6 +60,9 @@ class FinetuneConfig:
     """New-task and prior-task episodes of the final evaluation."""
     video_episodes: int = 2
     """Episodes per task recorded to ``videos/`` at each evaluation (0: no videos)."""
+    periodic_videos: bool = True
+    """Record videos at the periodic evaluations too (false: only the final evaluation's, which sweeps
+    prefer: rendering is a large share of a short run's time)."""
     eval_seed: int = 10_000
     """First episode seed of evaluation (disjoint from training seeds)."""
     checkpoint_every: int = 5
@@ -236,7 +239,7 @@ class FinetuneRun:
         if len(tasks) > 1:
             metrics["retention/mean"] = sum(results[t].rate for t in tasks[1:]) / (len(tasks) - 1)
         tag = f"iter_{self.iteration:06d}"
-        if cfg.video_episodes:
+        if cfg.video_episodes and cfg.periodic_videos:
             self._record_videos(tag, tasks)
         snapshot = self.run.path / "snapshots" / tag
         self.policy.save_pretrained(snapshot)
