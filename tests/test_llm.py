@@ -186,14 +186,14 @@ def test_llm_pretrain_grpo_and_sft_smoke_through_the_cli(tmp_path):
     assert (base / "tokenizer.json").is_file() and (base / "config.json").is_file()
     for algo in ("grpo", "sft"):
         assert main(["llm", "finetune", "--algo", algo, "--smoke", f"runs_dir={tmp_path}", f"base={base}"]) == 0
-        run = tmp_path / f"llm-{algo}-add_4_5"
+        run = tmp_path / f"llm-{algo}-add_4_4"
         rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         iterations = [r for r in rows if "kl/forward" in r]
         assert [r["step"] for r in iterations] == [1, 2]  # the KL to the base, every iteration
         assert all(r["kl/forward"] >= 0 and r["kl/reverse"] >= 0 for r in iterations)
         assert ("reward/mean" in rows[0]) == (algo == "grpo") and ("loss/sft" in rows[0]) == (algo == "sft")
         final = json.loads((run / "eval" / "final.json").read_text())
-        assert set(final["tasks"]) == {"add_4_5", *PRIOR_TASKS} and (run / "snapshots" / "iter_000001").is_dir()
+        assert set(final["tasks"]) == {"add_4_4", *PRIOR_TASKS} and (run / "snapshots" / "iter_000001").is_dir()
     assert main(["llm", "finetune", "--algo", "sft", "base=/nonexistent"]) == 2
 
 
@@ -207,7 +207,7 @@ def test_sft_on_rl_data_clones_only_what_the_rl_policy_solves(tmp_path, capsys):
 
     # a teacher that answers comparisons most of the time (7 s of pretraining on cmp_1_4 alone)
     assert main(["llm", "pretrain", "--smoke", f"runs_dir={tmp_path}", "name=teacher", "prior_tasks=[cmp_1_4]",
-                 "steps=150", "batch_size=64", "lr=3e-3", "new_task_fraction=0"]) == 0
+                 "steps=150", "batch_size=64", "lr=3e-3", "exposure_fraction=0"]) == 0
     teacher = tmp_path / "teacher" / "policy"
     common = ["llm", "finetune", "--algo", "sft", "--smoke", f"runs_dir={tmp_path}", f"base={teacher}", "task=cmp_1_4",
               "num_prompts=8", "group_size=4"]
@@ -253,13 +253,13 @@ def test_razor_sweep_on_the_llm_track(tmp_path):
     assert "LLM track" in (sweep / "report" / "report.html").read_text()
 
 
-def test_pretraining_batches_are_reproducible_and_hold_the_new_task_share():
+def test_pretraining_batches_are_reproducible_and_hold_the_exposure_share():
     from vla_razor.llm.pretrain import LLMPretrainConfig, training_batch
 
-    cfg = LLMPretrainConfig(batch_size=4000, new_task_fraction=0.05)
+    cfg = LLMPretrainConfig(batch_size=4000, exposure_fraction=0.05)
     batch = training_batch(cfg, 7)
     assert batch == training_batch(cfg, 7) and batch != training_batch(cfg, 8)
     share = sum(p.prompt.count("+") == 1 and len(p.prompt.split("+")[0]) >= 4 for p in batch) / len(batch)
-    assert 0.035 < share < 0.065  # the 4-5 digit additions are the new task's
-    assert all(len(p.prompt.split("+")[0]) <= 3 for p in training_batch(LLMPretrainConfig(batch_size=500, new_task_fraction=0), 1)
+    assert 0.035 < share < 0.065  # the 4-5 digit additions are the exposure task's
+    assert all(len(p.prompt.split("+")[0]) <= 3 for p in training_batch(LLMPretrainConfig(batch_size=500, exposure_fraction=0), 1)
                if "+" in p.prompt)

@@ -17,7 +17,7 @@ from vla_razor.rundir import RunDir, write_json
 
 from .data import answer_loss, encode_batch, evaluate_accuracy
 from .model import TinyLMConfig, build_model, place
-from .tasks import NEW_TASK, PRIOR_TASKS, generate, get_task
+from .tasks import EXPOSURE_TASK, NEW_TASK, PRIOR_TASKS, generate, get_task
 
 
 @dataclass
@@ -31,11 +31,15 @@ class LLMPretrainConfig:
     prior_tasks: list[str] = field(default_factory=lambda: list(PRIOR_TASKS))
     """Tasks the base learns (the retention suite)."""
     new_task: str = NEW_TASK
-    """The fine-tuning task, evaluated here and trained on only a ``new_task_fraction`` of problems."""
-    new_task_fraction: float = 0.02
-    """Share of training problems from the new task: a little exposure, so the base starts weak but not
-    at zero and GRPO has successes to reinforce (the robot base's few new-task demonstrations)."""
-    steps: int = 4000
+    """The fine-tuning task, evaluated here (the base should be weak on it)."""
+    exposure_task: str = EXPOSURE_TASK
+    """Longer problems mixed into pretraining at ``exposure_fraction`` (and evaluated): the new task's family."""
+    exposure_fraction: float = 0.002
+    """Share of training problems from ``exposure_task``: a little exposure, so the base starts weak on the
+    new task but not at zero and GRPO has successes to reinforce (the robot base's few new-task
+    demonstrations). At 0.002 and 8000 steps the base answers 18% of add_4_5 and 40% of add_4_4; at 0.02
+    it had 47% of add_4_5 by step 2500."""
+    steps: int = 8000
     """Gradient steps."""
     batch_size: int = 128
     """Problems per step."""
@@ -61,10 +65,10 @@ class LLMPretrainConfig:
     """cpu, cuda or auto (cuda when available)."""
 
     def __post_init__(self):
-        for task in [*self.prior_tasks, self.new_task]:
+        for task in [*self.prior_tasks, self.new_task, self.exposure_task]:
             get_task(task)  # a clear KeyError for an unknown task
-        if not 0 <= self.new_task_fraction < 1:
-            raise ValueError(f"new_task_fraction must be in [0, 1), got {self.new_task_fraction}")
+        if not 0 <= self.exposure_fraction < 1:
+            raise ValueError(f"exposure_fraction must be in [0, 1), got {self.exposure_fraction}")
         if self.steps < 1 or self.batch_size < 1 or self.eval_problems < 1:
             raise ValueError("steps, batch_size and eval_problems must be >= 1")
 
@@ -76,13 +80,14 @@ SMOKE = dict(name="llm-base-smoke", steps=30, batch_size=16, warmup_steps=5, eva
 def training_batch(cfg: LLMPretrainConfig, step: int) -> list:
     """The problems of ``step``: a pure function of (seed, step), so a resumed run sees the same stream."""
     rng = random.Random(cfg.seed * 1_000_003 + step)
-    tasks = [cfg.new_task if rng.random() < cfg.new_task_fraction else rng.choice(cfg.prior_tasks) for _ in range(cfg.batch_size)]
+    tasks = [cfg.exposure_task if rng.random() < cfg.exposure_fraction else rng.choice(cfg.prior_tasks)
+             for _ in range(cfg.batch_size)]
     return [generate(t, 1, seed=rng.randrange(1, 2**31))[0] for t in tasks]
 
 
 def evaluate_all(model, tokenizer, cfg: LLMPretrainConfig, problems: int) -> dict:
     return {task: evaluate_accuracy(model, tokenizer, task, problems, seed=cfg.eval_seed)
-            for task in [*cfg.prior_tasks, cfg.new_task]}
+            for task in dict.fromkeys([*cfg.prior_tasks, cfg.new_task, cfg.exposure_task])}
 
 
 def pretrain(cfg: LLMPretrainConfig):
@@ -138,7 +143,7 @@ def pretrain(cfg: LLMPretrainConfig):
     tokenizer.save_pretrained(policy_dir)
     results = log_eval(cfg.steps, cfg.eval_problems)
     write_json(run.eval / "accuracy.json", {"problems_per_task": cfg.eval_problems, "eval_seed": cfg.eval_seed,
-                                           "tasks": {t: {**r.as_dict(), "role": "new" if t == cfg.new_task else "prior"}
+                                           "tasks": {t: {**r.as_dict(), "role": "new" if t == cfg.new_task else "exposure" if t == cfg.exposure_task else "prior"}
                                                      for t, r in results.items()}})
     run.close()
     print(f"base model: {policy_dir}")

@@ -48,9 +48,14 @@ TASKS = {t.name: t for t in (
     Task("copy_1_6", "copy", 1, 6),
     Task("rev_1_6", "rev", 1, 6),
     Task("add_4_5", "add", 4, 5),
+    Task("add_4_4", "add", 4, 4),
 )}
 PRIOR_TASKS = ("add_1_3", "sub_1_3", "cmp_1_4", "copy_1_6", "rev_1_6")
-NEW_TASK = "add_4_5"
+NEW_TASK = "add_4_4"
+EXPOSURE_TASK = "add_4_5"
+"""Pretraining mixes a few of these in (4 and 5 digit additions), so the base knows a little of the new
+task's family: it answers 4+4 digit additions 36% of the time when sampling, 83% within 16 samples,
+and 5+5 almost never (docs/results.md). RL can sharpen what the base half knows, hence add_4_4."""
 
 
 def get_task(name: str) -> Task:
