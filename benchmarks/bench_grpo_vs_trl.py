@@ -21,8 +21,10 @@ TRL pulls numpy 2, which the core environment cannot take, so this runs in its o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -101,7 +103,8 @@ def trl_run(base: Path, task: str, iterations: int, max_new: int, seed: int) -> 
             save_strategy="no", logging_steps=1, disable_dropout=True, seed=seed, dataloader_num_workers=0)
         trainer = GRPOTrainer(model=model, reward_funcs=exact_match, args=args, train_dataset=dataset,
                               processing_class=tokenizer, callbacks=[Clock()])
-        trainer.train()
+        with contextlib.redirect_stdout(sys.stderr):  # TRL prints its logs; stdout stays one JSON document
+            trainer.train()
     per_iteration = s["update_epochs"]
     # iteration i ends at step (i + 1) * update_epochs; time the iterations after the first
     ends = step_ends[per_iteration - 1::per_iteration]
@@ -115,7 +118,7 @@ def trl_run(base: Path, task: str, iterations: int, max_new: int, seed: int) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default="runs/llm-base/policy", help="checkpoint both fine-tune (a fresh tiny model if missing)")
-    parser.add_argument("--task", default="add_4_5")
+    parser.add_argument("--task", default="add_4_4")
     parser.add_argument("--iterations", type=int, default=12, help="GRPO iterations each (the first is warm-up, untimed)")
     parser.add_argument("--kl-prompts", type=int, default=64, help="prompts of vla-razor's per-iteration KL measurement")
     parser.add_argument("--seed", type=int, default=0)
@@ -131,7 +134,8 @@ def main() -> None:
         origin = "checkpoint"
         if not (base / "config.json").exists():
             base, origin = fresh_base(Path(tmp) / "fresh"), "fresh tiny llama (no checkpoint at --base)"
-        ours = ours_run(base, args.task, args.iterations, args.kl_prompts, args.seed)
+        with contextlib.redirect_stdout(sys.stderr):
+            ours = ours_run(base, args.task, args.iterations, args.kl_prompts, args.seed)
         trl = trl_run(base, args.task, args.iterations, max_new, args.seed)
     import transformers
     import trl as trl_module
