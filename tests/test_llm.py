@@ -25,11 +25,24 @@ def test_every_answer_is_right_and_generation_is_deterministic(name):
     problems = generate(name, 200, seed=3)
     assert problems == generate(name, 200, seed=3) and problems != generate(name, 200, seed=4)
     for p in problems:
-        assert p.answer == _solve(p.prompt) and is_correct(p, p.answer + " ") and not is_correct(p, p.answer + "0")
+        assert p.answer == _solve(p.prompt).zfill(task.pad_to) and is_correct(p, p.answer + " ")
+        assert not is_correct(p, p.answer + "0")
         assert set(p.prompt + p.answer) <= set(ALPHABET)
     if task.operation in ("add", "sub", "cmp"):
         lengths = {len(x) for p in problems for x in p.prompt.rstrip("=").replace("?", "+").replace("-", "+").split("+")}
         assert lengths == set(range(task.min_digits, task.max_digits + 1))
+
+
+def test_a_zero_padded_task_accepts_every_form_of_the_right_value_and_nothing_else():
+    problem = generate("add_4_4_zeropad", 1, seed=0)[0]
+    value = int(problem.prompt[:-1].split("+")[0]) + int(problem.prompt[:-1].split("+")[1])
+    assert problem.answer == f"{value:06d}" and problem.numeric  # the reference SFT clones: padded to 6
+    for form in (str(value), f"{value:06d}", f"{value:09d}", f" {value}\n"):
+        assert is_correct(problem, form)
+    for form in (str(value + 1), f"+{value}", f"{value}.0", "", f"{value} {value}"):
+        assert not is_correct(problem, form)
+    unpadded = generate("add_4_4", 1, seed=0)[0]
+    assert not unpadded.numeric and not is_correct(unpadded, "0" + unpadded.answer)  # other tasks stay exact
 
 
 def test_the_new_task_is_longer_than_anything_in_the_prior_suite():

@@ -234,8 +234,11 @@ def train(cfg: LLMFinetuneConfig, algo: str, resume: bool = False) -> Path:
                 if not solved:
                     raise NoRLDataError(f"{cfg.rl_policy} solved none of {len(problems)} {cfg.task} problems at "
                                      f"iteration {iteration + 1}: no RL data to clone")
-                problems = [problems[i] for i in solved]
-            batch = encode_batch(tokenizer, problems)
+                # clone the teacher's own correct responses (where several forms are correct, its form)
+                batch = encode_batch(tokenizer, [problems[i] for i in solved], [responses[i] for i in solved],
+                                     [True] * len(solved))
+            else:
+                batch = encode_batch(tokenizer, problems)
             loss = update(-(token_log_probs(policy, batch).sum() / batch["response_mask"][:, 1:].sum()), batch)
             metrics["loss/sft"] = loss.item()
         iteration += 1

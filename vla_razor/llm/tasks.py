@@ -27,6 +27,10 @@ class Task:
     operation: str
     min_digits: int
     max_digits: int
+    pad_to: int = 0
+    """Zero-pad the reference answer to this many digits (0: none). Any digit string with the answer's
+    value is then correct (``017798`` and ``17798``), so the reference SFT clones is one correct form
+    among several: RL can keep the base's own form, SFT must learn the reference's."""
 
     def __post_init__(self):
         if self.operation not in OPERATIONS:
@@ -39,6 +43,8 @@ class Task:
 class Problem:
     prompt: str
     answer: str
+    numeric: bool = False
+    """Any digit string with the answer's value is correct, not only ``answer`` itself."""
 
 
 TASKS = {t.name: t for t in (
@@ -49,6 +55,7 @@ TASKS = {t.name: t for t in (
     Task("rev_1_6", "rev", 1, 6),
     Task("add_4_5", "add", 4, 5),
     Task("add_4_4", "add", 4, 4),
+    Task("add_4_4_zeropad", "add", 4, 4, pad_to=6),
 )}
 PRIOR_TASKS = ("add_1_3", "sub_1_3", "cmp_1_4", "copy_1_6", "rev_1_6")
 NEW_TASK = "add_4_4"
@@ -72,7 +79,8 @@ def make_problem(task: Task, rng: random.Random) -> Problem:
     a = _number(rng, rng.randint(task.min_digits, task.max_digits))
     b = _number(rng, rng.randint(task.min_digits, task.max_digits))
     if task.operation == "add":
-        return Problem(f"{a}+{b}=", str(a + b))
+        answer = str(a + b)
+        return Problem(f"{a}+{b}=", answer.zfill(task.pad_to), numeric=bool(task.pad_to))
     if task.operation == "sub":
         a, b = max(a, b), min(a, b)
         return Problem(f"{a}-{b}=", str(a - b))
@@ -93,5 +101,9 @@ def generate(task: str | Task, n: int, seed: int = 0) -> list[Problem]:
 
 
 def is_correct(problem: Problem, completion: str) -> bool:
-    """Exact match of the completion (up to the end of sequence, whitespace stripped) with the answer."""
-    return completion.strip() == problem.answer
+    """Exact match of the completion (up to the end of sequence, whitespace stripped) with the answer;
+    for a ``numeric`` problem, any digit string of the same value."""
+    completion = completion.strip()
+    if problem.numeric:
+        return completion.isdigit() and int(completion) == int(problem.answer)
+    return completion == problem.answer
