@@ -276,3 +276,20 @@ def test_pretraining_batches_are_reproducible_and_hold_the_exposure_share():
     assert 0.035 < share < 0.065  # the 4-5 digit additions are the exposure task's
     assert all(len(p.prompt.split("+")[0]) <= 3 for p in training_batch(LLMPretrainConfig(batch_size=500, exposure_fraction=0), 1)
                if "+" in p.prompt)
+
+
+def test_the_base_accuracy_cache_is_per_task_list(tmp_path):
+    import yaml
+
+    from vla_razor.cli import main
+    from vla_razor.llm.razor import LLMTrack
+
+    assert main(["llm", "pretrain", "--smoke", f"runs_dir={tmp_path}"]) == 0
+    base = tmp_path / "llm-base-smoke" / "policy"
+    rates = []
+    for task in ("add_4_4", "add_4_4_zeropad"):  # two sweeps from one base, different new tasks
+        (tmp_path / task / "run").mkdir(parents=True)
+        (tmp_path / task / "run" / "config.yaml").write_text(yaml.safe_dump({"task": task, "prior_tasks": ["cmp_1_4"]}))
+        rates.append(LLMTrack(str(base), tmp_path / task, 1, 0, 8).base_rates(4))
+    assert set(rates[0]) == {"add_4_4", "cmp_1_4"} and set(rates[1]) == {"add_4_4_zeropad", "cmp_1_4"}
+    assert len(list((base / "razor_cache").glob("accuracy-*.json"))) == 2

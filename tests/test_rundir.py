@@ -13,6 +13,7 @@ from vla_razor.rundir import CheckpointError, RunDir, atomic_write
 @dataclass
 class Cfg:
     lr: float = 0.1
+    threads: int = 0
 
 
 def test_layout_config_and_metrics(tmp_path):
@@ -41,8 +42,11 @@ def test_existing_run_needs_resume_and_same_config(tmp_path):
     with pytest.raises(FileExistsError, match="--resume"):
         RunDir.create(tmp_path, "exp", Cfg())
     assert RunDir.create(tmp_path, "exp", Cfg(), resume=True).path == tmp_path / "exp"
-    with pytest.raises(ValueError, match="differs from the config"):
+    with pytest.raises(ValueError, match="differs from the config of this command in lr;"):
         RunDir.create(tmp_path, "exp", Cfg(lr=0.2), resume=True)
+    # how a run executes may change on resume (a sweep with more workers gives each run other threads)
+    RunDir.create(tmp_path, "exp", Cfg(threads=4), resume=True)
+    assert "threads: 0" in (tmp_path / "exp" / "config.yaml").read_text()  # the saved config is kept
 
 
 def test_checkpoint_round_trip_with_optimizer_and_rng(tmp_path):

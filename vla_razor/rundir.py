@@ -139,6 +139,19 @@ def _unflatten_state(node: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return node
 
 
+RUNTIME_SETTINGS = frozenset({"threads"})
+"""Config fields that say how a run executes, not what it computes: a resume may change them (a sweep
+resumed with more Ray workers gives each run a different thread count)."""
+
+
+def _changed_settings(saved: str, wanted: str) -> list[str]:
+    """Top-level config keys whose values differ between two dumped configs, runtime settings aside."""
+    import yaml
+
+    old, new = yaml.safe_load(saved) or {}, yaml.safe_load(wanted) or {}
+    return sorted(k for k in set(old) | set(new) if k not in RUNTIME_SETTINGS and old.get(k) != new.get(k))
+
+
 class RunDir:
     """One experiment's directory. Create with :meth:`create`; reopen an existing one with ``resume=True``."""
 
@@ -188,11 +201,14 @@ class RunDir:
             sub.mkdir(parents=True, exist_ok=True)
         if config is not None:
             text = dump_yaml(config)
-            if resume and run.config_path.exists() and run.config_path.read_text() != text:
-                raise ValueError(
-                    f"{run.config_path} differs from the config of this command; resume with the same config "
-                    "(or start a new run name)"
-                )
+            if resume and run.config_path.exists():
+                changed = _changed_settings(run.config_path.read_text(), text)
+                if changed:
+                    raise ValueError(
+                        f"{run.config_path} differs from the config of this command in {', '.join(changed)}; "
+                        "resume with the same config (or start a new run name)"
+                    )
+                return run  # keep the saved config (it may name other runtime settings)
             with atomic_write(run.config_path) as f:
                 f.write(text)
         return run

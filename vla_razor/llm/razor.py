@@ -51,10 +51,11 @@ class LLMTrack:
         """Greedy accuracy of the base on every task, cached beside its weights."""
         from vla_razor.retention.evaluate import weights_hash
 
-        cache = self.base_dir / "razor_cache" / f"accuracy-{problems}p-{weights_hash(self.base_dir)}.json"
+        tasks = [self.new_task, *self.prior_tasks]
+        cache = self.base_dir / "razor_cache" / f"accuracy-{problems}p-{'-'.join(tasks)}-{weights_hash(self.base_dir)}.json"
         if cache.is_file():
             return json.loads(cache.read_text())
-        rates = {t: evaluate_accuracy(self.base, self.tokenizer, t, problems).rate for t in [self.new_task, *self.prior_tasks]}
+        rates = {t: evaluate_accuracy(self.base, self.tokenizer, t, problems).rate for t in tasks}
         write_json(cache, rates)
         return rates
 
