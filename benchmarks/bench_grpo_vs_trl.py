@@ -72,18 +72,21 @@ def trl_run(base: Path, task: str, iterations: int, max_new: int, seed: int) -> 
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from vla_razor.llm.tasks import Problem, generate, is_correct
+    from vla_razor.llm.tasks import generate, is_correct
 
     s = SHAPE
-    problems = generate(task, s["num_prompts"] * iterations, seed=seed * 1_000_003)
-    dataset = Dataset.from_dict({"prompt": [p.prompt for p in problems], "answer": [p.answer for p in problems]})
+    # the prompts vla-razor's loop draws at each iteration (a pure function of seed and iteration), in order
+    problems = [p for it in range(iterations)
+                for p in generate(task, s["num_prompts"] * s["group_size"], seed=seed * 1_000_003 + it)[: s["num_prompts"]]]
+    by_prompt = {p.prompt: p for p in problems}
+    dataset = Dataset.from_dict({"prompt": [p.prompt for p in problems]})
     tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(base, local_files_only=True)
-    counted: list[tuple[int, int, float]] = []  # (generation index, completion tokens, mean reward)
+    counted: list[tuple[int, float]] = []  # per generation: completion tokens, mean reward
 
-    def exact_match(prompts, completions, completion_ids, answer, **_):
-        rewards = [float(is_correct(Problem(p, a), c)) for p, c, a in zip(prompts, completions, answer)]
-        counted.append((len(counted), sum(len(ids) for ids in completion_ids), statistics.mean(rewards)))
+    def exact_match(prompts, completions, completion_ids, **_):
+        rewards = [float(is_correct(by_prompt[p], c)) for p, c in zip(prompts, completions)]
+        counted.append((sum(len(ids) for ids in completion_ids), statistics.mean(rewards)))
         return rewards
 
     step_ends: list[float] = []
@@ -109,9 +112,9 @@ def trl_run(base: Path, task: str, iterations: int, max_new: int, seed: int) -> 
     # iteration i ends at step (i + 1) * update_epochs; time the iterations after the first
     ends = step_ends[per_iteration - 1::per_iteration]
     seconds = ends[-1] - ends[0]
-    tokens = sum(t for _, t, _ in counted[1:])
+    tokens = sum(t for t, _ in counted[1:])
     return {"iterations_timed": len(ends) - 1, "completion_tokens": tokens, "seconds": seconds,
-            "reward_mean": statistics.mean(r for _, _, r in counted[1:]), "tokens_per_s": tokens / seconds,
+            "reward_mean": statistics.mean(r for _, r in counted[1:]), "tokens_per_s": tokens / seconds,
             "generations": len(counted)}
 
 
