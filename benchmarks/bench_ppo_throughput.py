@@ -6,8 +6,10 @@ One process, the same env (the suite's new task, ``num_envs`` CPU sub-envs, acti
 2. PPO: ``vla-razor finetune --algo ppo`` iterations (flow policy, 5 denoising steps, state
    observations): rollout with the policy, old log-probs and values, GAE, clipped updates, and
    the KL to the base; env steps per second over the whole iteration (evaluation excluded).
+   Twice: on-policy (``async_rollouts=false``, everything in this process) and with the rollouts
+   overlapped with the update in a worker process (``async_rollouts=true``, two cores).
 
-Prints JSON with ``ppo_over_raw`` (target >= 0.85) and ``kl_share`` (target <= 0.10).
+Prints JSON with ``ppo_over_raw`` per mode (target >= 0.85) and ``kl_share`` (target <= 0.10).
 
     .venv/bin/python benchmarks/bench_ppo_throughput.py [--base runs/base/policy] [--iterations 6]
 """
@@ -60,29 +62,35 @@ def main() -> None:
         if not (base / "config.json").exists():
             base = Path(tmp) / "fresh"
             make_policy("flow", {"chunk_size": 8, "num_steps": 5, "hidden": 128, "num_layers": 2}).save_pretrained(base)
-        cfg = PPOConfig(name="bench", runs_dir=tmp, base=str(base), num_envs=args.num_envs, num_decisions=args.num_decisions,
-                        total_env_steps=args.iterations * args.num_envs * args.num_decisions * 8, eval_every=0,
-                        retention_episodes=0, final_eval_episodes=1, video_episodes=0, critic_warmup_iterations=1,
-                        checkpoint_every=1000)
         chunk = 8
         raw_before = raw_rate(task, args.num_envs, chunk, args.num_decisions * 2)
-        train(cfg)
+        modes = {}
+        for mode, overlapped in (("on_policy", False), ("async_rollouts", True)):
+            cfg = PPOConfig(name=mode, runs_dir=tmp, base=str(base), num_envs=args.num_envs, num_decisions=args.num_decisions,
+                            total_env_steps=args.iterations * args.num_envs * args.num_decisions * chunk, eval_every=0,
+                            retention_episodes=0, final_eval_episodes=1, video_episodes=0, critic_warmup_iterations=1,
+                            checkpoint_every=1000, async_rollouts=overlapped)
+            train(cfg)
+            modes[mode] = [json.loads(line) for line in (Path(tmp) / mode / "metrics.jsonl").read_text().splitlines()]
         raw_after = raw_rate(task, args.num_envs, chunk, args.num_decisions * 2, seed=1)
-        records = [json.loads(line) for line in (Path(tmp) / "bench" / "metrics.jsonl").read_text().splitlines()]
-    iterations = [r for r in records if "time/iteration_s" in r][1:]  # the first pays one-off warm-up costs
-    total_time = sum(r["time/iteration_s"] for r in iterations)
-    env_steps = iterations[-1]["env_steps"] - records[0]["env_steps"]
     raw = statistics.mean([raw_before, raw_after])
-    ppo = env_steps / total_time
-    print(json.dumps({
-        "task": task, "num_envs": args.num_envs, "decisions_per_iteration": args.num_decisions, "chunk": chunk,
-        "iterations_timed": len(iterations), "torch_threads": torch.get_num_threads(),
-        "raw_env_steps_per_s": round(raw, 1), "raw_before_after": [round(raw_before, 1), round(raw_after, 1)],
-        "ppo_env_steps_per_s": round(ppo, 1), "ppo_over_raw": round(ppo / raw, 3),
-        "rollout_share": round(sum(r["time/rollout_s"] for r in iterations) / total_time, 3),
-        "update_share": round(sum(r["time/update_s"] for r in iterations) / total_time, 3),
-        "kl_share": round(sum(r["time/kl_s"] for r in iterations) / total_time, 3),
-    }, indent=2))
+    out = {"task": task, "num_envs": args.num_envs, "decisions_per_iteration": args.num_decisions, "chunk": chunk,
+           "torch_threads": torch.get_num_threads(), "raw_env_steps_per_s": round(raw, 1),
+           "raw_before_after": [round(raw_before, 1), round(raw_after, 1)]}
+    for mode, records in modes.items():
+        every = [r for r in records if "time/iteration_s" in r]
+        iterations = every[1:]  # the first pays one-off warm-up costs
+        total_time = sum(r["time/iteration_s"] for r in iterations)
+        env_steps = every[-1]["env_steps"] - every[0]["env_steps"]  # those of the timed iterations
+        ppo = env_steps / total_time
+        out[mode] = {
+            "iterations_timed": len(iterations), "ppo_env_steps_per_s": round(ppo, 1), "ppo_over_raw": round(ppo / raw, 3),
+            # on-policy: the rollout itself; asynchronous: the learner's wait for a rollout
+            "rollout_share": round(sum(r["time/rollout_s"] for r in iterations) / total_time, 3),
+            "update_share": round(sum(r["time/update_s"] for r in iterations) / total_time, 3),
+            "kl_share": round(sum(r["time/kl_s"] for r in iterations) / total_time, 3),
+        }
+    print(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

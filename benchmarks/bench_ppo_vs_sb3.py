@@ -10,7 +10,12 @@ iterations also measure the KL to the base (its signature metric); that cost is 
 Differences that remain: SB3's MultiInputPolicy flattens the observation dict into MLP(64, 64) heads;
 vla-razor's Gaussian policy encodes it into three tokens (language, proprio, state) before its MLP.
 
-    .venv/bin/python benchmarks/bench_ppo_vs_sb3.py [--task PushCube] [--env-steps 40000]
+``--variants`` picks the runs, each timed on the same work: ``ours`` (on-policy, one process),
+``ours_async`` (``async_rollouts=true``: the rollouts overlap the update in a worker process), ``sb3``
+(DummyVecEnv, one process) and ``sb3_subproc`` (SubprocVecEnv, one process per sub-env), so that a
+two-process vla-razor is also compared with a multi-process SB3.
+
+    .venv/bin/python benchmarks/bench_ppo_vs_sb3.py [--task PushCube] [--env-steps 40000] [--variants ours,sb3]
 """
 from __future__ import annotations
 
@@ -35,14 +40,23 @@ PRESETS = {
 HPARAMS = dict(PRESETS["default"])
 
 
-def sb3_run(task: str, env_steps: int, seed: int, eval_episodes: int, eval_seed: int) -> dict:
+def _sb3_env(task: str):
+    from vla_razor.envs.maniskill import ManiSkillTaskEnv
+
+    return ManiSkillTaskEnv(task)
+
+
+def sb3_run(task: str, env_steps: int, seed: int, eval_episodes: int, eval_seed: int, subproc: bool = False) -> dict:
+    import functools
+
     from stable_baselines3 import PPO
-    from stable_baselines3.common.vec_env import DummyVecEnv
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
     from vla_razor.envs.maniskill import ManiSkillTaskEnv
 
     h = HPARAMS
-    env = DummyVecEnv([lambda: ManiSkillTaskEnv(task) for _ in range(h["num_envs"])])
+    factories = [functools.partial(_sb3_env, task) for _ in range(h["num_envs"])]
+    env = SubprocVecEnv(factories, start_method="spawn") if subproc else DummyVecEnv(factories)
     model = PPO("MultiInputPolicy", env, n_steps=h["n_steps"], batch_size=h["num_envs"] * h["n_steps"] // h["minibatches"],
                 n_epochs=h["epochs"], learning_rate=h["lr"], gamma=h["gamma"], gae_lambda=h["gae_lambda"],
                 clip_range=h["clip"], max_grad_norm=h["max_grad_norm"], vf_coef=h["vf_coef"], ent_coef=0.0,
@@ -67,7 +81,8 @@ def sb3_run(task: str, env_steps: int, seed: int, eval_episodes: int, eval_seed:
     return {"seconds": seconds, "env_steps": model.num_timesteps, "success": successes / eval_episodes}
 
 
-def ours_run(task: str, env_steps: int, seed: int, eval_episodes: int, eval_seed: int, keep: str | None = None) -> dict:
+def ours_run(task: str, env_steps: int, seed: int, eval_episodes: int, eval_seed: int, keep: str | None = None,
+             async_rollouts: bool = False) -> dict:
     from vla_razor.evaluation import evaluate_task
     from vla_razor.policies import ChainPolicy, make_policy
     from vla_razor.rl.ppo import PPOConfig, train
@@ -84,7 +99,7 @@ def ours_run(task: str, env_steps: int, seed: int, eval_episodes: int, eval_seed
                         gae_lambda=h["gae_lambda"], clip_coef=h["clip"], max_grad_norm=h["max_grad_norm"],
                         vf_coef=h["vf_coef"], target_kl=0.0, critic_warmup_iterations=0, eval_every=0,
                         retention_episodes=0, final_eval_episodes=1, video_episodes=0, checkpoint_every=10_000,
-                        task=task, reward_mode="normalized_dense")  # SB3's env: ManiSkillTaskEnv's dense reward
+                        task=task, reward_mode="normalized_dense", async_rollouts=async_rollouts)  # SB3's env: ManiSkillTaskEnv's dense reward
         start = time.perf_counter()
         run = train(cfg)
         records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -106,21 +121,36 @@ def main() -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="default",
                         help="hyper-parameters: 'default' (throughput) or 'maniskill' (ManiSkill's PPO baseline, to check learning)")
     parser.add_argument("--keep-run", default=None, help="keep vla-razor's run directory here (its metrics.jsonl is the learning curve)")
+    parser.add_argument("--variants", default="ours,sb3", help="comma-separated: ours, ours_async, sb3, sb3_subproc")
     args = parser.parse_args()
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = set(variants) - {"ours", "ours_async", "sb3", "sb3_subproc"}
+    if unknown or not any(v.startswith("ours") for v in variants) or not any(v.startswith("sb3") for v in variants):
+        parser.error(f"--variants needs at least one ours* and one sb3* of ours, ours_async, sb3, sb3_subproc (got {args.variants!r})")
     HPARAMS.update(PRESETS[args.preset])
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     eval_seed = 10_000
-    ours = ours_run(args.task, args.env_steps, args.seed, args.eval_episodes, eval_seed, args.keep_run)
-    sb3 = sb3_run(args.task, args.env_steps, args.seed, args.eval_episodes, eval_seed)
-    per_step = {name: r["seconds"] / r["env_steps"] for name, r in (("ours", ours), ("sb3", sb3))}
+    results = {}
+    for variant in variants:
+        if variant.startswith("ours"):
+            keep = args.keep_run if variant == "ours" else (args.keep_run and f"{args.keep_run}-async")
+            results[variant] = ours_run(args.task, args.env_steps, args.seed, args.eval_episodes, eval_seed, keep,
+                                        async_rollouts=variant == "ours_async")
+        else:
+            results[variant] = sb3_run(args.task, args.env_steps, args.seed, args.eval_episodes, eval_seed,
+                                       subproc=variant == "sb3_subproc")
+    per_step = {name: r["seconds"] / r["env_steps"] for name, r in results.items()}
+    ours_names = [v for v in variants if v.startswith("ours")]
+    sb3_names = [v for v in variants if v.startswith("sb3")]
     print(json.dumps({
         "task": args.task, "env_steps": args.env_steps, "preset": args.preset, "hparams": HPARAMS, "torch_threads": torch.get_num_threads(),
-        "ours": ours, "sb3": sb3,
+        **results,
         "ms_per_env_step": {k: round(1000 * v, 3) for k, v in per_step.items()},
-        "ours_over_sb3_time_per_step": round(per_step["ours"] / per_step["sb3"], 3),
-        "success_ours_minus_sb3": round(ours["success"] - sb3["success"], 3),
+        "time_per_step_ratios": {f"{o}/{b}": round(per_step[o] / per_step[b], 3) for o in ours_names for b in sb3_names},
+        "success_differences": {f"{o}-{b}": round(results[o]["success"] - results[b]["success"], 3)
+                                for o in ours_names for b in sb3_names},
     }, indent=2))
 
 

@@ -20,7 +20,8 @@ from vla_razor.finetune import FinetuneRun
 from vla_razor.policies.base import Chain
 
 from .objective import ClippedPolicyGradientConfig, clipped_surrogate
-from .rollout import collect, gae, per_step_log_prob
+from .rollout import gae, per_step_log_prob
+from .rollout_worker import InlineRollouts, OverlappedRollouts, RolloutSpec
 
 
 @dataclass
@@ -48,6 +49,11 @@ class PPOConfig(ClippedPolicyGradientConfig):
     """Iterations at the start that train only the critic (the pretrained policy needs an adequate critic first)."""
     norm_advantages: bool = True
     """Normalise advantages per minibatch."""
+    async_rollouts: bool = False
+    """Collect the next iteration's rollout in a worker process while this one updates (uses a second
+    core). Each rollout then comes from the policy one update old; the PPO ratio is taken against the
+    log-probs of the policy that acted, so the clip bounds the difference (vla_razor/rl/rollout_worker.py).
+    Measured in docs/benchmarks.md."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -65,7 +71,6 @@ SMOKE = dict(total_env_steps=256, num_envs=2, num_decisions=4, update_epochs=1, 
 
 
 def train(cfg: PPOConfig, resume: bool = False):
-    from vla_razor.envs import make_vec_env
     from vla_razor.policies.critic import CriticConfig, ValueCritic
 
     ft = FinetuneRun(cfg, "ppo", resume=resume)
@@ -78,19 +83,19 @@ def train(cfg: PPOConfig, resume: bool = False):
     generator = torch.Generator().manual_seed(cfg.seed)
     ft.restore({"policy": policy, "critic": critic}, {"optimizer": optimizer}, generator)
 
-    env = make_vec_env(ft.task, num_envs=cfg.num_envs, backend="cpu", chunk_size=policy.config.chunk_size,
-                       reward_mode=cfg.reward_mode, vectorization=cfg.vectorization)
     # A resumed run starts fresh episodes, seeded by the iteration it resumes at.
-    obs, _ = env.reset(seed=cfg.seed * 1_000_003 + ft.iteration * cfg.num_envs)
+    spec = RolloutSpec(ft.task, cfg.num_envs, policy.config.chunk_size, cfg.reward_mode, cfg.vectorization, cfg.num_decisions,
+                       cfg.gamma, cfg.reward_scale, reset_seed=cfg.seed * 1_000_003 + ft.iteration * cfg.num_envs,
+                       sampling_seed=cfg.seed * 1_000_003 + ft.iteration + 1, threads=torch.get_num_threads())
+    rollouts = OverlappedRollouts(spec, policy, critic) if cfg.async_rollouts else InlineRollouts(spec, generator)
     batch = cfg.num_envs * cfg.num_decisions
     minibatch = batch // cfg.num_minibatches
     bar = ft.progress(cfg.total_env_steps, "env step")
     try:
         while ft.env_steps < cfg.total_env_steps:
             started = time.perf_counter()
-            # 1. Rollout with the current policy (stochastic chains).
-            policy.eval()
-            rollout, obs = collect(env, policy, obs, cfg.num_decisions, generator, critic, cfg.gamma, cfg.reward_scale)
+            # 1. Rollout (stochastic chains) with the current policy, or with the previous one when asynchronous.
+            rollout = rollouts.next(policy, critic)
             rollout_s = time.perf_counter() - started
             flat_obs, chains = rollout.flat_obs(), rollout.flat_chains()
 
@@ -158,7 +163,7 @@ def train(cfg: PPOConfig, resume: bool = False):
             ft.end_iteration(metrics, bar, advance=rollout.env_steps, more_to_come=ft.env_steps < cfg.total_env_steps)
     finally:
         bar.close()
-        env.close()
+        rollouts.close()
     ft.checkpoint()
     critic.save_pretrained(ft.run.path / "critic")
     return ft.finish()

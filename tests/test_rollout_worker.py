@@ -1,0 +1,91 @@
+"""Overlapped rollouts: the worker process acts with exactly the weights of the previous call (one update
+stale), its log-probs are those of the policy that acted, and its failures reach the learner."""
+import copy
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from vla_razor.policies import Chain, make_policy
+from vla_razor.policies.critic import CriticConfig, ValueCritic
+from vla_razor.rl.rollout import per_step_log_prob
+from vla_razor.rl.rollout_worker import InlineRollouts, OverlappedRollouts, RolloutSpec, RolloutWorkerError
+
+TINY = {"hidden": 32, "num_layers": 1, "num_heads": 4, "chunk_size": 4, "num_steps": 2}
+
+
+def _spec(task="PickCube"):
+    return RolloutSpec(task, num_envs=2, chunk_size=4, reward_mode="sparse", vectorization="sync", num_decisions=3,
+                       gamma=0.9, reward_scale=1.0, reset_seed=5, sampling_seed=7)
+
+
+def _log_probs_under(policy, rollout):
+    chains = rollout.flat_chains()
+    with torch.no_grad():
+        steps = policy.step_distributions(rollout.flat_obs(), chains)
+        return per_step_log_prob(steps, chains.points)
+
+
+def _perturb(policy, seed):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g))
+
+
+def test_worker_rollouts_are_one_update_stale_and_carry_the_actors_log_probs():
+    policy = make_policy("flow", TINY, embed_language=False)
+    critic = ValueCritic(CriticConfig(hidden=32), embed_language=False)
+    weights = [copy.deepcopy(policy)]
+    rollouts = OverlappedRollouts(_spec(), policy, critic)
+    try:
+        first = rollouts.next(policy, critic)  # acted with weights[0]
+        _perturb(policy, 1)
+        weights.append(copy.deepcopy(policy))
+        second = rollouts.next(policy, critic)  # asked for before the change: weights[0] again
+        _perturb(policy, 2)
+        third = rollouts.next(policy, critic)  # asked for with weights[1]
+    finally:
+        rollouts.close()
+    assert first.chains.shape == (3, 2, 3, 4, 7) and first.log_probs.shape == (3, 2, 2)
+    for rollout, actor, other in ((first, weights[0], weights[1]), (second, weights[0], weights[1]), (third, weights[1], weights[0])):
+        logged = rollout.flat_log_probs()
+        assert torch.allclose(_log_probs_under(actor, rollout), logged, atol=1e-4)
+        assert not torch.allclose(_log_probs_under(other, rollout), logged, atol=1e-2)
+    # the worker's env runs on: fresh observations each time, not a replay of the first rollout
+    assert not torch.equal(first.obs["state"], second.obs["state"])
+
+
+def test_inline_rollouts_act_with_the_current_weights():
+    policy = make_policy("flow", TINY, embed_language=False)
+    critic = ValueCritic(CriticConfig(hidden=32), embed_language=False)
+    rollouts = InlineRollouts(_spec(), torch.Generator().manual_seed(0))
+    try:
+        rollouts.next(policy, critic)
+        _perturb(policy, 1)
+        rollout = rollouts.next(policy, critic)
+    finally:
+        rollouts.close()
+    assert torch.allclose(_log_probs_under(policy, rollout), rollout.flat_log_probs(), atol=1e-4)
+
+
+def test_a_failing_worker_reports_its_traceback():
+    policy = make_policy("flow", TINY, embed_language=False)
+    critic = ValueCritic(CriticConfig(hidden=32), embed_language=False)
+    with pytest.raises(RolloutWorkerError, match="(?s)rollout worker failed.*NoSuchTask"):
+        OverlappedRollouts(_spec("NoSuchTask"), policy, critic)
+
+
+def test_ppo_with_async_rollouts_runs_end_to_end(smoke_base, tmp_path):
+    cmd = [sys.executable, "-m", "vla_razor.cli", "finetune", "--algo", "ppo", "--smoke", f"runs_dir={tmp_path}",
+           f"base={smoke_base}/base-smoke/policy", "name=async", "async_rollouts=true", "total_env_steps=400"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    import json
+
+    records = [json.loads(line) for line in (tmp_path / "async" / "metrics.jsonl").read_text().splitlines()]
+    iterations = [r for r in records if "kl/forward" in r]
+    assert len(iterations) >= 3 and iterations[-1]["env_steps"] >= 400
+    assert iterations[-1]["ppo/policy_updated"] == 1.0 and iterations[-1]["kl/forward"] > 0
+    assert (tmp_path / "async" / "policy" / "model.safetensors").exists()
