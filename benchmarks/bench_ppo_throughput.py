@@ -6,8 +6,8 @@ One process, the same env (the suite's new task, ``num_envs`` CPU sub-envs, acti
 2. PPO: ``vla-razor finetune --algo ppo`` iterations (flow policy, 5 denoising steps, state
    observations): rollout with the policy, old log-probs and values, GAE, clipped updates, and
    the KL to the base; env steps per second over the whole iteration (evaluation excluded).
-   Twice: on-policy (``async_rollouts=false``, everything in this process) and with the rollouts
-   overlapped with the update in a worker process (``async_rollouts=true``, two cores).
+   Once per ``--workers`` entry: 0 is on-policy (everything in this process); N >= 1 is
+   ``rollout_workers=N``, the rollouts overlapped with the update in N worker processes.
 
 Prints JSON with ``ppo_over_raw`` per mode (target >= 0.85) and ``kl_share`` (target <= 0.10).
 
@@ -49,6 +49,7 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, default=16)
     parser.add_argument("--num-decisions", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (process-wide)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1], help="rollout_workers settings to time (0: on-policy)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -65,11 +66,12 @@ def main() -> None:
         chunk = 8
         raw_before = raw_rate(task, args.num_envs, chunk, args.num_decisions * 2)
         modes = {}
-        for mode, overlapped in (("on_policy", False), ("async_rollouts", True)):
+        for workers in args.workers:
+            mode = f"rollout_workers_{workers}"
             cfg = PPOConfig(name=mode, runs_dir=tmp, base=str(base), num_envs=args.num_envs, num_decisions=args.num_decisions,
                             total_env_steps=args.iterations * args.num_envs * args.num_decisions * chunk, eval_every=0,
                             retention_episodes=0, final_eval_episodes=1, video_episodes=0, critic_warmup_iterations=1,
-                            checkpoint_every=1000, async_rollouts=overlapped)
+                            checkpoint_every=1000, rollout_workers=workers)
             train(cfg)
             modes[mode] = [json.loads(line) for line in (Path(tmp) / mode / "metrics.jsonl").read_text().splitlines()]
         raw_after = raw_rate(task, args.num_envs, chunk, args.num_decisions * 2, seed=1)
@@ -85,7 +87,7 @@ def main() -> None:
         ppo = env_steps / total_time
         out[mode] = {
             "iterations_timed": len(iterations), "ppo_env_steps_per_s": round(ppo, 1), "ppo_over_raw": round(ppo / raw, 3),
-            # on-policy: the rollout itself; asynchronous: the learner's wait for a rollout
+            # on-policy: the rollout itself; with rollout workers: the learner's wait for a rollout
             "rollout_share": round(sum(r["time/rollout_s"] for r in iterations) / total_time, 3),
             "update_share": round(sum(r["time/update_s"] for r in iterations) / total_time, 3),
             "kl_share": round(sum(r["time/kl_s"] for r in iterations) / total_time, 3),

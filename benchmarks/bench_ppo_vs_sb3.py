@@ -11,9 +11,9 @@ Differences that remain: SB3's MultiInputPolicy flattens the observation dict in
 vla-razor's Gaussian policy encodes it into three tokens (language, proprio, state) before its MLP.
 
 ``--variants`` picks the runs, each timed on the same work: ``ours`` (on-policy, one process),
-``ours_async`` (``async_rollouts=true``: the rollouts overlap the update in a worker process), ``sb3``
-(DummyVecEnv, one process) and ``sb3_subproc`` (SubprocVecEnv, one process per sub-env), so that a
-two-process vla-razor is also compared with a multi-process SB3.
+``ours_wN`` (``rollout_workers=N``: N worker processes collect the rollouts while the learner updates),
+``sb3`` (DummyVecEnv, one process) and ``sb3_subproc`` (SubprocVecEnv, one process per sub-env), so that
+a multi-process vla-razor is also compared with a multi-process SB3.
 
     .venv/bin/python benchmarks/bench_ppo_vs_sb3.py [--task PushCube] [--env-steps 40000] [--variants ours,sb3]
 """
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -82,7 +83,7 @@ def sb3_run(task: str, env_steps: int, seed: int, eval_episodes: int, eval_seed:
 
 
 def ours_run(task: str, env_steps: int, seed: int, eval_episodes: int, eval_seed: int, keep: str | None = None,
-             async_rollouts: bool = False) -> dict:
+             rollout_workers: int = 0) -> dict:
     from vla_razor.evaluation import evaluate_task
     from vla_razor.policies import ChainPolicy, make_policy
     from vla_razor.rl.ppo import PPOConfig, train
@@ -99,7 +100,7 @@ def ours_run(task: str, env_steps: int, seed: int, eval_episodes: int, eval_seed
                         gae_lambda=h["gae_lambda"], clip_coef=h["clip"], max_grad_norm=h["max_grad_norm"],
                         vf_coef=h["vf_coef"], target_kl=0.0, critic_warmup_iterations=0, eval_every=0,
                         retention_episodes=0, final_eval_episodes=1, video_episodes=0, checkpoint_every=10_000,
-                        task=task, reward_mode="normalized_dense", async_rollouts=async_rollouts)  # SB3's env: ManiSkillTaskEnv's dense reward
+                        task=task, reward_mode="normalized_dense", rollout_workers=rollout_workers)  # SB3's env: ManiSkillTaskEnv's dense reward
         start = time.perf_counter()
         run = train(cfg)
         records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -121,12 +122,13 @@ def main() -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="default",
                         help="hyper-parameters: 'default' (throughput) or 'maniskill' (ManiSkill's PPO baseline, to check learning)")
     parser.add_argument("--keep-run", default=None, help="keep vla-razor's run directory here (its metrics.jsonl is the learning curve)")
-    parser.add_argument("--variants", default="ours,sb3", help="comma-separated: ours, ours_async, sb3, sb3_subproc")
+    parser.add_argument("--variants", default="ours,sb3", help="comma-separated: ours, ours_w1, ours_w2, ..., sb3, sb3_subproc")
     args = parser.parse_args()
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = set(variants) - {"ours", "ours_async", "sb3", "sb3_subproc"}
-    if unknown or not any(v.startswith("ours") for v in variants) or not any(v.startswith("sb3") for v in variants):
-        parser.error(f"--variants needs at least one ours* and one sb3* of ours, ours_async, sb3, sb3_subproc (got {args.variants!r})")
+    known = re.compile(r"ours|ours_w[1-9][0-9]*|sb3|sb3_subproc")
+    if not all(known.fullmatch(v) for v in variants) or not any(v.startswith("ours") for v in variants) \
+            or not any(v.startswith("sb3") for v in variants):
+        parser.error(f"--variants needs at least one of ours, ours_wN and one of sb3, sb3_subproc (got {args.variants!r})")
     HPARAMS.update(PRESETS[args.preset])
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -135,9 +137,10 @@ def main() -> None:
     results = {}
     for variant in variants:
         if variant.startswith("ours"):
-            keep = args.keep_run if variant == "ours" else (args.keep_run and f"{args.keep_run}-async")
+            workers = int(variant[len("ours_w"):]) if variant != "ours" else 0
+            keep = args.keep_run if variant == "ours" else (args.keep_run and f"{args.keep_run}-w{workers}")
             results[variant] = ours_run(args.task, args.env_steps, args.seed, args.eval_episodes, eval_seed, keep,
-                                        async_rollouts=variant == "ours_async")
+                                        rollout_workers=workers)
         else:
             results[variant] = sb3_run(args.task, args.env_steps, args.seed, args.eval_episodes, eval_seed,
                                        subproc=variant == "sb3_subproc")

@@ -34,11 +34,12 @@ def _perturb(policy, seed):
             p.add_(0.1 * torch.randn(p.shape, generator=g))
 
 
-def test_worker_rollouts_are_one_update_stale_and_carry_the_actors_log_probs():
+@pytest.mark.parametrize("workers", [1, 2])
+def test_worker_rollouts_are_one_update_stale_and_carry_the_actors_log_probs(workers):
     policy = make_policy("flow", TINY, embed_language=False)
     critic = ValueCritic(CriticConfig(hidden=32), embed_language=False)
     weights = [copy.deepcopy(policy)]
-    rollouts = OverlappedRollouts(_spec(), policy, critic)
+    rollouts = OverlappedRollouts(_spec(), policy, critic, workers=workers)
     try:
         first = rollouts.next(policy, critic)  # acted with weights[0]
         _perturb(policy, 1)
@@ -57,17 +58,33 @@ def test_worker_rollouts_are_one_update_stale_and_carry_the_actors_log_probs():
     assert not torch.equal(first.obs["state"], second.obs["state"])
 
 
-def test_inline_rollouts_act_with_the_current_weights():
+def test_inline_rollouts_act_with_the_current_weights_and_workers_reset_the_same_sub_envs():
     policy = make_policy("flow", TINY, embed_language=False)
     critic = ValueCritic(CriticConfig(hidden=32), embed_language=False)
     rollouts = InlineRollouts(_spec(), torch.Generator().manual_seed(0))
     try:
-        rollouts.next(policy, critic)
+        first = rollouts.next(policy, critic)
         _perturb(policy, 1)
         rollout = rollouts.next(policy, critic)
     finally:
         rollouts.close()
     assert torch.allclose(_log_probs_under(policy, rollout), rollout.flat_log_probs(), atol=1e-4)
+    # two workers with one sub-env each start from the very states of the one-process layout
+    split = OverlappedRollouts(_spec(), policy, critic, workers=2)
+    try:
+        merged = split.next(policy, critic)
+    finally:
+        split.close()
+    assert torch.equal(merged.obs["state"][0], first.obs["state"][0])
+    assert merged.obs["state"].shape == first.obs["state"].shape and merged.next_obs["state"].shape == first.next_obs["state"].shape
+
+
+def test_rollout_workers_must_divide_the_sub_envs():
+    from vla_razor.rl.ppo import PPOConfig
+
+    with pytest.raises(ValueError, match="rollout_workers"):
+        PPOConfig(num_envs=16, rollout_workers=3)
+    assert PPOConfig(num_envs=16, rollout_workers=4).rollout_workers == 4
 
 
 def test_a_failing_worker_reports_its_traceback():
@@ -77,9 +94,9 @@ def test_a_failing_worker_reports_its_traceback():
         OverlappedRollouts(_spec("NoSuchTask"), policy, critic)
 
 
-def test_ppo_with_async_rollouts_runs_end_to_end(smoke_base, tmp_path):
+def test_ppo_with_two_rollout_workers_runs_end_to_end(smoke_base, tmp_path):
     cmd = [sys.executable, "-m", "vla_razor.cli", "finetune", "--algo", "ppo", "--smoke", f"runs_dir={tmp_path}",
-           f"base={smoke_base}/base-smoke/policy", "name=async", "async_rollouts=true", "total_env_steps=400"]
+           f"base={smoke_base}/base-smoke/policy", "name=async", "rollout_workers=2", "total_env_steps=400"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     import json

@@ -49,9 +49,10 @@ class PPOConfig(ClippedPolicyGradientConfig):
     """Iterations at the start that train only the critic (the pretrained policy needs an adequate critic first)."""
     norm_advantages: bool = True
     """Normalise advantages per minibatch."""
-    async_rollouts: bool = False
-    """Collect the next iteration's rollout in a worker process while this one updates (uses a second
-    core). Each rollout then comes from the policy one update old; the PPO ratio is taken against the
+    rollout_workers: int = 0
+    """0: rollouts in this process with the current weights (on-policy). N >= 1: N worker processes, each
+    owning num_envs / N sub-envs, collect the next iteration's rollout while this one updates (more
+    cores). Each rollout then comes from the policy one update old; the PPO ratio is taken against the
     log-probs of the policy that acted, so the clip bounds the difference (vla_razor/rl/rollout_worker.py).
     Measured in docs/benchmarks.md."""
 
@@ -63,6 +64,8 @@ class PPOConfig(ClippedPolicyGradientConfig):
             raise ValueError("num_envs * num_decisions must be >= num_minibatches")
         if not 0 < self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
             raise ValueError("need 0 < gamma <= 1 and 0 <= gae_lambda <= 1")
+        if self.rollout_workers < 0 or (self.rollout_workers and self.num_envs % self.rollout_workers):
+            raise ValueError(f"rollout_workers must be 0 or divide num_envs ({self.num_envs}), got {self.rollout_workers}")
 
 
 SMOKE = dict(total_env_steps=256, num_envs=2, num_decisions=4, update_epochs=1, num_minibatches=2, eval_every=0,
@@ -87,14 +90,17 @@ def train(cfg: PPOConfig, resume: bool = False):
     spec = RolloutSpec(ft.task, cfg.num_envs, policy.config.chunk_size, cfg.reward_mode, cfg.vectorization, cfg.num_decisions,
                        cfg.gamma, cfg.reward_scale, reset_seed=cfg.seed * 1_000_003 + ft.iteration * cfg.num_envs,
                        sampling_seed=cfg.seed * 1_000_003 + ft.iteration + 1, threads=torch.get_num_threads())
-    rollouts = OverlappedRollouts(spec, policy, critic) if cfg.async_rollouts else InlineRollouts(spec, generator)
+    if cfg.rollout_workers:
+        rollouts = OverlappedRollouts(spec, policy, critic, workers=cfg.rollout_workers)
+    else:
+        rollouts = InlineRollouts(spec, generator)
     batch = cfg.num_envs * cfg.num_decisions
     minibatch = batch // cfg.num_minibatches
     bar = ft.progress(cfg.total_env_steps, "env step")
     try:
         while ft.env_steps < cfg.total_env_steps:
             started = time.perf_counter()
-            # 1. Rollout (stochastic chains) with the current policy, or with the previous one when asynchronous.
+            # 1. Rollout (stochastic chains) with the current policy, or with the previous one from rollout workers.
             rollout = rollouts.next(policy, critic)
             rollout_s = time.perf_counter() - started
             flat_obs, chains = rollout.flat_obs(), rollout.flat_chains()

@@ -12,6 +12,7 @@ reads the same either way.
 """
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import pickle
 import traceback
@@ -109,61 +110,107 @@ def _worker_main(conn, spec: RolloutSpec, modules: bytes) -> None:
             env.close()
 
 
-class OverlappedRollouts:
-    """Rollouts collected by a worker process while the learner updates (two cores, one update stale).
+def merge_rollouts(parts: list[Rollout]) -> Rollout:
+    """One rollout from the workers' rollouts of disjoint sub-env blocks (joined along the sub-env axis)."""
+    if len(parts) == 1:
+        return parts[0]
+    return Rollout(
+        obs={k: torch.cat([p.obs[k] for p in parts], dim=1) for k in parts[0].obs},
+        chains=torch.cat([p.chains for p in parts], dim=1),
+        log_probs=torch.cat([p.log_probs for p in parts], dim=1),
+        rewards=torch.cat([p.rewards for p in parts], dim=1),
+        dones=torch.cat([p.dones for p in parts], dim=1),
+        next_obs={k: torch.cat([p.next_obs[k] for p in parts], dim=0) for k in parts[0].next_obs},
+        env_steps=sum(p.env_steps for p in parts),
+        episode_successes=[s for p in parts for s in p.episode_successes],
+    )
 
-    ``next(policy, critic)`` returns the rollout that was asked for at the previous call and
-    immediately asks for the following one with the weights passed now, so the worker simulates
-    while the caller updates. The first call also asks for (and waits on) one rollout.
-    """
 
-    def __init__(self, spec: RolloutSpec, policy, critic, start_timeout_s: float = 300.0):
-        context = mp.get_context("spawn")  # a fresh interpreter: no forked torch threads or simulator state
-        self._conn, child = context.Pipe()
-        modules = pickle.dumps((policy, critic), protocol=pickle.HIGHEST_PROTOCOL)
-        self._process = context.Process(target=_worker_main, args=(child, spec, modules), daemon=True,
-                                        name="vla-razor-rollouts")
-        self._process.start()
+def split_spec(spec: RolloutSpec, workers: int) -> list[RolloutSpec]:
+    """Per-worker specs: contiguous blocks of sub-envs, seeded as the same sub-envs would be in one process."""
+    if workers < 1 or spec.num_envs % workers:
+        raise ValueError(f"num_envs ({spec.num_envs}) must be a multiple of rollout_workers ({workers})")
+    size = spec.num_envs // workers
+    return [dataclasses.replace(spec, num_envs=size, reset_seed=spec.reset_seed + i * size,
+                                sampling_seed=spec.sampling_seed + 7919 * i) for i in range(workers)]
+
+
+class _Worker:
+    """One worker process and its end of the pipe."""
+
+    def __init__(self, context, spec: RolloutSpec, modules: bytes, index: int):
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_worker_main, args=(child, spec, modules), daemon=True,
+                                       name=f"vla-razor-rollouts-{index}")
+        self.process.start()
         child.close()
-        self._pending = False
-        self._receive("ready", start_timeout_s)
 
-    def _receive(self, expected: str, timeout_s: float | None = None):
-        if timeout_s is not None and not self._conn.poll(timeout_s):
-            self.close()
+    def send(self, message) -> None:
+        self.conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def receive(self, expected: str, timeout_s: float | None = None):
+        if timeout_s is not None and not self.conn.poll(timeout_s):
             raise RolloutWorkerError(f"the rollout worker sent nothing in {timeout_s:.0f} s (expected {expected!r})")
         try:
-            kind, payload = pickle.loads(self._conn.recv_bytes())
+            kind, payload = pickle.loads(self.conn.recv_bytes())
         except (EOFError, ConnectionResetError):
-            code = self._process.exitcode
-            self.close()
-            raise RolloutWorkerError(f"the rollout worker process died (exit code {code}) before sending {expected!r}; "
-                                     "rerun with async_rollouts=false to see the failure in this process") from None
+            raise RolloutWorkerError(f"the rollout worker process died (exit code {self.process.exitcode}) before sending "
+                                     f"{expected!r}; rerun with rollout_workers=0 to see the failure in this process") from None
         if kind == "error":
-            self.close()
             raise RolloutWorkerError(f"the rollout worker failed:\n{payload}")
         return payload
 
+    def close(self) -> None:
+        if self.process.is_alive():
+            try:
+                self.send(("stop", None))
+            except (BrokenPipeError, OSError):
+                pass
+            # A worker in the middle of a rollout reads the stop only afterwards: do not wait for that.
+            self.process.join(timeout=0.5)
+            if self.process.is_alive():
+                self.process.terminate()
+                self.process.join(timeout=10)
+        self.conn.close()
+
+
+class OverlappedRollouts:
+    """Rollouts collected by worker processes while the learner updates (one update stale).
+
+    Each of ``workers`` processes owns a contiguous block of the sub-envs. ``next(policy, critic)``
+    returns the rollout that was asked for at the previous call and immediately asks for the
+    following one with the weights passed now, so the workers simulate while the caller updates. The
+    first call also asks for (and waits on) one rollout.
+    """
+
+    def __init__(self, spec: RolloutSpec, policy, critic, workers: int = 1, start_timeout_s: float = 300.0):
+        specs = split_spec(spec, workers)
+        context = mp.get_context("spawn")  # fresh interpreters: no forked torch threads or simulator state
+        modules = pickle.dumps((policy, critic), protocol=pickle.HIGHEST_PROTOCOL)
+        self._workers = [_Worker(context, s, modules, i) for i, s in enumerate(specs)]
+        self._pending = False
+        self._receive_all("ready", start_timeout_s)
+
+    def _receive_all(self, expected: str, timeout_s: float | None = None) -> list:
+        try:
+            return [worker.receive(expected, timeout_s) for worker in self._workers]
+        except RolloutWorkerError:
+            self.close()
+            raise
+
     def _request(self, policy, critic) -> None:
-        self._conn.send_bytes(pickle.dumps(("collect", _weights(policy, critic))))
+        weights = _weights(policy, critic)
+        for worker in self._workers:
+            worker.send(("collect", weights))
         self._pending = True
 
     def next(self, policy, critic) -> Rollout:
         if not self._pending:
             self._request(policy, critic)
-        rollout = self._receive("rollout")
+        rollout = merge_rollouts(self._receive_all("rollout"))
         self._request(policy, critic)
         return rollout
 
     def close(self) -> None:
-        if self._process.is_alive():
-            try:
-                self._conn.send_bytes(pickle.dumps(("stop", None)))
-            except (BrokenPipeError, OSError):
-                pass
-            # A worker in the middle of a rollout reads the stop only afterwards: do not wait for that.
-            self._process.join(timeout=0.5)
-            if self._process.is_alive():
-                self._process.terminate()
-                self._process.join(timeout=10)
-        self._conn.close()
+        for worker in self._workers:
+            worker.close()
