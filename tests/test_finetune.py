@@ -293,3 +293,7 @@ def test_clipped_surrogate_matches_the_ppo_formula():
     assert stats["clipfrac"] == pytest.approx(0.5)
     r = torch.tensor([1.1, 1.5, 0.5, 0.95])
     assert stats["approx_kl"] == pytest.approx(((r - 1) - r.log()).mean().item(), rel=1e-5)
+    # decoupled (stale rollouts): each term weighted by pi_prox / pi_behaviour; the clip is unchanged
+    weights = torch.tensor([[0.5, 2.0], [1.0, 1.5]])
+    weighted, _ = clipped_surrogate(log_ratio, adv, clip=0.2, behaviour_weight=weights)
+    assert weighted.item() == pytest.approx(-(0.5 * 2.2 + 2.0 * 2.4 - 1.0 * 0.8 - 1.5 * 0.95) / 4)

@@ -31,13 +31,20 @@ class ClippedPolicyGradientConfig(FinetuneConfig):
             raise ValueError(f"vectorization must be 'sync' or 'async', got {self.vectorization!r}")
 
 
-def clipped_surrogate(log_ratio: torch.Tensor, advantages: torch.Tensor, clip: float) -> tuple[torch.Tensor, dict[str, float]]:
+def clipped_surrogate(log_ratio: torch.Tensor, advantages: torch.Tensor, clip: float,
+                      behaviour_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """PPO's clipped objective (as a loss) for per-step log-ratios ``[B, K]`` and per-decision
     advantages ``[B]`` (every denoising step shares its decision's advantage), with the old-vs-new
-    approximate KL (k3) and the clipped fraction."""
+    approximate KL (k3) and the clipped fraction.
+
+    ``behaviour_weight`` ``[B, K]`` (no gradient) is the decoupled objective for stale rollouts
+    (Hilton et al., 2022): ``log_ratio`` is then taken against the proximal policy (the learner's
+    weights before this update) and each term is weighted by pi_prox / pi_behaviour, so the clip
+    bounds this update's step and not the staleness of the data."""
     ratio = log_ratio.exp()
     adv = advantages[:, None]
-    loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip)).mean()
+    terms = torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip))
+    loss = (terms * behaviour_weight).mean() if behaviour_weight is not None else terms.mean()
     with torch.no_grad():
         stats = {"approx_kl": float(((ratio - 1) - log_ratio).mean()),
                  "clipfrac": float(((ratio - 1).abs() > clip).float().mean())}

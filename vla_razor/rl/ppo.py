@@ -53,8 +53,13 @@ class PPOConfig(ClippedPolicyGradientConfig):
     """0: rollouts in this process with the current weights (on-policy). N >= 1: N worker processes, each
     owning num_envs / N sub-envs, collect the next iteration's rollout while this one updates (more
     cores). Each rollout then comes from the policy one update old; the PPO ratio is taken against the
-    log-probs of the policy that acted, so the clip bounds the difference (vla_razor/rl/rollout_worker.py).
-    Measured in docs/benchmarks.md."""
+    log-probs of the policy that acted (vla_razor/rl/rollout_worker.py). Measured in docs/benchmarks.md."""
+    decoupled_clip: bool = True
+    """With rollout workers: clip the ratio around the learner's weights before the update (the proximal
+    policy) and weight each term by pi_prox / pi_behaviour (decoupled PPO), instead of clipping around
+    the stale behaviour policy, which clips part of every update away. No effect on-policy."""
+    max_behaviour_weight: float = 2.0
+    """Upper bound on the per-step weight pi_prox / pi_behaviour of the decoupled objective."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -64,6 +69,8 @@ class PPOConfig(ClippedPolicyGradientConfig):
             raise ValueError("num_envs * num_decisions must be >= num_minibatches")
         if not 0 < self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
             raise ValueError("need 0 < gamma <= 1 and 0 <= gae_lambda <= 1")
+        if self.max_behaviour_weight < 1:
+            raise ValueError(f"max_behaviour_weight must be >= 1, got {self.max_behaviour_weight}")
         if self.rollout_workers < 0 or (self.rollout_workers and self.num_envs % self.rollout_workers):
             raise ValueError(f"rollout_workers must be 0 or divide num_envs ({self.num_envs}), got {self.rollout_workers}")
 
@@ -106,8 +113,13 @@ def train(cfg: PPOConfig, resume: bool = False):
             flat_obs, chains = rollout.flat_obs(), rollout.flat_chains()
 
             # 2. Values in one batched pass (the old log-probs came with the sampled chains); GAE on the decision rewards.
-            old_log_prob = rollout.flat_log_probs()
+            old_log_prob, behaviour_weight = rollout.flat_log_probs(), None
             with torch.no_grad():
+                if cfg.rollout_workers and cfg.decoupled_clip:
+                    # Stale data: clip around the learner's current weights, correct for the acting ones.
+                    behaviour_log_prob = old_log_prob
+                    old_log_prob = per_step_log_prob(policy.step_distributions(flat_obs, chains), chains.points)
+                    behaviour_weight = (old_log_prob - behaviour_log_prob).exp().clamp(max=cfg.max_behaviour_weight)
                 values = critic(flat_obs).reshape(cfg.num_decisions, cfg.num_envs)
                 advantages, returns = gae(rollout.rewards, values, rollout.dones, critic(rollout.next_obs),
                                           cfg.gamma, cfg.gae_lambda)
@@ -134,7 +146,8 @@ def train(cfg: PPOConfig, resume: bool = False):
                         adv = advantages[index]
                         if cfg.norm_advantages:
                             adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                        policy_loss, surrogate = clipped_surrogate(log_ratio, adv, cfg.clip_coef)
+                        weight = behaviour_weight[index] if behaviour_weight is not None else None
+                        policy_loss, surrogate = clipped_surrogate(log_ratio, adv, cfg.clip_coef, weight)
                         loss = loss + policy_loss
                         if ft.penalty.active:
                             penalty, _ = ft.penalty.loss(policy, flat_obs, chains, prepared, index, current=steps, generator=generator)
@@ -160,6 +173,8 @@ def train(cfg: PPOConfig, resume: bool = False):
             ft.env_steps += rollout.env_steps
             metrics = {k: v / max(updates, 1) for k, v in stats.items()}
             metrics.update(ft.track_kl(flat_obs))
+            if behaviour_weight is not None:
+                metrics["ppo/behaviour_weight"] = float(behaviour_weight.mean())
             if rollout.episode_successes:
                 metrics["success/train"] = sum(rollout.episode_successes) / len(rollout.episode_successes)
             metrics.update({"reward/mean_chunk": float(rollout.rewards.mean()), "ppo/epochs": epoch + 1,
