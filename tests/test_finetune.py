@@ -297,3 +297,16 @@ def test_clipped_surrogate_matches_the_ppo_formula():
     weights = torch.tensor([[0.5, 2.0], [1.0, 1.5]])
     weighted, _ = clipped_surrogate(log_ratio, adv, clip=0.2, behaviour_weight=weights)
     assert weighted.item() == pytest.approx(-(0.5 * 2.2 + 2.0 * 2.4 - 1.0 * 0.8 - 1.5 * 0.95) / 4)
+
+
+def test_sft_cosine_schedule_matches_the_closed_form():
+    from vla_razor.sft.bc import SFTConfig, learning_rate
+
+    cfg = SFTConfig(lr=1e-4, iterations=10, steps_per_iteration=5, lr_schedule="cosine")
+    assert learning_rate(cfg, 0) == pytest.approx(1e-4)
+    assert learning_rate(cfg, 25) == pytest.approx(0.5e-4)
+    assert learning_rate(cfg, 40) == pytest.approx(1e-4 * 0.5 * (1 + math.cos(math.pi * 0.8)))
+    assert learning_rate(cfg, 50) == pytest.approx(0.0, abs=1e-12)
+    assert learning_rate(SFTConfig(lr=1e-4), 999) == 1e-4  # constant by default
+    with pytest.raises(ValueError, match="lr_schedule"):
+        SFTConfig(lr_schedule="linear")

@@ -11,6 +11,7 @@ Two data sources:
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -25,7 +26,10 @@ from vla_razor.finetune import FinetuneConfig, FinetuneRun
 @dataclass
 class SFTConfig(FinetuneConfig):
     lr: float = 1e-4
-    """Learning rate (AdamW, constant)."""
+    """Learning rate (AdamW)."""
+    lr_schedule: str = "constant"
+    """'constant', or 'cosine': from ``lr`` down to 0 over all ``iterations x steps_per_iteration`` steps
+    (at a constant 1e-4, PullCube success swung by 20 points between evaluations; docs/results.md)."""
     iterations: int = 100
     """Iterations (each ``steps_per_iteration`` gradient steps, then KL tracking)."""
     steps_per_iteration: int = 20
@@ -49,6 +53,8 @@ class SFTConfig(FinetuneConfig):
         super().__post_init__()
         if self.data not in ("demos", "rl"):
             raise ValueError(f"data must be 'demos' or 'rl', got {self.data!r}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
         if self.data == "rl" and not self.rl_policy:
             raise ValueError("data: rl needs rl_policy=<an RL run's policy directory>")
         if min(self.iterations, self.steps_per_iteration, self.batch_size, self.demos, self.rl_episodes) < 1:
@@ -110,6 +116,14 @@ def rl_dataset(cfg: SFTConfig, task: str, chunk_size: int):
     return ChunkDataset(obs, torch.stack([a for _, a in kept]).float(), {task: int(success.sum())})
 
 
+def learning_rate(cfg: SFTConfig, step: int) -> float:
+    """The learning rate of gradient step ``step`` (0-based, counted over the whole run)."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    total = cfg.iterations * cfg.steps_per_iteration
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(step / total, 1.0)))
+
+
 def train(cfg: SFTConfig, resume: bool = False):
     ft = FinetuneRun(cfg, "sft" if cfg.data == "demos" else "sft-rl", resume=resume)
     policy = ft.policy
@@ -125,7 +139,10 @@ def train(cfg: SFTConfig, resume: bool = False):
             started = time.perf_counter()
             policy.train()
             losses, states = [], []
-            for _ in range(cfg.steps_per_iteration):
+            for j in range(cfg.steps_per_iteration):
+                lr = learning_rate(cfg, ft.iteration * cfg.steps_per_iteration + j)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
                 index = torch.randint(0, len(data), (cfg.batch_size,), generator=generator)
                 obs, actions = data.batch(index)
                 loss = policy.bc_loss(obs, actions, generator=generator)
@@ -138,7 +155,7 @@ def train(cfg: SFTConfig, resume: bool = False):
                 states.append(obs)
             ft.iteration += 1
             iteration_states = {k: torch.cat([s[k] for s in states]) for k in states[0]}
-            metrics = {"loss/bc": sum(losses) / len(losses), "sft/samples_seen": ft.iteration * cfg.steps_per_iteration * cfg.batch_size}
+            metrics = {"loss/bc": sum(losses) / len(losses), "lr": lr, "sft/samples_seen": ft.iteration * cfg.steps_per_iteration * cfg.batch_size}
             metrics.update(ft.track_kl(iteration_states))
             metrics["time/iteration_s"] = time.perf_counter() - started
             ft.end_iteration(metrics, bar, advance=1, more_to_come=ft.iteration < cfg.iterations)
