@@ -9,6 +9,10 @@ Each rollout is therefore one update stale. Its log-probabilities are the worker
 ratio is taken against the policy that really acted and the clip bounds the extra step, as in
 asynchronous actor-learner PPO. Both classes have one method, :meth:`next`, so the training loop
 reads the same either way.
+
+Workers are started with the ``spawn`` method (fresh interpreters), so a script that builds
+:class:`OverlappedRollouts` directly must guard its entry point with ``if __name__ == "__main__":``;
+``vla-razor finetune`` already does.
 """
 from __future__ import annotations
 
