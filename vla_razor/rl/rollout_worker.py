@@ -16,9 +16,10 @@ Workers are started with the ``spawn`` method (fresh interpreters), so a script 
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
+import io
 import multiprocessing as mp
-import pickle
 import traceback
 from dataclasses import dataclass
 
@@ -75,11 +76,22 @@ class RolloutWorkerError(RuntimeError):
     """The rollout worker process failed; the message carries its traceback."""
 
 
-def _weights(policy, critic) -> bytes:
-    return pickle.dumps((policy.state_dict(), critic.state_dict()), protocol=pickle.HIGHEST_PROTOCOL)
+def _dumps(message) -> bytes:
+    """Messages hold only tensors, dicts, lists, tuples, strings and numbers: torch's weights-only format."""
+    buffer = io.BytesIO()
+    torch.save(message, buffer)
+    return buffer.getvalue()
 
 
-def _worker_main(conn, spec: RolloutSpec, modules: bytes) -> None:
+def _loads(data: bytes):
+    return torch.load(io.BytesIO(data), weights_only=True)
+
+
+def _rollout_fields(rollout: Rollout) -> dict:
+    return {f.name: getattr(rollout, f.name) for f in dataclasses.fields(rollout)}
+
+
+def _worker_main(conn, spec: RolloutSpec, policy, critic) -> None:
     """The worker: owns the env and a copy of policy and critic; one rollout per weights message."""
     env = None
     try:
@@ -87,26 +99,25 @@ def _worker_main(conn, spec: RolloutSpec, modules: bytes) -> None:
 
         tune_malloc()
         torch.set_num_threads(spec.threads)
-        policy, critic = pickle.loads(modules)
         policy.eval()
         generator = torch.Generator().manual_seed(spec.sampling_seed)
         env = _make_env(spec)
         obs, _ = env.reset(seed=spec.reset_seed)
-        conn.send_bytes(pickle.dumps(("ready", None)))
+        conn.send_bytes(_dumps(("ready", None)))
         while True:
-            kind, payload = pickle.loads(conn.recv_bytes())
+            kind, payload = _loads(conn.recv_bytes())
             if kind == "stop":
                 break
-            policy_state, critic_state = pickle.loads(payload)
+            policy_state, critic_state = payload
             policy.load_state_dict(policy_state)
             critic.load_state_dict(critic_state)
             rollout, obs = collect(env, policy, obs, spec.num_decisions, generator, critic, spec.gamma, spec.reward_scale)
-            conn.send_bytes(pickle.dumps(("rollout", rollout), protocol=pickle.HIGHEST_PROTOCOL))
+            conn.send_bytes(_dumps(("rollout", _rollout_fields(rollout))))
     except (KeyboardInterrupt, EOFError, BrokenPipeError):
         pass  # the learner went away: nothing to report to
     except BaseException:  # noqa: BLE001 - every failure must reach the learner, with its traceback
         try:
-            conn.send_bytes(pickle.dumps(("error", traceback.format_exc())))
+            conn.send_bytes(_dumps(("error", traceback.format_exc())))
         except (BrokenPipeError, OSError):
             pass
     finally:
@@ -142,21 +153,21 @@ def split_spec(spec: RolloutSpec, workers: int) -> list[RolloutSpec]:
 class _Worker:
     """One worker process and its end of the pipe."""
 
-    def __init__(self, context, spec: RolloutSpec, modules: bytes, index: int):
+    def __init__(self, context, spec: RolloutSpec, policy, critic, index: int):
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_worker_main, args=(child, spec, modules), daemon=True,
+        self.process = context.Process(target=_worker_main, args=(child, spec, policy, critic), daemon=True,
                                        name=f"vla-razor-rollouts-{index}")
         self.process.start()
         child.close()
 
     def send(self, message) -> None:
-        self.conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+        self.conn.send_bytes(_dumps(message))
 
     def receive(self, expected: str, timeout_s: float | None = None):
         if timeout_s is not None and not self.conn.poll(timeout_s):
             raise RolloutWorkerError(f"the rollout worker sent nothing in {timeout_s:.0f} s (expected {expected!r})")
         try:
-            kind, payload = pickle.loads(self.conn.recv_bytes())
+            kind, payload = _loads(self.conn.recv_bytes())
         except (EOFError, ConnectionResetError):
             raise RolloutWorkerError(f"the rollout worker process died (exit code {self.process.exitcode}) before sending "
                                      f"{expected!r}; rerun with rollout_workers=0 to see the failure in this process") from None
@@ -190,8 +201,9 @@ class OverlappedRollouts:
     def __init__(self, spec: RolloutSpec, policy, critic, workers: int = 1, start_timeout_s: float = 300.0):
         specs = split_spec(spec, workers)
         context = mp.get_context("spawn")  # fresh interpreters: no forked torch threads or simulator state
-        modules = pickle.dumps((policy, critic), protocol=pickle.HIGHEST_PROTOCOL)
-        self._workers = [_Worker(context, s, modules, i) for i, s in enumerate(specs)]
+        # Copies: multiprocessing hands tensors to a child through shared memory, and the learner's own
+        # parameters, updated in place, must not be the ones the workers act with.
+        self._workers = [_Worker(context, s, copy.deepcopy(policy), copy.deepcopy(critic), i) for i, s in enumerate(specs)]
         self._pending = False
         self._receive_all("ready", start_timeout_s)
 
@@ -203,15 +215,15 @@ class OverlappedRollouts:
             raise
 
     def _request(self, policy, critic) -> None:
-        weights = _weights(policy, critic)
+        weights = _dumps(("collect", (policy.state_dict(), critic.state_dict())))
         for worker in self._workers:
-            worker.send(("collect", weights))
+            worker.conn.send_bytes(weights)
         self._pending = True
 
     def next(self, policy, critic) -> Rollout:
         if not self._pending:
             self._request(policy, critic)
-        rollout = merge_rollouts(self._receive_all("rollout"))
+        rollout = merge_rollouts([Rollout(**fields) for fields in self._receive_all("rollout")])
         self._request(policy, critic)
         return rollout
 
