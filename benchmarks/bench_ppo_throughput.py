@@ -16,8 +16,10 @@ Prints JSON with ``ppo_over_raw`` per mode (target >= 0.85) and ``kl_share`` (ta
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -72,7 +74,8 @@ def main() -> None:
                             total_env_steps=args.iterations * args.num_envs * args.num_decisions * chunk, eval_every=0,
                             retention_episodes=0, final_eval_episodes=1, video_episodes=0, critic_warmup_iterations=1,
                             checkpoint_every=1000, rollout_workers=workers)
-            train(cfg)
+            with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON
+                train(cfg)
             modes[mode] = [json.loads(line) for line in (Path(tmp) / mode / "metrics.jsonl").read_text().splitlines()]
         raw_after = raw_rate(task, args.num_envs, chunk, args.num_decisions * 2, seed=1)
     raw = statistics.mean([raw_before, raw_after])

@@ -20,8 +20,10 @@ a multi-process vla-razor is also compared with a multi-process SB3.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -102,7 +104,8 @@ def ours_run(task: str, env_steps: int, seed: int, eval_episodes: int, eval_seed
                         retention_episodes=0, final_eval_episodes=1, video_episodes=0, checkpoint_every=10_000,
                         task=task, reward_mode="normalized_dense", rollout_workers=rollout_workers)  # SB3's env: ManiSkillTaskEnv's dense reward
         start = time.perf_counter()
-        run = train(cfg)
+        with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON
+            run = train(cfg)
         records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         train_seconds = sum(r.get("time/iteration_s", 0.0) for r in records)
         seconds = time.perf_counter() - start

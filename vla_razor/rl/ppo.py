@@ -52,8 +52,8 @@ class PPOConfig(ClippedPolicyGradientConfig):
     rollout_workers: int = 0
     """0: rollouts in this process with the current weights (on-policy). N >= 1: N worker processes, each
     owning num_envs / N sub-envs, collect the next iteration's rollout while this one updates (more
-    cores). Each rollout then comes from the policy one update old; the PPO ratio is taken against the
-    log-probs of the policy that acted (vla_razor/rl/rollout_worker.py). Measured in docs/benchmarks.md."""
+    cores). Each rollout then comes from the policy one update old and carries that policy's log-probs
+    (vla_razor/rl/rollout_worker.py; see ``decoupled_clip``). Measured in docs/benchmarks.md and docs/results.md."""
     decoupled_clip: bool = True
     """With rollout workers: clip the ratio around the learner's weights before the update (the proximal
     policy) and weight each term by pi_prox / pi_behaviour (decoupled PPO), instead of clipping around

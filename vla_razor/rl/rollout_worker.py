@@ -5,9 +5,9 @@ On one core a PPO iteration is a rollout (the simulator, about 75% of the time) 
 and the KL to the base (the rest), one after the other. :class:`OverlappedRollouts` moves the
 simulator and the sampling policy into a second process: while the learner updates on rollout ``k``,
 the worker already collects rollout ``k + 1`` with the weights the learner had before that update.
-Each rollout is therefore one update stale. Its log-probabilities are the worker's own, so PPO's
-ratio is taken against the policy that really acted and the clip bounds the extra step, as in
-asynchronous actor-learner PPO. Both classes have one method, :meth:`next`, so the training loop
+Each rollout is therefore one update stale. Its log-probabilities are the worker's own (the policy
+that really acted); PPO's decoupled clip (rl/ppo.py, ``decoupled_clip``) uses them to weight the terms
+while clipping around the learner's own weights. Both classes have one method, :meth:`next`, so the training loop
 reads the same either way.
 
 Workers are started with the ``spawn`` method (fresh interpreters), so a script that builds
