@@ -496,7 +496,8 @@ def _motion_planning_round(spec: TaskSpec, seeds: range, need: int, control_mode
 def _plan(spec: TaskSpec, seeds: range, need: int, staging: Path, progress: bool, rnd: _Round) -> Path | None:
     """Run ManiSkill's planner on successive seeds until ``need`` successful plans; record them in pd_joint_pos."""
     from mani_skill.utils.wrappers.record import RecordEpisode
-    from tqdm import tqdm
+
+    from vla_razor.progress import progress as progress_bar
 
     solve = _solver(spec)
     # As ManiSkill's run.py: joint-position control (what the planner outputs), no observations
@@ -507,7 +508,7 @@ def _plan(spec: TaskSpec, seeds: range, need: int, staging: Path, progress: bool
         source_desc="official motion planning solution from ManiSkill contributors",
     )
     kept = 0
-    bar = tqdm(total=need, desc=f"{spec.name} plans", unit="demo", disable=not progress, leave=False)
+    bar = progress_bar(total=need, desc=f"{spec.name} plans", unit="demo", disable=not progress, leave=False)
     try:
         for seed in seeds:
             rnd.attempted.append(seed)
@@ -536,6 +537,8 @@ def _convert(plans: Path, control_mode: str, progress: bool, task: str) -> Path:
     """ManiSkill's replay tool: pd_joint_pos plans -> ``control_mode`` with state_dict observations."""
     from mani_skill.trajectory import replay_trajectory
 
+    from vla_razor.progress import is_terminal
+
     args = replay_trajectory.Args(
         traj_path=str(plans),
         sim_backend=SIM_BACKEND,
@@ -553,7 +556,7 @@ def _convert(plans: Path, control_mode: str, progress: bool, task: str) -> Path:
     )
     if progress:
         print(f"{task}: converting plans to {control_mode} with ManiSkill's replay tool")
-    with _quiet_tqdm(replay_trajectory, progress):
+    with _quiet_tqdm(replay_trajectory, progress and is_terminal()):
         replay_trajectory.main(args)
     out = plans.with_name(f"plans.{OBS_MODE}.{control_mode}.{SIM_BACKEND}.h5")
     if not out.with_suffix(".json").exists():
@@ -653,7 +656,8 @@ def _rl_round(spec: TaskSpec, expert_path: Path, seeds: range, need: int, contro
     from mani_skill.utils import common
     from mani_skill.utils.wrappers.record import RecordEpisode
     from stable_baselines3 import PPO
-    from tqdm import tqdm
+
+    from vla_razor.progress import progress as progress_bar
 
     rnd = _Round()
     model = PPO.load(str(expert_path), device="cpu")
@@ -663,7 +667,7 @@ def _rl_round(spec: TaskSpec, expert_path: Path, seeds: range, need: int, contro
         source_type="rl", source_desc=f"vla-razor PPO state expert ({expert_path})",
     )
     kept = 0
-    bar = tqdm(total=need, desc=f"{spec.name} expert rollouts", unit="demo", disable=not progress, leave=False)
+    bar = progress_bar(total=need, desc=f"{spec.name} expert rollouts", unit="demo", disable=not progress, leave=False)
     try:
         for seed in seeds:
             rnd.attempted.append(seed)

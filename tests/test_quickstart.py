@@ -56,6 +56,18 @@ def test_quickstart_smoke_pretrains_sweeps_and_reports(smoke_run):
     assert max(p["kl/forward"] for p in tuned if p["method"] == "sft") > 1e-4
     summary = (run_path / "summary.md").read_text()
     assert "RL's Razor report" in summary and "Pareto frontier" in summary and "report.html" in summary
+    # links are relative to the summary, so the runs can be copied or shared: each one resolves
+    import re
+
+    assert str(root) not in summary and str(root.resolve()) not in summary
+    links = re.findall(r"\]\(([^)]+)\)", summary)
+    assert any(link.endswith("pareto.png") for link in links) and any(link.endswith("report.html") for link in links)
+    for link in links:
+        assert (run_path / link).is_file(), link
+    timings = json.loads((run_path / "eval" / "timings.json").read_text())
+    assert set(timings) == {"demos", "base", "sweep", "report"} and all(t >= 0 for t in timings.values())
+    assert "| stage | wall time (min) |" in summary
+    assert {"base", "best", "matched"} <= set(analysis)
 
 
 def _chromium() -> str:
@@ -86,9 +98,10 @@ def test_report_opens_in_headless_chromium_with_its_plots_and_videos(smoke_run, 
     dom = subprocess.run(flags + ["--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
                          capture_output=True, text=True, timeout=180).stdout
     body = dict(re.findall(r'data-([a-z-]+)="(\d+)"', re.search(r"<body[^>]*>", dom).group(0)))
-    # the four figures decode, and the videos of the best RL and SFT runs (2 tasks each) load in the browser
+    # the four figures decode, and the videos of the base and the best RL and SFT runs (2 tasks each) load
     assert body["images"] == body["images-decoded"] == "4"
-    assert body["videos"] == body["videos-decoded"] == "4"
+    assert body["videos"] == body["videos-decoded"] == "6"
+    assert "<li>" in dom and "<p>- " not in dom  # the findings are a list, not paragraphs starting with "- "
     shot = tmp_path / "report.png"
     subprocess.run(flags + ["--window-size=1200,2400", f"--screenshot={shot}", report.as_uri()],
                    capture_output=True, timeout=180, check=True)
@@ -111,3 +124,32 @@ def test_quickstart_config_errors_name_the_key(capsys):
     assert main(["quickstart", "demos_per_tsk=3"]) == 2
     err = capsys.readouterr().err
     assert "unknown key 'demos_per_tsk'" in err and "did you mean 'demos_per_task'" in err
+
+
+def test_shipped_base_checkpoint_loads_and_matches_its_success_table():
+    """The base the quickstart ships: its format, its provenance and the band its success table claims."""
+    import math
+    from pathlib import Path
+
+    import torch
+    import yaml
+
+    from vla_razor.policies import ChainPolicy
+
+    root = Path(__file__).resolve().parents[1]
+    ship = root / "checkpoints" / "quickstart-base"
+    quickstart = yaml.safe_load((root / "configs" / "quickstart.yaml").read_text())
+    assert (root / quickstart["base"]) == ship / "policy" and quickstart["retrain_base"] is False
+    policy = ChainPolicy.from_pretrained(ship / "policy")
+    assert policy.family == "flow" and policy.config.chunk_size == 8 and policy.config.num_steps == 5
+    assert all(torch.isfinite(t).all() for t in policy.state_dict().values())
+    # --retrain-base reproduces it: the quickstart's pretrain overrides are the shipped run's settings
+    shipped = yaml.safe_load((ship / "config.yaml").read_text())
+    assert {k: shipped[k] for k in quickstart["pretrain"]} == quickstart["pretrain"]
+    table = json.loads((ship / "success.json").read_text())
+    assert table["suite"] == shipped["suite"] == "default" and table["episodes_per_task"] == 50
+    rates = {t: v["successes"] / v["episodes"] for t, v in table["tasks"].items()}
+    priors = [rates[t] for t, v in table["tasks"].items() if v["role"] == "prior"]
+    new = [rates[t] for t, v in table["tasks"].items() if v["role"] == "new"]
+    assert sum(priors) / len(priors) >= 0.5 and len(new) == 1 and 0.2 <= new[0] <= 0.6
+    assert not math.isnan(sum(rates.values()))

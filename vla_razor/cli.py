@@ -35,8 +35,10 @@ def _add_config_args(p: argparse.ArgumentParser, default_config: str) -> None:
 
 
 def _add_quickstart(sub) -> None:
-    p = sub.add_parser("quickstart", help="the main job on its default config (demos, replays and videos of the default suite)")
+    p = sub.add_parser("quickstart", help="the main job: demos, the base, an RL-vs-SFT sweep at matched success, the razor report")
     _add_config_args(p, "configs/quickstart.yaml")
+    p.add_argument("--retrain-base", action="store_true",
+                   help="pretrain the base from scratch (configs/pretrain.yaml) instead of using the shipped checkpoint")
     p.set_defaults(handler=lambda args: __import__("vla_razor.quickstart", fromlist=["main"]).main(args))
 
 

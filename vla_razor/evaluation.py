@@ -10,7 +10,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from tqdm import tqdm
+
+from vla_razor.progress import progress as progress_bar
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def evaluate_task(policy, task: str, episodes: int, seed: int = 0, mode: str = "
         generator = torch.Generator(policy.device).manual_seed(seed)
         done = np.zeros(episodes, bool)
         success = np.zeros(episodes, bool)
-        bar = tqdm(total=episodes, desc=f"eval {task}", unit="ep", leave=False, disable=not progress)
+        bar = progress_bar(total=episodes, desc=f"eval {task}", unit="ep", leave=False, disable=not progress)
         while not done.all():
             if observations is not None:
                 from vla_razor.policies.encoders import as_tensor_obs

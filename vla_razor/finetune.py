@@ -23,6 +23,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from vla_razor.progress import progress
+
 from .base_kl import KLPenalty, KLPenaltyConfig, freeze, measure_kl_to_base
 from .rundir import RunDir, write_json
 
@@ -276,7 +278,7 @@ class FinetuneRun:
         return self.run.path
 
     def progress(self, total: int, unit: str) -> tqdm:
-        return tqdm(total=total, initial=min(self.env_steps if unit == "env step" else self.iteration, total),
+        return progress(total=total, initial=min(self.env_steps if unit == "env step" else self.iteration, total),
                     desc=f"{self.algo} {self.task}", unit=unit, dynamic_ncols=True)
 
     def postfix(self, metrics: dict) -> dict:
@@ -332,11 +334,14 @@ def load_algorithm(algo: str, config: str | None = None, overrides: list[str] | 
     from .config import load_config, with_smoke
 
     if algo == "ppo":
-        from .rl.ppo import PPOConfig as config_class, SMOKE, train
+        from .rl.ppo import SMOKE, train
+        from .rl.ppo import PPOConfig as config_class
     elif algo == "grpo":
-        from .rl.grpo import GRPOConfig as config_class, SMOKE, train
+        from .rl.grpo import SMOKE, train
+        from .rl.grpo import GRPOConfig as config_class
     elif algo == "sft":
-        from .sft.bc import SFTConfig as config_class, SMOKE, train
+        from .sft.bc import SMOKE, train
+        from .sft.bc import SFTConfig as config_class
     else:
         raise ValueError(f"unknown fine-tuning algorithm {algo!r}: choose one of {', '.join(ALGORITHMS)}")
     cfg = load_config(config_class, config or f"configs/finetune_{algo}.yaml", overrides or [])

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from vla_razor.progress import progress
+
 from .config import load_config, with_smoke
 from .rundir import RunDir, write_json
 
@@ -80,9 +82,8 @@ def lr_at(step: int, cfg: PretrainConfig) -> float:
 
 def load_dataset(cfg: PretrainConfig, suite, chunk_size: int):
     from vla_razor.data import ChunkDataset
-    from vla_razor.envs.demos import generate_demos, load_demos
-
     from vla_razor.envs import get_task
+    from vla_razor.envs.demos import generate_demos, load_demos
 
     episodes = []
     for task in suite.tasks:
@@ -138,7 +139,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
         return results
 
     policy.train()
-    bar = tqdm(range(start_step, cfg.steps), desc=f"pretrain {cfg.family}", unit="step", initial=start_step, total=cfg.steps)
+    bar = progress(range(start_step, cfg.steps), desc=f"pretrain {cfg.family}", unit="step", initial=start_step, total=cfg.steps)
     last_log = time.perf_counter()
     for step in bar:
         for group in optimizer.param_groups:
@@ -158,7 +159,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
             run.log(done, {"loss/bc": loss.item(), "grad_norm": grad_norm.item(), "lr": lr_at(step, cfg),
                            "time/steps_per_s": 50 / max(now - last_log, 1e-9)})
             last_log = now
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps:
             evaluate_and_log(done, cfg.eval_episodes)
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:

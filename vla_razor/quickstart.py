@@ -2,20 +2,26 @@
 
 1. expert demonstrations of every suite task (ManiSkill motion planning, converted to the project's
    control mode), replayed open-loop through vla-razor's own environments into a video grid per task;
-2. the base policy: multi-task behaviour cloning (``vla-razor pretrain``);
+2. the base policy: the one shipped in ``checkpoints/quickstart-base`` (made by ``vla-razor pretrain``
+   with the command, config and success table beside it), or trained from scratch with
+   ``retrain_base=true`` (``--retrain-base``);
 3. a small RL-vs-SFT sweep from that base with evaluations along training (``vla-razor razor``);
-4. the razor report: Pareto frontier, forgetting vs forward KL, predictor ranking, videos.
+4. the razor report: the matched-success comparison, Pareto frontier, forgetting vs forward KL,
+   predictor ranking, videos of the base and the best RL and SFT policies on every task.
 
 Every stage is cached and resumable: a re-run reuses what exists and continues what was interrupted.
+The wall time of every stage goes to ``eval/timings.json`` and the summary.
 """
 from __future__ import annotations
 
 import json
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
+from vla_razor.progress import progress
 
 from .config import load_config, with_smoke
 from .rundir import RunDir, write_json
@@ -39,8 +45,13 @@ class QuickstartConfig:
     """Pixels per episode tile (software rendering cost grows with the pixel count)."""
     seed: int = 0
     """First seed of demonstration generation."""
+    base: str = "checkpoints/quickstart-base/policy"
+    """The base policy every fine-tuning run starts from (a ``save_pretrained`` directory); unused
+    with ``retrain_base``."""
+    retrain_base: bool = False
+    """Train the base from scratch (configs/pretrain.yaml with ``pretrain``'s overrides) instead of using ``base``."""
     pretrain: dict[str, Any] = field(default_factory=dict)
-    """Overrides of configs/pretrain.yaml for the base policy (its ``name`` defaults to ``<name>-base``)."""
+    """Overrides of configs/pretrain.yaml for a retrained base (its ``name`` defaults to ``<name>-base``)."""
     razor: dict[str, Any] = field(default_factory=dict)
     """Overrides of configs/razor.yaml for the sweep (its ``name`` defaults to ``<name>-razor``)."""
 
@@ -50,7 +61,7 @@ class QuickstartConfig:
 
 
 SMOKE = dict(name="quickstart-smoke", suite="smoke", demos_per_task=2, video_episodes=2, video_tile_size=96,
-             pretrain={}, razor={})
+             retrain_base=True, pretrain={}, razor={})
 
 
 def _overrides(values: dict[str, Any]) -> list[str]:
@@ -60,9 +71,17 @@ def _overrides(values: dict[str, Any]) -> list[str]:
 
 
 def pretrain_stage(config: QuickstartConfig, smoke: bool) -> Path:
-    """The base policy (cached: a finished pretraining run is reused, an interrupted one resumes)."""
+    """The base policy: the shipped one, or (``retrain_base``) a pretraining run, cached: a finished run
+    is reused, an interrupted one resumes."""
+    if not config.retrain_base:
+        base = Path(config.base)
+        if not (base / "config.json").is_file() or not (base / "model.safetensors").is_file():
+            raise FileNotFoundError(f"base policy {base} not found (config.json and model.safetensors): pass "
+                                    "base=<a save_pretrained directory>, or retrain it with --retrain-base")
+        return base
     from .config import load_config
-    from .pretrain import SMOKE as PRETRAIN_SMOKE, PretrainConfig, pretrain
+    from .pretrain import SMOKE as PRETRAIN_SMOKE
+    from .pretrain import PretrainConfig, pretrain
 
     values = {"name": f"{config.name}-base", "runs_dir": config.runs_dir, "suite": config.suite,
               "demo_dir": config.demo_dir, **config.pretrain}
@@ -75,10 +94,10 @@ def pretrain_stage(config: QuickstartConfig, smoke: bool) -> Path:
     return run / "policy"
 
 
-def razor_stage(config: QuickstartConfig, base: Path, smoke: bool) -> Path:
-    """The RL-vs-SFT sweep from ``base`` and its report (finished runs are skipped, interrupted ones resume)."""
-    from .analysis.report import write_report
-    from .analysis.sweep import SMOKE as RAZOR_SMOKE, RazorConfig, run_sweep
+def razor_config(config: QuickstartConfig, base: Path, smoke: bool):
+    """The sweep's RazorConfig: configs/razor.yaml with the quickstart's ``razor`` overrides."""
+    from .analysis.sweep import SMOKE as RAZOR_SMOKE
+    from .analysis.sweep import RazorConfig
     from .config import load_config
 
     values = {"name": f"{config.name}-razor", "runs_dir": config.runs_dir, "suite": config.suite, "base": str(base),
@@ -86,19 +105,58 @@ def razor_stage(config: QuickstartConfig, base: Path, smoke: bool) -> Path:
     cfg = load_config(RazorConfig, "configs/razor.yaml", _overrides(values))
     if smoke:
         cfg = with_smoke(cfg, RAZOR_SMOKE, list(values))
-    run_sweep(cfg)
-    return write_report(cfg)
+    return cfg
+
+
+class StageTimer:
+    """Wall time of each stage, accumulated over resumed runs in ``eval/timings.json``."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self.seconds: dict[str, float] = json.loads(path.read_text()) if path.is_file() else {}
+        except json.JSONDecodeError:
+            self.seconds = {}
+        self.session: dict[str, float] = {}
+
+    def __call__(self, stage: str, fn, *args, **kwargs):
+        start = time.perf_counter()
+        out = fn(*args, **kwargs)
+        elapsed = time.perf_counter() - start
+        self.session[stage] = elapsed
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + elapsed
+        write_json(self.path, self.seconds)
+        print(f"quickstart: stage {stage} took {elapsed / 60:.1f} min", flush=True)
+        return out
 
 
 def run_quickstart(config: QuickstartConfig, smoke: bool = False) -> Path:
-    from vla_razor.envs import get_task, load_suite
-    from vla_razor.envs.demos import generate_demos, load_demos
-    from vla_razor.envs.video import record_episodes, replay_policy
+    from vla_razor.envs import load_suite
 
     suite = load_suite(config.suite)
     run = RunDir.create(config.runs_dir, config.name, config, resume=True)
+    timer = StageTimer(run.eval / "timings.json")
+    rows = timer("demos", demos_stage, config, suite, run)
+    base = timer("base", pretrain_stage, config, smoke)
+    from .analysis.report import write_report
+    from .analysis.sweep import run_sweep
+
+    sweep = razor_config(config, base, smoke)
+    timer("sweep", run_sweep, sweep)  # finished runs are skipped, interrupted ones resume
+    report = timer("report", write_report, sweep)
+    summary = run.path / "summary.md"
+    _write_summary(summary, suite, rows, base, report, timer.seconds)
+    return summary
+
+
+def demos_stage(config: QuickstartConfig, suite, run: RunDir) -> list[dict]:
+    """Expert demonstrations of every task, replayed open-loop into a video grid per task."""
+    from vla_razor.envs import get_task
+    from vla_razor.envs.demos import generate_demos, load_demos
+    from vla_razor.envs.video import record_episodes, replay_policy
+
     rows = []
-    tasks = tqdm(suite.tasks, desc="quickstart", unit="task")
+    tasks = progress(suite.tasks, desc="quickstart", unit="task")
     for step, task in enumerate(tasks):
         tasks.set_postfix_str(task)
         index = generate_demos(task, config.demos_per_task, out_dir=config.demo_dir, seed=config.seed, progress=True)
@@ -134,15 +192,21 @@ def run_quickstart(config: QuickstartConfig, smoke: bool = False) -> Path:
                        **({f"demos/{task}/replay_success": row["replay_success"]} if row["replay_success"] is not None else {})})
     run.close()
     write_json(run.eval / "demos.json", rows)
-    base = pretrain_stage(config, smoke)
-    report = razor_stage(config, base, smoke)
-    summary = run.path / "summary.md"
-    _write_summary(summary, suite, rows, base, report)
-    return summary
+    return rows
 
 
-def _write_summary(path: Path, suite, rows: list[dict], base: Path, report: Path) -> None:
+def _link(target: Path, start: Path) -> str:
+    """``target`` relative to the directory ``start``: the summary stays valid when the runs are copied."""
+    return Path(os.path.relpath(Path(target).resolve(), Path(start).resolve())).as_posix()
+
+
+def _write_summary(path: Path, suite, rows: list[dict], base: Path, report: Path, seconds: dict[str, float]) -> None:
+    import re
+
     from .rundir import atomic_write
+
+    here = path.parent
+    report_dir = report.parent
 
     lines = [
         f"# vla-razor quickstart: suite `{suite.name}`",
@@ -162,13 +226,22 @@ def _write_summary(path: Path, suite, rows: list[dict], base: Path, report: Path
     lines += ["", "Expert success: kept demonstrations / attempted seeds. Replay success: recorded actions replayed",
               "open-loop from the demo's seed in vla-razor's own environment.", "",
               f"Base policy: `{base}` (its success table: `{base.parent / 'eval' / 'success.json'}`).", "",
-              f"RL's Razor report: `{report}` (summary: `{report.parent / 'summary.md'}`).", "",
-              report.parent.joinpath("summary.md").read_text().replace("](", f"]({report.parent.resolve()}/"), ""]
+              f"RL's Razor report: [report.html]({_link(report, here)}) "
+              f"(summary: [summary.md]({_link(report_dir / 'summary.md', here)})).", "",
+              "| stage | wall time (min) |", "|---|---|"]
+    lines += [f"| {stage} | {s / 60:.1f} |" for stage, s in seconds.items()]
+    lines += [f"| total | {sum(seconds.values()) / 60:.1f} |", ""]
+    # The report's own links are relative to its directory: re-base them on this file's.
+    text = report_dir.joinpath("summary.md").read_text()
+    text = re.sub(r"\]\((?!https?:|/|#)([^)]+)\)", lambda m: f"]({_link(report_dir / m.group(1), here)})", text)
+    lines += [text.replace("# RL's Razor report", "## RL's Razor report", 1), ""]
     with atomic_write(path) as f:
         f.write("\n".join(lines))
 
 
 def main(args) -> int:
+    overrides = list(args.overrides) + (["retrain_base=true"] if getattr(args, "retrain_base", False) else [])
+    args.overrides = overrides
     config = load_config(QuickstartConfig, args.config, args.overrides)
     if args.smoke:
         config = with_smoke(config, SMOKE, args.overrides)

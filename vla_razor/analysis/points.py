@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tqdm import tqdm
-
+from vla_razor.progress import progress
 from vla_razor.rundir import write_json
 
 from .predictors import measure_predictors, new_task_states
@@ -92,6 +91,8 @@ def collect_points(run_root: Path, plan: list[dict], track) -> list[dict]:
             "forgetting": sum(forgetting.values()) / len(forgetting) if forgetting else float("nan"),
             **{f"retention/{t}": tasks[t]["rate"] for t in priors},
             **{f"forgetting/{t}": f for t, f in forgetting.items()},
+            **{f"successes/{t}": tasks[t]["successes"] for t in tasks},
+            **{f"episodes/{t}": tasks[t]["episodes"] for t in tasks},
         }
 
     points = []
@@ -102,7 +103,7 @@ def collect_points(run_root: Path, plan: list[dict], track) -> list[dict]:
                    "forgetting": 0.0, "kl/forward": 0.0, "kl/reverse": 0.0, "weights/l2_change": 0.0,
                    "weights/update_density": 0.0, "features/change": 0.0})
     entries = [(spec, tag, policy_dir, ev) for spec in plan for tag, policy_dir, ev in _evaluations(run_root / spec["name"])]
-    for spec, tag, policy_dir, ev in tqdm(entries, desc="analysis: predictors", unit="policy"):
+    for spec, tag, policy_dir, ev in progress(entries, desc="analysis: predictors", unit="policy"):
         cache = run_root / spec["name"] / "analysis" / f"{tag}.json"
         cached = json.loads(cache.read_text()) if cache.is_file() else {}
         key = {"states": track.key, "weights": weights_hash(policy_dir)}

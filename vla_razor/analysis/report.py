@@ -17,6 +17,7 @@ import numpy as np
 from vla_razor.rundir import atomic_write, write_json
 
 from .fits import frontier_area, pareto_frontier, polyfit, rank_predictors
+from .matched import matched_pair
 from .predictors import PREDICTORS
 
 METHOD_STYLE = {"rl": ("RL", "tab:blue", "o"), "sft": ("SFT", "tab:orange", "s"),
@@ -26,8 +27,9 @@ PREDICTOR_LABELS = {"kl/forward": "forward KL E[KL(π0‖π)]", "kl/reverse": "r
                     "features/change": "representation change (1 − CKA)"}
 
 
-def analyse(points: list[dict]) -> dict:
-    """Frontiers per method, forgetting fits per predictor (pooled over every fine-tuned point), the ranking."""
+def analyse(points: list[dict], prior_tasks: list[str] | None = None, match_tolerance: float = 0.10) -> dict:
+    """Frontiers per method, forgetting fits per predictor (pooled over every fine-tuned point), the ranking,
+    the lift of each method over the base, and the RL/SFT pair at matched new-task success."""
     tuned = [p for p in points if p["method"] != "base"]
     out: dict = {"points": {m: sum(p["method"] == m for p in tuned) for m in ("rl", "sft", "sft_on_rl")},
                  "runs": {m: len({p["run"] for p in tuned if p["method"] == m}) for m in ("rl", "sft", "sft_on_rl")}}
@@ -57,6 +59,18 @@ def analyse(points: list[dict]) -> dict:
                       for n, _ in ranked]
     control = [p for p in tuned if p["method"] == "sft_on_rl" and p["tag"] == "final"]
     out["control"] = control
+    out["base"] = {k: base[0][k] for k in ("new_task_success", "retention")} if base else {}
+    out["best"] = {}
+    for method in ("rl", "sft", "sft_on_rl"):
+        finals = [p for p in tuned if p["method"] == method and p["tag"] == "final"]
+        if finals:
+            best = max(finals, key=lambda p: (p["new_task_success"], p["retention"]))
+            out["best"][method] = {"run": best["run"], "new_task_success": best["new_task_success"],
+                                   "retention": best["retention"], "forgetting": best["forgetting"],
+                                   "lift": best["new_task_success"] - out["base"].get("new_task_success", math.nan)}
+    if prior_tasks is None:
+        prior_tasks = sorted({k.split("/", 1)[1] for p in tuned for k in p if k.startswith("retention/")})
+    out["matched"] = matched_pair(points, prior_tasks, match_tolerance)
     return out
 
 
@@ -195,6 +209,21 @@ def _markdown(analysis: dict, points: list[dict], figures: dict[str, str], contr
         lines.append("Area under the Pareto frontier (new-task success × retention): "
                      + ", ".join(f"{METHOD_STYLE[m][0]} {a:.3f}" for m, a in area.items()) + ".")
     lines += ["", "## Findings", ""] + [f"- {f}" for f in findings(analysis)]
+    matched = analysis.get("matched")
+    if matched:
+        rl, sft, d = matched["rl"], matched["sft"], matched["forgetting_difference"]
+        lines += ["", "## RL and SFT at matched new-task success", "",
+                  f"The RL and SFT points whose new-task success differs by at most {matched['tolerance']:.0%}, with the "
+                  "most evaluation episodes, then the highest success.", "",
+                  "| | RL | SFT |", "|---|---|---|",
+                  f"| policy | {rl['run']} ({rl['tag']}) | {sft['run']} ({sft['tag']}) |",
+                  f"| new-task success | {_fmt(rl['new_task_success'], True)} | {_fmt(sft['new_task_success'], True)} |",
+                  f"| retention (prior mean) | {_fmt(rl['retention'], True)} | {_fmt(sft['retention'], True)} |",
+                  f"| forgetting | {_fmt(rl['forgetting'], True)} | {_fmt(sft['forgetting'], True)} |",
+                  f"| kl/forward | {_fmt(rl['kl/forward'])} | {_fmt(sft['kl/forward'])} |", "",
+                  f"Forgetting of SFT minus forgetting of RL: **{d['estimate'] * 100:+.1f} points**, 95% CI "
+                  f"[{d['ci_low'] * 100:+.1f}, {d['ci_high'] * 100:+.1f}] (Agresti-Caffo, "
+                  f"{matched['episodes_per_prior_task']} episodes per prior task on the base's seeds)."]
     lines += ["", f"![Pareto frontier]({figures['pareto']})", "", f"![forgetting vs forward KL]({figures['kl']})", "",
               "## Predictors of forgetting (all fine-tuned points pooled)", "",
               "| rank | predictor | R² linear | R² quadratic |", "|---|---|---|---|"]
@@ -219,6 +248,31 @@ def _markdown(analysis: dict, points: list[dict], figures: dict[str, str], contr
 def findings(analysis: dict) -> list[str]:
     """The headline answers, in words, from the analysis numbers (no claim the numbers do not make)."""
     out = []
+    base, best = analysis.get("base", {}), analysis.get("best", {})
+    if base:
+        out.append(f"The base solves the new task {base['new_task_success']:.0%} of the time and its prior tasks "
+                   f"{base['retention']:.0%} on average.")
+    for method in ("rl", "sft"):
+        if method in best:
+            b = best[method]
+            out.append(f"The best {METHOD_STYLE[method][0]} run ({b['run']}) reaches {b['new_task_success']:.0%} on the new "
+                       f"task ({b['lift'] * 100:+.0f} points over the base) and forgets {b['forgetting'] * 100:.0f} points.")
+    matched = analysis.get("matched")
+    if matched:
+        d, rl, sft = matched["forgetting_difference"], matched["rl"], matched["sft"]
+        span = f"[{d['ci_low'] * 100:+.0f}, {d['ci_high'] * 100:+.0f}]"
+        if d["ci_low"] > 0:
+            verdict = f"SFT forgets {d['estimate'] * 100:.0f} points more than RL, 95% CI {span}"
+        elif d["ci_high"] < 0:
+            verdict = f"RL forgets {-d['estimate'] * 100:.0f} points more than SFT, 95% CI {span}"
+        else:
+            verdict = f"the forgetting differs by {d['estimate'] * 100:+.0f} points (SFT − RL), 95% CI {span}: no difference shown"
+        out.append(f"At matched new-task success (RL {rl['new_task_success']:.0%}, SFT {sft['new_task_success']:.0%}), "
+                   f"{verdict}; the interval's half-width is {d['half_width'] * 100:.0f} points "
+                   f"({matched['episodes_per_prior_task']} episodes per prior task).")
+    elif "rl" in best and "sft" in best:
+        out.append(f"No RL and SFT points lie within {analysis.get('match_tolerance', 0.10) * 100:.0f} points of new-task "
+                   "success of each other: no matched comparison.")
     area = analysis["frontier_area"]
     if "rl" in area and "sft" in area:
         verdict = "above" if area["rl"] > area["sft"] else "below" if area["rl"] < area["sft"] else "level with"
@@ -232,6 +286,23 @@ def findings(analysis: dict) -> list[str]:
     else:
         out.append("Forward KL could not be fitted (fewer than three points, or no spread in KL or in forgetting).")
     return out
+
+
+def base_videos(base_dir: str, new_task: str, prior_tasks: list[str], out: Path, episodes: int) -> list[Path]:
+    """The base policy on every task (cached: recorded once per report directory)."""
+    from vla_razor.envs.video import record_episodes
+    from vla_razor.finetune import deterministic_actor
+    from vla_razor.policies import ChainPolicy
+
+    policy = None
+    paths = []
+    for task in [new_task, *prior_tasks]:
+        path = out / f"base_{task}.mp4"
+        if not path.is_file():
+            policy = policy or ChainPolicy.from_pretrained(base_dir).eval()
+            record_episodes(task, deterministic_actor(policy), path, num_episodes=episodes, seed=10_000)
+        paths.append(path)
+    return paths
 
 
 def _embed(path: Path, mime: str) -> str:
@@ -251,7 +322,7 @@ def write_report(cfg) -> Path:
     points = collect_points(cfg.run_root, plan, track)
     if len(points) < 2:
         raise ValueError(f"no run of {cfg.path} has an evaluation yet: nothing to analyse")
-    analysis = analyse(points)
+    analysis = analyse(points, track.prior_tasks)
     out = cfg.path / "report"
     out.mkdir(parents=True, exist_ok=True)
     figures = {"pareto": "pareto.png", "kl": "forgetting_vs_forward_kl.png", "predictors": "predictors.png",
@@ -268,10 +339,13 @@ def write_report(cfg) -> Path:
         f.write(summary)
     videos = {}
     if cfg.report_videos:
+        episodes = int(cfg.common.get("video_episodes", 1)) or 1
+        if cfg.track == "robot":
+            videos["base policy"] = base_videos(cfg.base, track.new_task, track.prior_tasks, out / "videos", episodes)
         for method, run in _best_runs(points).items():
             found = sorted((cfg.run_root / run / "videos").glob("final_*.mp4"))
             if found:
-                videos[f"{METHOD_STYLE[method][0]}: {run}"] = found
+                videos[f"best {METHOD_STYLE[method][0]}: {run}"] = found
     title = f"RL's Razor: {cfg.name} ({cfg.suite if cfg.track == 'robot' else 'LLM track'})"
     page = render_html(summary, {k: out / v for k, v in figures.items()}, videos, title)
     with atomic_write(out / "report.html") as f:
@@ -280,45 +354,34 @@ def write_report(cfg) -> Path:
 
 
 def render_html(summary_md: str, figures: dict[str, Path], videos: dict[str, list[Path]], title: str) -> str:
-    """A self-contained page: the summary's text and tables, every figure and video inlined as data URIs."""
-    body, header_done, in_table = [], False, False
-    for line in summary_md.splitlines():
-        if in_table and not line.startswith("|"):
-            body.append("</table>")
-            in_table = False
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if set("".join(cells)) <= set("-"):
-                continue  # the Markdown header separator
-            if not in_table:
-                body.append("<table>")
-                in_table, header_done = True, False
-            tag = "td" if header_done else "th"
-            header_done = True
-            body.append("<tr>" + "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in cells) + "</tr>")
-        elif line.startswith("![") and "](" in line:
-            alt, ref = line[2:].rstrip(")").split("](", 1)
-            path = next((p for p in figures.values() if p.name == ref), None)
-            if path is not None:
-                body.append(f'<figure><img class="figure" alt="{html.escape(alt)}" src="{_embed(path, "image/png")}"></figure>')
-        elif line.startswith("## "):
-            body.append(f"<h2>{html.escape(line[3:])}</h2>")
-        elif line.strip() and not line.startswith("# "):
-            body.append(f"<p>{html.escape(line)}</p>")
-    if in_table:
-        body.append("</table>")
-    closed = body
+    """A self-contained page: the summary rendered by Python-Markdown, every figure and video inlined as data URIs."""
+    import re
+
+    import markdown
+
+    by_name = {p.name: p for p in figures.values()}
+    text = "\n".join(line for line in summary_md.splitlines() if not line.startswith("# "))  # the page has its own h1
+    # The summary is text, never markup: escape it, so a "<" in a finding or a run name stays a character.
+    body = markdown.markdown(html.escape(text, quote=False), extensions=["tables"])
+
+    def inline(match):
+        path = by_name.get(html.unescape(match.group(2)))
+        return f'{match.group(1)}{_embed(path, "image/png")}"' if path else match.group(0)
+
+    body = re.sub(r'(<img[^>]*? src=")([^"]+)"', inline, body)
+    body = body.replace("<img ", '<img class="figure" ')
+    parts = [body]
     if videos:
-        closed.append("<h2>Evaluation videos (final policies, fixed evaluation seeds)</h2>")
+        parts.append("<h2>Evaluation videos (fixed evaluation seeds)</h2>")
         for label, paths in videos.items():
-            closed.append(f"<h3>{html.escape(label)}</h3><div class='videos'>")
+            parts.append(f"<h3>{html.escape(label)}</h3><div class='videos'>")
             for path in paths:
-                task = path.stem.removeprefix("final_")
-                closed.append(f"<figure><video class='rollout' controls muted loop src='{_embed(path, 'video/mp4')}'></video>"
-                              f"<figcaption>{html.escape(task)}</figcaption></figure>")
-            closed.append("</div>")
+                task = path.stem.split("_", 1)[-1]
+                parts.append(f"<figure><video class='rollout' controls muted loop src='{_embed(path, 'video/mp4')}'></video>"
+                             f"<figcaption>{html.escape(task)}</figcaption></figure>")
+            parts.append("</div>")
     style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
              "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:14px}"
              "img.figure{max-width:100%}.videos{display:flex;flex-wrap:wrap;gap:8px}video{width:320px}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head>"
-            f"<body><h1>{html.escape(title)}</h1>{''.join(closed)}</body></html>\n")
+            f"<body><h1>{html.escape(title)}</h1>{''.join(parts)}</body></html>\n")

@@ -20,6 +20,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from vla_razor.progress import progress
 from vla_razor.rundir import write_json
 
 
@@ -195,7 +196,8 @@ def execute_run(spec: dict, threads: int = 0) -> dict:
         from functools import partial
 
         from vla_razor.config import load_config
-        from vla_razor.llm.finetune import LLMFinetuneConfig, train as llm_train
+        from vla_razor.llm.finetune import LLMFinetuneConfig
+        from vla_razor.llm.finetune import train as llm_train
 
         cfg, train = load_config(LLMFinetuneConfig, "configs/llm_finetune.yaml", overrides), partial(llm_train, algo=spec["algo"])
     else:
@@ -216,7 +218,7 @@ def run_specs(cfg: RazorConfig, specs: list[RunSpec]) -> list[dict]:
     if not todo:
         return statuses
     if cfg.workers <= 1 and not cfg.ray_address:
-        for spec in tqdm(todo, desc="sweep", unit="run"):
+        for spec in progress(todo, desc="sweep", unit="run"):
             statuses.append(execute_run(spec.as_dict()))
         return statuses
 
@@ -229,7 +231,7 @@ def run_specs(cfg: RazorConfig, specs: list[RunSpec]) -> list[dict]:
     try:
         remote = ray.remote(num_cpus=1)(execute_run)
         pending = [remote.remote(spec.as_dict(), 1) for spec in todo]
-        with tqdm(total=len(pending), desc=f"sweep ({cfg.workers} Ray workers)", unit="run") as bar:
+        with progress(total=len(pending), desc=f"sweep ({cfg.workers} Ray workers)", unit="run") as bar:
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
                 statuses.append(ray.get(done[0]))

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from tqdm import tqdm
 
 from vla_razor.errors import NoRLDataError
+from vla_razor.progress import progress
 from vla_razor.rundir import RunDir, write_json
 
 from .data import batch_device, encode_batch, evaluate_accuracy, sample_responses
@@ -193,7 +193,7 @@ def train(cfg: LLMFinetuneConfig, algo: str, resume: bool = False) -> Path:
         optimizer.step()
         return loss
 
-    bar = tqdm(total=cfg.iterations, initial=iteration, desc=f"llm {algo} {cfg.task}", unit="iter")
+    bar = progress(total=cfg.iterations, initial=iteration, desc=f"llm {algo} {cfg.task}", unit="iter")
     while iteration < cfg.iterations:
         started = time.perf_counter()
         # fresh problems every iteration, a pure function of (seed, iteration): resumes see the same stream

@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 import torch
 from tqdm import tqdm
 
-from vla_razor.pretrain import lr_at  # the same warm-up + cosine schedule as the robot base
+from vla_razor.pretrain import (
+    lr_at,  # the same warm-up + cosine schedule as the robot base
+)
+from vla_razor.progress import progress
 from vla_razor.rundir import RunDir, write_json
 
 from .data import answer_loss, encode_batch, evaluate_accuracy
@@ -118,7 +121,7 @@ def pretrain(cfg: LLMPretrainConfig):
         return results
 
     model.train()
-    bar = tqdm(range(start, cfg.steps), desc="llm pretrain", unit="step", initial=start, total=cfg.steps)
+    bar = progress(range(start, cfg.steps), desc="llm pretrain", unit="step", initial=start, total=cfg.steps)
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
@@ -132,7 +135,7 @@ def pretrain(cfg: LLMPretrainConfig):
         done = step + 1
         if done % 50 == 0 or done == cfg.steps:
             run.log(done, {"loss/answer": loss.item(), "lr": lr_at(step, cfg)})
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps:
             log_eval(done, cfg.eval_problems)
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:

@@ -9,9 +9,8 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 
-from tqdm import tqdm
-
 from vla_razor.evaluation import SuccessRate
+from vla_razor.progress import progress
 
 
 def evaluate_one(policy_dir: str, task: str, episodes: int, seed: int, threads: int | None = None) -> dict:
@@ -36,7 +35,7 @@ def run_evaluations(jobs: list[tuple[str, str]], episodes: int, seed: int, worke
         results[job[0]][job[1]] = SuccessRate(d["successes"], d["episodes"], d["ci_low"], d["ci_high"])
 
     if (workers <= 1 and not address) or len(jobs) == 1:
-        for job in tqdm(jobs, desc="evaluate", unit="task", leave=False, disable=len(jobs) == 1):
+        for job in progress(jobs, desc="evaluate", unit="task", leave=False, disable=len(jobs) == 1):
             store(job, evaluate_one(*job, episodes, seed))
         return dict(results)
 
@@ -49,7 +48,7 @@ def run_evaluations(jobs: list[tuple[str, str]], episodes: int, seed: int, worke
     try:
         remote = ray.remote(num_cpus=1)(evaluate_one)
         pending = {remote.remote(p, t, episodes, seed, 1): (p, t) for p, t in jobs}
-        with tqdm(total=len(jobs), desc=f"evaluate ({workers} Ray workers)", unit="task", leave=False) as bar:
+        with progress(total=len(jobs), desc=f"evaluate ({workers} Ray workers)", unit="task", leave=False) as bar:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:

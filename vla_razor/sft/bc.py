@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from vla_razor.errors import NoRLDataError
 from vla_razor.finetune import FinetuneConfig, FinetuneRun
+from vla_razor.progress import progress
 
 
 @dataclass
@@ -93,7 +94,7 @@ def rl_dataset(cfg: SFTConfig, task: str, chunk_size: int):
     obs, _ = env.reset(seed=[cfg.seed * 1_000_003 + 500_000 + i for i in range(n)])
     alive, success = np.ones(n, bool), np.zeros(n, bool)
     pairs: list[tuple[int, dict, torch.Tensor]] = []
-    bar = tqdm(total=n, desc=f"rollouts of {cfg.rl_policy}", unit="ep")
+    bar = progress(total=n, desc=f"rollouts of {cfg.rl_policy}", unit="ep")
     try:
         while alive.any():
             tensor_obs = as_tensor_obs(obs)
