@@ -159,7 +159,12 @@ def demos_stage(config: QuickstartConfig, suite, run: RunDir) -> list[dict]:
     tasks = progress(suite.tasks, desc="quickstart", unit="task")
     for step, task in enumerate(tasks):
         tasks.set_postfix_str(task)
-        index = generate_demos(task, config.demos_per_task, out_dir=config.demo_dir, seed=config.seed, progress=True)
+        # The new task's SFT demonstrations too, here, before any training: generating them later in the
+        # same process (inside the sweep, after PPO's simulators) aborted once in SAPIEN's thread state.
+        wanted = config.demos_per_task
+        if task == suite.new_task:
+            wanted = max(wanted, int(config.razor.get("sft", {}).get("demos", 0)))
+        index = generate_demos(task, wanted, out_dir=config.demo_dir, seed=config.seed, progress=True)
         row = {
             "task": task,
             "role": "new" if task == suite.new_task else "prior",
@@ -195,6 +200,12 @@ def demos_stage(config: QuickstartConfig, suite, run: RunDir) -> list[dict]:
     return rows
 
 
+def _success_table(base: Path) -> Path:
+    """A base's success table: ``eval/success.json`` of its pretraining run, or the shipped ``success.json``."""
+    run_table = base.parent / "eval" / "success.json"
+    return run_table if run_table.is_file() else base.parent / "success.json"
+
+
 def _link(target: Path, start: Path) -> str:
     """``target`` relative to the directory ``start``: the summary stays valid when the runs are copied."""
     return Path(os.path.relpath(Path(target).resolve(), Path(start).resolve())).as_posix()
@@ -225,7 +236,8 @@ def _write_summary(path: Path, suite, rows: list[dict], base: Path, report: Path
         )
     lines += ["", "Expert success: kept demonstrations / attempted seeds. Replay success: recorded actions replayed",
               "open-loop from the demo's seed in vla-razor's own environment.", "",
-              f"Base policy: `{base}` (its success table: `{base.parent / 'eval' / 'success.json'}`).", "",
+              f"Base policy: [{base.name}]({_link(base / 'config.json', here)}) (its success table: "
+              f"[success.json]({_link(_success_table(base), here)})).", "",
               f"RL's Razor report: [report.html]({_link(report, here)}) "
               f"(summary: [summary.md]({_link(report_dir / 'summary.md', here)})).", "",
               "| stage | wall time (min) |", "|---|---|"]

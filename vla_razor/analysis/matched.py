@@ -49,6 +49,9 @@ def matched_pair(points: list[dict], prior_tasks: list[str], tolerance: float = 
     episodes per prior task (the final evaluations, when they match), then the highest new-task
     success, then the closest match. None when no pair is within ``tolerance``.
     """
+    if not prior_tasks:
+        return None
+
     def usable(p):
         return all(f"successes/{t}" in p and f"episodes/{t}" in p for t in prior_tasks)
 
