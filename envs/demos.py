@@ -69,6 +69,7 @@ from typing import Any, Iterator, Literal
 import gymnasium as gym
 import numpy as np
 
+from vla_razor.errors import DemoError
 from vla_razor.rundir import write_json
 
 from .observations import ACTION_DIM, canonicalize
@@ -90,11 +91,11 @@ CANONICAL_CONTROL_MODES = ("pd_ee_delta_pose", "pd_ee_target_delta_pose")
 KeepPolicy = Literal["all", "success"]
 
 
-class DemoFileError(RuntimeError):
+class DemoFileError(DemoError):
     """A demonstration file is missing, incomplete or unreadable; the message says how to fix it."""
 
 
-class DemoGenerationError(RuntimeError):
+class DemoGenerationError(DemoError):
     """Demonstrations cannot be generated for this request (e.g. no planner for the task)."""
 
 
@@ -750,7 +751,7 @@ def load_demos(path: str | Path, successful_only: bool = False) -> list[DemoEpis
         raise DemoFileError(f"demo metadata {json_path} lacks {err}; {hint}") from err
     stored_mode = episodes_meta[0]["control_mode"] if episodes_meta else control_mode
     if stored_mode not in CANONICAL_CONTROL_MODES:
-        raise ValueError(
+        raise DemoFileError(
             f"{h5_path} holds {stored_mode} actions; canonical actions are end-effector delta poses: "
             f"generate demos with --control-mode {DEFAULT_CONTROL_MODE}"
         )

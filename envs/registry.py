@@ -10,6 +10,8 @@ import difflib
 from dataclasses import dataclass
 from typing import Literal
 
+from vla_razor.errors import BadInputError
+
 DemoSource = Literal["motion_planning", "rl_expert"]
 
 
@@ -100,7 +102,9 @@ NEEDS_ASSETS = (
 )
 
 
-class UnknownTaskError(KeyError):
+class UnknownTaskError(BadInputError, KeyError):
+    """A task name that is not in the registry; the message lists the known ones."""
+
     def __str__(self) -> str:  # KeyError would print the message with quotes
         return self.args[0]
 

@@ -26,6 +26,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
+from vla_razor.config import PositiveInt
 from vla_razor.divergence import GaussianChain
 
 from .encoders import ObservationEncoder, as_tensor_obs
@@ -52,37 +53,72 @@ def save_module(module: nn.Module, directory: str | Path, meta: dict) -> Path:
 
 
 def read_saved_config(directory: Path, what: str, key: str) -> dict:
-    """The saved ``config.json`` of a ``what`` ("policy", "critic"), which must hold ``key``."""
+    """The saved ``config.json`` of a ``what`` ("policy", "critic"), which must hold ``key``.
+
+    Every way a handed-in directory can be wrong is a :class:`~vla_razor.errors.CheckpointError` naming the
+    file and the fix: missing, pickles only (never unpickled), a config that is not JSON, another track's
+    checkpoint (a Hugging Face model), a file that is not a vla-razor ``what``."""
+    from vla_razor.errors import CheckpointError, refuse_pickles
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"{what} directory {directory} does not exist (a {what} is a directory written by "
+                              "save_pretrained, e.g. runs/<run>/policy)")
+    refuse_pickles(directory, what)
     config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
     for path in (config_path, weights_path):
         if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: not a saved vla-razor {what} (save one with save_pretrained)")
+            raise CheckpointError(f"{path} is missing: {directory} is not a saved vla-razor {what} (save one with "
+                                  "save_pretrained, or pass the run's policy/ directory)")
     try:
         meta = json.loads(config_path.read_text())
-        meta[key]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise ValueError(f"{config_path} is corrupt or not a {what}'s ({type(err).__name__}: {err}); re-save the {what}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{config_path} is not JSON ({err}); the {what} is corrupt: re-save it or use another "
+                              "checkpoint") from None
+    if not isinstance(meta, dict) or key not in meta:
+        hint = ""
+        if isinstance(meta, dict) and "model_type" in meta:
+            hint = f" It is a Hugging Face {meta['model_type']!r} model: the LLM track's (vla-razor llm ...)."
+        raise CheckpointError(f"{config_path} has no {key!r}: not a vla-razor {what}.{hint} Pass a directory written "
+                              f"by a {what}'s save_pretrained")
     return meta
 
 
 def build_saved_config(config_class: type, meta: dict, directory: Path):
-    from vla_razor.config import ConfigError, _build
+    from vla_razor.config import _build
+    from vla_razor.errors import CheckpointError, ConfigError
 
     try:
         return _build(config_class, meta.get("config", {}), "config", str(directory / CONFIG_NAME))
     except ConfigError as err:
-        raise ValueError(str(err)) from None
+        raise CheckpointError(f"{err}; the checkpoint's config does not fit this version of vla-razor") from None
 
 
 def load_weights(module: nn.Module, directory: Path, what: str, device: str | torch.device = "cpu"):
+    """Load ``model.safetensors`` into ``module`` (strict: every name and shape must match); a truncated,
+    corrupt or mismatched file, or weights and statistics that are not finite, is a CheckpointError."""
     from safetensors import SafetensorError
     from safetensors.torch import load_model
+
+    from vla_razor.errors import CheckpointError
 
     path = directory / WEIGHTS_NAME
     try:
         load_model(module, str(path), strict=True, device=str(device))
-    except (SafetensorError, RuntimeError, OSError) as err:
-        raise ValueError(f"{path} cannot be loaded ({type(err).__name__}: {err}); re-save the {what}") from None
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{path} cannot be read ({type(err).__name__}: {err}); the file is truncated or "
+                              f"corrupt: copy it again or re-save the {what}") from None
+    except RuntimeError as err:  # missing, unexpected or mis-shaped tensors
+        first = str(err).strip().splitlines()
+        raise CheckpointError(f"{path} does not match its config.json ({' '.join(first[:3])[:400]}); the weights "
+                              f"belong to another {what} or another version: re-save the {what}") from None
+    for name, tensor in module.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(f"{path}: {name} holds NaN or inf values; the {what} diverged or is corrupt: use an "
+                                  "earlier checkpoint")
+        if name.endswith(("_std", "action_scale")) and not (tensor > 0).all():
+            raise CheckpointError(f"{path}: the normalisation buffer {name} has entries <= 0 (a scale must be positive); "
+                                  f"the {what} is corrupt: re-save it from its training run")
     return module.to(device)
 
 
@@ -90,19 +126,19 @@ def load_weights(module: nn.Module, directory: Path, what: str, device: str | to
 class PolicyConfig:
     """Fields every family shares."""
 
-    chunk_size: int = 8
+    chunk_size: PositiveInt = 8
     """H: actions per policy decision (an action chunk)."""
-    action_dim: int = 7
+    action_dim: PositiveInt = 7
     """A: the canonical action width (end-effector delta pose + gripper)."""
-    hidden: int = 128
+    hidden: PositiveInt = 128
     """Width of observation tokens and of the action expert."""
-    num_layers: int = 3
+    num_layers: PositiveInt = 3
     """Transformer layers of the action expert (MLP layers for the Gaussian family)."""
-    num_heads: int = 4
+    num_heads: PositiveInt = 4
     """Attention heads of the action expert."""
     use_rgb: bool = False
     """Encode the base-camera image with a small CNN (needs obs_mode='rgb')."""
-    image_size: int = 64
+    image_size: PositiveInt = 64
     """RGB side length in pixels, when used."""
 
     def __post_init__(self):
@@ -220,16 +256,19 @@ class ChainPolicy(nn.Module, ABC):
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> "ChainPolicy":
         """Load a policy saved by :meth:`save_pretrained` (any family when called on ChainPolicy)."""
+        from vla_razor.errors import CheckpointError
+
         from .factory import POLICY_CLASSES
 
         directory = Path(directory)
         meta = read_saved_config(directory, "policy", "family")
         family = meta["family"]
         if family not in POLICY_CLASSES:
-            raise ValueError(f"{directory / CONFIG_NAME}: unknown policy family {family!r}; known: {', '.join(POLICY_CLASSES)}")
+            raise CheckpointError(f"{directory / CONFIG_NAME}: unknown policy family {family!r}; known: "
+                                  f"{', '.join(POLICY_CLASSES)}")
         policy_cls = POLICY_CLASSES[family]
         if cls is not ChainPolicy and policy_cls is not cls:
-            raise TypeError(f"{directory} holds a {family} policy, not a {cls.family} policy")
+            raise CheckpointError(f"{directory} holds a {family} policy, not a {cls.family} policy")
         config = build_saved_config(policy_cls.config_class, meta, directory)
         policy = policy_cls(config, embed_language=False)  # the instruction table comes with the weights
         return load_weights(policy, directory, "policy", device)

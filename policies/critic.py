@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from vla_razor.config import PositiveInt
+
 from .base import CONFIG_NAME, build_saved_config, load_weights, read_saved_config, save_module
 from .encoders import ObservationEncoder, as_tensor_obs
 
@@ -21,13 +23,13 @@ CRITIC_KIND = "value_critic"
 
 @dataclass
 class CriticConfig:
-    hidden: int = 128
+    hidden: PositiveInt = 128
     """Width of the observation tokens and of the MLP layers."""
-    num_layers: int = 2
+    num_layers: PositiveInt = 2
     """Hidden layers of the MLP on the flattened observation tokens."""
     use_rgb: bool = False
     """Encode the base-camera image too (needs obs_mode='rgb')."""
-    image_size: int = 64
+    image_size: PositiveInt = 64
     """RGB side length in pixels, when used."""
 
     def __post_init__(self):

@@ -328,13 +328,32 @@ def test_k2_is_biased_but_close_and_k3_nonnegative():
 
 
 def test_estimators_do_not_overflow_on_large_log_ratios():
-    logp = torch.tensor([0.0, 0.0, 0.0], dtype=torch.float32)
-    logq = torch.tensor([100.0, -100.0, 1e-7], dtype=torch.float32)
+    from vla_razor.divergence.estimators import MAX_LOG_RATIO
+
+    logp = torch.tensor([0.0, 0.0, 0.0, 0.0], dtype=torch.float32)
+    logq = torch.tensor([30.0, -100.0, 1e-7, 100.0], dtype=torch.float32)
     k3 = kl_from_logprobs(logp, logq, "k3")
     assert torch.isfinite(k3).all()
-    assert k3[0].item() == pytest.approx(math.exp(100) - 1 - 100, rel=1e-12)
+    assert k3[0].item() == pytest.approx(math.exp(30) - 1 - 30, rel=1e-12)  # below the clamp: k3 exactly
     assert k3[1].item() == pytest.approx(math.expm1(-100) + 100, rel=1e-12)
     assert k3[2].item() == pytest.approx(0.5e-14, rel=1e-3)  # expm1 keeps precision near r = 1
+    assert k3[3].item() == pytest.approx(math.expm1(MAX_LOG_RATIO) - 100, rel=1e-12)  # above: the clamped ratio
+
+
+@pytest.mark.parametrize("estimator", ["k1", "k2", "k3"])
+def test_every_estimator_stays_finite_with_finite_gradients_at_log_ratios_of_1000(estimator):
+    log_ratio = torch.tensor([-1000.0, -709.5, -1.0, 0.0, 1.0, 709.5, 1000.0], dtype=torch.float64, requires_grad=True)
+    values = kl_from_logprobs(torch.zeros(7, dtype=torch.float64), log_ratio, estimator)
+    assert torch.isfinite(values).all() and torch.isfinite(values.sum())
+    # a mean over a million such samples is still finite (the clamp bounds k3's ratio term by e^50)
+    assert math.isfinite(values.abs().max().item() * 1e6)
+    values.sum().backward()
+    assert torch.isfinite(log_ratio.grad).all()
+    if estimator != "k1":
+        assert (values >= 0).all()
+        ordered = values.detach()[3:]  # k2 and k3 grow with |log r| on each side of 0 (monotone, clamp or not)
+        assert (ordered[1:] >= ordered[:-1]).all()
+    assert values[3].item() == 0.0
 
 
 def test_estimator_errors():
@@ -353,3 +372,44 @@ def test_mean_and_stderr_against_numpy(gen):
     assert est.stderr == pytest.approx(kept.std(ddof=1) / math.sqrt(len(kept)))
     assert est.n == len(kept)
     assert est.as_metrics("kl/forward") == {"kl/forward": est.mean, "kl/forward/stderr": est.stderr, "kl/forward/n": float(est.n)}
+
+
+# --- numerics at the extremes ---------------------------------------------------------------------
+
+def test_exact_kls_stay_finite_and_non_negative_at_extreme_logits():
+    from vla_razor.divergence import Categorical, categorical_kl, kl
+
+    g = torch.Generator().manual_seed(11)
+    for scale in (1e3, 1e4, 1e6):
+        zp = scale * torch.randn(64, 50, generator=g)
+        zq = scale * torch.randn(64, 50, generator=g)
+        for dtype in (torch.float32, torch.float64):
+            exact = kl(Categorical(zp.to(dtype)), Categorical(zq.to(dtype)))
+            assert torch.isfinite(exact).all() and (exact >= 0).all()
+            # the reference in float64 log space (torch.distributions says inf here: q's probabilities underflow)
+            lp, lq = torch.log_softmax(zp.double(), -1), torch.log_softmax(zq.double(), -1)
+            ref = (lp.exp() * (lp - lq)).sum(-1)
+            torch.testing.assert_close(exact.double(), ref, rtol=1e-4 if dtype == torch.float32 else 1e-10,
+                                       atol=1e-6 * scale)
+        chunked = categorical_kl(zp, zq)
+        assert torch.isfinite(chunked).all() and (chunked >= 0).all()
+    same = 1e6 * torch.randn(8, 50, generator=g)
+    assert (kl(Categorical(same), Categorical(same)) == 0).all()
+
+
+def test_exact_gaussian_kls_stay_finite_and_non_negative_at_tiny_standard_deviations():
+    from vla_razor.divergence import DiagGaussian, GaussianChain, kl
+
+    mean = torch.tensor([0.0, 1e-3, 10.0, -5.0], dtype=torch.float64)
+    for log_std in (-20.0, -40.0):  # std 2e-9, 4e-18: the variance ratio spans far beyond float32's range
+        p = DiagGaussian(mean, torch.full_like(mean, log_std))
+        q = DiagGaussian(mean + 1e-6, torch.full_like(mean, log_std + 3.0))
+        for a, b in ((p, q), (q, p)):
+            exact = kl(a, b)
+            ref = td.kl_divergence(td.Normal(a.mean, a.log_std.exp()), td.Normal(b.mean, b.log_std.exp()))
+            assert torch.isfinite(exact).all() and (exact >= 0).all()
+            torch.testing.assert_close(exact, ref.sum(-1), rtol=1e-9, atol=0)  # a DiagGaussian sums its dims
+        f32 = kl(DiagGaussian(p.mean.float(), p.log_std.float()), DiagGaussian(q.mean.float(), q.log_std.float()))
+        assert torch.isfinite(f32).all() and (f32 >= 0).all()
+    chain = GaussianChain(torch.zeros(2, 5, 3), torch.full((2, 5, 3), -30.0))
+    assert (kl(chain, chain) == 0).all()

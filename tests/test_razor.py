@@ -190,3 +190,38 @@ def test_fine_tuning_noise_level_is_applied_to_policy_and_base_alike():
         set_noise_level(make_policy("gaussian", {"hidden": 32, "num_layers": 1, "chunk_size": 4}, embed_language=False), 0.1)
     with pytest.raises(ValueError, match="noise_level must be >= 0"):
         FinetuneConfig(noise_level=-1)
+
+
+def test_a_run_whose_process_dies_is_marked_failed_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    import sys
+
+    from vla_razor.analysis import sweep
+    from vla_razor.analysis.sweep import RunSpec, run_specs
+
+    cfg = RazorConfig(runs_dir=str(tmp_path), name="crashy")
+    scripts = {  # stand-ins for the runs' processes: one aborts (as SAPIEN can), one diverges, one finishes
+        "aborts": "import os; print('simulating', flush=True); os.abort()",
+        "diverges": "import sys; print('loss is nan at iteration 3', file=sys.stderr); sys.exit(3)",
+        "finishes": ("import pathlib, sys; p = pathlib.Path(sys.argv[1]) / 'eval'; p.mkdir(parents=True); "
+                     "(p / 'final.json').write_text('{}')"),
+    }
+    monkeypatch.setattr(sweep, "run_command", lambda spec, threads=0: [sys.executable, "-c", scripts[spec["name"]],
+                                                                     str(cfg.run_root / spec["name"])])
+    specs = [RunSpec(name, "rl", "robot", "ppo", ()) for name in scripts]
+    statuses = {s["name"]: s for s in run_specs(cfg, specs)}
+    assert statuses["aborts"]["status"] == "failed" and "died of SIGABRT" in statuses["aborts"]["error"]
+    assert statuses["diverges"]["status"] == "diverged" and "loss is nan" in statuses["diverges"]["error"]
+    assert statuses["finishes"]["status"] == "done"
+    # A re-run retries what did not finish and skips what did.
+    scripts["aborts"] = scripts["finishes"]
+    again = {s["name"]: s for s in run_specs(cfg, specs)}
+    assert again["aborts"]["status"] == "done" and again["aborts"].get("exit_code") == 0
+    assert again["finishes"] == {"name": "finishes", "status": "done"}  # skipped: not run again
+    assert again["diverges"]["status"] == "diverged"
+
+
+def test_the_sweeps_run_command_is_the_cli_with_resume():
+    from vla_razor.analysis.sweep import run_command
+
+    cmd = run_command({"name": "x", "track": "llm", "algo": "grpo", "overrides": ["lr=0.001"]}, threads=1)
+    assert cmd[1:] == ["-m", "vla_razor.cli", "llm", "finetune", "--algo", "grpo", "--resume", "lr=0.001", "threads=1"]

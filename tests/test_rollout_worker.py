@@ -94,6 +94,30 @@ def test_a_failing_worker_reports_its_traceback():
         OverlappedRollouts(_spec("NoSuchTask"), policy, critic)
 
 
+@pytest.mark.parametrize("fault", ["killed", "hung"])
+def test_a_dead_or_hung_worker_stops_the_run_with_a_named_error_in_bounded_time(fault):
+    import os
+    import signal
+    import time
+
+    from vla_razor.errors import WorkerError
+
+    policy = make_policy("flow", TINY, embed_language=False)
+    critic = ValueCritic(CriticConfig(hidden=32), embed_language=False)
+    rollouts = OverlappedRollouts(_spec(), policy, critic, timeout_s=4.0)
+    try:
+        rollouts.next(policy, critic)  # the first rollout arrives; the second is now being collected
+        pid = rollouts._workers[0].process.pid
+        os.kill(pid, signal.SIGKILL if fault == "killed" else signal.SIGSTOP)
+        started = time.monotonic()
+        with pytest.raises(WorkerError, match="died" if fault == "killed" else "sent nothing in 4 s"):
+            rollouts.next(policy, critic)
+        assert time.monotonic() - started < 15  # noticed within seconds, not never
+        assert not rollouts._workers[0].process.is_alive()  # the hung worker was stopped, not left behind
+    finally:
+        rollouts.close()
+
+
 def test_ppo_with_two_rollout_workers_runs_end_to_end(smoke_base, tmp_path):
     cmd = [sys.executable, "-m", "vla_razor.cli", "finetune", "--algo", "ppo", "--smoke", f"runs_dir={tmp_path}",
            f"base={smoke_base}/base-smoke/policy", "name=async", "rollout_workers=2", "total_env_steps=400"]

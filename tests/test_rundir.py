@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from vla_razor.config import load_config
+from vla_razor.errors import RunDirError
 from vla_razor.rundir import CheckpointError, RunDir, atomic_write
 
 
@@ -39,10 +40,10 @@ def test_layout_config_and_metrics(tmp_path):
 def test_existing_run_needs_resume_and_same_config(tmp_path):
     RunDir.create(tmp_path, "exp", Cfg())
     (tmp_path / "exp" / "metrics.jsonl").write_text("")
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(RunDirError, match="--resume"):
         RunDir.create(tmp_path, "exp", Cfg())
     assert RunDir.create(tmp_path, "exp", Cfg(), resume=True).path == tmp_path / "exp"
-    with pytest.raises(ValueError, match="differs from the config of this command in lr;"):
+    with pytest.raises(RunDirError, match="differs from the config of this command in lr;"):
         RunDir.create(tmp_path, "exp", Cfg(lr=0.2), resume=True)
     # how a run executes may change on resume (a sweep with more workers gives each run other threads)
     RunDir.create(tmp_path, "exp", Cfg(threads=4), resume=True)
@@ -82,6 +83,9 @@ def test_corrupt_and_incomplete_checkpoints_are_named(tmp_path):
     run = RunDir.create(tmp_path, "exp")
     path = run.save_checkpoint(1, {"x": torch.ones(10)})
     (path / "tensors.safetensors").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match=r"step_00000001 is damaged: tensors.safetensors does not match the digest"):
+        RunDir.load_checkpoint(path)
+    (path / "state.json").write_text('{"step": 1, "sta')  # torn JSON
     with pytest.raises(CheckpointError, match=r"step_00000001 is corrupt.*delete it"):
         RunDir.load_checkpoint(path)
     (path / "state.json").unlink()
@@ -115,3 +119,67 @@ def test_atomic_files_get_ordinary_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped", "torn_state"])
+def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, capfd, damage):
+    run = RunDir.create(tmp_path, "exp")
+    run.save_checkpoint(1, {"x": torch.ones(1000), "step": 1})
+    newest = run.save_checkpoint(2, {"x": torch.full((1000,), 2.0), "step": 2})
+    tensors = newest / "tensors.safetensors"
+    data = tensors.read_bytes()
+    if damage == "truncated":
+        tensors.write_bytes(data[: len(data) // 2])
+    elif damage == "flipped":  # one flipped bit in the payload: the digest notices what the format cannot
+        tensors.write_bytes(data[:-8] + bytes([data[-8] ^ 1]) + data[-7:])
+    else:
+        (newest / "state.json").write_text('{"step": 2, "state": {"__dict__": [["x", {"__ten')
+    path, step, state = run.load_latest_checkpoint()
+    assert path.name == "step_00000001" and step == 1 and torch.equal(state["x"], torch.ones(1000))
+    err = capfd.readouterr().err
+    assert "skipping a damaged checkpoint" in err and "step_00000002" in err
+    assert newest.exists()  # kept for inspection, never deleted
+    (run.checkpoints / "step_00000001" / "tensors.safetensors").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="every checkpoint of .* is damaged"):
+        run.load_latest_checkpoint()
+    assert RunDir.create(tmp_path, "fresh").load_latest_checkpoint() is None
+
+
+_KILL_INSIDE_WRITE = """
+import os, signal, sys, torch
+from vla_razor import rundir
+from vla_razor.rundir import RunDir
+run = RunDir.create(sys.argv[1], "exp", resume=True)
+run.save_checkpoint(1, {"x": torch.ones(3)})
+where = sys.argv[2]
+real_write_json, real_fsync = rundir.write_json, rundir._fsync
+def kill(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+if where == "tensors_written":      # tensors on disk, state.json not yet
+    rundir.write_json = kill
+elif where == "before_rename":      # the whole temp directory written, not yet renamed into place
+    rundir._fsync = lambda path: kill() if path == run.checkpoints else real_fsync(path)
+    real_replace = os.replace
+    os.replace = lambda a, b: kill() if str(b).endswith("step_00000002") else real_replace(a, b)
+elif where == "before_latest":      # renamed into place, LATEST still names step 1
+    real_atomic_write = rundir.atomic_write
+    rundir.atomic_write = lambda path, *a, **k: kill() if str(path).endswith("LATEST") else real_atomic_write(path, *a, **k)
+run.save_checkpoint(2, {"x": torch.full((3,), 2.0)})
+"""
+
+
+@pytest.mark.parametrize("where", ["tensors_written", "before_rename", "before_latest"])
+def test_a_kill_inside_the_checkpoint_write_leaves_a_loadable_checkpoint(tmp_path, where):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _KILL_INSIDE_WRITE, str(tmp_path), where], capture_output=True, text=True)
+    assert done.returncode == -9, done.stderr  # really killed inside the write
+    run = RunDir(tmp_path / "exp")
+    path, step, state = run.load_latest_checkpoint()
+    expected = 2 if where == "before_latest" else 1  # a complete step 2 is found even before LATEST names it
+    assert step == expected and torch.equal(state["x"], torch.full((3,), float(expected)))
+    assert [p.name for p in run.list_checkpoints()] == ["step_00000001"] + (["step_00000002"] if expected == 2 else [])
+    # The leftover temp directory is never mistaken for a checkpoint, and the next save succeeds.
+    run.save_checkpoint(3, {"x": torch.zeros(3)})
+    assert run.load_latest_checkpoint()[1] == 3

@@ -23,6 +23,8 @@ import torch
 
 from vla_razor.divergence import GaussianChain, forward_kl, gaussian_js_estimate, mean_and_stderr, reverse_kl
 
+from .config import NonNegativeFloat, PositiveFloat, PositiveInt
+
 PenaltyKind = Literal["none", "fixed", "adaptive"]
 PenaltyDirection = Literal["forward", "reverse", "js"]
 
@@ -85,14 +87,14 @@ class KLPenaltyConfig:
     direction: PenaltyDirection = "reverse"
     """Which divergence to the base is penalised: 'forward' (on base-sampled chains), 'reverse' (on the
     rollout's chains) or 'js' (Jensen-Shannon, one-sample estimate on the rollout's chains)."""
-    coef: float = 0.01
+    coef: NonNegativeFloat = 0.01
     """Penalty coefficient (the starting value for 'adaptive')."""
-    target: float = 1.0
+    target: PositiveFloat = 1.0
     """'adaptive': the KL (nats per state) the coefficient steers toward (doubled above 1.5x, halved below /1.5)."""
     critical_weighting: bool = False
     """Lower the penalty where the base policy is uncertain: weight min(1, median(u) / u(s)) with u(s)
     the spread of the base policy's actions at s (the robot analogue of critical tokens)."""
-    critical_samples: int = 4
+    critical_samples: PositiveInt = 4
     """Base action samples per state used to measure u(s)."""
 
     def __post_init__(self):

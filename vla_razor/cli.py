@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from .config import ConfigError
-from .errors import NoRLDataError
+from .errors import EXIT_INTERRUPTED, BadInputError, ConfigError, NonFiniteError, WorkerError
 
 
 def _add_doctor(sub) -> None:
@@ -110,20 +110,42 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; return its exit code (0, 2 bad input, 3 diverged, 4 worker lost, 130 interrupted:
+    :mod:`vla_razor.errors`). Errors a user can cause print one line, never a traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    command = args.command + (f" {args.llm_command}" if getattr(args, "llm_command", None) else "")
     try:
         return int(args.handler(args) or 0)
     except ConfigError as err:
-        print(f"vla-razor {args.command}: config error: {err}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, FileExistsError, NoRLDataError) as err:
-        print(f"vla-razor {args.command}: {err}", file=sys.stderr)
-        return 2
+        print(f"vla-razor {command}: config error: {err}", file=sys.stderr)
+        return err.exit_code
+    except (BadInputError, NonFiniteError, WorkerError) as err:
+        print(f"vla-razor {command}: {err}", file=sys.stderr)
+        return err.exit_code
+    except (FileNotFoundError, FileExistsError) as err:  # a path the user named (open() and friends)
+        print(f"vla-razor {command}: {err}", file=sys.stderr)
+        return BadInputError.exit_code
     except KeyboardInterrupt:
-        print(f"vla-razor {args.command}: interrupted", file=sys.stderr)
-        return 130
+        print(f"vla-razor {command}: interrupted; the last checkpoint is kept (--resume continues)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def entry() -> None:
+    """The ``vla-razor`` executable: :func:`main`, then a prompt exit.
+
+    Every result is written (atomically) and every file closed by the time ``main`` returns. The process
+    then leaves with ``os._exit`` instead of running the interpreter's finalisers: SAPIEN's pybind11
+    objects, finalised during interpreter teardown, can abort the process (``PyGILState_Check``) after a
+    good run, and a sweep would read that as a failure. Child processes were joined by their owners."""
+    try:
+        code = main()
+    except SystemExit as stop:  # argparse: --help (0) or a usage error (2)
+        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 2)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -9,15 +9,45 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union
+from typing import Annotated, Any, Literal, TypeVar, Union
 
 import yaml
 
+from .errors import ConfigError
+
 T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """A numeric field's bounds, checked by the config layer for every config: ``Annotated[int, Range(ge=1)]``."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def describe(self) -> str:
+        parts = [f"{op} {bound:g}" for op, bound in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+                 if bound is not None]
+        return " and ".join(parts)
+
+    def holds(self, value: float) -> bool:
+        return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
+                and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
+
+
+# The ranges most fields need; annotate a field with one of these (or Annotated[..., Range(...)]).
+PositiveInt = Annotated[int, Range(ge=1)]
+NonNegativeInt = Annotated[int, Range(ge=0)]
+PositiveFloat = Annotated[float, Range(gt=0)]
+NonNegativeFloat = Annotated[float, Range(ge=0)]
+Fraction = Annotated[float, Range(ge=0, le=1)]
 
 
 class _Loader(yaml.SafeLoader):
@@ -43,8 +73,6 @@ def read_yaml(text: str):
     return yaml.load(text, Loader=_Loader)
 
 
-class ConfigError(ValueError):
-    """A config file or override does not fit its dataclass."""
 
 
 def _closest(name: str, options: list[str]) -> str:
@@ -56,6 +84,10 @@ def _closest(name: str, options: list[str]) -> str:
 
 def _type_name(tp) -> str:
     origin = typing.get_origin(tp)
+    if origin is Annotated:
+        base, *extras = typing.get_args(tp)
+        ranges = [e.describe() for e in extras if isinstance(e, Range)]
+        return " ".join([_type_name(base), *ranges])
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     if origin in (Union, types.UnionType):
@@ -74,6 +106,13 @@ def _coerce(value: Any, tp, key: str, source: str):
 
     origin = typing.get_origin(tp)
     if tp is Any:
+        return value
+    if origin is Annotated:
+        base, *extras = typing.get_args(tp)
+        value = _coerce(value, base, key, source)
+        for bound in extras:
+            if isinstance(bound, Range) and value is not None and not bound.holds(value):
+                raise ConfigError(f"{source}: key '{key}' must be {bound.describe()}, got {value!r}")
         return value
     if origin is Literal:
         if value not in typing.get_args(tp):
@@ -125,7 +164,11 @@ def _coerce(value: Any, tp, key: str, source: str):
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            fail()
+            fail(" (a number such as 3e-4)")
+        if not math.isfinite(value):
+            # One check for every float field of every config: NaN passes every range test (nan <= 0 is
+            # false) and inf would start a run that can only diverge.
+            raise ConfigError(f"{source}: key '{key}' expects a finite float, got {value!r}; give a number such as 3e-4")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -139,7 +182,7 @@ def _coerce(value: Any, tp, key: str, source: str):
 
 
 def _build(cls: type[T], data: dict, prefix: str, source: str) -> T:
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = [k for k in data if k not in fields]
     if unknown:

@@ -26,6 +26,8 @@ from tqdm import tqdm
 from vla_razor.progress import progress
 
 from .base_kl import KLPenalty, KLPenaltyConfig, freeze, measure_kl_to_base
+from .config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from .errors import CheckpointError, NonFiniteError
 from .rundir import RunDir, write_json
 
 ALGORITHMS = ("ppo", "grpo", "sft")
@@ -45,39 +47,39 @@ class FinetuneConfig:
     """Task suite: fine-tune on its new task, measure retention on its prior tasks."""
     task: str = ""
     """Task to fine-tune on (default: the suite's new task)."""
-    seed: int = 0
+    seed: NonNegativeInt = 0
     """Seed of environments, sampling and minibatches."""
-    lr: float = 3e-6
+    lr: PositiveFloat = 3e-6
     """Policy learning rate (Adam). On PickCube from the base, PPO at 1e-5 wiped out every prior task
     within 25 iterations (kl/forward ~3); at 3e-6 they held for 24k env steps (docs/results.md)."""
-    max_grad_norm: float = 1.0
+    max_grad_norm: PositiveFloat = 1.0
     """Global gradient-norm clip."""
-    eval_every: int = 10
+    eval_every: NonNegativeInt = 10
     """Iterations between evaluations (new task + retention); 0: only at the end."""
-    eval_episodes: int = 20
+    eval_episodes: PositiveInt = 20
     """New-task evaluation episodes (fixed seeds, deterministic sampling)."""
-    retention_episodes: int = 10
+    retention_episodes: NonNegativeInt = 10
     """Episodes per prior task in each evaluation (0: skip retention)."""
-    final_eval_episodes: int = 50
+    final_eval_episodes: PositiveInt = 50
     """New-task and prior-task episodes of the final evaluation."""
-    video_episodes: int = 2
+    video_episodes: NonNegativeInt = 2
     """Episodes per task recorded to ``videos/`` at each evaluation (0: no videos)."""
     periodic_videos: bool = True
     """Record videos at the periodic evaluations too (false: only the final evaluation's, which sweeps
     prefer: rendering is a large share of a short run's time)."""
-    eval_seed: int = 10_000
+    eval_seed: NonNegativeInt = 10_000
     """First episode seed of evaluation (disjoint from training seeds)."""
-    checkpoint_every: int = 5
+    checkpoint_every: PositiveInt = 5
     """Iterations between checkpoints."""
     kl_states: int = 256
     """New-task states per iteration on which the KL to the base is measured."""
-    noise_level: float = 0.0
+    noise_level: NonNegativeFloat = 0.0
     """Flow-SDE exploration noise while fine-tuning, for the policy and the frozen base alike (0: the base's
     own). The base of docs/results.md succeeds on PullCube in 10% of stochastic episodes at its 0.5, 40% at
     0.2 and 65% at 0.1 (deterministic: 60%): at 0.5 PPO has almost nothing to reinforce."""
     kl_penalty: KLPenaltyConfig = field(default_factory=KLPenaltyConfig)
     """Optional penalty toward the base policy (default none, as in the paper)."""
-    threads: int = 0
+    threads: NonNegativeInt = 0
     """torch threads (0: torch's default)."""
 
     def __post_init__(self):
@@ -89,10 +91,6 @@ class FinetuneConfig:
             raise ValueError(f"noise_level must be >= 0 (0: the base's own), got {self.noise_level}")
         if self.checkpoint_every < 1 or self.kl_states < 2:
             raise ValueError("need checkpoint_every >= 1 and kl_states >= 2")
-
-
-class NonFiniteError(FloatingPointError):
-    """A loss or a KL became NaN or inf: the run stops, its last good checkpoint stays."""
 
 
 def tune_malloc() -> None:
@@ -127,7 +125,7 @@ class FinetuneRun:
         self.prior_tasks = [t for t in self.suite.prior_tasks if t != self.task]
         base_dir = Path(cfg.base)
         if not (base_dir / "config.json").is_file():
-            raise FileNotFoundError(
+            raise CheckpointError(
                 f"base policy {base_dir} not found: pass base=runs/<pretrain run>/policy "
                 "(vla-razor pretrain writes one) or any directory written by save_pretrained"
             )
@@ -150,10 +148,10 @@ class FinetuneRun:
         """Register what checkpoints hold, then load the latest checkpoint into it (if there is one);
         returns the checkpoint's extras."""
         self._state = (modules, optimizers, generator)
-        latest = self.run.latest_checkpoint()
-        if latest is None:
+        found = self.run.load_latest_checkpoint()
+        if found is None:
             return {}
-        _, state = RunDir.load_checkpoint(latest)
+        _, _, state = found
         for key, module in modules.items():
             module.load_state_dict(state[key])
         for key, optimizer in optimizers.items():
@@ -352,9 +350,5 @@ def load_algorithm(algo: str, config: str | None = None, overrides: list[str] | 
 
 def main(args) -> int:
     cfg, train = load_algorithm(args.algo, args.config, args.overrides, args.smoke)
-    try:
-        train(cfg, resume=args.resume)
-    except NonFiniteError as err:
-        print(f"vla-razor finetune: {err}")
-        return 3
+    train(cfg, resume=args.resume)  # named errors reach the command line (vla_razor.cli): exit 2, 3 or 4
     return 0

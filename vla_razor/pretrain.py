@@ -18,7 +18,8 @@ from tqdm import tqdm
 
 from vla_razor.progress import progress
 
-from .config import load_config, with_smoke
+from .config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, load_config, with_smoke
+from .errors import NonFiniteError
 from .rundir import RunDir, write_json
 
 
@@ -32,39 +33,39 @@ class PretrainConfig:
     """Task suite: prior tasks get ``prior_demos`` demonstrations each, the new task ``new_demos``."""
     demo_dir: str = "runs/demos"
     """Shared demonstration store (generated on demand)."""
-    prior_demos: int = 50
+    prior_demos: PositiveInt = 50
     """Demonstrations per prior task."""
-    new_demos: int = 5
+    new_demos: NonNegativeInt = 5
     """Demonstrations of the new task (few-shot)."""
     family: str = "flow"
     """Policy family: flow, diffusion or gaussian."""
     policy: dict[str, Any] = field(default_factory=lambda: {"chunk_size": 8, "num_steps": 5, "hidden": 128, "num_layers": 2})
     """Fields of the family's config (e.g. hidden, num_layers, chunk_size, num_steps)."""
-    steps: int = 30_000
+    steps: PositiveInt = 30_000
     """Gradient steps."""
-    batch_size: int = 256
+    batch_size: PositiveInt = 256
     """Samples (observation, action chunk) per step."""
-    lr: float = 3e-4
+    lr: PositiveFloat = 3e-4
     """Peak AdamW learning rate (linear warm-up, cosine decay)."""
-    warmup_steps: int = 500
+    warmup_steps: NonNegativeInt = 500
     """Linear warm-up steps."""
-    weight_decay: float = 1e-4
+    weight_decay: NonNegativeFloat = 1e-4
     """AdamW weight decay."""
-    grad_clip: float = 1.0
+    grad_clip: PositiveFloat = 1.0
     """Global gradient-norm clip."""
-    eval_every: int = 10_000
+    eval_every: NonNegativeInt = 10_000
     """Steps between evaluations on every suite task (0: only at the end)."""
-    eval_episodes: int = 10
+    eval_episodes: PositiveInt = 10
     """Episodes per task per evaluation (fixed seeds)."""
-    final_eval_episodes: int = 30
+    final_eval_episodes: PositiveInt = 30
     """Episodes per task in the final evaluation (the success table)."""
-    checkpoint_every: int = 1_000
+    checkpoint_every: PositiveInt = 1_000
     """Steps between checkpoints (resumable)."""
-    seed: int = 0
+    seed: NonNegativeInt = 0
     """Seed of initialisation, batches and demonstrations."""
-    eval_seed: int = 10_000
+    eval_seed: NonNegativeInt = 10_000
     """First episode seed of evaluation (disjoint from demonstration seeds)."""
-    threads: int = 0
+    threads: NonNegativeInt = 0
     """torch threads (0: torch's default)."""
 
 
@@ -117,9 +118,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     generator = torch.Generator().manual_seed(cfg.seed)
     start_step = 0
 
-    latest = run.latest_checkpoint()
-    if latest is not None:
-        step, state = RunDir.load_checkpoint(latest)
+    found = run.load_latest_checkpoint()
+    if found is not None:
+        _, step, state = found
         policy.load_state_dict(state["policy"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
@@ -148,7 +149,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
         obs, actions = data.batch(index)
         loss = policy.bc_loss(obs, actions, generator=generator)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"bc loss is {loss.item()} at step {step}; the last good checkpoint is {run.latest_checkpoint()}")
+            raise NonFiniteError(f"bc loss is {loss.item()} at step {step}; the last good checkpoint is {run.latest_checkpoint()}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)

@@ -23,7 +23,7 @@ from typing import Any
 
 from vla_razor.progress import progress
 
-from .config import load_config, with_smoke
+from .config import NonNegativeInt, PositiveInt, load_config, with_smoke
 from .rundir import RunDir, write_json
 
 
@@ -35,15 +35,15 @@ class QuickstartConfig:
     """Where run directories go."""
     suite: str = "default"
     """Task suite (configs/suites/<name>.yaml): its prior tasks and its new task."""
-    demos_per_task: int = 10
+    demos_per_task: PositiveInt = 10
     """Expert demonstrations generated (or reused) per task."""
     demo_dir: str = "runs/demos"
     """Shared demonstration store, reused across runs."""
-    video_episodes: int = 4
+    video_episodes: NonNegativeInt = 4
     """Demonstrations replayed into each task's video grid."""
-    video_tile_size: int = 224
+    video_tile_size: PositiveInt = 224
     """Pixels per episode tile (software rendering cost grows with the pixel count)."""
-    seed: int = 0
+    seed: NonNegativeInt = 0
     """First seed of demonstration generation."""
     base: str = "checkpoints/quickstart-base/policy"
     """The base policy every fine-tuning run starts from (a ``save_pretrained`` directory); unused

@@ -30,6 +30,7 @@ from typing import Any, Iterator
 import torch
 
 from .config import dump_yaml
+from .errors import CheckpointError, RunDirError
 
 _CKPT_RE = re.compile(r"^step_(\d+)$")
 
@@ -43,9 +44,6 @@ def _umask() -> int:
 # mkstemp creates 0600 files; results should get the permissions any other file would.
 _FILE_MODE = 0o666 & ~_umask()
 
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing or unreadable."""
 
 
 @contextlib.contextmanager
@@ -84,6 +82,25 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's (or a directory's entries') data to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_json(path: str | Path, obj: Any) -> None:
@@ -194,7 +211,7 @@ class RunDir:
         run = cls(Path(root) / name)
         if run.path.exists() and not resume:
             if any(run.path.iterdir()):
-                raise FileExistsError(
+                raise RunDirError(
                     f"run directory {run.path} already exists; pass --resume to continue it or choose another name"
                 )
         for sub in (run.checkpoints, run.videos, run.eval):
@@ -204,7 +221,7 @@ class RunDir:
             if resume and run.config_path.exists():
                 changed = _changed_settings(run.config_path.read_text(), text)
                 if changed:
-                    raise ValueError(
+                    raise RunDirError(
                         f"{run.config_path} differs from the config of this command in {', '.join(changed)}; "
                         "resume with the same config (or start a new run name)"
                     )
@@ -271,11 +288,16 @@ class RunDir:
         final = self.checkpoints / name
         tmp = Path(tempfile.mkdtemp(dir=self.checkpoints, prefix=f".{name}."))
         try:
-            save_file(tensors, str(tmp / "tensors.safetensors"))
-            write_json(tmp / "state.json", {"step": int(step), "state": skeleton})
+            tensor_file = tmp / "tensors.safetensors"
+            save_file(tensors, str(tensor_file))
+            _fsync(tensor_file)
+            # state.json is written last and names the tensors' digest: a checkpoint is complete exactly when
+            # its state.json exists, and verified against its tensors when it is loaded.
+            write_json(tmp / "state.json", {"step": int(step), "state": skeleton, "tensors_sha256": _sha256(tensor_file)})
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
+            _fsync(self.checkpoints)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -300,6 +322,31 @@ class RunDir:
         complete = [p for p in self.list_checkpoints() if (p / "state.json").exists()]
         return complete[-1] if complete else None
 
+    def load_latest_checkpoint(self) -> tuple[Path, int, dict[str, Any]] | None:
+        """``(path, step, state)`` of the newest checkpoint that loads and verifies, or None when there is none.
+
+        A damaged newest checkpoint (a disk error, a copy cut short, a kill the atomic rename could not
+        cover) is skipped with a warning for the previous one; it is never deleted."""
+        import sys
+
+        complete = [p for p in self.list_checkpoints() if (p / "state.json").exists()]
+        damaged = []
+        for path in reversed(complete):
+            try:
+                step, state = self.load_checkpoint(path)
+            except CheckpointError as err:
+                print(f"warning: skipping a damaged checkpoint: {err}", file=sys.stderr)
+                damaged.append(path.name)
+                continue
+            if damaged:
+                print(f"warning: resuming from {path.name}, the newest checkpoint that verifies "
+                      f"({', '.join(damaged)} damaged)", file=sys.stderr)
+            return path, step, state
+        if damaged:
+            raise CheckpointError(f"every checkpoint of {self.path} is damaged ({', '.join(damaged)}); start a new run "
+                                  "name, or delete checkpoints/ to restart this run from scratch")
+        return None
+
     @staticmethod
     def load_checkpoint(path: str | Path) -> tuple[int, dict[str, Any]]:
         """Load ``(step, state)`` saved by :meth:`save_checkpoint`; never unpickles."""
@@ -313,6 +360,10 @@ class RunDir:
                 raise CheckpointError(f"checkpoint {path} is incomplete: {f.name} is missing; use an earlier checkpoint")
         try:
             meta = json.loads(state_file.read_text())
+            digest = meta.get("tensors_sha256")
+            if digest is not None and digest != _sha256(tensor_file):
+                raise CheckpointError(f"checkpoint {path} is damaged: tensors.safetensors does not match the digest in "
+                                      "state.json; an earlier checkpoint is used when there is one")
             tensors = load_file(str(tensor_file))
             return int(meta["step"]), _unflatten_state(meta["state"], tensors)
         except (json.JSONDecodeError, KeyError, SafetensorError, OSError) as err:

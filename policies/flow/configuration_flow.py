@@ -4,23 +4,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from vla_razor.config import NonNegativeFloat, PositiveFloat, PositiveInt
+
 from ..base import PolicyConfig
 
 
 @dataclass
 class FlowConfig(PolicyConfig):
-    num_steps: int = 5
+    num_steps: PositiveInt = 5
     """K: denoising (integration) steps from noise (t=1) to action (t=0)."""
     noise_method: Literal["sde", "noise"] = "sde"
     """Stochastic sampling for RL: 'sde' (Flow-SDE: the ODE step turned into an SDE step with the same
     marginals) or 'noise' (Flow-Noise: the ODE mean plus a learned per-step std)."""
-    noise_level: float = 0.5
+    noise_level: NonNegativeFloat = 0.5
     """Flow-SDE: a in sigma_t = a * sqrt(t / (1 - t))."""
-    noise_init_std: float = 0.2
+    noise_init_std: PositiveFloat = 0.2
     """Flow-Noise: the std the learned noise head starts from."""
-    noise_min_std: float = 0.05
+    noise_min_std: PositiveFloat = 0.05
     """Flow-Noise: lower bound of the learned std (keeps exploration and the log-density finite)."""
-    noise_max_std: float = 0.5
+    noise_max_std: PositiveFloat = 0.5
     """Flow-Noise: upper bound of the learned std."""
 
     def __post_init__(self):

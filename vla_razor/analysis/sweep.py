@@ -23,6 +23,8 @@ from tqdm import tqdm
 from vla_razor.progress import progress
 from vla_razor.rundir import write_json
 
+from ..config import NonNegativeInt, PositiveInt
+
 
 @dataclass
 class RazorConfig:
@@ -53,15 +55,15 @@ class RazorConfig:
     """Overrides of every SFT run (e.g. iterations)."""
     control_grid: dict[str, list[Any]] = field(default_factory=lambda: {"lr": [1e-4]})
     """The "SFT on RL data" control runs (SFT overrides plus these); empty: no control."""
-    workers: int = 1
+    workers: PositiveInt = 1
     """Runs at a time (Ray tasks when > 1). On a 2-core machine keep 1: runs starve each other."""
     ray_address: str = ""
     """Join this Ray cluster instead of starting a local one."""
-    state_episodes: int = 16
+    state_episodes: PositiveInt = 16
     """Base-policy episodes of the new task whose states every KL and feature change is measured on."""
-    state_seed: int = 20_000
+    state_seed: NonNegativeInt = 20_000
     """First seed of those episodes (disjoint from training and evaluation seeds)."""
-    kl_states: int = 512
+    kl_states: PositiveInt = 512
     """States (subsampled from those episodes) per KL estimate."""
     report_videos: bool = True
     """Embed the per-task evaluation videos of the best RL and SFT runs in the HTML report."""
@@ -183,32 +185,63 @@ def run_is_done(run_dir: Path) -> bool:
     return (run_dir / "eval" / "final.json").is_file()
 
 
-def execute_run(spec: dict, threads: int = 0) -> dict:
-    """Run (or resume) one fine-tuning run; returns its status. A Ray task when the sweep fans out."""
-    import torch
+def run_command(spec: dict, threads: int = 0) -> list[str]:
+    """The command line of one run: ``vla-razor [llm] finetune --algo A --resume <overrides>``."""
+    import sys
 
-    from vla_razor.finetune import NonFiniteError, load_algorithm
-
-    if threads:
-        torch.set_num_threads(threads)
     overrides = list(spec["overrides"]) + ([f"threads={threads}"] if threads else [])
-    if spec.get("track") == "llm":
-        from functools import partial
+    track = ["llm"] if spec.get("track") == "llm" else []
+    return [sys.executable, "-m", "vla_razor.cli", *track, "finetune", "--algo", spec["algo"], "--resume", *overrides]
 
-        from vla_razor.config import load_config
-        from vla_razor.llm.finetune import LLMFinetuneConfig
-        from vla_razor.llm.finetune import train as llm_train
 
-        cfg, train = load_config(LLMFinetuneConfig, "configs/llm_finetune.yaml", overrides), partial(llm_train, algo=spec["algo"])
-    else:
-        cfg, train = load_algorithm(spec["algo"], None, overrides)
+def execute_run(spec: dict, threads: int = 0) -> dict:
+    """Run (or resume) one fine-tuning run in its own process; returns its status. A Ray task when the sweep
+    fans out.
+
+    A process per run keeps the sweep alive whatever a run does: a run that diverges (exit 3), is given bad
+    input (exit 2), raises, or dies (a signal, an abort in the simulator, the kernel's OOM killer) is
+    marked ``diverged`` or ``failed`` with its reason and the last lines it printed, and the sweep goes on;
+    a re-run of the sweep retries every run without a final evaluation."""
+    import collections
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    from vla_razor.errors import EXIT_BAD_INPUT, EXIT_DIVERGED
+
+    command = run_command(spec, threads)
+    tail: collections.deque[str] = collections.deque(maxlen=12)
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, errors="replace")
+
+    def relay():  # the run's log stays visible; its last lines are kept for the status
+        for line in process.stderr:
+            sys.stderr.write(line)
+            if line.strip():
+                tail.append(line.rstrip())
+
+    reader = threading.Thread(target=relay, daemon=True)
+    reader.start()
     try:
-        train(cfg, resume=True)
-    except NonFiniteError as err:
-        return {"name": spec["name"], "status": "diverged", "error": str(err)}
-    except ValueError as err:  # e.g. the control's RL policy has no successful rollout to clone
-        return {"name": spec["name"], "status": "failed", "error": str(err)}
-    return {"name": spec["name"], "status": "done"}
+        code = process.wait()
+    except BaseException:  # Ctrl-C or the sweep stopped: the run stops too (it resumes next time)
+        process.terminate()
+        process.wait(timeout=30)
+        raise
+    reader.join(timeout=10)
+    status = {"name": spec["name"], "exit_code": code}
+    if code == 0:
+        return {**status, "status": "done"}
+    last = "\n".join(tail)
+    if code == EXIT_DIVERGED:
+        return {**status, "status": "diverged", "error": last}
+    if code < 0:
+        reason = f"the run's process died of {signal.Signals(-code).name}"
+    elif code == EXIT_BAD_INPUT:
+        reason = "the run refused its input"
+    else:
+        reason = f"the run's process exited with code {code}"
+    return {**status, "status": "failed", "error": f"{reason}; its last lines:\n{last}"}
 
 
 def run_specs(cfg: RazorConfig, specs: list[RunSpec]) -> list[dict]:
@@ -229,12 +262,17 @@ def run_specs(cfg: RazorConfig, specs: list[RunSpec]) -> list[dict]:
         kwargs = {"address": cfg.ray_address} if cfg.ray_address else {"num_cpus": cfg.workers, "include_dashboard": False}
         ray.init(log_to_driver=False, configure_logging=False, **kwargs)
     try:
-        remote = ray.remote(num_cpus=1)(execute_run)
-        pending = [remote.remote(spec.as_dict(), 1) for spec in todo]
+        remote = ray.remote(num_cpus=1, max_retries=0)(execute_run)
+        pending = {remote.remote(spec.as_dict(), 1): spec for spec in todo}
         with progress(total=len(pending), desc=f"sweep ({cfg.workers} Ray workers)", unit="run") as bar:
             while pending:
-                done, pending = ray.wait(pending, num_returns=1)
-                statuses.append(ray.get(done[0]))
+                done, _ = ray.wait(list(pending), num_returns=1)
+                spec = pending.pop(done[0])
+                try:
+                    statuses.append(ray.get(done[0]))
+                except ray.exceptions.RayError as err:  # the Ray worker itself died or was lost with its node
+                    statuses.append({"name": spec.name, "status": "failed",
+                                     "error": f"its Ray worker was lost ({type(err).__name__}: {str(err)[:300]})"})
                 bar.update(1)
     finally:
         if started_here:

@@ -32,11 +32,22 @@ from .distributions import DiagGaussian, GaussianChain
 Estimator = Literal["k1", "k2", "k3"]
 
 
-def kl_from_logprobs(logp: torch.Tensor, logq: torch.Tensor, estimator: Estimator = "k3") -> torch.Tensor:
+MAX_LOG_RATIO = 50.0
+"""k3's ratio term uses ``log r`` clamped at this value (r <= e^50, about 5e21) before the exponential."""
+
+
+def kl_from_logprobs(logp: torch.Tensor, logq: torch.Tensor, estimator: Estimator = "k3",
+                     max_log_ratio: float = MAX_LOG_RATIO) -> torch.Tensor:
     """Per-sample estimates of KL(p || q) from ``logp = log p(x)`` and ``logq = log q(x)``, x ~ p.
 
-    Computed in float64 (the result too), so large log-ratios do not overflow: k3 stays finite for
-    log q/p up to ~709 (float32 would overflow past ~88) and uses expm1 for precision near r = 1.
+    Computed in float64 (the result too) and never inf for finite inputs: k1 and k2 are polynomials of
+    ``log r`` (finite at any finite log-ratio; at +-1000, k2 is 5e5). k3's ``r = exp(log r)`` would
+    overflow past ``log r`` of about 709, so its exponential sees ``log r`` clamped at ``max_log_ratio``:
+    ``k3 = expm1(min(log r, M)) - log r``. Below ``M`` this is k3 exactly (expm1 keeps precision near
+    r = 1); above it the sample is biased low, but stays finite, non-negative and increasing in
+    ``log r``, so one outlier token or chain step cannot turn a mean, a penalty or its gradient into
+    inf or NaN. (A sample with q(x) / p(x) > e^50 says the estimate is meaningless anyway: use the
+    exact KL where the distributions are explicit.)
     """
     if logp.shape != logq.shape:
         raise ValueError(f"logp and logq must have the same shape, got {tuple(logp.shape)} and {tuple(logq.shape)}")
@@ -46,7 +57,7 @@ def kl_from_logprobs(logp: torch.Tensor, logq: torch.Tensor, estimator: Estimato
     if estimator == "k2":
         return 0.5 * log_ratio.square()
     if estimator == "k3":
-        return torch.expm1(log_ratio) - log_ratio
+        return torch.expm1(log_ratio.clamp(max=max_log_ratio)) - log_ratio
     raise ValueError(f"unknown KL estimator {estimator!r}; choose 'k1', 'k2' or 'k3'")
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from vla_razor.errors import NonFiniteError
+
 from .tasks import Problem, generate, is_correct
 
 
@@ -69,6 +71,9 @@ def sample_responses(model, tokenizer, problems: list[Problem], max_new_tokens: 
         result = model(input_ids=step_ids, attention_mask=attention, position_ids=positions, past_key_values=past, use_cache=True)
         past = result.past_key_values
         logits = result.logits[:, -1].float()
+        if not torch.isfinite(logits).all():
+            raise NonFiniteError(f"the model's logits hold NaN or inf at decoding step {len(tokens) + 1}: its weights "
+                                 "diverged (a learning rate too high?); resume from an earlier checkpoint")
         if return_logits:
             step_logits.append(logits)
         if sample:

@@ -26,10 +26,11 @@ from typing import Literal
 
 import torch
 
-from vla_razor.errors import NoRLDataError
+from vla_razor.errors import NonFiniteError, NoRLDataError
 from vla_razor.progress import progress
 from vla_razor.rundir import RunDir, write_json
 
+from ..config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from .data import batch_device, encode_batch, evaluate_accuracy, sample_responses
 from .kl import measure_token_kl, response_logits
 from .tasks import NEW_TASK, PRIOR_TASKS, generate, get_task, is_correct
@@ -47,21 +48,21 @@ class LLMFinetuneConfig:
     """The new task."""
     prior_tasks: list[str] = field(default_factory=lambda: list(PRIOR_TASKS))
     """The retention suite."""
-    lr: float = 1e-4
+    lr: PositiveFloat = 1e-4
     """Learning rate (AdamW)."""
-    iterations: int = 100
+    iterations: PositiveInt = 100
     """Updates."""
-    num_prompts: int = 16
+    num_prompts: PositiveInt = 16
     """New-task prompts per iteration."""
-    group_size: int = 8
+    group_size: PositiveInt = 8
     """GRPO: responses per prompt (SFT trains on num_prompts * group_size answers per iteration)."""
-    temperature: float = 1.0
+    temperature: PositiveFloat = 1.0
     """GRPO sampling temperature."""
-    clip_coef: float = 0.2
+    clip_coef: PositiveFloat = 0.2
     """GRPO: clip range of the token ratio."""
-    update_epochs: int = 2
+    update_epochs: PositiveInt = 2
     """GRPO: passes over each iteration's responses."""
-    max_grad_norm: float = 1.0
+    max_grad_norm: PositiveFloat = 1.0
     """Global gradient-norm clip."""
     data: Literal["answers", "rl"] = "answers"
     """SFT's data: 'answers' (the correct answers of fresh new-task problems) or 'rl' (the paper's control:
@@ -69,27 +70,27 @@ class LLMFinetuneConfig:
     problems the RL policy solves)."""
     rl_policy: str = ""
     """data: rl: the GRPO-fine-tuned policy directory to sample from."""
-    kl_prompts: int = 64
+    kl_prompts: PositiveInt = 64
     """New-task prompts per iteration on which the KL to the base is measured."""
     kl_penalty: Literal["none", "forward", "reverse"] = "none"
     """Penalty toward the base on the training responses (none: the paper's setting)."""
-    kl_coef: float = 0.05
+    kl_coef: NonNegativeFloat = 0.05
     """Penalty coefficient."""
     critical_weighting: bool = False
     """Scale each token's penalty by the base's confidence (max-probability), so critical tokens explore."""
-    eval_every: int = 10
+    eval_every: NonNegativeInt = 10
     """Iterations between evaluations (0: only at the end)."""
-    eval_problems: int = 100
+    eval_problems: PositiveInt = 100
     """Held-out problems per task per evaluation."""
-    final_eval_problems: int = 200
+    final_eval_problems: PositiveInt = 200
     """Held-out problems per task in the final evaluation."""
-    checkpoint_every: int = 10
+    checkpoint_every: PositiveInt = 10
     """Iterations between checkpoints."""
-    seed: int = 0
+    seed: NonNegativeInt = 0
     """Seed of prompts, sampling and initialisation of the optimizer state."""
-    eval_seed: int = 10_000
+    eval_seed: NonNegativeInt = 10_000
     """Seed of held-out problems."""
-    threads: int = 0
+    threads: NonNegativeInt = 0
     """torch threads (0: torch's default)."""
     device: str = "cpu"
     """cpu, cuda or auto (cuda when available)."""
@@ -162,12 +163,14 @@ def train(cfg: LLMFinetuneConfig, algo: str, resume: bool = False) -> Path:
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(cfg.seed)
     iteration = 0
-    latest = run.latest_checkpoint()
-    if latest is not None:
-        iteration, state = RunDir.load_checkpoint(latest)
+    found = run.load_latest_checkpoint()
+    if found is not None:
+        _, iteration, state = found
         policy.load_state_dict({k: v.to(batch_device(tokenizer)) for k, v in state["policy"].items()})
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
+        if "torch_rng" in state:  # dropout and any other global-RNG draw continue where they stopped
+            torch.set_rng_state(state["torch_rng"])
         run.truncate_metrics(iteration)
     max_new = max(len(p.answer) for p in generate(cfg.task, 256, seed=cfg.eval_seed)) + 3
 
@@ -187,11 +190,18 @@ def train(cfg: LLMFinetuneConfig, algo: str, resume: bool = False) -> Path:
         """One optimizer step on the algorithm's loss plus the optional penalty toward the base."""
         if cfg.kl_penalty != "none":
             loss = loss + cfg.kl_coef * kl_penalty(policy, base, batch, cfg)
+        check_finite("loss", loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
         optimizer.step()
         return loss
+
+    def check_finite(name: str, value) -> None:
+        """Before ``backward`` and before a checkpoint: a NaN or inf stops the run with its last good checkpoint."""
+        if not torch.isfinite(torch.as_tensor(value)).all():
+            raise NonFiniteError(f"{name} is {float(value)} at iteration {iteration + 1}; the run stopped. The last "
+                                 f"good checkpoint is {run.latest_checkpoint()} (resume from it with a lower lr)")
 
     bar = progress(total=cfg.iterations, initial=iteration, desc=f"llm {algo} {cfg.task}", unit="iter")
     while iteration < cfg.iterations:
@@ -241,12 +251,12 @@ def train(cfg: LLMFinetuneConfig, algo: str, resume: bool = False) -> Path:
                 batch = encode_batch(tokenizer, problems)
             loss = update(-(token_log_probs(policy, batch).sum() / batch["response_mask"][:, 1:].sum()), batch)
             metrics["loss/sft"] = loss.item()
-        iteration += 1
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss.item()} at iteration {iteration}; last good checkpoint: {run.latest_checkpoint()}")
         kl_started = time.perf_counter()
-        kl_problems = generate(cfg.task, cfg.kl_prompts, seed=cfg.eval_seed + 1_000_000 + iteration)
+        kl_problems = generate(cfg.task, cfg.kl_prompts, seed=cfg.eval_seed + 1_000_001 + iteration)
         metrics.update(measure_token_kl(base, policy, tokenizer, kl_problems, max_new, generator))
+        for name in ("kl/forward", "kl/reverse"):
+            check_finite(name, metrics[name])
+        iteration += 1
         metrics["time/kl_s"] = time.perf_counter() - kl_started
         metrics["time/iteration_s"] = time.perf_counter() - started
         if cfg.eval_every and iteration % cfg.eval_every == 0 and iteration < cfg.iterations:
@@ -260,7 +270,7 @@ def train(cfg: LLMFinetuneConfig, algo: str, resume: bool = False) -> Path:
         bar.set_postfix({k.split("/")[-1]: f"{metrics[k]:.3g}" for k in ("kl/forward", "reward/mean", "success/new_task") if k in metrics})
         if iteration % cfg.checkpoint_every == 0 or iteration == cfg.iterations:
             run.save_checkpoint(iteration, {"policy": policy.state_dict(), "optimizer": optimizer.state_dict(),
-                                            "generator": generator.get_state()})
+                                            "generator": generator.get_state(), "torch_rng": torch.get_rng_state()})
     bar.close()
     policy_dir = run.path / "policy"
     policy.save_pretrained(policy_dir)

@@ -6,23 +6,28 @@ checkpoint directory instead, with its own tokenizer.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
+
+from ..config import PositiveInt
 
 
 @dataclass
 class TinyLMConfig:
     architecture: str = "llama"
     """llama or qwen2 (transformers' LlamaForCausalLM / Qwen2ForCausalLM)."""
-    hidden_size: int = 128
+    hidden_size: PositiveInt = 128
     """Width of the residual stream."""
-    num_layers: int = 4
+    num_layers: PositiveInt = 4
     """Transformer blocks."""
-    num_heads: int = 4
+    num_heads: PositiveInt = 4
     """Attention heads (key/value heads too)."""
-    intermediate_size: int = 512
+    intermediate_size: PositiveInt = 512
     """MLP width."""
-    max_length: int = 64
+    max_length: PositiveInt = 64
     """Longest sequence (prompt + answer) in tokens."""
 
     def __post_init__(self):
@@ -63,12 +68,34 @@ def load_policy(path: str | Path):
     from transformers.utils import logging
 
     logging.disable_progress_bar()  # a bar per load of a few-MB model is noise in sweeps
+    from vla_razor.errors import CheckpointError, refuse_pickles
+
     path = Path(path)
     if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path} is not a Hugging Face checkpoint directory (no config.json): "
-                                "pass the directory `vla-razor llm pretrain` wrote, or any local model directory")
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+        raise CheckpointError(f"{path} is not a Hugging Face checkpoint directory (no config.json): "
+                              "pass the directory `vla-razor llm pretrain` wrote, or any local model directory")
+    refuse_pickles(path, "model")
+    try:
+        meta = json.loads((path / "config.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path / 'config.json'} is not JSON ({err}): the model is corrupt; re-save it") from None
+    if isinstance(meta, dict) and "family" in meta and "model_type" not in meta:
+        raise CheckpointError(f"{path} is a vla-razor {meta['family']} robot policy, not a language model: the robot "
+                              "track's commands (vla-razor finetune, eval) take it; `vla-razor llm ...` needs a model "
+                              "that `vla-razor llm pretrain` wrote")
+    if not any(path.glob("*.safetensors")):
+        raise CheckpointError(f"{path} has no *.safetensors weights: save the model with save_pretrained "
+                              "(safe_serialization is the default)")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        # use_safetensors: never fall back to a pickled pytorch_model.bin
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, use_safetensors=True)
+    except (OSError, ValueError, KeyError) as err:  # transformers' wording for a missing or unreadable file
+        raise CheckpointError(f"{path} cannot be loaded as a language model ({type(err).__name__}: "
+                              f"{str(err).strip()[:300]}); re-save it with save_pretrained") from None
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(f"{path}: {name} holds NaN or inf values; the model diverged or is corrupt")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"

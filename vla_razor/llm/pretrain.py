@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 import torch
 from tqdm import tqdm
 
+from vla_razor.errors import NonFiniteError
 from vla_razor.pretrain import (
     lr_at,  # the same warm-up + cosine schedule as the robot base
 )
 from vla_razor.progress import progress
 from vla_razor.rundir import RunDir, write_json
 
+from ..config import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from .data import answer_loss, encode_batch, evaluate_accuracy
 from .model import TinyLMConfig, build_model, place
 from .tasks import EXPOSURE_TASK, NEW_TASK, PRIOR_TASKS, generate, get_task
@@ -37,32 +39,32 @@ class LLMPretrainConfig:
     """The fine-tuning task, evaluated here (the base should be weak on it)."""
     exposure_task: str = EXPOSURE_TASK
     """Longer problems mixed into pretraining at ``exposure_fraction`` (and evaluated): the new task's family."""
-    exposure_fraction: float = 0.002
+    exposure_fraction: Fraction = 0.002
     """Share of training problems from ``exposure_task``: a little exposure, so the base starts weak on the
     new task but not at zero and GRPO has successes to reinforce (the robot base's few new-task
     demonstrations). At 0.002 and 8000 steps the base answers 18% of add_4_5 and 47% of add_4_4; at 0.02
     it had 47% of add_4_5 by step 2500."""
-    steps: int = 8000
+    steps: PositiveInt = 8000
     """Gradient steps."""
-    batch_size: int = 128
+    batch_size: PositiveInt = 128
     """Problems per step."""
-    lr: float = 1e-3
+    lr: PositiveFloat = 1e-3
     """Peak AdamW learning rate (linear warm-up, cosine decay)."""
-    warmup_steps: int = 200
+    warmup_steps: NonNegativeInt = 200
     """Linear warm-up steps."""
-    weight_decay: float = 0.01
+    weight_decay: NonNegativeFloat = 0.01
     """AdamW weight decay."""
-    eval_every: int = 1000
+    eval_every: NonNegativeInt = 1000
     """Steps between evaluations (0: only at the end)."""
-    eval_problems: int = 200
+    eval_problems: PositiveInt = 200
     """Held-out problems per task per evaluation."""
-    checkpoint_every: int = 500
+    checkpoint_every: PositiveInt = 500
     """Steps between checkpoints (resumable)."""
-    seed: int = 0
+    seed: NonNegativeInt = 0
     """Seed of initialisation and training problems."""
-    eval_seed: int = 10_000
+    eval_seed: NonNegativeInt = 10_000
     """Seed of the held-out evaluation problems (disjoint from training streams)."""
-    threads: int = 0
+    threads: NonNegativeInt = 0
     """torch threads (0: torch's default)."""
     device: str = "cpu"
     """cpu, cuda or auto (cuda when available)."""
@@ -104,11 +106,13 @@ def pretrain(cfg: LLMPretrainConfig):
     model = place(build_model(cfg.model, tokenizer), tokenizer, cfg.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start = 0
-    latest = run.latest_checkpoint()
-    if latest is not None:
-        start, state = RunDir.load_checkpoint(latest)
+    found = run.load_latest_checkpoint()
+    if found is not None:
+        _, start, state = found
         model.load_state_dict({k: v.to(next(model.parameters()).device) for k, v in state["model"].items()})
         optimizer.load_state_dict(state["optimizer"])
+        if "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"])
         run.truncate_metrics(start)
         tqdm.write(f"resuming {run.path} from step {start}")
 
@@ -127,7 +131,7 @@ def pretrain(cfg: LLMPretrainConfig):
             group["lr"] = lr_at(step, cfg)
         loss = answer_loss(model, encode_batch(tokenizer, training_batch(cfg, step)))
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss.item()} at step {step}; the last good checkpoint is {run.latest_checkpoint()}")
+            raise NonFiniteError(f"loss is {loss.item()} at step {step}; the last good checkpoint is {run.latest_checkpoint()}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -139,7 +143,8 @@ def pretrain(cfg: LLMPretrainConfig):
         if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps:
             log_eval(done, cfg.eval_problems)
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-            run.save_checkpoint(done, {"model": model.state_dict(), "optimizer": optimizer.state_dict()})
+            run.save_checkpoint(done, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                       "torch_rng": torch.get_rng_state()})
     bar.close()
     policy_dir = run.path / "policy"
     model.save_pretrained(policy_dir)

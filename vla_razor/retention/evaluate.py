@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vla_razor.evaluation import SuccessRate, format_table
+from vla_razor.evaluation import SuccessRate
 from vla_razor.rundir import write_json
 
 

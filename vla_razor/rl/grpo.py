@@ -18,15 +18,16 @@ from vla_razor.finetune import FinetuneRun
 from vla_razor.policies.base import Chain
 from vla_razor.policies.encoders import as_tensor_obs
 
+from ..config import PositiveInt
 from .objective import ClippedPolicyGradientConfig, clipped_surrogate
 from .rollout import per_step_log_prob
 
 
 @dataclass
 class GRPOConfig(ClippedPolicyGradientConfig):
-    num_groups: int = 4
+    num_groups: PositiveInt = 4
     """Initial states per iteration."""
-    group_size: int = 8
+    group_size: PositiveInt = 8
     """Episodes per initial state (sub-envs = num_groups x group_size)."""
     score: str = "success"
     """Episode score: 'success' (binary, as in GRPO on verifiable rewards) or 'return' (summed dense reward)."""

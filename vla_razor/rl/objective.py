@@ -7,18 +7,20 @@ import torch
 
 from vla_razor.finetune import FinetuneConfig
 
+from ..config import NonNegativeFloat, PositiveFloat, PositiveInt
+
 
 @dataclass
 class ClippedPolicyGradientConfig(FinetuneConfig):
-    total_env_steps: int = 300_000
+    total_env_steps: PositiveInt = 300_000
     """Environment steps (not decisions) to train for."""
-    update_epochs: int = 4
+    update_epochs: PositiveInt = 4
     """Passes over the iteration's decisions."""
-    num_minibatches: int = 4
+    num_minibatches: PositiveInt = 4
     """Minibatches per pass."""
-    clip_coef: float = 0.2
+    clip_coef: PositiveFloat = 0.2
     """Ratio clip (per denoising step)."""
-    target_kl: float = 0.2
+    target_kl: NonNegativeFloat = 0.2
     """Stop the iteration's epochs once the old-vs-new approximate KL (per step, nats) exceeds this; 0: never."""
     vectorization: str = "sync"
     """'sync' (sub-envs in this process) or 'async' (one process per sub-env)."""

@@ -19,6 +19,7 @@ import torch
 from vla_razor.finetune import FinetuneRun
 from vla_razor.policies.base import Chain
 
+from ..config import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from .objective import ClippedPolicyGradientConfig, clipped_surrogate
 from .rollout import gae, per_step_log_prob
 from .rollout_worker import InlineRollouts, OverlappedRollouts, RolloutSpec
@@ -26,30 +27,30 @@ from .rollout_worker import InlineRollouts, OverlappedRollouts, RolloutSpec
 
 @dataclass
 class PPOConfig(ClippedPolicyGradientConfig):
-    num_envs: int = 16
+    num_envs: PositiveInt = 16
     """Parallel sub-envs of the new task."""
-    num_decisions: int = 16
+    num_decisions: PositiveInt = 16
     """Decisions (action chunks) per sub-env per iteration: a rollout is num_envs x num_decisions chunks."""
     reward_mode: str = "sparse"
     """ManiSkill reward: 'sparse' (success) or 'normalized_dense'. ManiSkill ends an episode on success, so
     under a dense reward (up to 1 per step) succeeding early forfeits the rest of the episode's reward: on
     PullCube, PPO raised the dense reward per chunk from 1.3 to 2.4 while stochastic success fell from
     about 50% to 20% (docs/results.md). Sparse reward makes success the objective."""
-    reward_scale: float = 1.0
+    reward_scale: PositiveFloat = 1.0
     """Multiplier on the summed chunk reward."""
-    gamma: float = 0.95
+    gamma: Fraction = 0.95
     """Discount per decision (one decision = one action chunk)."""
-    gae_lambda: float = 0.95
+    gae_lambda: Fraction = 0.95
     """GAE lambda."""
-    vf_coef: float = 0.5
+    vf_coef: NonNegativeFloat = 0.5
     """Value-loss weight."""
-    critic_lr: float = 3e-4
+    critic_lr: PositiveFloat = 3e-4
     """Critic learning rate (Adam)."""
-    critic_warmup_iterations: int = 2
+    critic_warmup_iterations: NonNegativeInt = 2
     """Iterations at the start that train only the critic (the pretrained policy needs an adequate critic first)."""
     norm_advantages: bool = True
     """Normalise advantages per minibatch."""
-    rollout_workers: int = 0
+    rollout_workers: NonNegativeInt = 0
     """0: rollouts in this process with the current weights (on-policy). N >= 1: N worker processes, each
     owning num_envs / N sub-envs, collect the next iteration's rollout while this one updates (more
     cores). Each rollout then comes from the policy one update old and carries that policy's log-probs
@@ -58,6 +59,9 @@ class PPOConfig(ClippedPolicyGradientConfig):
     """With rollout workers: clip the ratio around the learner's weights before the update (the proximal
     policy) and weight each term by pi_prox / pi_behaviour (decoupled PPO), instead of clipping around
     the stale behaviour policy, which clips part of every update away. No effect on-policy."""
+    worker_timeout_s: PositiveFloat = 600.0
+    """Seconds a rollout worker may take for one rollout before it counts as hung and the run stops (a dead
+    worker is noticed within a second)."""
     max_behaviour_weight: float = 2.0
     """Upper bound on the per-step weight pi_prox / pi_behaviour of the decoupled objective."""
 
@@ -98,7 +102,8 @@ def train(cfg: PPOConfig, resume: bool = False):
                        cfg.gamma, cfg.reward_scale, reset_seed=cfg.seed * 1_000_003 + ft.iteration * cfg.num_envs,
                        sampling_seed=cfg.seed * 1_000_003 + ft.iteration + 1, threads=torch.get_num_threads())
     if cfg.rollout_workers:
-        rollouts = OverlappedRollouts(spec, policy, critic, workers=cfg.rollout_workers)
+        rollouts = OverlappedRollouts(spec, policy, critic, workers=cfg.rollout_workers,
+                                      timeout_s=cfg.worker_timeout_s)
     else:
         rollouts = InlineRollouts(spec, generator)
     batch = cfg.num_envs * cfg.num_decisions

@@ -20,10 +20,13 @@ import copy
 import dataclasses
 import io
 import multiprocessing as mp
+import time
 import traceback
 from dataclasses import dataclass
 
 import torch
+
+from vla_razor.errors import WorkerError
 
 from .rollout import Rollout, collect
 
@@ -72,8 +75,8 @@ class InlineRollouts:
         self.env.close()
 
 
-class RolloutWorkerError(RuntimeError):
-    """The rollout worker process failed; the message carries its traceback."""
+class RolloutWorkerError(WorkerError):
+    """A rollout worker process failed, died or stopped answering; the message says which and why."""
 
 
 def _dumps(message) -> bytes:
@@ -164,8 +167,20 @@ class _Worker:
         self.conn.send_bytes(_dumps(message))
 
     def receive(self, expected: str, timeout_s: float | None = None):
-        if timeout_s is not None and not self.conn.poll(timeout_s):
-            raise RolloutWorkerError(f"the rollout worker sent nothing in {timeout_s:.0f} s (expected {expected!r})")
+        """The worker's next message: a dead worker is noticed within a second, a silent one after ``timeout_s``."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while not self.conn.poll(1.0):
+            if not self.process.is_alive() and not self.conn.poll(0):
+                raise RolloutWorkerError(
+                    f"the rollout worker process {self.process.name} died (exit code {self.process.exitcode}) before "
+                    f"sending {expected!r}; rerun with rollout_workers=0 to see the failure in this process, then "
+                    "--resume from the last checkpoint")
+            if deadline is not None and time.monotonic() > deadline:
+                self.process.kill()  # SIGKILL: a stopped or wedged process ignores SIGTERM
+                self.process.join(timeout=10)
+                raise RolloutWorkerError(
+                    f"the rollout worker {self.process.name} sent nothing in {timeout_s:.0f} s (expected {expected!r}): "
+                    "it hangs; it was stopped. Raise worker_timeout_s if rollouts are really that slow, else --resume")
         try:
             kind, payload = _loads(self.conn.recv_bytes())
         except (EOFError, ConnectionResetError):
@@ -198,13 +213,15 @@ class OverlappedRollouts:
     first call also asks for (and waits on) one rollout.
     """
 
-    def __init__(self, spec: RolloutSpec, policy, critic, workers: int = 1, start_timeout_s: float = 300.0):
+    def __init__(self, spec: RolloutSpec, policy, critic, workers: int = 1, start_timeout_s: float = 300.0,
+                 timeout_s: float | None = 600.0):
         specs = split_spec(spec, workers)
         context = mp.get_context("spawn")  # fresh interpreters: no forked torch threads or simulator state
         # Copies: multiprocessing hands tensors to a child through shared memory, and the learner's own
         # parameters, updated in place, must not be the ones the workers act with.
         self._workers = [_Worker(context, s, copy.deepcopy(policy), copy.deepcopy(critic), i) for i, s in enumerate(specs)]
         self._pending = False
+        self.timeout_s = timeout_s
         self._receive_all("ready", start_timeout_s)
 
     def _receive_all(self, expected: str, timeout_s: float | None = None) -> list:
@@ -223,7 +240,7 @@ class OverlappedRollouts:
     def next(self, policy, critic) -> Rollout:
         if not self._pending:
             self._request(policy, critic)
-        rollout = merge_rollouts([Rollout(**fields) for fields in self._receive_all("rollout")])
+        rollout = merge_rollouts([Rollout(**fields) for fields in self._receive_all("rollout", self.timeout_s)])
         self._request(policy, critic)
         return rollout
 

@@ -23,31 +23,33 @@ from vla_razor.errors import NoRLDataError
 from vla_razor.finetune import FinetuneConfig, FinetuneRun
 from vla_razor.progress import progress
 
+from ..config import NonNegativeFloat, PositiveFloat, PositiveInt
+
 
 @dataclass
 class SFTConfig(FinetuneConfig):
-    lr: float = 1e-4
+    lr: PositiveFloat = 1e-4
     """Learning rate (AdamW)."""
     lr_schedule: str = "constant"
     """'constant', or 'cosine': from ``lr`` down to 0 over all ``iterations x steps_per_iteration`` steps
     (at a constant 1e-4, PullCube success swung by 20 points between evaluations; docs/results.md)."""
-    iterations: int = 100
+    iterations: PositiveInt = 100
     """Iterations (each ``steps_per_iteration`` gradient steps, then KL tracking)."""
-    steps_per_iteration: int = 20
+    steps_per_iteration: PositiveInt = 20
     """Gradient steps per iteration."""
-    batch_size: int = 64
+    batch_size: PositiveInt = 64
     """(observation, action chunk) samples per gradient step."""
-    weight_decay: float = 0.0
+    weight_decay: NonNegativeFloat = 0.0
     """AdamW weight decay."""
     data: str = "demos"
     """'demos' (demonstrations of the new task) or 'rl' (successful rollouts of ``rl_policy``)."""
-    demos: int = 50
+    demos: PositiveInt = 50
     """Demonstrations of the new task (data: demos)."""
     demo_dir: str = "runs/demos"
     """Shared demonstration store (generated on demand)."""
     rl_policy: str = ""
     """data: rl: the RL-fine-tuned policy directory (e.g. runs/ppo-PickCube/policy)."""
-    rl_episodes: int = 64
+    rl_episodes: PositiveInt = 64
     """data: rl: rollouts to collect (only successful ones are kept)."""
 
     def __post_init__(self):
