@@ -65,9 +65,11 @@ class ValueCritic(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> "ValueCritic":
         """Load a critic saved by :meth:`save_pretrained`."""
+        from vla_razor.errors import CheckpointError
+
         directory = Path(directory)
         meta = read_saved_config(directory, "critic", "kind")
         if meta["kind"] != CRITIC_KIND:
-            raise ValueError(f"{directory / CONFIG_NAME} holds a {meta['kind']!r}, not a {CRITIC_KIND!r}")
+            raise CheckpointError(f"{directory / CONFIG_NAME} holds a {meta['kind']!r}, not a {CRITIC_KIND!r}")
         critic = cls(build_saved_config(CriticConfig, meta, directory), embed_language=False)
         return load_weights(critic, directory, "critic", device)  # the instruction table comes with the weights

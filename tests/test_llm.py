@@ -1,6 +1,7 @@
 """LLM-track tasks and tokenizer: deterministic generators with correct answers, a round-tripping tokenizer."""
 import pytest
 
+from vla_razor.errors import CheckpointError
 from vla_razor.llm.tasks import ALPHABET, NEW_TASK, PRIOR_TASKS, TASKS, Task, generate, get_task, is_correct
 from vla_razor.llm.tokenizer import build_tokenizer
 
@@ -85,7 +86,7 @@ def test_tiny_model_builds_runs_and_round_trips_through_a_local_directory(archit
     tok.save_pretrained(tmp_path)
     loaded, loaded_tok = load_policy(tmp_path)
     assert torch.equal(loaded.eval()(**batch).logits, logits) and loaded_tok.padding_side == "left"
-    with pytest.raises(FileNotFoundError, match="not a Hugging Face checkpoint"):
+    with pytest.raises(CheckpointError, match="not a Hugging Face checkpoint"):
         load_policy(tmp_path / "missing")
     with pytest.raises(ValueError, match="divisible"):
         TinyLMConfig(hidden_size=30, num_heads=4)

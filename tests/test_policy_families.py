@@ -20,6 +20,7 @@ from vla_razor.policies.critic import CriticConfig, ValueCritic
 from vla_razor.policies.diffusion import DiffusionConfig, DiffusionPolicy, cosine_betas, linear_betas
 from vla_razor.policies.factory import make_policy
 from vla_razor.policies.gaussian import GaussianPolicy
+from vla_razor.errors import CheckpointError
 
 TINY = {"hidden": 32, "num_layers": 1, "chunk_size": 4}
 H, A = TINY["chunk_size"], 7
@@ -150,7 +151,7 @@ def test_save_and_load_round_trip_bit_exactly(variant, tmp_path):
 def test_from_pretrained_refuses_corrupt_weights_and_unknown_config_keys(variant, tmp_path):
     build(variant).save_pretrained(tmp_path / "bad_weights")
     (tmp_path / "bad_weights" / WEIGHTS_NAME).write_bytes(b"\x00not a safetensors file" * 8)
-    with pytest.raises(ValueError, match="cannot be loaded.*re-save"):
+    with pytest.raises(CheckpointError, match="cannot be read.*truncated or corrupt"):
         ChainPolicy.from_pretrained(tmp_path / "bad_weights")
 
     build(variant).save_pretrained(tmp_path / "bad_config")
@@ -372,7 +373,7 @@ def test_critic_save_and_load(tmp_path):
     with pytest.raises(ValueError, match="unknown key 'config.hiden'"):
         ValueCritic.from_pretrained(tmp_path)
     build("gaussian").save_pretrained(tmp_path / "policy")
-    with pytest.raises(ValueError, match="not a critic"):
+    with pytest.raises(CheckpointError, match="has no 'kind': not a vla-razor critic"):
         ValueCritic.from_pretrained(tmp_path / "policy")
 
 

@@ -150,6 +150,7 @@ class FinetuneRun:
         self._state = (modules, optimizers, generator)
         found = self.run.load_latest_checkpoint()
         if found is None:
+            self.run.truncate_metrics(0)  # a killed first attempt may have logged before its first checkpoint
             return {}
         _, _, state = found
         for key, module in modules.items():
@@ -189,10 +190,10 @@ class FinetuneRun:
         for name, value in values.items():
             v = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
             if not math.isfinite(v):
-                raise NonFiniteError(
-                    f"{name} is {v} at iteration {self.iteration + 1}; the run stopped. The last good checkpoint "
-                    f"is {self.run.latest_checkpoint()} (resume from it with a lower lr or a KL penalty)"
-                )
+                latest = self.run.latest_checkpoint()
+                where = (f"The last good checkpoint is {latest} (resume from it with a lower lr or a KL penalty)"
+                         if latest else "No checkpoint was written yet: start again with a lower lr")
+                raise NonFiniteError(f"{name} is {v} at iteration {self.iteration + 1}; the run stopped. {where}")
 
     def track_kl(self, states: dict) -> dict[str, float]:
         """``kl/forward`` and ``kl/reverse`` to the base on this iteration's new-task states."""

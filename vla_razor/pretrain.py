@@ -119,7 +119,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     start_step = 0
 
     found = run.load_latest_checkpoint()
-    if found is not None:
+    if found is None:
+        run.truncate_metrics(0)  # a killed first attempt may have logged before its first checkpoint
+    else:
         _, step, state = found
         policy.load_state_dict(state["policy"])
         optimizer.load_state_dict(state["optimizer"])

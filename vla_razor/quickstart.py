@@ -134,6 +134,15 @@ def run_quickstart(config: QuickstartConfig, smoke: bool = False) -> Path:
     from vla_razor.envs import load_suite
 
     suite = load_suite(config.suite)
+    if not config.retrain_base:  # a bad base fails now, with the loader's message, not after the demos
+        from vla_razor.errors import CheckpointError
+        from vla_razor.policies import ChainPolicy
+
+        if not (Path(config.base) / "config.json").is_file():
+            raise CheckpointError(f"base policy {config.base} not found (config.json and model.safetensors): pass "
+                                  "base=<a save_pretrained directory>, or retrain it with --retrain-base")
+        ChainPolicy.from_pretrained(config.base)
+    razor_config(config, Path(config.base), smoke)  # the sweep's overrides are checked before any work
     run = RunDir.create(config.runs_dir, config.name, config, resume=True)
     timer = StageTimer(run.eval / "timings.json")
     rows = timer("demos", demos_stage, config, suite, run)

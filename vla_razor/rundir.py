@@ -11,7 +11,8 @@
       eval/              evaluation results (JSON)
 
 Every file is written atomically (temp file in the same directory, fsync, rename), so a killed run
-leaves either the old file or the new one, never half of one. A checkpoint directory is assembled
+leaves either the old file or the new one, never half of one; the temp names start with a dot and a
+resumed run deletes them. A checkpoint directory is assembled
 under a temporary name and renamed into place, and LATEST is updated after it.
 """
 from __future__ import annotations
@@ -216,6 +217,8 @@ class RunDir:
                 )
         for sub in (run.checkpoints, run.videos, run.eval):
             sub.mkdir(parents=True, exist_ok=True)
+        if resume:
+            run.remove_leftovers()
         if config is not None:
             text = dump_yaml(config)
             if resume and run.config_path.exists():
@@ -229,6 +232,17 @@ class RunDir:
             with atomic_write(run.config_path) as f:
                 f.write(text)
         return run
+
+    def remove_leftovers(self) -> list[Path]:
+        """Delete what a killed writer left behind: the temporary files and checkpoint directories of
+        :func:`atomic_write`, :func:`atomic_path` and :meth:`save_checkpoint` (names starting with a dot,
+        which no finished file of a run directory has). Returns what was removed."""
+        removed = []
+        for path in sorted(self.path.rglob(".*"), key=lambda p: len(p.parts), reverse=True):
+            if path.name.startswith(".") and path.exists():
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+                removed.append(path)
+        return removed
 
     # -- metrics --------------------------------------------------------------------------------
     def log(self, step: int, metrics: dict[str, float]) -> None:
@@ -266,8 +280,10 @@ class RunDir:
         return records
 
     def truncate_metrics(self, after_step: int) -> None:
-        """Drop records past ``after_step`` (what a resumed run will log again)."""
-        kept = [r for r in self.read_metrics() if r.get("step", 0) <= after_step]
+        """Drop records past ``after_step``, and the final evaluation's (``final/...``): what a resumed run
+        will log again."""
+        kept = [r for r in self.read_metrics()
+                if r.get("step", 0) <= after_step and not any(str(k).startswith("final/") for k in r)]
         with atomic_write(self.metrics_path) as f:
             for r in kept:
                 f.write(json.dumps(r) + "\n")

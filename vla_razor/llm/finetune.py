@@ -164,7 +164,9 @@ def train(cfg: LLMFinetuneConfig, algo: str, resume: bool = False) -> Path:
     generator = torch.Generator().manual_seed(cfg.seed)
     iteration = 0
     found = run.load_latest_checkpoint()
-    if found is not None:
+    if found is None:
+        run.truncate_metrics(0)  # a killed first attempt may have logged before its first checkpoint
+    else:
         _, iteration, state = found
         policy.load_state_dict({k: v.to(batch_device(tokenizer)) for k, v in state["policy"].items()})
         optimizer.load_state_dict(state["optimizer"])
@@ -200,8 +202,10 @@ def train(cfg: LLMFinetuneConfig, algo: str, resume: bool = False) -> Path:
     def check_finite(name: str, value) -> None:
         """Before ``backward`` and before a checkpoint: a NaN or inf stops the run with its last good checkpoint."""
         if not torch.isfinite(torch.as_tensor(value)).all():
-            raise NonFiniteError(f"{name} is {float(value)} at iteration {iteration + 1}; the run stopped. The last "
-                                 f"good checkpoint is {run.latest_checkpoint()} (resume from it with a lower lr)")
+            latest = run.latest_checkpoint()
+            where = (f"The last good checkpoint is {latest} (resume from it with a lower lr)" if latest
+                     else "No checkpoint was written yet: start again with a lower lr")
+            raise NonFiniteError(f"{name} is {float(value)} at iteration {iteration + 1}; the run stopped. {where}")
 
     bar = progress(total=cfg.iterations, initial=iteration, desc=f"llm {algo} {cfg.task}", unit="iter")
     while iteration < cfg.iterations:

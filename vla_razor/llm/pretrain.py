@@ -107,7 +107,9 @@ def pretrain(cfg: LLMPretrainConfig):
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start = 0
     found = run.load_latest_checkpoint()
-    if found is not None:
+    if found is None:
+        run.truncate_metrics(0)  # a killed first attempt may have logged before its first checkpoint
+    else:
         _, start, state = found
         model.load_state_dict({k: v.to(next(model.parameters()).device) for k, v in state["model"].items()})
         optimizer.load_state_dict(state["optimizer"])

@@ -130,6 +130,12 @@ def main(args) -> int:
     from vla_razor.envs import load_suite
     from vla_razor.policies import ChainPolicy
 
+    from vla_razor.errors import BadInputError
+
+    for flag, value, low in (("--episodes", args.episodes, 1), ("--workers", args.workers, 1),
+                             ("--video-episodes", args.video_episodes, 1), ("--seed", args.seed, 0)):
+        if value < low:
+            raise BadInputError(f"{flag} must be >= {low}, got {value}")
     suite = load_suite(args.suite)
     checkpoint = Path(args.checkpoint)
     if (checkpoint / "policy" / "config.json").is_file():
