@@ -128,9 +128,8 @@ def evaluate_suite(policy_dir: str | Path, suite, episodes: int, seed: int = 10_
 
 def main(args) -> int:
     from vla_razor.envs import load_suite
-    from vla_razor.policies import ChainPolicy
-
     from vla_razor.errors import BadInputError
+    from vla_razor.policies import ChainPolicy
 
     for flag, value, low in (("--episodes", args.episodes, 1), ("--workers", args.workers, 1),
                              ("--video-episodes", args.video_episodes, 1), ("--seed", args.seed, 0)):
