@@ -294,3 +294,37 @@ def test_the_base_accuracy_cache_is_per_task_list(tmp_path):
         rates.append(LLMTrack(str(base), tmp_path / task, 1, 0, 8).base_rates(4))
     assert set(rates[0]) == {"add_4_4", "cmp_1_4"} and set(rates[1]) == {"add_4_4_zeropad", "cmp_1_4"}
     assert len(list((base / "razor_cache").glob("accuracy-*.json"))) == 2
+
+
+def test_an_llm_run_resumed_from_a_checkpoint_ends_bit_identical_to_an_uninterrupted_one(tmp_path):
+    """The checkpoint holds everything the run's randomness depends on (sampling generator, torch RNG,
+    optimizer): resuming from iteration 2 of 4 ends with the same weights as never stopping."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    from vla_razor.cli import main
+    from vla_razor.rundir import RunDir
+
+    assert main(["llm", "pretrain", "--smoke", f"runs_dir={tmp_path}"]) == 0
+    base = tmp_path / "llm-base-smoke" / "policy"
+    args = ["llm", "finetune", "--algo", "grpo", "--smoke", f"runs_dir={tmp_path}", f"base={base}", "iterations=4",
+            "checkpoint_every=2", "temperature=1.5"]
+    assert main([*args, "name=whole"]) == 0
+    assert main([*args, "name=cut"]) == 0
+    cut = RunDir(tmp_path / "cut")
+    # Make "cut" look killed right after its iteration-2 checkpoint: later checkpoints and outputs gone.
+    for path in cut.list_checkpoints():
+        if int(path.name.split("_")[1]) > 2:
+            shutil.rmtree(path)
+    (cut.checkpoints / "LATEST").unlink()
+    for path in ("policy", "eval/final.json"):
+        target = cut.path / path
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    assert main([*args, "name=cut", "--resume"]) == 0
+    whole = load_file(str(tmp_path / "whole" / "policy" / "model.safetensors"))
+    resumed = load_file(str(cut.path / "policy" / "model.safetensors"))
+    assert whole.keys() == resumed.keys() and all(torch.equal(whole[k], resumed[k]) for k in whole)
+    steps = [r["step"] for r in cut.read_metrics() if "kl/forward" in r]
+    assert steps == [1, 2, 3, 4]

@@ -52,7 +52,15 @@ def run_evaluations(jobs: list[tuple[str, str]], episodes: int, seed: int, worke
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
-                    store(pending.pop(ref), ray.get(ref))
+                    job = pending.pop(ref)
+                    try:
+                        store(job, ray.get(ref))
+                    except ray.exceptions.RayError as err:  # Ray retried the task and its worker died again
+                        from vla_razor.errors import WorkerError
+
+                        raise WorkerError(f"the Ray worker evaluating {job[0]} on {job[1]} was lost "
+                                          f"({type(err).__name__}: {str(err)[:300]}); run again, or with "
+                                          "--workers 1 to see the failure in this process") from None
                     bar.update(1)
     finally:
         if started_here:
