@@ -162,6 +162,8 @@ CASES = [
      r"unknown suite 'nope'"),
     ("unknown-task-demos", lambda b, t: ["demos", "--task", "NoSuchTask", "--smoke", "--out", str(t)],
      r"unknown task 'NoSuchTask'"),
+    ("demos-episodes-zero", lambda b, t: ["demos", "--task", "PickCube", "--episodes", "0", "--out", str(t)],
+     r"num_episodes must be at least 1, got 0"),
     ("unknown-family", lambda b, t: [*PPO, f"base={_edit_config(_policy_copy(b, t), lambda m: m.update(family='vae'))}"],
      r"unknown policy family 'vae'; known: flow"),
     # checkpoints handed in
