@@ -52,6 +52,8 @@ def test_quickstart_smoke_pretrains_sweeps_and_reports(smoke_run):
     assert len(tuned) == 2 * 4
     for p in tuned:
         assert p["kl/forward"] >= 0 and p["kl/reverse"] >= 0 and 0 <= p["weights/update_density"] <= 1
+        assert p["kl/forward/PushCube"] >= 0 and p["kl/reverse/PushCube"] >= 0  # on the prior task's own states
+    assert analysis["base"]["new_task_success"] >= 0 and analysis["base_policy"].endswith("policy")
     # a smoke SFT step at lr 1e-3 moves the policy; the KL measured at the end says so
     assert max(p["kl/forward"] for p in tuned if p["method"] == "sft") > 1e-4
     summary = (run_path / "summary.md").read_text()

@@ -225,3 +225,31 @@ def test_the_sweeps_run_command_is_the_cli_with_resume():
 
     cmd = run_command({"name": "x", "track": "llm", "algo": "grpo", "overrides": ["lr=0.001"]}, threads=1)
     assert cmd[1:] == ["-m", "vla_razor.cli", "llm", "finetune", "--algo", "grpo", "--resume", "lr=0.001", "threads=1"]
+
+
+def test_per_task_fits_tell_a_tasks_own_kl_from_the_new_tasks():
+    from vla_razor.analysis.report import _markdown, per_task_fits
+
+    rng = np.random.default_rng(0)
+    points = []
+    for i in range(12):
+        own, new = rng.uniform(0, 5), rng.uniform(0, 5)
+        points.append({"method": "rl" if i % 2 else "sft", "kl/forward": new, "kl/forward/PushCube": own,
+                       "forgetting/PushCube": 0.1 * own,  # PushCube's forgetting follows the KL on its own states
+                       "kl/forward/PickCube": own, "forgetting/PickCube": 0.05 * new})  # PickCube's, the new task's
+    rows = {r["task"]: r for r in per_task_fits(points, ["PushCube", "PickCube", "LiftPegUpright"])}
+    assert set(rows) == {"PushCube", "PickCube"}  # no points carry LiftPegUpright's KL: no row
+    assert rows["PushCube"]["own_states"]["r2_linear"] == pytest.approx(1.0)
+    assert rows["PushCube"]["new_task_states"]["r2_linear"] < 0.5
+    assert rows["PickCube"]["new_task_states"]["r2_linear"] == pytest.approx(1.0)
+    assert rows["PickCube"]["own_states"]["r2_linear"] < 0.5 and rows["PushCube"]["n"] == 12
+    analysis = {"per_task": list(rows.values())}
+    assert "for 1 of 2 tasks (PushCube)" in " ".join(findings({**_minimal_analysis(), **analysis}))
+    figures = {k: f"{k}.png" for k in ("pareto", "kl", "predictors", "curves", "per_task")}
+    text = _markdown({**_minimal_analysis(), **analysis}, [], figures)
+    assert "## Where forgetting happens: each prior task" in text and "| PushCube | 12 | 1 / 1 |" in text
+
+
+def _minimal_analysis() -> dict:
+    return {"runs": {"rl": 1, "sft": 1, "sft_on_rl": 0}, "points": {"rl": 6, "sft": 6, "sft_on_rl": 0}, "frontier_area": {},
+            "fits": {}, "ranking": [], "control": [], "base": {}, "best": {}, "matched": None}

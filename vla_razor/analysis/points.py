@@ -14,7 +14,7 @@ from pathlib import Path
 from vla_razor.progress import progress
 from vla_razor.rundir import write_json
 
-from .predictors import measure_predictors, new_task_states
+from .predictors import measure_predictors, task_states
 
 
 def _rate(task: dict) -> float:
@@ -39,7 +39,10 @@ def _evaluations(run_dir: Path) -> list[tuple[str, Path, dict]]:
 
 
 class RobotTrack:
-    """How the analysis measures chain policies: KLs on the base's new-task states, ManiSkill success."""
+    """How the analysis measures chain policies: KLs on the base's new-task states, ManiSkill success.
+
+    Each point also gets the forward and reverse KL on every prior task's own states (the base's rollouts
+    there): ``kl/forward/<task>``, ``kl/reverse/<task>``, for "where forgetting happens"."""
 
     def __init__(self, base_dir: str, suite, state_episodes: int, state_seed: int, kl_states: int, eval_seed: int = 10_000):
         from vla_razor.base_kl import freeze
@@ -48,9 +51,10 @@ class RobotTrack:
         self.base_dir, self.suite, self.eval_seed = base_dir, suite, eval_seed
         self.new_task, self.prior_tasks = suite.new_task, list(suite.prior_tasks)
         self.base = freeze(ChainPolicy.from_pretrained(base_dir))
-        self.states = new_task_states(base_dir, suite.new_task, state_episodes, state_seed)
+        self.states = task_states(base_dir, suite.new_task, state_episodes, state_seed)
+        self.prior_states = {t: task_states(base_dir, t, state_episodes, state_seed) for t in self.prior_tasks}
         self.kl_states, self.seed = kl_states, state_seed
-        self.key = f"{suite.new_task}-{state_episodes}ep-seed{state_seed}-{kl_states}"
+        self.key = f"{suite.new_task}-{state_episodes}ep-seed{state_seed}-{kl_states}-priors:{','.join(self.prior_tasks)}"
 
     def base_rates(self, episodes: int) -> dict[str, float]:
         from vla_razor.retention import base_results
@@ -62,9 +66,16 @@ class RobotTrack:
 
         from vla_razor.policies import ChainPolicy
 
+        from vla_razor.base_kl import measure_kl_to_base
+
         policy = ChainPolicy.from_pretrained(policy_dir)
+        base = base_as_finetuned(self.base, policy)
         with torch.no_grad():
-            return measure_predictors(base_as_finetuned(self.base, policy), policy, self.states, self.kl_states, seed=self.seed)
+            out = measure_predictors(base, policy, self.states, self.kl_states, seed=self.seed)
+            for task, states in self.prior_states.items():
+                on_task = measure_kl_to_base(base, policy, states, self.kl_states, seed=self.seed)
+                out[f"kl/forward/{task}"], out[f"kl/reverse/{task}"] = on_task["kl/forward"], on_task["kl/reverse"]
+        return out
 
 
 def collect_points(run_root: Path, plan: list[dict], track) -> list[dict]:

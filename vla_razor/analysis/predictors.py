@@ -73,7 +73,7 @@ def measure_predictors(base, policy, states: dict, kl_states: int = 512, seed: i
     return out
 
 
-def new_task_states(base_dir: str | Path, task: str, episodes: int = 16, seed: int = 20_000) -> dict[str, torch.Tensor]:
+def task_states(base_dir: str | Path, task: str, episodes: int = 16, seed: int = 20_000) -> dict[str, torch.Tensor]:
     """Observations of the base policy's stochastic rollouts on ``task`` (``episodes`` episodes from
     ``seed``), cached in ``<base_dir>/razor_cache`` keyed by the weights' hash."""
     from safetensors.torch import load_file, save_file

@@ -71,7 +71,28 @@ def analyse(points: list[dict], prior_tasks: list[str] | None = None, match_tole
     if prior_tasks is None:
         prior_tasks = sorted({k.split("/", 1)[1] for p in tuned for k in p if k.startswith("retention/")})
     out["matched"] = matched_pair(points, prior_tasks, match_tolerance)
+    out["per_task"] = per_task_fits(tuned, prior_tasks)
     return out
+
+
+def per_task_fits(tuned: list[dict], prior_tasks: list[str]) -> list[dict]:
+    """Where forgetting happens: for each prior task, its own forgetting (``forgetting/<task>``) fitted on the
+    forward KL measured on that task's states (``kl/forward/<task>``) and on the new task's (``kl/forward``),
+    over the points that have both. Empty where the points carry no per-task KL (the LLM track)."""
+    rows = []
+    for task in prior_tasks:
+        own = f"kl/forward/{task}"
+        pts = [p for p in tuned if all(math.isfinite(p.get(k, math.nan)) for k in (f"forgetting/{task}", own, "kl/forward"))]
+        if len(pts) < 4:
+            continue
+        y = np.array([p[f"forgetting/{task}"] for p in pts], float)
+        row: dict = {"task": task, "n": len(pts)}
+        for label, key in (("own_states", own), ("new_task_states", "kl/forward")):
+            x = np.array([p[key] for p in pts], float)
+            if np.ptp(x) > 0 and np.ptp(y) > 0:
+                row[label] = {"r2_linear": polyfit(x, y, 1).r2, "r2_quadratic": polyfit(x, y, 2).r2}
+        rows.append(row)
+    return rows
 
 
 def _figure_pareto(points: list[dict], path: Path) -> None:
@@ -142,6 +163,32 @@ def _figure_predictors(points: list[dict], analysis: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(PREDICTORS), figsize=(4 * len(PREDICTORS), 3.6))
     for ax, name in zip(axes, PREDICTORS):
         _scatter_fit(ax, points, name, analysis["fits"][name])
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _figure_per_task(points: list[dict], analysis: dict, path: Path) -> None:
+    """One panel per prior task: its forgetting against the forward KL on its own states."""
+    import matplotlib.pyplot as plt
+
+    rows = analysis["per_task"]
+    fig, axes = plt.subplots(1, len(rows), figsize=(4 * len(rows), 3.6), squeeze=False)
+    for ax, row in zip(axes[0], rows):
+        task = row["task"]
+        for method in ("rl", "sft", "sft_on_rl"):
+            pts = [p for p in points if p["method"] == method and math.isfinite(p.get(f"kl/forward/{task}", math.nan))
+                   and math.isfinite(p.get(f"forgetting/{task}", math.nan))]
+            if pts:
+                label, color, marker = METHOD_STYLE[method]
+                ax.scatter([p[f"kl/forward/{task}"] for p in pts], [p[f"forgetting/{task}"] for p in pts], c=color,
+                           marker=marker, s=22, alpha=0.8, label=label)
+        r2 = row.get("own_states", {}).get("r2_linear")
+        ax.set_title(f"{task}" + (f" (linear R² {r2:.2f})" if r2 is not None and math.isfinite(r2) else ""), fontsize=10)
+        ax.set_xlabel(f"forward KL on {task}'s states")
+        ax.set_ylabel(f"forgetting of {task}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -229,6 +276,18 @@ def _markdown(analysis: dict, points: list[dict], figures: dict[str, str], contr
               "| rank | predictor | R² linear | R² quadratic |", "|---|---|---|---|"]
     for i, r in enumerate(analysis["ranking"], 1):
         lines.append(f"| {i} | {PREDICTOR_LABELS[r['predictor']]} | {_fmt(r['r2_linear'])} | {_fmt(r['r2_quadratic'])} |")
+    per_task = analysis.get("per_task", [])
+    if per_task:
+        lines += ["", "## Where forgetting happens: each prior task", "",
+                  "Each prior task's forgetting against the forward KL measured on that task's own states (the base's "
+                  "rollouts there) and on the new task's states, over every fine-tuned point (R² linear / quadratic).", "",
+                  "| prior task | points | KL on its own states | KL on the new task's states |", "|---|---|---|---|"]
+        for r in per_task:
+            cells = [f"{_fmt(r[k]['r2_linear'])} / {_fmt(r[k]['r2_quadratic'])}" if k in r else "–"
+                     for k in ("own_states", "new_task_states")]
+            lines.append(f"| {r['task']} | {r['n']} | {cells[0]} | {cells[1]} |")
+        if "per_task" in figures:
+            lines += ["", f"![forgetting per prior task]({figures['per_task']})"]
     lines += ["", f"![predictors]({figures['predictors']})", "", f"![training curves]({figures['curves']})", "",
               "## Final policies", "", "| run | method | new task | retention | forgetting | kl/forward | kl/reverse |",
               "|---|---|---|---|---|---|---|"]
@@ -285,6 +344,12 @@ def findings(analysis: dict) -> list[str]:
                    f"it ranks {rank} of {len(analysis['ranking'])} predictors.")
     else:
         out.append("Forward KL could not be fitted (fewer than three points, or no spread in KL or in forgetting).")
+    compared = [r for r in analysis.get("per_task", []) if "own_states" in r and "new_task_states" in r]
+    if compared:
+        better = [r["task"] for r in compared if r["own_states"]["r2_linear"] > r["new_task_states"]["r2_linear"]]
+        out.append(f"Per prior task, the forward KL on that task's own states predicts its forgetting better than the KL "
+                   f"on the new task's states for {len(better)} of {len(compared)} tasks"
+                   + (f" ({', '.join(better)})." if better else "."))
     return out
 
 
@@ -331,9 +396,12 @@ def write_report(cfg) -> Path:
     _figure_kl(points, analysis, out / figures["kl"])
     _figure_predictors(points, analysis, out / figures["predictors"])
     _figure_curves(cfg.run_root, plan, out / figures["curves"])
+    if analysis["per_task"]:
+        figures["per_task"] = "forgetting_per_task.png"
+        _figure_per_task(points, analysis, out / figures["per_task"])
     write_json(out / "points.json", points)
     write_json(out / "analysis.json", {**analysis, "track": cfg.track, "suite": cfg.suite if cfg.track == "robot" else "llm",
-                                       "new_task": track.new_task, "prior_tasks": track.prior_tasks, "base": cfg.base})
+                                       "new_task": track.new_task, "prior_tasks": track.prior_tasks, "base_policy": cfg.base})
     summary = _markdown(analysis, points, figures, plan_data.get("control_skipped", ""))
     with atomic_write(out / "summary.md") as f:
         f.write(summary)
