@@ -117,3 +117,32 @@ def test_smoke_budget_yields_to_explicit_overrides():
     cfg = load_config(Experiment, None, ["seed=5"])
     smoke = with_smoke(cfg, {"seed": 1, "smoke": True, "optim": Optim(learning_rate=9.0)}, ["seed=5", "optim.betas=[0.1, 0.2]"])
     assert smoke.seed == 5 and smoke.smoke is True and smoke.optim == cfg.optim
+
+
+def test_ranges_and_finiteness_are_checked_for_every_field_of_every_config():
+    import dataclasses as dc
+    import math
+
+    from vla_razor.config import Fraction, NonNegativeInt, PositiveFloat, _build
+
+    @dc.dataclass
+    class Inner:
+        rate: Fraction = 0.5
+
+    @dc.dataclass
+    class Outer:
+        lr: PositiveFloat = 1e-3
+        warmup: NonNegativeInt = 0
+        rates: list[Fraction] = dc.field(default_factory=list)
+        inner: Inner = dc.field(default_factory=Inner)
+        scale: float = 1.0  # no range, but finite
+
+    assert _build(Outer, {"lr": 2, "warmup": 0, "rates": [0, 1], "inner": {"rate": 1}}, "", "t").lr == 2.0
+    for data, message in [({"lr": 0}, r"'lr' must be > 0, got 0"), ({"warmup": -1}, r"'warmup' must be >= 0"),
+                          ({"rates": [0.5, 1.5]}, r"'rates\[1\]' must be >= 0 and <= 1, got 1.5"),
+                          ({"inner": {"rate": -0.1}}, r"'inner.rate' must be >= 0 and <= 1"),
+                          ({"scale": math.nan}, r"'scale' expects a finite float, got nan"),
+                          ({"scale": -math.inf}, r"'scale' expects a finite float, got -inf"),
+                          ({"lr": math.nan}, r"'lr' expects a finite float")]:
+        with pytest.raises(ConfigError, match=message):
+            _build(Outer, data, "", "t")

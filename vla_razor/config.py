@@ -4,6 +4,8 @@ Every experiment config is a dataclass whose fields are typed and documented (a 
 comment under each field). ``load_config(MyConfig, "configs/x.yaml", ["train.lr=3e-4"])`` reads the
 file, applies the overrides in order, and checks every key and type: an unknown key or a wrong type
 fails with a :class:`ConfigError` that names the key, where it came from, and the closest valid keys.
+Every float must be finite, and a numeric field annotated with a :class:`Range` (``PositiveInt``,
+``Fraction``, ...) must lie in it: the checks live here once, not in each config class.
 """
 from __future__ import annotations
 
