@@ -4,14 +4,14 @@ import copy
 import numpy as np
 import pytest
 import torch
+from vla_razor.envs.observations import random_observation
+from vla_razor.policies import make_policy
 
 from vla_razor.analysis.predictors import PREDICTORS, feature_change, linear_cka, measure_predictors, weight_change
 from vla_razor.analysis.report import analyse, findings, render_html
 from vla_razor.analysis.sweep import RazorConfig, plan_control, plan_runs
 from vla_razor.config import ConfigError, load_config
-from vla_razor.envs.observations import random_observation
 from vla_razor.finetune import load_algorithm
-from vla_razor.policies import make_policy
 
 
 def _hsic_cka(x: np.ndarray, y: np.ndarray) -> float:

@@ -64,9 +64,8 @@ class RobotTrack:
     def predictors(self, policy_dir: Path) -> dict[str, float]:
         import torch
 
-        from vla_razor.policies import ChainPolicy
-
         from vla_razor.base_kl import measure_kl_to_base
+        from vla_razor.policies import ChainPolicy
 
         policy = ChainPolicy.from_pretrained(policy_dir)
         base = base_as_finetuned(self.base, policy)
