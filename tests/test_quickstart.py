@@ -100,8 +100,8 @@ def test_report_opens_in_headless_chromium_with_its_plots_and_videos(smoke_run, 
     dom = subprocess.run(flags + ["--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
                          capture_output=True, text=True, timeout=180).stdout
     body = dict(re.findall(r'data-([a-z-]+)="(\d+)"', re.search(r"<body[^>]*>", dom).group(0)))
-    # the four figures decode, and the videos of the base and the best RL and SFT runs (2 tasks each) load
-    assert body["images"] == body["images-decoded"] == "4"
+    # the five figures (with the per-prior-task panel) decode, and the videos of the base and the best RL and SFT runs (2 tasks each) load
+    assert body["images"] == body["images-decoded"] == "5"
     assert body["videos"] == body["videos-decoded"] == "6"
     assert "<li>" in dom and "<p>- " not in dom  # the findings are a list, not paragraphs starting with "- "
     shot = tmp_path / "report.png"
