@@ -43,6 +43,11 @@ class RazorConfig:
     """RL algorithm of the sweep: ppo or grpo (default: ppo on the robot track, grpo on the llm track)."""
     rl_grid: dict[str, list[Any]] = field(default_factory=lambda: {"lr": [1e-6, 3e-6, 1e-5]})
     """RL config fields to sweep (the cartesian product of the lists; dotted keys reach nested fields)."""
+    rl_extra_grids: list[dict[str, list[Any]]] = field(default_factory=list)
+    """Further RL grids, each a cartesian product of its own, whose runs join rl_grid's (e.g. KL-penalty
+    settings at one learning rate, without multiplying every learning rate by them)."""
+    rl_extra_seeds: list[int] = field(default_factory=list)
+    """The seeds the extra grids run with (empty: every seed of ``seeds``)."""
     sft_grid: dict[str, list[Any]] = field(default_factory=lambda: {"lr": [1e-5, 3e-5, 1e-4]})
     """SFT config fields to sweep."""
     seeds: list[int] = field(default_factory=lambda: [0])
@@ -54,7 +59,8 @@ class RazorConfig:
     sft: dict[str, Any] = field(default_factory=dict)
     """Overrides of every SFT run (e.g. iterations)."""
     control_grid: dict[str, list[Any]] = field(default_factory=lambda: {"lr": [1e-4]})
-    """The "SFT on RL data" control runs (SFT overrides plus these); empty: no control."""
+    """The "SFT on RL data" control runs (SFT overrides plus these; ``seed`` in it sets their seeds, else the
+    first of ``seeds``); empty: no control."""
     workers: PositiveInt = 1
     """Runs at a time (Ray tasks when > 1). On a 2-core machine keep 1: runs starve each other."""
     ray_address: str = ""
@@ -74,8 +80,12 @@ class RazorConfig:
         self.rl_algo = self.rl_algo or ("grpo" if self.track == "llm" else "ppo")
         if self.rl_algo not in ("ppo", "grpo") or (self.track == "llm" and self.rl_algo != "grpo"):
             raise ValueError(f"rl_algo must be ppo or grpo (grpo on the llm track), got {self.rl_algo!r}")
-        for name in ("rl_grid", "sft_grid", "control_grid"):
-            for key, values in getattr(self, name).items():
+        grids = [("rl_grid", self.rl_grid), ("sft_grid", self.sft_grid), ("control_grid", self.control_grid)]
+        grids += [(f"rl_extra_grids[{i}]", g) for i, g in enumerate(self.rl_extra_grids)]
+        for name, grid in grids:
+            if not isinstance(grid, dict):
+                raise ValueError(f"{name} must be a mapping of config fields to lists of values, got {grid!r}")
+            for key, values in grid.items():
                 if not isinstance(values, list) or not values:
                     raise ValueError(f"{name}.{key} must be a non-empty list of values, got {values!r}")
         if not self.seeds or self.workers < 1 or self.state_episodes < 1 or self.kl_states < 2:
@@ -151,17 +161,23 @@ def _grid(grid: dict[str, list]) -> list[dict]:
 
 
 def plan_runs(cfg: RazorConfig) -> list[RunSpec]:
-    """The RL and SFT runs of the sweep (the control comes later, from the RL results)."""
+    """The RL and SFT runs of the sweep (the control comes later, from the RL results), seed by seed: every
+    setting's first seed runs before any setting's second, so a sweep stopped part-way has seen every setting."""
+    main = [("rl", cfg.rl_algo, point, cfg.rl) for point in _grid(cfg.rl_grid)]
+    main += [("sft", "sft", point, cfg.sft) for point in _grid(cfg.sft_grid)]
+    extra = [("rl", cfg.rl_algo, point, cfg.rl) for grid in cfg.rl_extra_grids for point in _grid(grid)]
+    extra_seeds = cfg.rl_extra_seeds or cfg.seeds
     specs = []
-    for method, algo, grid, extra in (("rl", cfg.rl_algo, cfg.rl_grid, cfg.rl), ("sft", "sft", cfg.sft_grid, cfg.sft)):
-        for point in _grid(grid):
-            for seed in cfg.seeds:
-                values = {**point, "seed": seed}
-                name = "-".join([algo] + [_label(k, v) for k, v in values.items()])
-                overrides = {**cfg.common, **extra, **values, "base": cfg.base, "runs_dir": str(cfg.run_root), "name": name}
-                if cfg.track == "robot":
-                    overrides["suite"] = cfg.suite
-                specs.append(RunSpec(name, method, cfg.track, algo, tuple(_override(k, v) for k, v in overrides.items()), values))
+    for seed in dict.fromkeys([*cfg.seeds, *extra_seeds]):
+        groups = (main if seed in cfg.seeds else []) + (extra if seed in extra_seeds else [])
+        for method, algo, point, overrides_of_method in groups:
+            values = {**point, "seed": seed}
+            name = "-".join([algo] + [_label(k, v) for k, v in values.items()])
+            overrides = {**cfg.common, **overrides_of_method, **values, "base": cfg.base, "runs_dir": str(cfg.run_root),
+                         "name": name}
+            if cfg.track == "robot":
+                overrides["suite"] = cfg.suite
+            specs.append(RunSpec(name, method, cfg.track, algo, tuple(_override(k, v) for k, v in overrides.items()), values))
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise ValueError("two runs of the sweep got the same name: make the grid values distinct")
@@ -171,7 +187,7 @@ def plan_runs(cfg: RazorConfig) -> list[RunSpec]:
 def plan_control(cfg: RazorConfig, rl_policy: str) -> list[RunSpec]:
     specs = []
     for point in _grid(cfg.control_grid) if cfg.control_grid else []:
-        values = {**point, "seed": cfg.seeds[0]}
+        values = {"seed": cfg.seeds[0], **point}  # the control grid may set its own seeds
         name = "-".join(["sft_on_rl"] + [_label(k, v) for k, v in values.items()])
         overrides = {**cfg.common, **cfg.sft, **values, "rl_policy": rl_policy, "data": "rl", "base": cfg.base,
                      "runs_dir": str(cfg.run_root), "name": name}
