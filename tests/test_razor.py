@@ -1,5 +1,6 @@
 """The razor analysis: predictors against closed forms, the sweep's plan, the fits of the report, the HTML page."""
 import copy
+import shutil
 
 import numpy as np
 import pytest
@@ -115,7 +116,7 @@ def test_analysis_fits_rank_the_exact_predictor_first_and_compare_frontiers():
     assert out["fits"]["kl/forward"]["linear"]["coefficients"] == pytest.approx([0.2, 0.0], abs=1e-12)
     assert out["ranking"][0]["predictor"] == "kl/forward"
     assert "linear" not in out["fits"]["weights/update_density"]  # a constant predictor cannot be fitted
-    assert out["runs"] == {"rl": 3, "sft": 3, "sft_on_rl": 0}
+    assert out["runs"] == {"rl": 3, "rl_kl": 0, "sft": 3, "sft_on_rl": 0}
     words = findings(out)
     assert any("linear R² = 1.00" in w and "ranks 1 of" in w for w in words)
 
@@ -158,7 +159,7 @@ def test_sweep_fans_runs_out_as_ray_tasks_and_reports(smoke_base, tmp_path):
     sft = {"iterations": 2, "steps_per_iteration": 2, "batch_size": 8, "demos": 1, "demo_dir": f"{smoke_base}/demos"}
     cmd = [sys.executable, "-m", "vla_razor.cli", "razor", "--smoke", f"runs_dir={tmp_path}", "workers=2",
            f"base={smoke_base}/base-smoke/policy", "rl_grid={lr: [0.0001]}", "sft_grid={lr: [0.001]}",
-           f"sft={json.dumps(sft)}"]
+           f"sft={json.dumps(sft)}", f"archive={tmp_path}/archive"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert "Ray workers" in done.stderr
@@ -167,8 +168,24 @@ def test_sweep_fans_runs_out_as_ray_tasks_and_reports(smoke_base, tmp_path):
     assert sorted(s["name"] for s in statuses) == ["ppo-lr0.0001-seed0", "sft-lr0.001-seed0"]
     assert all(s["status"] == "done" for s in statuses)
     analysis = json.loads((sweep / "report" / "analysis.json").read_text())
-    assert analysis["runs"] == {"rl": 1, "sft": 1, "sft_on_rl": 0}
+    assert analysis["runs"] == {"rl": 1, "rl_kl": 0, "sft": 1, "sft_on_rl": 0}
     assert (sweep / "report" / "report.html").stat().st_size > 10_000
+
+    # The archive: kilobytes per run, no checkpoints or snapshots, and the report rebuilt from it alone.
+    archived = tmp_path / "archive" / "runs"
+    for name in ("ppo-lr0.0001-seed0", "sft-lr0.001-seed0"):
+        assert (archived / name / "eval" / "final.json").is_file() and (archived / name / "analysis" / "final.json").is_file()
+        assert not (archived / name / "checkpoints").exists() and not (archived / name / "snapshots").exists()
+    assert not (archived / "sft-lr0.001-seed0" / "policy").exists()  # only the best RL run keeps its policy
+    assert json.loads((tmp_path / "archive" / "points.json").read_text()) == json.loads((sweep / "report" / "points.json").read_text())
+    before = json.loads((sweep / "report" / "points.json").read_text())
+    shutil.rmtree(sweep)
+    again = subprocess.run(cmd + ["--report-only"], capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    after = json.loads((sweep / "report" / "points.json").read_text())
+    assert [(p["run"], p["tag"]) for p in after] == [(p["run"], p["tag"]) for p in before]
+    for a, b in zip(after, before):
+        assert a["kl/forward"] == b["kl/forward"] and a["new_task_success"] == b["new_task_success"]
 
 
 def test_fine_tuning_noise_level_is_applied_to_policy_and_base_alike():
@@ -253,3 +270,67 @@ def test_per_task_fits_tell_a_tasks_own_kl_from_the_new_tasks():
 def _minimal_analysis() -> dict:
     return {"runs": {"rl": 1, "sft": 1, "sft_on_rl": 0}, "points": {"rl": 6, "sft": 6, "sft_on_rl": 0}, "frontier_area": {},
             "fits": {}, "ranking": [], "control": [], "base": {}, "best": {}, "matched": None}
+
+
+def test_frontier_bootstrap_over_seeds():
+    from vla_razor.analysis.fits import bootstrap_frontier_areas, frontier_area
+
+    base = (np.array([0.2]), np.array([0.6]))
+    same = {s: (np.array([0.5, 0.9]), np.array([0.5, 0.2])) for s in range(4)}
+    worse = {s: (np.array([0.5, 0.9]), np.array([0.3, 0.0 + 0.01 * s])) for s in range(4)}
+    out = bootstrap_frontier_areas({"rl": same, "sft": worse}, base, samples=300)
+    exact = frontier_area(np.array([0.2, 0.5, 0.9]), np.array([0.6, 0.5, 0.2]))
+    # identical seeds: every resample has the same frontier, the interval is a point
+    assert out["area"]["rl"]["low"] == pytest.approx(exact) and out["area"]["rl"]["high"] == pytest.approx(exact)
+    assert out["difference"]["low"] > 0 and out["difference"]["fraction_above_zero"] == 1.0
+    assert out["area"]["sft"]["low"] < out["area"]["sft"]["high"]  # the seeds differ: a real interval
+    assert bootstrap_frontier_areas({"rl": {0: same[0]}, "sft": {0: worse[0]}}, base) is None  # one seed: no interval
+
+
+def _counted(method, run, new, retention, kl, grid, tag="final", tasks=("A", "B"), episodes=50):
+    successes = {f"successes/{t}": round(retention * episodes) for t in tasks}
+    return {"method": method, "run": run, "tag": tag, "grid": grid, "new_task_success": new, "retention": retention,
+            "forgetting": 0.8 - retention, "kl/forward": kl, **successes, **{f"episodes/{t}": episodes for t in tasks}}
+
+
+def test_penalty_runs_are_their_own_group_compared_at_matched_success():
+    from vla_razor.analysis.points import point_method
+    from vla_razor.analysis.report import _markdown, penalty_comparison
+
+    assert point_method("rl", {"lr": 1e-5, "seed": 0}) == "rl"
+    assert point_method("rl", {"kl_penalty.kind": "adaptive", "seed": 0}) == "rl_kl"
+    assert point_method("sft", {"kl_penalty.kind": "adaptive"}) == "sft"
+    grid = {"kl_penalty.kind": "adaptive", "kl_penalty.direction": "forward", "seed": 0}
+    points = [_counted("base", "base", 0.2, 0.8, 0.0, {}, tag="base"),
+              _counted("rl", "ppo-0", 0.9, 0.4, 8.0, {"seed": 0}), _counted("rl", "ppo-1", 0.7, 0.5, 6.0, {"seed": 1}),
+              _counted("rl_kl", "pen-0", 0.86, 0.6, 3.0, grid)]
+    out = penalty_comparison(points, ["A", "B"])
+    rows = {r["setting"]: r for r in out["finals"]}
+    assert rows["no penalty"]["runs"] == 2 and rows["no penalty"]["new_task_success"] == pytest.approx(0.8)
+    assert rows["direction=forward, kind=adaptive"]["forgetting"] == pytest.approx(0.2)
+    m = out["matched"]
+    assert m["rl"]["run"] == "ppo-0" and m["rl_kl"]["run"] == "pen-0"  # within 10 points, the highest success
+    assert m["forgetting_difference"]["estimate"] == pytest.approx(-0.2)  # the penalised run forgets 20 points less
+    assert m["forgetting_difference"]["ci_high"] < 0
+    words = findings({**_minimal_analysis(), "penalty": out})
+    assert any("the penalty lowers forgetting" in w for w in words)
+    text = _markdown({**_minimal_analysis(), "penalty": out}, [], {k: f"{k}.png" for k in ("pareto", "kl", "predictors", "curves")})
+    assert "## Does an explicit KL penalty buy retention?" in text and "| no penalty | 2 | 80% |" in text
+    assert penalty_comparison([p for p in points if p["method"] != "rl_kl"], ["A", "B"]) is None
+
+
+def test_chain_vs_action_says_which_kl_fits_forgetting():
+    from vla_razor.analysis.report import chain_vs_action
+
+    rng = np.random.default_rng(1)
+    points = []
+    for _ in range(10):
+        action = rng.uniform(0, 3)
+        chain = action * 2 + rng.uniform(0, 3)  # the chain KL: larger, and only loosely tied to the action KL
+        points.append({"kl/forward": chain, "kl/forward_action": action, "kl/forward_chain": chain,
+                       "forgetting": 0.1 * action})
+    out = chain_vs_action(points, {})
+    assert out["kl/forward_action"]["r2_linear"] == pytest.approx(1.0) and out["kl/forward"]["r2_linear"] < 0.9
+    assert 0 < out["action_over_chain"]["min"] <= out["action_over_chain"]["median"] <= out["action_over_chain"]["max"] < 0.5 + 1e-9
+    assert any("the action-marginal KL predicts forgetting better" in w for w in findings({**_minimal_analysis(), "chain_vs_action": out}))
+    assert chain_vs_action(points[:3], {}) is None

@@ -80,6 +80,41 @@ def measure_kl_to_base(base, policy, obs: dict, max_states: int = 256, seed: int
     return out
 
 
+@torch.no_grad()
+def measure_action_kl(base, policy, obs: dict, max_states: int = 64, chains: int = 32, seed: int = 0) -> dict[str, float]:
+    """The forward KL between the ACTION marginals, ``kl/forward_action`` (with its standard error), and the
+    chain KL on the same base chains, ``kl/forward_chain``: ``chains`` base-sampled chains per state on up to
+    ``max_states`` of ``obs`` (:func:`vla_razor.divergence.marginal.marginal_forward_kl`)."""
+    from vla_razor.divergence.marginal import marginal_forward_kl
+
+    generator = torch.Generator().manual_seed(seed)
+    states = _subsample(obs, max_states, generator)
+    n = len(next(iter(states.values())))
+    repeated = {k: v.repeat_interleave(chains, 0) for k, v in states.items()}
+    was_training = policy.training
+    policy.eval()
+    try:
+        _, chain = base.sample(repeated, "stochastic", generator=generator)
+        on_policy = policy.step_distributions(repeated, chain)
+    finally:
+        policy.train(was_training)
+    base_steps = chain.steps
+
+    def per_state(x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(n, chains, *x.shape[1:])
+
+    points = per_state(chain.points.flatten(2))
+    marginal = marginal_forward_kl(GaussianChain(per_state(base_steps.mean), per_state(base_steps.log_std.expand_as(base_steps.mean))),
+                                   GaussianChain(per_state(on_policy.mean), per_state(on_policy.log_std.expand_as(on_policy.mean))),
+                                   points)
+    chain_kl_values = forward_kl(base_steps, on_policy).reshape(n, chains).double().mean(1)
+    out = {}
+    for name, values in (("kl/forward_action", marginal), ("kl/forward_chain", chain_kl_values)):
+        est = mean_and_stderr(values)
+        out[name], out[f"{name}_stderr"] = est.mean, est.stderr
+    return out
+
+
 @dataclass
 class KLPenaltyConfig:
     kind: PenaltyKind = "none"

@@ -74,3 +74,33 @@ def rank_predictors(predictors: dict[str, np.ndarray], target: np.ndarray, degre
     """Fit ``target`` on each predictor; sorted by R^2, best first (nan last)."""
     fits = [(name, polyfit(values, target, degree)) for name, values in predictors.items()]
     return sorted(fits, key=lambda item: (np.isnan(item[1].r2), -np.nan_to_num(item[1].r2, nan=0.0)))
+
+
+def bootstrap_frontier_areas(groups: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]], base: tuple[np.ndarray, np.ndarray],
+                             samples: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+    """Percentile intervals of each method's frontier area, and of the first two methods' difference, over
+    seeds: every bootstrap sample draws the seeds with replacement (the same draw for all methods, so
+    the difference is paired by seed) and takes the frontier of the drawn seeds' points plus the base's.
+
+    ``groups[method][seed] = (new-task success, retention)`` arrays of that seed's points. Seeds that not
+    every method has are left out; None when fewer than two seeds are left."""
+    methods = list(groups)
+    seeds = sorted(set.intersection(*(set(groups[m]) for m in methods))) if methods else []
+    if len(seeds) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    areas = {m: [] for m in methods}
+    for _ in range(samples):
+        drawn = rng.choice(seeds, size=len(seeds), replace=True)
+        for m in methods:
+            x = np.concatenate([base[0], *(groups[m][s][0] for s in drawn)])
+            y = np.concatenate([base[1], *(groups[m][s][1] for s in drawn)])
+            areas[m].append(frontier_area(x, y))
+    tail = (1.0 - level) / 2 * 100
+    out = {"seeds": seeds, "samples": samples, "level": level,
+           "area": {m: {"low": float(np.percentile(a, tail)), "high": float(np.percentile(a, 100 - tail))} for m, a in areas.items()}}
+    if len(methods) >= 2:
+        diff = np.array(areas[methods[0]]) - np.array(areas[methods[1]])
+        out["difference"] = {"methods": methods[:2], "low": float(np.percentile(diff, tail)),
+                             "high": float(np.percentile(diff, 100 - tail)), "fraction_above_zero": float((diff > 0).mean())}
+    return out

@@ -42,8 +42,10 @@ def _counts(point: dict, tasks: list[str]) -> tuple[list[int], list[int]]:
     return [int(point[f"successes/{t}"]) for t in tasks], [int(point[f"episodes/{t}"]) for t in tasks]
 
 
-def matched_pair(points: list[dict], prior_tasks: list[str], tolerance: float = 0.10) -> dict | None:
-    """The RL and SFT points at matched new-task success and the difference of their forgetting.
+def matched_points(points: list[dict], prior_tasks: list[str], first: str, second: str,
+                   tolerance: float = 0.10) -> tuple[dict, dict, dict] | None:
+    """A point of method ``first`` and one of ``second`` at matched new-task success, and the difference of
+    their forgetting (``second`` minus ``first``, with its 95% interval).
 
     Among the pairs within ``tolerance`` of each other, it takes those with the most evaluation
     episodes per prior task (the final evaluations, when they match), then the highest new-task
@@ -55,9 +57,9 @@ def matched_pair(points: list[dict], prior_tasks: list[str], tolerance: float = 
     def usable(p):
         return all(f"successes/{t}" in p and f"episodes/{t}" in p for t in prior_tasks)
 
-    rl = [p for p in points if p["method"] == "rl" and usable(p)]
-    sft = [p for p in points if p["method"] == "sft" and usable(p)]
-    pairs = [(r, s) for r in rl for s in sft if abs(r["new_task_success"] - s["new_task_success"]) <= tolerance + 1e-9]
+    a = [p for p in points if p["method"] == first and usable(p)]
+    b = [p for p in points if p["method"] == second and usable(p)]
+    pairs = [(r, s) for r in a for s in b if abs(r["new_task_success"] - s["new_task_success"]) <= tolerance + 1e-9]
     if not pairs:
         return None
 
@@ -68,9 +70,20 @@ def matched_pair(points: list[dict], prior_tasks: list[str], tolerance: float = 
                 -abs(r["new_task_success"] - s["new_task_success"]))
 
     r, s = max(pairs, key=key)
-    diff = difference_interval(_counts(r, prior_tasks), _counts(s, prior_tasks))
-    brief = ("run", "tag", "new_task_success", "retention", "forgetting", "kl/forward", "env_steps", "iteration")
-    return {"tolerance": tolerance, "rl": {k: r.get(k) for k in brief}, "sft": {k: s.get(k) for k in brief},
+    # forgetting_second - forgetting_first = retention_first - retention_second (the base cancels)
+    return r, s, difference_interval(_counts(r, prior_tasks), _counts(s, prior_tasks))
+
+
+BRIEF = ("run", "tag", "new_task_success", "retention", "forgetting", "kl/forward", "env_steps", "iteration")
+
+
+def matched_pair(points: list[dict], prior_tasks: list[str], tolerance: float = 0.10) -> dict | None:
+    """The RL and SFT points at matched new-task success and the difference of their forgetting
+    (:func:`matched_points`); None when no pair is within ``tolerance``."""
+    found = matched_points(points, prior_tasks, "rl", "sft", tolerance)
+    if found is None:
+        return None
+    r, s, diff = found
+    return {"tolerance": tolerance, "rl": {k: r.get(k) for k in BRIEF}, "sft": {k: s.get(k) for k in BRIEF},
             "episodes_per_prior_task": min(min(_counts(p, prior_tasks)[1]) for p in (r, s)),
-            # forgetting_SFT - forgetting_RL = retention_RL - retention_SFT (the base cancels)
             "forgetting_difference": diff}

@@ -22,19 +22,45 @@ def _rate(task: dict) -> float:
 
 
 def _evaluations(run_dir: Path) -> list[tuple[str, Path, dict]]:
-    """(tag, policy directory, evaluation) of every evaluation of a run, in training order."""
+    """(tag, policy directory, evaluation) of every evaluation of a run, in training order: those whose policy
+    is on disk, and those of an archived run (:mod:`.archive`) whose predictors were measured before."""
+    def usable(tag: str, policy_dir: Path) -> bool:
+        return (policy_dir / "config.json").is_file() or (run_dir / "analysis" / f"{tag}.json").is_file()
+
     out = []
     for path in sorted((run_dir / "eval").glob("iter_*.json")):
         ev = json.loads(path.read_text())
-        snapshot = run_dir / "snapshots" / path.stem
-        if (snapshot / "config.json").is_file():
-            out.append((path.stem, snapshot, {"iteration": ev["iteration"], "env_steps": ev["env_steps"],
-                                              "tasks": {t: {**x, "rate": _rate(x)} for t, x in ev["tasks"].items()}}))
+        if usable(path.stem, run_dir / "snapshots" / path.stem):
+            out.append((path.stem, run_dir / "snapshots" / path.stem,
+                        {"iteration": ev["iteration"], "env_steps": ev["env_steps"],
+                         "tasks": {t: {**x, "rate": _rate(x)} for t, x in ev["tasks"].items()}}))
     final = run_dir / "eval" / "final.json"
-    if final.is_file() and (run_dir / "policy" / "config.json").is_file():
+    if final.is_file() and usable("final", run_dir / "policy"):
         ev = json.loads(final.read_text())
         out.append(("final", run_dir / "policy", {"iteration": ev["meta"].get("iteration"), "env_steps": ev["meta"].get("env_steps"),
                                                   "tasks": {t: {**x, "rate": _rate(x)} for t, x in ev["tasks"].items()}}))
+    return out
+
+
+def measure_run(run_dir: Path, track) -> dict[str, dict]:
+    """The predictors of every evaluation of one run, by tag, measured by ``track`` on the evaluated policy and
+    cached in ``<run>/analysis/<tag>.json`` (keyed by the track's states and the policy's weights). Where the
+    policy is not on disk (an archived run), the cache is used as it is when its states match."""
+    from vla_razor.retention.evaluate import weights_hash
+
+    out = {}
+    for tag, policy_dir, _ in _evaluations(run_dir):
+        cache = run_dir / "analysis" / f"{tag}.json"
+        cached = json.loads(cache.read_text()) if cache.is_file() else {}
+        if not (policy_dir / "config.json").is_file():
+            if cached.get("key", {}).get("states") == track.key:
+                out[tag] = cached["predictors"]
+            continue
+        key = {"states": track.key, "weights": weights_hash(policy_dir)}
+        if cached.get("key") != key:
+            cached = {"key": key, "predictors": track.predictors(policy_dir)}
+            write_json(cache, cached)
+        out[tag] = cached["predictors"]
     return out
 
 
@@ -54,7 +80,9 @@ class RobotTrack:
         self.states = task_states(base_dir, suite.new_task, state_episodes, state_seed)
         self.prior_states = {t: task_states(base_dir, t, state_episodes, state_seed) for t in self.prior_tasks}
         self.kl_states, self.seed = kl_states, state_seed
-        self.key = f"{suite.new_task}-{state_episodes}ep-seed{state_seed}-{kl_states}-priors:{','.join(self.prior_tasks)}"
+        # "+action": the predictors include the action-marginal KL (caches measured before it are re-measured)
+        self.key = (f"{suite.new_task}-{state_episodes}ep-seed{state_seed}-{kl_states}-priors:{','.join(self.prior_tasks)}"
+                    "+action")
 
     def base_rates(self, episodes: int) -> dict[str, float]:
         from vla_razor.retention import base_results
@@ -80,8 +108,6 @@ class RobotTrack:
 def collect_points(run_root: Path, plan: list[dict], track) -> list[dict]:
     """Every point of every run in ``plan`` (runs without evaluations are skipped), plus the base itself;
     ``track`` (:class:`RobotTrack`, or the LLM track's) measures policies and the base."""
-    from vla_razor.retention.evaluate import weights_hash
-
     base_cache: dict[int, dict] = {}
 
     def base_rates(episodes: int) -> dict[str, float]:
@@ -90,6 +116,7 @@ def collect_points(run_root: Path, plan: list[dict], track) -> list[dict]:
         return base_cache[episodes]
 
     def row(run: str, method: str, algo: str, grid: dict, tag: str, ev: dict) -> dict:
+        method = point_method(method, grid)
         tasks = ev["tasks"]
         priors = [t for t in track.prior_tasks if t in tasks]
         forgetting = {t: base_rates(tasks[t]["episodes"])[t] - tasks[t]["rate"] for t in priors}
@@ -110,20 +137,27 @@ def collect_points(run_root: Path, plan: list[dict], track) -> list[dict]:
     priors = track.prior_tasks
     points.append({"run": "base", "method": "base", "algo": "", "grid": {}, "tag": "base", "iteration": 0, "env_steps": 0,
                    "new_task_success": base_ev[track.new_task], "retention": sum(base_ev[t] for t in priors) / len(priors),
-                   "forgetting": 0.0, "kl/forward": 0.0, "kl/reverse": 0.0, "weights/l2_change": 0.0,
+                   "forgetting": 0.0, "kl/forward": 0.0, "kl/reverse": 0.0, "kl/forward_action": 0.0, "weights/l2_change": 0.0,
                    "weights/update_density": 0.0, "features/change": 0.0})
-    entries = [(spec, tag, policy_dir, ev) for spec in plan for tag, policy_dir, ev in _evaluations(run_root / spec["name"])]
-    for spec, tag, policy_dir, ev in progress(entries, desc="analysis: predictors", unit="policy"):
-        cache = run_root / spec["name"] / "analysis" / f"{tag}.json"
-        cached = json.loads(cache.read_text()) if cache.is_file() else {}
-        key = {"states": track.key, "weights": weights_hash(policy_dir)}
-        if cached.get("key") == key:
-            predictors = cached["predictors"]
-        else:
-            predictors = track.predictors(policy_dir)
-            write_json(cache, {"key": key, "predictors": predictors})
+    runs = [(spec, run_root / spec["name"]) for spec in plan]
+    entries = [(spec, run_dir, tag, ev) for spec, run_dir in runs for tag, _, ev in _evaluations(run_dir)]
+    measured: dict[str, dict] = {}
+    for spec, run_dir, tag, ev in progress(entries, desc="analysis: predictors", unit="policy"):
+        if spec["name"] not in measured:
+            measured[spec["name"]] = measure_run(run_dir, track)
+        predictors = measured[spec["name"]].get(tag)
+        if predictors is None:  # archived without its policy, measured on other states: cannot be a point
+            continue
         points.append({**row(spec["name"], spec["method"], spec["algo"], spec.get("grid", {}), tag, ev), **predictors})
     return points
+
+
+def point_method(method: str, grid: dict) -> str:
+    """The analysis's method of a run: ``rl_kl`` for an RL run that sets a KL penalty (its own group, apart
+    from the paper's penalty-free RL), else the sweep's method."""
+    if method == "rl" and any(key.startswith("kl_penalty") for key in grid):
+        return "rl_kl"
+    return method
 
 
 def base_as_finetuned(base, policy):

@@ -5,6 +5,8 @@ measured identically:
 
 - ``kl/forward``  E_s[KL(pi_0(.|s) || pi(.|s))], chains sampled from the base (the razor's predictor);
 - ``kl/reverse``  E_s[KL(pi(.|s) || pi_0(.|s))], chains sampled from the fine-tuned policy;
+- ``kl/forward_action``  the forward KL between the action marginals (not the whole denoising chains),
+  estimated with the chains' exact likelihoods (:mod:`vla_razor.divergence.marginal`; at most the chain KL);
 - ``weights/l2_change``  ||theta - theta_0||_2 over all trainable parameters;
 - ``weights/update_density``  fraction of parameter entries that moved by more than ``1e-3 * (|theta_0| + 1e-8)``
   (one minus the "update sparsity" of RL-fine-tuned LLMs);
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-PREDICTORS = ("kl/forward", "kl/reverse", "weights/l2_change", "weights/update_density", "features/change")
+PREDICTORS = ("kl/forward", "kl/reverse", "kl/forward_action", "weights/l2_change", "weights/update_density", "features/change")
 DENSITY_RELATIVE_TOLERANCE = 1e-3
 
 
@@ -67,7 +69,10 @@ def measure_predictors(base, policy, states: dict, kl_states: int = 512, seed: i
     """Every predictor of :data:`PREDICTORS` (with the KLs' standard errors) for one fine-tuned policy."""
     from vla_razor.base_kl import measure_kl_to_base
 
+    from vla_razor.base_kl import measure_action_kl
+
     out = measure_kl_to_base(base, policy, states, kl_states, seed=seed)
+    out.update(measure_action_kl(base, policy, states, seed=seed))
     out.update(weight_change(base, policy))
     out["features/change"] = feature_change(base, policy, states)
     return out

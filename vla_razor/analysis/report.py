@@ -16,13 +16,14 @@ import numpy as np
 
 from vla_razor.rundir import atomic_write, write_json
 
-from .fits import frontier_area, pareto_frontier, polyfit, rank_predictors
-from .matched import matched_pair
+from .fits import bootstrap_frontier_areas, frontier_area, pareto_frontier, polyfit, rank_predictors
+from .matched import BRIEF, matched_pair, matched_points
 from .predictors import PREDICTORS
 
-METHOD_STYLE = {"rl": ("RL", "tab:blue", "o"), "sft": ("SFT", "tab:orange", "s"),
+METHOD_STYLE = {"rl": ("RL", "tab:blue", "o"), "rl_kl": ("RL + KL penalty", "tab:purple", "^"), "sft": ("SFT", "tab:orange", "s"),
                 "sft_on_rl": ("SFT on RL data", "tab:green", "*"), "base": ("base", "black", "X")}
 PREDICTOR_LABELS = {"kl/forward": "forward KL E[KL(π0‖π)]", "kl/reverse": "reverse KL E[KL(π‖π0)]",
+                    "kl/forward_action": "forward KL of the action marginals",
                     "weights/l2_change": "L2 weight change", "weights/update_density": "update density",
                     "features/change": "representation change (1 − CKA)"}
 
@@ -31,8 +32,9 @@ def analyse(points: list[dict], prior_tasks: list[str] | None = None, match_tole
     """Frontiers per method, forgetting fits per predictor (pooled over every fine-tuned point), the ranking,
     the lift of each method over the base, and the RL/SFT pair at matched new-task success."""
     tuned = [p for p in points if p["method"] != "base"]
-    out: dict = {"points": {m: sum(p["method"] == m for p in tuned) for m in ("rl", "sft", "sft_on_rl")},
-                 "runs": {m: len({p["run"] for p in tuned if p["method"] == m}) for m in ("rl", "sft", "sft_on_rl")}}
+    methods = ("rl", "rl_kl", "sft", "sft_on_rl")
+    out: dict = {"points": {m: sum(p["method"] == m for p in tuned) for m in methods},
+                 "runs": {m: len({p["run"] for p in tuned if p["method"] == m}) for m in methods}}
     base = [p for p in points if p["method"] == "base"]
     out["frontier_area"] = {}
     for method in ("rl", "sft"):
@@ -41,6 +43,7 @@ def analyse(points: list[dict], prior_tasks: list[str] | None = None, match_tole
             x = np.array([p["new_task_success"] for p in pts])
             y = np.array([p["retention"] for p in pts])
             out["frontier_area"][method] = frontier_area(x, y)
+    out["frontier_bootstrap"] = _frontier_bootstrap(base, tuned)
     y = np.array([p["forgetting"] for p in tuned], float)
     fits = {}
     for name in PREDICTORS:
@@ -51,10 +54,12 @@ def analyse(points: list[dict], prior_tasks: list[str] | None = None, match_tole
     out["fits"] = fits
     # Ranked by the quadratic fit's R^2 (never below the nested linear fit's) when every predictor has one,
     # else by the linear fit's (too few points), with fits.rank_predictors.
+    # Every predictor is ranked on the same points: those where all of them (and the forgetting) are measured.
     fittable = [n for n in PREDICTORS if "linear" in fits[n]]
     degree = 2 if all("quadratic" in fits[n] for n in fittable) else 1
-    ok = np.isfinite(y)
-    ranked = rank_predictors({n: np.array([p[n] for p in tuned], float)[ok] for n in fittable}, y[ok], degree)
+    columns = {n: np.array([p.get(n, math.nan) for p in tuned], float) for n in fittable}
+    ok = np.isfinite(y) & np.all([np.isfinite(c) for c in columns.values()], axis=0) if columns else np.isfinite(y)
+    ranked = rank_predictors({n: c[ok] for n, c in columns.items()}, y[ok], degree)
     out["ranking"] = [{"predictor": n, "r2_linear": fits[n]["linear"]["r2"], "r2_quadratic": fits[n].get("quadratic", {}).get("r2")}
                       for n, _ in ranked]
     control = [p for p in tuned if p["method"] == "sft_on_rl" and p["tag"] == "final"]
@@ -72,6 +77,73 @@ def analyse(points: list[dict], prior_tasks: list[str] | None = None, match_tole
         prior_tasks = sorted({k.split("/", 1)[1] for p in tuned for k in p if k.startswith("retention/")})
     out["matched"] = matched_pair(points, prior_tasks, match_tolerance)
     out["per_task"] = per_task_fits(tuned, prior_tasks)
+    out["chain_vs_action"] = chain_vs_action(tuned, fits)
+    out["penalty"] = penalty_comparison(points, prior_tasks, match_tolerance)
+    return out
+
+
+def _seed(point: dict):
+    return point.get("grid", {}).get("seed")
+
+
+def _frontier_bootstrap(base: list[dict], tuned: list[dict]) -> dict | None:
+    """Bootstrap intervals over seeds of the RL and SFT frontier areas and of their difference."""
+    groups: dict = {}
+    for method in ("rl", "sft"):
+        for p in tuned:
+            if p["method"] == method and _seed(p) is not None:
+                groups.setdefault(method, {}).setdefault(_seed(p), []).append((p["new_task_success"], p["retention"]))
+    if set(groups) != {"rl", "sft"}:
+        return None
+    arrays = {m: {s: (np.array([a for a, _ in v]), np.array([b for _, b in v])) for s, v in g.items()} for m, g in groups.items()}
+    base_xy = (np.array([p["new_task_success"] for p in base]), np.array([p["retention"] for p in base]))
+    return bootstrap_frontier_areas({"rl": arrays["rl"], "sft": arrays["sft"]}, base_xy)
+
+
+def chain_vs_action(tuned: list[dict], fits: dict) -> dict | None:
+    """Which KL predicts forgetting better, the chain KL (``kl/forward``) or the action-marginal one
+    (``kl/forward_action``), on the points that have both; and how much smaller the action KL is than the
+    chain KL on the same base chains (``kl/forward_chain``)."""
+    pts = [p for p in tuned if all(math.isfinite(p.get(k, math.nan)) for k in ("kl/forward", "kl/forward_action", "forgetting"))]
+    if len(pts) < 4:
+        return None
+    y = np.array([p["forgetting"] for p in pts], float)
+    out: dict = {"n": len(pts)}
+    for key in ("kl/forward", "kl/forward_action"):
+        x = np.array([p[key] for p in pts], float)
+        if np.ptp(x) > 0 and np.ptp(y) > 0:
+            out[key] = {"r2_linear": polyfit(x, y, 1).r2, "r2_quadratic": polyfit(x, y, 2).r2}
+    same = [(p["kl/forward_action"], p["kl/forward_chain"]) for p in pts if p.get("kl/forward_chain", 0) > 0]
+    if same:
+        ratios = np.array([a / c for a, c in same])
+        out["action_over_chain"] = {"median": float(np.median(ratios)), "min": float(ratios.min()), "max": float(ratios.max())}
+    return out
+
+
+def penalty_comparison(points: list[dict], prior_tasks: list[str], tolerance: float = 0.10) -> dict | None:
+    """PPO with an explicit KL penalty against penalty-free PPO: each penalty setting's final points (mean
+    over seeds) and the pair at matched new-task success with the difference of forgetting."""
+    penalised = [p for p in points if p["method"] == "rl_kl"]
+    if not penalised:
+        return None
+
+    def setting(p):
+        return ", ".join(f"{k.split('.')[-1]}={v}" for k, v in sorted(p["grid"].items()) if k.startswith("kl_penalty"))
+
+    rows = []
+    groups = [("no penalty", [p for p in points if p["method"] == "rl" and p["tag"] == "final"])]
+    groups += [(name, [p for p in penalised if p["tag"] == "final" and setting(p) == name])
+               for name in sorted({setting(p) for p in penalised})]
+    for name, finals in groups:
+        if finals:
+            rows.append({"setting": name, "runs": len(finals),
+                         **{k: float(np.mean([p[k] for p in finals])) for k in ("new_task_success", "forgetting", "kl/forward")}})
+    matched = matched_points(points, prior_tasks, "rl", "rl_kl", tolerance)
+    out: dict = {"finals": rows, "matched": None}
+    if matched:
+        r, s, diff = matched
+        out["matched"] = {"tolerance": tolerance, "rl": {k: r.get(k) for k in BRIEF}, "rl_kl": {k: s.get(k) for k in BRIEF},
+                          "setting": setting(s), "forgetting_difference": diff}
     return out
 
 
@@ -100,7 +172,7 @@ def _figure_pareto(points: list[dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
     base = [p for p in points if p["method"] == "base"]
-    for method in ("rl", "sft", "sft_on_rl", "base"):
+    for method in ("rl", "rl_kl", "sft", "sft_on_rl", "base"):
         pts = [p for p in points if p["method"] == method]
         if not pts:
             continue
@@ -127,7 +199,7 @@ def _figure_pareto(points: list[dict], path: Path) -> None:
 
 
 def _scatter_fit(ax, points: list[dict], predictor: str, fits: dict) -> None:
-    for method in ("rl", "sft", "sft_on_rl"):
+    for method in ("rl", "rl_kl", "sft", "sft_on_rl"):
         pts = [p for p in points if p["method"] == method and math.isfinite(p.get(predictor, math.nan))]
         if pts:
             label, color, marker = METHOD_STYLE[method]
@@ -160,8 +232,9 @@ def _figure_kl(points: list[dict], analysis: dict, path: Path) -> None:
 def _figure_predictors(points: list[dict], analysis: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(PREDICTORS), figsize=(4 * len(PREDICTORS), 3.6))
-    for ax, name in zip(axes, PREDICTORS):
+    names = [n for n in PREDICTORS if analysis["fits"].get(n)]  # those the track measures
+    fig, axes = plt.subplots(1, max(1, len(names)), figsize=(4 * max(1, len(names)), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names):
         _scatter_fit(ax, points, name, analysis["fits"][name])
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -176,7 +249,7 @@ def _figure_per_task(points: list[dict], analysis: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(rows), figsize=(4 * len(rows), 3.6), squeeze=False)
     for ax, row in zip(axes[0], rows):
         task = row["task"]
-        for method in ("rl", "sft", "sft_on_rl"):
+        for method in ("rl", "rl_kl", "sft", "sft_on_rl"):
             pts = [p for p in points if p["method"] == method and math.isfinite(p.get(f"kl/forward/{task}", math.nan))
                    and math.isfinite(p.get(f"forgetting/{task}", math.nan))]
             if pts:
@@ -204,7 +277,9 @@ def _figure_curves(run_root: Path, plan: list[dict], path: Path) -> None:
         if not metrics.is_file():
             continue
         rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-        _, color, _ = METHOD_STYLE[spec["method"]]
+        from .points import point_method
+
+        _, color, _ = METHOD_STYLE[point_method(spec["method"], spec.get("grid", {}))]
         kl = [(r["step"], r["kl/forward"]) for r in rows if "kl/forward" in r]
         success = [(r["step"], r["success/new_task"]) for r in rows if "success/new_task" in r]
         if kl:
@@ -216,7 +291,7 @@ def _figure_curves(run_root: Path, plan: list[dict], path: Path) -> None:
     ax_kl.set_ylabel("kl/forward (nats, on the iteration's states)")
     ax_success.set_xlabel("iteration")
     ax_success.set_ylabel("new-task success (periodic evaluation)")
-    for method in ("rl", "sft", "sft_on_rl"):
+    for method in ("rl", "rl_kl", "sft", "sft_on_rl"):
         label, color, _ = METHOD_STYLE[method]
         ax_kl.plot([], [], color=color, label=label)
     ax_kl.legend(fontsize=8)
@@ -255,6 +330,12 @@ def _markdown(analysis: dict, points: list[dict], figures: dict[str, str], contr
     if area:
         lines.append("Area under the Pareto frontier (new-task success × retention): "
                      + ", ".join(f"{METHOD_STYLE[m][0]} {a:.3f}" for m, a in area.items()) + ".")
+    boot = analysis.get("frontier_bootstrap")
+    if boot:
+        cis = ", ".join(f"{METHOD_STYLE[m][0]} [{c['low']:.3f}, {c['high']:.3f}]" for m, c in boot["area"].items())
+        d = boot["difference"]
+        lines.append(f"Bootstrap over seeds ({len(boot['seeds'])} seeds, {boot['samples']} resamples, {boot['level']:.0%}): {cis}; "
+                     f"RL − SFT [{d['low']:+.3f}, {d['high']:+.3f}], above zero in {d['fraction_above_zero']:.0%} of resamples.")
     lines += ["", "## Findings", ""] + [f"- {f}" for f in findings(analysis)]
     matched = analysis.get("matched")
     if matched:
@@ -288,6 +369,35 @@ def _markdown(analysis: dict, points: list[dict], figures: dict[str, str], contr
             lines.append(f"| {r['task']} | {r['n']} | {cells[0]} | {cells[1]} |")
         if "per_task" in figures:
             lines += ["", f"![forgetting per prior task]({figures['per_task']})"]
+    cva = analysis.get("chain_vs_action")
+    if cva:
+        lines += ["", "## Chain KL or action KL?", "",
+                  "The logged forward KL is the KL between the two policies' whole denoising chains, an upper bound of the KL "
+                  "between their action marginals. The action KL is estimated from base chains with the exact chain "
+                  f"likelihoods as importance weights (vla_razor.divergence.marginal). R² of forgetting on each, {cva['n']} points:", "",
+                  "| KL | R² linear | R² quadratic |", "|---|---|---|"]
+        for key in ("kl/forward", "kl/forward_action"):
+            if key in cva:
+                lines.append(f"| {PREDICTOR_LABELS[key]} | {_fmt(cva[key]['r2_linear'])} | {_fmt(cva[key]['r2_quadratic'])} |")
+        if "action_over_chain" in cva:
+            r = cva["action_over_chain"]
+            lines += ["", f"Action KL / chain KL on the same base chains: median {r['median']:.2f} (range {r['min']:.2f}-{r['max']:.2f})."]
+    pen = analysis.get("penalty")
+    if pen:
+        lines += ["", "## Does an explicit KL penalty buy retention?", "",
+                  "Final policies, means over seeds:", "",
+                  "| PPO | runs | new task | forgetting | kl/forward |", "|---|---|---|---|---|"]
+        for r in pen["finals"]:
+            lines.append(f"| {r['setting']} | {r['runs']} | {_fmt(r['new_task_success'], True)} | {_fmt(r['forgetting'], True)} | "
+                         f"{_fmt(r['kl/forward'])} |")
+        m = pen.get("matched")
+        if m:
+            d = m["forgetting_difference"]
+            lines += ["", f"At matched new-task success: {m['rl']['run']} ({m['rl']['tag']}, {_fmt(m['rl']['new_task_success'], True)}) "
+                      f"against {m['rl_kl']['run']} ({m['rl_kl']['tag']}, {_fmt(m['rl_kl']['new_task_success'], True)}): the penalised "
+                      f"run forgets {d['estimate'] * 100:+.1f} points more, 95% CI [{d['ci_low'] * 100:+.1f}, {d['ci_high'] * 100:+.1f}]."]
+        else:
+            lines += ["", "No penalised and penalty-free points lie within the matching tolerance of each other."]
     lines += ["", f"![predictors]({figures['predictors']})", "", f"![training curves]({figures['curves']})", "",
               "## Final policies", "", "| run | method | new task | retention | forgetting | kl/forward | kl/reverse |",
               "|---|---|---|---|---|---|---|"]
@@ -344,6 +454,23 @@ def findings(analysis: dict) -> list[str]:
                    f"it ranks {rank} of {len(analysis['ranking'])} predictors.")
     else:
         out.append("Forward KL could not be fitted (fewer than three points, or no spread in KL or in forgetting).")
+    cva = analysis.get("chain_vs_action") or {}
+    if "kl/forward" in cva and "kl/forward_action" in cva:
+        chain, action = cva["kl/forward"]["r2_linear"], cva["kl/forward_action"]["r2_linear"]
+        better = "the action-marginal KL" if action > chain else "the chain KL"
+        out.append(f"Chain KL or action KL: {better} predicts forgetting better (linear R² {chain:.2f} chain, {action:.2f} action).")
+    boot = analysis.get("frontier_bootstrap")
+    if boot:
+        d = boot["difference"]
+        out.append(f"Over seeds, RL's frontier area minus SFT's lies in [{d['low']:+.3f}, {d['high']:+.3f}] (bootstrap "
+                   f"{boot['level']:.0%}, {len(boot['seeds'])} seeds).")
+    pen = (analysis.get("penalty") or {}).get("matched")
+    if pen:
+        d = pen["forgetting_difference"]
+        verdict = ("the penalty lowers forgetting" if d["ci_high"] < 0 else "the penalty raises forgetting" if d["ci_low"] > 0
+                   else "no difference shown")
+        out.append(f"Explicit KL penalty ({pen['setting']}) against none at matched success: {d['estimate'] * 100:+.0f} points of "
+                   f"forgetting, 95% CI [{d['ci_low'] * 100:+.0f}, {d['ci_high'] * 100:+.0f}]: {verdict}.")
     compared = [r for r in analysis.get("per_task", []) if "own_states" in r and "new_task_states" in r]
     if compared:
         better = [r["task"] for r in compared if r["own_states"]["r2_linear"] > r["new_task_states"]["r2_linear"]]

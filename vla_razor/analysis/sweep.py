@@ -71,6 +71,11 @@ class RazorConfig:
     """First seed of those episodes (disjoint from training and evaluation seeds)."""
     kl_states: PositiveInt = 512
     """States (subsampled from those episodes) per KL estimate."""
+    archive: str = ""
+    """A folder that keeps what the analysis needs of every finished run (``runs/``: evaluations, metrics,
+    measured predictors, final videos, kilobytes per run, and the best RL run's final policy) and the
+    report's machine-readable files and figures, small enough to commit. The sweep restores from it the
+    runs its run directory lacks, so it continues in a fresh checkout or on another machine. Empty: none."""
     report_videos: bool = True
     """Embed the per-task evaluation videos of the best RL and SFT runs in the HTML report."""
 
@@ -111,8 +116,14 @@ class RazorConfig:
     def run_root(self) -> Path:
         return self.path / "runs"
 
+    @property
+    def archive_runs(self) -> Path:
+        """The archived runs (``<archive>/runs/<name>``); the report's files go to ``<archive>`` itself."""
+        return Path(self.archive) / "runs"
+
 
 SMOKE = dict(name="razor-smoke", suite="smoke", base="runs/base-smoke/policy", rl_grid={"lr": [1e-5, 1e-4]},
+             rl_extra_grids=[], rl_extra_seeds=[], control_grid={"lr": [1e-3]}, archive="",
              sft_grid={"lr": [1e-4, 1e-3]}, seeds=[0], state_episodes=2, kl_states=16, report_videos=True,
              common={"eval_every": 1, "eval_episodes": 2, "retention_episodes": 2, "final_eval_episodes": 2,
                      "video_episodes": 1, "kl_states": 8},
@@ -121,7 +132,8 @@ SMOKE = dict(name="razor-smoke", suite="smoke", base="runs/base-smoke/policy", r
              sft={"iterations": 2, "steps_per_iteration": 2, "batch_size": 8, "demos": 1})
 
 
-LLM_SMOKE = dict(name="razor-llm-smoke", base="runs/llm-base-smoke/policy", rl_grid={"lr": [1e-4, 1e-3]},
+LLM_SMOKE = dict(name="razor-llm-smoke", base="runs/llm-base-smoke/policy", rl_grid={"lr": [1e-4, 1e-3]}, rl_extra_grids=[],
+                 rl_extra_seeds=[], archive="",
                  sft_grid={"lr": [1e-4, 1e-3]}, seeds=[0], state_episodes=1, kl_states=8, control_grid={"lr": [1e-3]},
                  rl={}, sft={},
                  common={"iterations": 2, "num_prompts": 2, "group_size": 2, "kl_prompts": 4, "eval_every": 1,
@@ -260,15 +272,63 @@ def execute_run(spec: dict, threads: int = 0) -> dict:
     return {**status, "status": "failed", "error": f"{reason}; its last lines:\n{last}"}
 
 
-def run_specs(cfg: RazorConfig, specs: list[RunSpec]) -> list[dict]:
-    """Run the specs not finished yet (Ray tasks when ``workers > 1`` or a cluster is named)."""
+class Archiver:
+    """Keeps the sweep's archive (``cfg.archive``) up to date as runs finish: measures each finished run's
+    predictors (the analysis's, cached in the run), copies what the analysis needs (:mod:`.archive`), and
+    keeps the final policy of the best RL run so far (the control's teacher) and no other."""
+
+    def __init__(self, cfg: RazorConfig, specs: list[RunSpec]):
+        self.cfg, self.specs, self._track = cfg, specs, None
+
+    def __call__(self, spec: RunSpec, status: dict) -> None:
+        if not self.cfg.archive or status.get("status") != "done":
+            return
+        from .archive import archive_run
+        from .points import measure_run
+
+        if self._track is None:
+            self._track = self.cfg.make_track()
+        run_dir = self.cfg.run_root / spec.name
+        measure_run(run_dir, self._track)
+        archive_run(run_dir, self.cfg.archive_runs)
+        if spec.method == "rl":
+            self.keep_best_policy()
+
+    def archive_all(self) -> None:
+        """Every finished run of the plan (their predictors measured by the report), then the best RL policy."""
+        if not self.cfg.archive:
+            return
+        from .archive import archive_run
+
+        for spec in self.specs:
+            if spec.method != "rl" and run_is_done(self.cfg.run_root / spec.name):
+                archive_run(self.cfg.run_root / spec.name, self.cfg.archive_runs)
+        self.keep_best_policy()
+
+    def keep_best_policy(self) -> None:
+        if not self.cfg.archive:
+            return
+        from .archive import archive_run
+
+        best = best_rl_run(self.cfg, self.specs)
+        for spec in self.specs:
+            run_dir = self.cfg.run_root / spec.name
+            if spec.method == "rl" and run_is_done(run_dir):
+                archive_run(run_dir, self.cfg.archive_runs, with_policy=run_dir == best and (run_dir / "policy").is_dir())
+
+
+def run_specs(cfg: RazorConfig, specs: list[RunSpec], on_done=None) -> list[dict]:
+    """Run the specs not finished yet (Ray tasks when ``workers > 1`` or a cluster is named); ``on_done(spec,
+    status)`` is called as each run ends."""
     todo = [s for s in specs if not run_is_done(cfg.run_root / s.name)]
     statuses = [{"name": s.name, "status": "done"} for s in specs if s not in todo]
+    on_done = on_done or (lambda spec, status: None)
     if not todo:
         return statuses
     if cfg.workers <= 1 and not cfg.ray_address:
         for spec in progress(todo, desc="sweep", unit="run"):
             statuses.append(execute_run(spec.as_dict()))
+            on_done(spec, statuses[-1])
         return statuses
 
     import ray
@@ -289,6 +349,7 @@ def run_specs(cfg: RazorConfig, specs: list[RunSpec]) -> list[dict]:
                 except ray.exceptions.RayError as err:  # the Ray worker itself died or was lost with its node
                     statuses.append({"name": spec.name, "status": "failed",
                                      "error": f"its Ray worker was lost ({type(err).__name__}: {str(err)[:300]})"})
+                on_done(spec, statuses[-1])
                 bar.update(1)
     finally:
         if started_here:
@@ -319,13 +380,21 @@ def run_sweep(cfg: RazorConfig) -> list[RunSpec]:
     with atomic_write(cfg.path / "config.yaml") as f:
         f.write(dump_yaml(cfg))
     write_json(cfg.path / "plan.json", {"runs": [s.as_dict() for s in specs]})
-    statuses = run_specs(cfg, specs)
+    archiver = Archiver(cfg, specs)
+    if cfg.archive:
+        from .archive import restore_runs
+
+        restored = restore_runs(cfg.archive_runs, cfg.run_root)
+        if restored:
+            tqdm.write(f"restored {len(restored)} finished runs from the archive {cfg.archive}")
+    statuses = run_specs(cfg, specs, archiver)
+    archiver.keep_best_policy()
     best = best_rl_run(cfg, specs)
     if best is not None and cfg.control_grid:
         control = plan_control(cfg, str(best / "policy"))
         specs += control
         write_json(cfg.path / "plan.json", {"runs": [s.as_dict() for s in specs], "control_teacher": str(best)})
-        statuses += run_specs(cfg, control)
+        statuses += run_specs(cfg, control, archiver)
     elif cfg.control_grid:
         write_json(cfg.path / "plan.json", {"runs": [s.as_dict() for s in specs], "control_skipped":
                    "no RL run succeeded on the new task in its final evaluation: there is no RL data to clone"})
@@ -350,6 +419,20 @@ def main(args) -> int:
                                 f"(or `{command} --smoke` for the --smoke sweep), or pass base=<policy dir>")
     if not args.report_only:
         run_sweep(cfg)
+    elif cfg.archive:
+        from .archive import restore_runs
+
+        restore_runs(cfg.archive_runs, cfg.run_root)
+        plan, archived_plan = cfg.path / "plan.json", Path(cfg.archive) / "plan.json"
+        if not plan.is_file() and archived_plan.is_file():
+            write_json(plan, json.loads(archived_plan.read_text()))
     report = write_report(cfg)
+    if cfg.archive:
+        from .archive import archive_report
+
+        plan = json.loads((cfg.path / "plan.json").read_text())
+        Archiver(cfg, [RunSpec(**{**r, "overrides": tuple(r["overrides"])}) for r in plan["runs"]]).archive_all()
+        archive_report(report.parent, Path(cfg.archive))
+        write_json(Path(cfg.archive) / "plan.json", plan)
     print(f"report: {report}")
     return 0

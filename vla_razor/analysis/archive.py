@@ -1,0 +1,90 @@
+"""A sweep's archive: what the analysis needs of each finished run, small enough to commit or copy.
+
+A run directory holds megabytes of checkpoints and snapshots; the razor analysis needs only the run's
+evaluations (``eval/*.json``), its metrics, its config and the predictors measured on its snapshots
+(``analysis/*.json``, :func:`vla_razor.analysis.points.collect_points`). The archive keeps those
+(kilobytes per run), the final-policy videos, and the final policy's weights of one run only: the best
+RL run's, which the SFT-on-RL-data control clones. A sweep given ``archive=DIR`` restores from it every
+run its run directory lacks, so the sweep continues on another machine or in a fresh checkout, and the
+report is rebuilt from the archive alone.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from vla_razor.rundir import atomic_path
+
+KEPT = ("config.yaml", "metrics.jsonl", "eval/*.json", "analysis/*.json", "videos/final_*.mp4")
+"""What of a finished run the archive keeps (glob patterns relative to the run directory)."""
+POLICY = "policy"
+"""The final policy's directory: archived for the best RL run only."""
+
+
+def _copy(src: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def _same(a: Path, b: Path) -> bool:
+    return b.is_file() and a.stat().st_size == b.stat().st_size and a.read_bytes() == b.read_bytes()
+
+
+def archive_run(run_dir: Path, archive_root: Path, with_policy: bool = False) -> int:
+    """Copy the kept files of ``run_dir`` (a finished run) to ``archive_root/<run name>``; returns how many
+    files changed. ``with_policy`` also keeps its final policy (config.json and weights)."""
+    dest = archive_root / run_dir.name
+    changed = 0
+    patterns = KEPT + ((f"{POLICY}/config.json", f"{POLICY}/model.safetensors") if with_policy else ())
+    for pattern in patterns:
+        for src in sorted(run_dir.glob(pattern)):
+            target = dest / src.relative_to(run_dir)
+            if not _same(src, target):
+                _copy(src, target)
+                changed += 1
+    if not with_policy and (dest / POLICY).is_dir():
+        shutil.rmtree(dest / POLICY)
+    return changed
+
+
+def restore_runs(archive_root: Path, run_root: Path) -> list[str]:
+    """Copy every archived run that ``run_root`` lacks (no final evaluation there) into it; returns their names.
+
+    A run directory that exists without a final evaluation (an interrupted run on this machine) is left alone:
+    it resumes from its own checkpoint."""
+    restored = []
+    if not archive_root.is_dir():
+        return restored
+    for archived in sorted(p for p in archive_root.iterdir() if (p / "eval" / "final.json").is_file()):
+        target = run_root / archived.name
+        if target.exists():
+            continue
+        for src in sorted(f for f in archived.rglob("*") if f.is_file()):
+            _copy(src, target / src.relative_to(archived))
+        restored.append(archived.name)
+    return restored
+
+
+def best_rl_name(archive_root: Path, rl_names: list[str]) -> str | None:
+    """The archived RL run (of ``rl_names``) with the highest final new-task success."""
+    best, best_rate = None, -1.0
+    for name in rl_names:
+        final = archive_root / name / "eval" / "final.json"
+        if final.is_file():
+            rate = json.loads(final.read_text())["new_task_success"]
+            if rate > best_rate:
+                best, best_rate = name, rate
+    return best
+
+
+REPORT_FILES = ("points.json", "analysis.json", "summary.md", "*.png")
+
+
+def archive_report(report_dir: Path, archive_root: Path) -> None:
+    """The report's machine-readable files, summary and figures (not the HTML page with its embedded videos)."""
+    for pattern in REPORT_FILES:
+        for src in sorted(report_dir.glob(pattern)):
+            if not _same(src, archive_root / src.name):
+                _copy(src, archive_root / src.name)
