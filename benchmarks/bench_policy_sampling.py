@@ -96,10 +96,10 @@ def main() -> None:
     parser.add_argument("--families", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--no-fastpath", action="store_true", help="disable the fused transformer inference path")
     parser.add_argument("--tune-malloc", action="store_true",
-                        help="apply vla_razor.finetune.tune_malloc() first, as the fine-tuning commands do")
+                        help="apply vla_razor.runtime.tune_malloc() first, as the fine-tuning commands do")
     args = parser.parse_args()
     if args.tune_malloc:
-        from vla_razor.finetune import tune_malloc
+        from vla_razor.runtime import tune_malloc
 
         tune_malloc()
 

@@ -69,8 +69,8 @@ from typing import Any, Iterator, Literal
 import gymnasium as gym
 import numpy as np
 
+from vla_razor.atomic import write_json
 from vla_razor.errors import DemoError
-from vla_razor.rundir import write_json
 
 from .observations import ACTION_DIM, canonicalize
 from .registry import TaskSpec, get_task
@@ -803,27 +803,3 @@ def summary_line(index: DemoIndex) -> str:
     kept_ok = "" if index.source == "motion_planning" else f" ({index.num_kept_successful} successful)"
     return (f"{index.task}: kept {index.num_kept}/{index.num_requested}{kept_ok}, {failed}, "
             f"{index.seconds_per_demo:.2f} s/demo{lengths} -> {index.path}{' (reused)' if index.reused else ''}")
-
-
-def run_demos_command(args) -> int:
-    """``vla-razor demos``: generate (or reuse) demos for each ``--task``; one summary line each."""
-    import sys
-
-    from .registry import UnknownTaskError
-
-    tasks = [t.strip() for spec in args.task for t in spec.split(",") if t.strip()]
-    episodes = SMOKE_EPISODES if args.smoke else args.episodes
-    if episodes is None:
-        print("vla-razor demos: give --episodes N (or --smoke)", file=sys.stderr)
-        return 2
-    rl_timesteps = SMOKE_RL_TIMESTEPS if args.smoke and args.rl_timesteps is None else (args.rl_timesteps or DEFAULT_RL_TIMESTEPS)
-    try:
-        specs = [get_task(t) for t in tasks]
-        for spec in specs:
-            index = generate_demos(spec.name, episodes, out_dir=args.out, control_mode=args.control_mode,
-                                   seed=args.seed, progress=not args.no_progress, rl_timesteps=rl_timesteps)
-            print(summary_line(index))
-    except (UnknownTaskError, DemoGenerationError, ValueError) as err:
-        print(f"vla-razor demos: {err}", file=sys.stderr)
-        return 2
-    return 0

@@ -11,7 +11,14 @@ import numpy as np
 import torch
 from gymnasium.vector.utils import batch_space
 
-from .maniskill import DEFAULT_CONTROL_MODE, import_maniskill, ObsMode, RewardMode, maniskill_kwargs, observation_space
+from .maniskill import (
+    DEFAULT_CONTROL_MODE,
+    ObsMode,
+    RewardMode,
+    import_maniskill,
+    maniskill_kwargs,
+    observation_space,
+)
 from .observations import ACTION_DIM, canonicalize, to_task_action
 from .registry import TaskSpec
 from .vulkan import require_vulkan

@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from vla_razor.rundir import atomic_path
+from vla_razor.atomic import atomic_path
 
 from .maniskill import ManiSkillTaskEnv, ObsMode
 from .registry import get_task

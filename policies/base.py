@@ -42,7 +42,7 @@ def save_module(module: nn.Module, directory: str | Path, meta: dict) -> Path:
     """``model.safetensors`` then ``config.json`` (both atomic) into ``directory``."""
     from safetensors.torch import save_model
 
-    from vla_razor.rundir import atomic_path, write_json
+    from vla_razor.atomic import atomic_path, write_json
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -85,11 +85,11 @@ def read_saved_config(directory: Path, what: str, key: str) -> dict:
 
 
 def build_saved_config(config_class: type, meta: dict, directory: Path):
-    from vla_razor.config import _build
+    from vla_razor.config import build_config
     from vla_razor.errors import CheckpointError, ConfigError
 
     try:
-        return _build(config_class, meta.get("config", {}), "config", str(directory / CONFIG_NAME))
+        return build_config(config_class, meta.get("config", {}), "config", str(directory / CONFIG_NAME))
     except ConfigError as err:
         raise CheckpointError(f"{err}; the checkpoint's config does not fit this version of vla-razor") from None
 
@@ -170,6 +170,20 @@ class Chain:
     def num_steps(self) -> int:
         return self.points.shape[1] - 1
 
+
+
+POLICY_CLASSES: dict[str, type["ChainPolicy"]] = {}
+"""Every registered policy family by its ``family`` name (:func:`register_policy`)."""
+
+
+def register_policy(cls: type["ChainPolicy"]) -> type["ChainPolicy"]:
+    """Class decorator of a policy family: makes it known to ``make_policy`` and ``from_pretrained`` by its
+    ``family`` name. A family's package registers itself when imported (``vla_razor.policies`` imports them all)."""
+    known = POLICY_CLASSES.get(cls.family)
+    if known is not None and known is not cls:
+        raise ValueError(f"policy family {cls.family!r} is registered twice: {known.__qualname__} and {cls.__qualname__}")
+    POLICY_CLASSES[cls.family] = cls
+    return cls
 
 
 class ChainPolicy(nn.Module, ABC):
@@ -257,8 +271,6 @@ class ChainPolicy(nn.Module, ABC):
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> "ChainPolicy":
         """Load a policy saved by :meth:`save_pretrained` (any family when called on ChainPolicy)."""
         from vla_razor.errors import CheckpointError
-
-        from .factory import POLICY_CLASSES
 
         directory = Path(directory)
         meta = read_saved_config(directory, "policy", "family")

@@ -1,18 +1,10 @@
-"""``make_policy(family, config)``: the small registry of policy families."""
+"""``make_policy(family, config)``: a fresh policy of any registered family (:func:`.base.register_policy`)."""
 from __future__ import annotations
 
 from typing import Any
 
-from .base import ChainPolicy, PolicyConfig
-from .diffusion import DiffusionConfig, DiffusionPolicy
-from .flow import FlowConfig, FlowPolicy
-from .gaussian import GaussianConfig, GaussianPolicy
-
-POLICY_CLASSES: dict[str, type[ChainPolicy]] = {
-    FlowPolicy.family: FlowPolicy,
-    DiffusionPolicy.family: DiffusionPolicy,
-    GaussianPolicy.family: GaussianPolicy,
-}
+from . import diffusion, flow, gaussian  # noqa: F401  (each family registers itself on import)
+from .base import POLICY_CLASSES, ChainPolicy, PolicyConfig
 
 
 def make_policy(family: str, config: PolicyConfig | dict[str, Any] | None = None, **kwargs) -> ChainPolicy:
@@ -23,7 +15,7 @@ def make_policy(family: str, config: PolicyConfig | dict[str, Any] | None = None
     if config is None:
         config = cls.config_class()
     elif isinstance(config, dict):
-        from vla_razor.config import _build
+        from vla_razor.config import build_config
 
-        config = _build(cls.config_class, config, "", f"{family} policy config")
+        config = build_config(cls.config_class, config, "", f"{family} policy config")
     return cls(config, **kwargs)

@@ -13,3 +13,11 @@ def smoke_base(tmp_path_factory):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return root
+
+
+def pytest_collection_modifyitems(config, items):
+    """The end-to-end tier: every test that needs the --smoke base (it runs the CLI in subprocesses) is
+    ``slow``, like those marked by hand. ``make test`` runs both tiers; ``make test-fast`` only the rest."""
+    for item in items:
+        if "smoke_base" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -98,7 +98,7 @@ def _existing_run(tmp_path: Path) -> Path:
 
 
 def _changed_resume(smoke_base, tmp_path) -> Path:
-    from vla_razor.finetune import load_algorithm
+    from vla_razor.algorithms import load_algorithm
     from vla_razor.rundir import RunDir
 
     cfg, _ = load_algorithm("ppo", None, [f"base={smoke_base}/base-smoke/policy", f"runs_dir={tmp_path}", "name=taken",

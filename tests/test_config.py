@@ -123,7 +123,7 @@ def test_ranges_and_finiteness_are_checked_for_every_field_of_every_config():
     import dataclasses as dc
     import math
 
-    from vla_razor.config import Fraction, NonNegativeInt, PositiveFloat, _build
+    from vla_razor.config import Fraction, NonNegativeInt, PositiveFloat, build_config
 
     @dc.dataclass
     class Inner:
@@ -137,7 +137,7 @@ def test_ranges_and_finiteness_are_checked_for_every_field_of_every_config():
         inner: Inner = dc.field(default_factory=Inner)
         scale: float = 1.0  # no range, but finite
 
-    assert _build(Outer, {"lr": 2, "warmup": 0, "rates": [0, 1], "inner": {"rate": 1}}, "", "t").lr == 2.0
+    assert build_config(Outer, {"lr": 2, "warmup": 0, "rates": [0, 1], "inner": {"rate": 1}}, "", "t").lr == 2.0
     for data, message in [({"lr": 0}, r"'lr' must be > 0, got 0"), ({"warmup": -1}, r"'warmup' must be >= 0"),
                           ({"rates": [0.5, 1.5]}, r"'rates\[1\]' must be >= 0 and <= 1, got 1.5"),
                           ({"inner": {"rate": -0.1}}, r"'inner.rate' must be >= 0 and <= 1"),
@@ -145,4 +145,4 @@ def test_ranges_and_finiteness_are_checked_for_every_field_of_every_config():
                           ({"scale": -math.inf}, r"'scale' expects a finite float, got -inf"),
                           ({"lr": math.nan}, r"'lr' expects a finite float")]:
         with pytest.raises(ConfigError, match=message):
-            _build(Outer, data, "", "t")
+            build_config(Outer, data, "", "t")

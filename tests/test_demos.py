@@ -133,6 +133,7 @@ def test_corrupt_and_missing_files_raise_demo_file_error(demos, tmp_path):
         load_demos(directory)
 
 
+@pytest.mark.slow
 def test_rl_expert_path_on_a_tiny_budget(tmp_path):
     index = generate_demos("PokeCube", 2, out_dir=tmp_path, rl_timesteps=256, progress=False)
     assert index.source == "rl_expert" and index.keep == "all"

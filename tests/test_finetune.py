@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 import scipy.integrate
 import scipy.stats
@@ -17,7 +16,7 @@ import torch
 from vla_razor.base_kl import KLPenalty, KLPenaltyConfig, freeze, measure_kl_to_base
 from vla_razor.divergence import GaussianChain, gaussian_js_estimate
 from vla_razor.envs.observations import random_observation
-from vla_razor.policies import Chain, make_policy
+from vla_razor.policies import make_policy
 from vla_razor.rl.grpo import group_advantages
 from vla_razor.rl.rollout import gae
 
@@ -224,9 +223,9 @@ def test_ppo_is_killed_mid_run_and_resumes(smoke_base, tmp_path):
     final = json.loads((run / "eval" / "final.json").read_text())
     assert set(final["tasks"]) == {"PickCube", "PushCube"}
     assert (run / "videos" / "final_PickCube.mp4").stat().st_size > 0 and (run / "critic" / "model.safetensors").exists()
-    from vla_razor.policies import ChainPolicy
-
     import hashlib
+
+    from vla_razor.policies import ChainPolicy
 
     weights = smoke_base / "base-smoke" / "policy" / "model.safetensors"
     assert hashlib.sha256(weights.read_bytes()).hexdigest() == base_hash  # the base on disk is untouched too
@@ -264,6 +263,7 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(smoke_base, tmp_pa
     assert not (tmp_path / "nan" / "policy").exists()
 
 
+@pytest.mark.slow
 def test_a_diverging_llm_run_stops_with_exit_code_3_and_a_message(tmp_path, capsys):
     from vla_razor.cli import main
 
@@ -280,6 +280,7 @@ def test_a_diverging_llm_run_stops_with_exit_code_3_and_a_message(tmp_path, caps
         assert not (tmp_path / f"diverge-{algo}" / "policy").exists()
 
 
+@pytest.mark.slow
 def test_missing_base_and_bad_config_get_clear_errors(tmp_path):
     done = subprocess.run([sys.executable, "-m", "vla_razor.cli", "finetune", "--algo", "ppo", f"runs_dir={tmp_path}",
                            f"base={tmp_path}/nowhere"], capture_output=True, text=True, timeout=120)

@@ -8,8 +8,8 @@ import torch.distributions as td
 
 from vla_razor.divergence import kl
 from vla_razor.envs.observations import random_observation
-from vla_razor.policies.flow import FlowConfig, FlowPolicy, flow_sde_step
 from vla_razor.policies.factory import make_policy
+from vla_razor.policies.flow import FlowConfig, FlowPolicy, flow_sde_step
 
 MU = torch.tensor([0.6, -0.3], dtype=torch.float64)
 S = 0.4  # target a ~ N(MU, S^2 I)
@@ -100,6 +100,7 @@ def test_deterministic_sampling_is_the_ode_and_reproducible():
     torch.testing.assert_close(c1.points[:, 1], c1.points[:, 0] - v / 3)
 
 
+@pytest.mark.slow  # trains a policy on real demonstrations: minutes
 def test_bc_fits_demonstrated_chunks():
     torch.manual_seed(0)
     policy = FlowPolicy(FlowConfig(hidden=64, num_layers=2, chunk_size=4, num_steps=5), embed_language=False)

@@ -190,6 +190,7 @@ def test_group_advantages_and_token_log_probs():
         encode_batch(tok, problems, [[1]], [True])
 
 
+@pytest.mark.slow
 def test_llm_pretrain_grpo_and_sft_smoke_through_the_cli(tmp_path):
     import json
 
@@ -211,6 +212,7 @@ def test_llm_pretrain_grpo_and_sft_smoke_through_the_cli(tmp_path):
     assert main(["llm", "finetune", "--algo", "sft", "base=/nonexistent"]) == 2
 
 
+@pytest.mark.slow
 def test_sft_on_rl_data_clones_only_what_the_rl_policy_solves(tmp_path, capsys):
     import json
 
@@ -247,6 +249,7 @@ def test_sft_on_rl_data_clones_only_what_the_rl_policy_solves(tmp_path, capsys):
     assert "rl_policy" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_razor_sweep_on_the_llm_track(tmp_path):
     import json
 
@@ -279,6 +282,7 @@ def test_pretraining_batches_are_reproducible_and_hold_the_exposure_share():
                if "+" in p.prompt)
 
 
+@pytest.mark.slow
 def test_the_base_accuracy_cache_is_per_task_list(tmp_path):
     import yaml
 
@@ -296,6 +300,7 @@ def test_the_base_accuracy_cache_is_per_task_list(tmp_path):
     assert len(list((base / "razor_cache").glob("accuracy-*.json"))) == 2
 
 
+@pytest.mark.slow
 def test_an_llm_run_resumed_from_a_checkpoint_ends_bit_identical_to_an_uninterrupted_one(tmp_path):
     """The checkpoint holds everything the run's randomness depends on (sampling generator, torch RNG,
     optimizer): resuming from iteration 2 of 4 ends with the same weights as never stopping."""

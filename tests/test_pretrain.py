@@ -62,6 +62,7 @@ def _pretrain_cmd(root):
             f"steps={STEPS}", "checkpoint_every=50"]
 
 
+@pytest.mark.slow
 def test_pretrain_is_killed_and_resumes(tmp_path):
     cmd = _pretrain_cmd(tmp_path)
     run = tmp_path / "base-smoke"

@@ -10,6 +10,8 @@ import pytest
 from vla_razor.cli import main
 from vla_razor.rundir import RunDir
 
+pytestmark = pytest.mark.slow  # end-to-end: the main job through the CLI
+
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):

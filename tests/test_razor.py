@@ -5,14 +5,20 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from vla_razor.envs.observations import random_observation
-from vla_razor.policies import make_policy
 
-from vla_razor.analysis.predictors import PREDICTORS, feature_change, linear_cka, measure_predictors, weight_change
+from vla_razor.algorithms import load_algorithm
+from vla_razor.analysis.predictors import (
+    PREDICTORS,
+    feature_change,
+    linear_cka,
+    measure_predictors,
+    weight_change,
+)
 from vla_razor.analysis.report import analyse, findings, render_html
 from vla_razor.analysis.sweep import RazorConfig, plan_control, plan_runs
 from vla_razor.config import ConfigError, load_config
-from vla_razor.finetune import load_algorithm
+from vla_razor.envs.observations import random_observation
+from vla_razor.policies import make_policy
 
 
 def _hsic_cka(x: np.ndarray, y: np.ndarray) -> float:
@@ -190,7 +196,7 @@ def test_sweep_fans_runs_out_as_ray_tasks_and_reports(smoke_base, tmp_path):
 
 def test_fine_tuning_noise_level_is_applied_to_policy_and_base_alike():
     from vla_razor.analysis.points import base_as_finetuned
-    from vla_razor.finetune import FinetuneConfig, set_noise_level
+    from vla_razor.harness import FinetuneConfig, set_noise_level
 
     torch.manual_seed(0)
     base = make_policy("flow", {"hidden": 32, "num_layers": 1, "chunk_size": 4, "num_steps": 3}, embed_language=False)

@@ -53,6 +53,7 @@ def test_ray_fan_out_matches_in_process_evaluation(tiny_policy):
     assert serial == parallel  # fixed seeds: the same episodes wherever they run
 
 
+@pytest.mark.slow
 def test_eval_command_prints_the_table_and_writes_results(tiny_policy, tmp_path):
     out = tmp_path / "r.json"
     done = subprocess.run([sys.executable, "-m", "vla_razor.cli", "eval", "--checkpoint", str(tiny_policy), "--suite", "smoke",

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from vla_razor.policies import Chain, make_policy
+from vla_razor.policies import make_policy
 from vla_razor.policies.critic import CriticConfig, ValueCritic
 from vla_razor.rl.rollout import per_step_log_prob
 from vla_razor.rl.rollout_worker import InlineRollouts, OverlappedRollouts, RolloutSpec, RolloutWorkerError

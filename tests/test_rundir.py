@@ -6,9 +6,10 @@ from dataclasses import dataclass
 import pytest
 import torch
 
+from vla_razor.atomic import atomic_write
 from vla_razor.config import load_config
 from vla_razor.errors import RunDirError
-from vla_razor.rundir import CheckpointError, RunDir, atomic_write
+from vla_razor.rundir import CheckpointError, RunDir
 
 
 @dataclass
@@ -152,13 +153,13 @@ from vla_razor.rundir import RunDir
 run = RunDir.create(sys.argv[1], "exp", resume=True)
 run.save_checkpoint(1, {"x": torch.ones(3)})
 where = sys.argv[2]
-real_write_json, real_fsync = rundir.write_json, rundir._fsync
+real_write_json, real_fsync = rundir.write_json, rundir.fsync
 def kill(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 if where == "tensors_written":      # tensors on disk, state.json not yet
     rundir.write_json = kill
 elif where == "before_rename":      # the whole temp directory written, not yet renamed into place
-    rundir._fsync = lambda path: kill() if path == run.checkpoints else real_fsync(path)
+    rundir.fsync = lambda path: kill() if path == run.checkpoints else real_fsync(path)
     real_replace = os.replace
     os.replace = lambda a, b: kill() if str(b).endswith("step_00000002") else real_replace(a, b)
 elif where == "before_latest":      # renamed into place, LATEST still names step 1
@@ -168,6 +169,7 @@ run.save_checkpoint(2, {"x": torch.full((3,), 2.0)})
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["tensors_written", "before_rename", "before_latest"])
 def test_a_kill_inside_the_checkpoint_write_leaves_a_loadable_checkpoint(tmp_path, where):
     import subprocess

@@ -10,7 +10,7 @@ from .errors import EXIT_INTERRUPTED, BadInputError, ConfigError, NonFiniteError
 
 def _add_doctor(sub) -> None:
     p = sub.add_parser("doctor", help="check the installation (torch, numpy, Vulkan, ManiSkill, divergence core)")
-    p.set_defaults(handler=lambda args: __import__("vla_razor.doctor", fromlist=["run_doctor"]).run_doctor())
+    p.set_defaults(handler=lambda args: __import__("vla_razor.commands.doctor", fromlist=["run_doctor"]).run_doctor())
 
 
 def _add_demos(sub) -> None:
@@ -24,7 +24,7 @@ def _add_demos(sub) -> None:
     p.add_argument("--rl-timesteps", type=int, help="PPO budget for tasks without a planner (default: 200000; 256 with --smoke)")
     p.add_argument("--smoke", action="store_true", help="2 demos per task (and a tiny RL budget): checks the pipeline")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.set_defaults(handler=lambda args: __import__("vla_razor.envs.demos", fromlist=["run_demos_command"]).run_demos_command(args))
+    p.set_defaults(handler=lambda args: __import__("vla_razor.commands.demos", fromlist=["main"]).main(args))
 
 
 def _add_config_args(p: argparse.ArgumentParser, default_config: str) -> None:
@@ -39,13 +39,13 @@ def _add_quickstart(sub) -> None:
     _add_config_args(p, "configs/quickstart.yaml")
     p.add_argument("--retrain-base", action="store_true",
                    help="pretrain the base from scratch (configs/pretrain.yaml) instead of using the shipped checkpoint")
-    p.set_defaults(handler=lambda args: __import__("vla_razor.quickstart", fromlist=["main"]).main(args))
+    p.set_defaults(handler=lambda args: __import__("vla_razor.commands.quickstart", fromlist=["main"]).main(args))
 
 
 def _add_pretrain(sub) -> None:
     p = sub.add_parser("pretrain", help="multi-task behaviour cloning of the base policy on the suite's demonstrations")
     _add_config_args(p, "configs/pretrain.yaml")
-    p.set_defaults(handler=lambda args: __import__("vla_razor.pretrain", fromlist=["main"]).main(args))
+    p.set_defaults(handler=lambda args: __import__("vla_razor.commands.pretrain", fromlist=["main"]).main(args))
 
 
 def _add_finetune(sub) -> None:
@@ -55,7 +55,7 @@ def _add_finetune(sub) -> None:
     p.add_argument("--smoke", action="store_true", help="a tiny budget: checks the whole pipeline in minutes")
     p.add_argument("--resume", action="store_true", help="continue the run of the same name from its last checkpoint")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="override config fields, e.g. lr=1e-5 kl_penalty.kind=fixed")
-    p.set_defaults(handler=lambda args: __import__("vla_razor.finetune", fromlist=["main"]).main(args))
+    p.set_defaults(handler=lambda args: __import__("vla_razor.commands.finetune", fromlist=["main"]).main(args))
 
 
 def _add_eval(sub) -> None:
@@ -69,14 +69,14 @@ def _add_eval(sub) -> None:
     p.add_argument("--video", action="store_true", help="also record videos of every task")
     p.add_argument("--video-episodes", type=int, default=4, help="episodes per video (default: 4)")
     p.add_argument("--out", help="results JSON (default: <run>/eval/retention_<suite>.json)")
-    p.set_defaults(handler=lambda args: __import__("vla_razor.retention.evaluate", fromlist=["main"]).main(args))
+    p.set_defaults(handler=lambda args: __import__("vla_razor.commands.eval", fromlist=["main"]).main(args))
 
 
 def _add_razor(sub) -> None:
     p = sub.add_parser("razor", help="sweep RL and SFT runs from a base policy, then the RL's Razor analysis and report")
     _add_config_args(p, "configs/razor.yaml")
     p.add_argument("--report-only", action="store_true", help="skip the runs: analyse the run directories that exist")
-    p.set_defaults(handler=lambda args: __import__("vla_razor.analysis.sweep", fromlist=["main"]).main(args))
+    p.set_defaults(handler=lambda args: __import__("vla_razor.commands.razor", fromlist=["main"]).main(args))
 
 
 def _add_llm(sub) -> None:
@@ -84,12 +84,12 @@ def _add_llm(sub) -> None:
     llm = p.add_subparsers(dest="llm_command", required=True, metavar="LLM_COMMAND")
     pre = llm.add_parser("pretrain", help="train the base LM from scratch on the prior arithmetic suite")
     _add_config_args(pre, "configs/llm_pretrain.yaml")
-    pre.set_defaults(handler=lambda args: __import__("vla_razor.llm.pretrain", fromlist=["main"]).main(args))
+    pre.set_defaults(handler=lambda args: __import__("vla_razor.commands.llm", fromlist=["pretrain_main"]).pretrain_main(args))
     fin = llm.add_parser("finetune", help="GRPO or SFT on the new arithmetic task, tracking the token KL to the base")
     fin.add_argument("--algo", choices=("grpo", "sft"), required=True, help="fine-tuning algorithm")
     fin.add_argument("--resume", action="store_true", help="continue the run of the same name from its last checkpoint")
     _add_config_args(fin, "configs/llm_finetune.yaml")
-    fin.set_defaults(handler=lambda args: __import__("vla_razor.llm.finetune", fromlist=["main"]).main(args))
+    fin.set_defaults(handler=lambda args: __import__("vla_razor.commands.llm", fromlist=["finetune_main"]).finetune_main(args))
 
 
 def build_parser() -> argparse.ArgumentParser:

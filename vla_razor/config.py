@@ -139,7 +139,7 @@ def _coerce(value: Any, tp, key: str, source: str):
             return value
         if not isinstance(value, dict):
             fail(" (a mapping of its fields)")
-        return _build(tp, value, key, source)
+        return build_config(tp, value, key, source)
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             fail()
@@ -183,7 +183,7 @@ def _coerce(value: Any, tp, key: str, source: str):
     raise ConfigError(f"{source}: key '{key}' has an unsupported annotation {tp!r} (a bug in the config class)")
 
 
-def _build(cls: type[T], data: dict, prefix: str, source: str) -> T:
+def build_config(cls: type[T], data: dict, prefix: str, source: str) -> T:
     hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = [k for k in data if k not in fields]
@@ -281,7 +281,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
             raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(loaded).__name__}")
         data = loaded
     # Validate the file on its own first, so its errors name the file rather than an override.
-    _build(cls, data, "", source)
+    build_config(cls, data, "", source)
     # An override may be invalid only until a later one lands (data=rl before rl_policy=...): the first
     # error is raised, naming its override, only when the final config is invalid too.
     first_error: ConfigError | None = None
@@ -289,11 +289,11 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         key, value = parse_override(text)
         _set_dotted(data, key, value, cls, f"override '{text}'")
         try:
-            _build(cls, data, "", f"override '{text}'")
+            build_config(cls, data, "", f"override '{text}'")
         except ConfigError as err:
             first_error = first_error or err
     try:
-        return _build(cls, data, "", source)
+        return build_config(cls, data, "", source)
     except ConfigError:
         if first_error is not None:
             raise first_error from None

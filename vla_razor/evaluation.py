@@ -99,3 +99,22 @@ def format_table(results: dict[str, SuccessRate], roles: dict[str, str] | None =
     for task, rate in results.items():
         lines.append(f"{task:<18}{(roles or {}).get(task, ''):<7}{rate}")
     return "\n".join(lines)
+
+
+def deterministic_actor(policy):
+    """A video callable: the policy's deterministic chunk, executed whole, one action per call."""
+    from vla_razor.policies.encoders import as_tensor_obs
+
+    queues: dict[int, list] = {}
+
+    @torch.no_grad()
+    def act(obs, running):
+        need = [j for j, i in enumerate(running) if not queues.get(i)]
+        if need:
+            sub = {k: v[need] for k, v in obs.items()}
+            actions, _ = policy.sample(as_tensor_obs(sub), "deterministic")
+            for j, chunk in zip(need, actions.numpy()):
+                queues[running[j]] = list(chunk)
+        return [queues[i].pop(0) for i in running]
+
+    return act

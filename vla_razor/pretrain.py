@@ -18,9 +18,10 @@ from tqdm import tqdm
 
 from vla_razor.progress import progress
 
-from .config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, load_config, with_smoke
+from .atomic import write_json
+from .config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from .errors import NonFiniteError
-from .rundir import RunDir, write_json
+from .rundir import RunDir
 
 
 @dataclass
@@ -180,11 +181,3 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     print(format_table(results, roles))
     print(f"base policy: {run.path / 'policy'}")
     return run.path
-
-
-def main(args) -> int:
-    cfg = load_config(PretrainConfig, args.config, args.overrides)
-    if args.smoke:
-        cfg = with_smoke(cfg, SMOKE, args.overrides)
-    pretrain(cfg)
-    return 0

@@ -17,7 +17,6 @@ under a temporary name and renamed into place, and LATEST is updated after it.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -26,98 +25,15 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
+from .atomic import atomic_write, fsync, json_default, sha256_file, write_json
 from .config import dump_yaml
 from .errors import CheckpointError, RunDirError
 
 _CKPT_RE = re.compile(r"^step_(\d+)$")
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
-
-
-# mkstemp creates 0600 files; results should get the permissions any other file would.
-_FILE_MODE = 0o666 & ~_umask()
-
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | Path, mode: str = "w") -> Iterator[Any]:
-    """Write ``path`` all-or-nothing: a temp file beside it, fsync, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.chmod(tmp, _FILE_MODE)
-    try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """For writers that want a file name (video encoders): yield a temp path beside ``path``,
-    renamed onto it only when the block succeeds. The temp name keeps ``path``'s suffix so that
-    format detection by extension still works."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    os.chmod(tmp, _FILE_MODE)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _fsync(path: Path) -> None:
-    """Flush a file's (or a directory's entries') data to the disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def write_json(path: str | Path, obj: Any) -> None:
-    with atomic_write(path) as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
-        f.write("\n")
-
-
-def _json_default(value):
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def _flatten_state(state: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
@@ -250,7 +166,7 @@ class RunDir:
         record = {"step": int(step), "time": time.time()}
         for k, v in metrics.items():
             record[k] = v.item() if isinstance(v, torch.Tensor) else v
-        line = json.dumps(record, default=_json_default)
+        line = json.dumps(record, default=json_default)
         with open(self.metrics_path, "a") as f:
             f.write(line + "\n")
             f.flush()
@@ -306,14 +222,14 @@ class RunDir:
         try:
             tensor_file = tmp / "tensors.safetensors"
             save_file(tensors, str(tensor_file))
-            _fsync(tensor_file)
+            fsync(tensor_file)
             # state.json is written last and names the tensors' digest: a checkpoint is complete exactly when
             # its state.json exists, and verified against its tensors when it is loaded.
-            write_json(tmp / "state.json", {"step": int(step), "state": skeleton, "tensors_sha256": _sha256(tensor_file)})
+            write_json(tmp / "state.json", {"step": int(step), "state": skeleton, "tensors_sha256": sha256_file(tensor_file)})
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
-            _fsync(self.checkpoints)
+            fsync(self.checkpoints)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -377,7 +293,7 @@ class RunDir:
         try:
             meta = json.loads(state_file.read_text())
             digest = meta.get("tensors_sha256")
-            if digest is not None and digest != _sha256(tensor_file):
+            if digest is not None and digest != sha256_file(tensor_file):
                 raise CheckpointError(f"checkpoint {path} is damaged: tensors.safetensors does not match the digest in "
                                       "state.json; an earlier checkpoint is used when there is one")
             tensors = load_file(str(tensor_file))

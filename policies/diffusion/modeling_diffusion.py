@@ -19,7 +19,7 @@ import math
 import torch
 
 from ..action_expert import ActionExpert
-from ..base import DenoisingChainPolicy
+from ..base import DenoisingChainPolicy, register_policy
 from .configuration_diffusion import DiffusionConfig
 
 # Nichol & Dhariwal's cosine schedule: the offset s keeps beta_1 from being vanishingly small, and
@@ -73,6 +73,7 @@ def ddpm_schedule(betas: torch.Tensor, min_std: float) -> dict[str, torch.Tensor
     return {name: value.float() for name, value in schedule.items()}
 
 
+@register_policy
 class DiffusionPolicy(DenoisingChainPolicy):
     family = "diffusion"
     config_class = DiffusionConfig

@@ -17,7 +17,7 @@ import math
 import torch
 
 from ..action_expert import ActionExpert
-from ..base import DenoisingChainPolicy
+from ..base import DenoisingChainPolicy, register_policy
 from .configuration_flow import FlowConfig
 
 
@@ -33,6 +33,7 @@ def flow_sde_step(x: torch.Tensor, v: torch.Tensor, t: torch.Tensor, dt: float, 
     return mean, sigma * math.sqrt(dt)
 
 
+@register_policy
 class FlowPolicy(DenoisingChainPolicy):
     family = "flow"
     config_class = FlowConfig

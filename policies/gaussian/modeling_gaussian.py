@@ -18,10 +18,11 @@ from torch import nn
 
 from vla_razor.divergence import DiagGaussian, GaussianChain
 
-from ..base import Chain, ChainPolicy, SampleMode
+from ..base import Chain, ChainPolicy, SampleMode, register_policy
 from .configuration_gaussian import GaussianConfig
 
 
+@register_policy
 class GaussianPolicy(ChainPolicy):
     family = "gaussian"
     config_class = GaussianConfig

@@ -14,7 +14,7 @@ import json
 import shutil
 from pathlib import Path
 
-from vla_razor.rundir import atomic_path
+from vla_razor.atomic import atomic_path
 
 KEPT = ("config.yaml", "metrics.jsonl", "eval/*.json", "analysis/*.json", "videos/final_*.mp4")
 """What of a finished run the archive keeps (glob patterns relative to the run directory)."""

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from vla_razor.atomic import write_json
 from vla_razor.progress import progress
-from vla_razor.rundir import write_json
 
 from .predictors import measure_predictors, task_states
 

@@ -67,9 +67,7 @@ def feature_change(base, policy, states: dict) -> float:
 
 def measure_predictors(base, policy, states: dict, kl_states: int = 512, seed: int = 0) -> dict[str, float]:
     """Every predictor of :data:`PREDICTORS` (with the KLs' standard errors) for one fine-tuned policy."""
-    from vla_razor.base_kl import measure_kl_to_base
-
-    from vla_razor.base_kl import measure_action_kl
+    from vla_razor.base_kl import measure_action_kl, measure_kl_to_base
 
     out = measure_kl_to_base(base, policy, states, kl_states, seed=seed)
     out.update(measure_action_kl(base, policy, states, seed=seed))
@@ -83,10 +81,10 @@ def task_states(base_dir: str | Path, task: str, episodes: int = 16, seed: int =
     ``seed``), cached in ``<base_dir>/razor_cache`` keyed by the weights' hash."""
     from safetensors.torch import load_file, save_file
 
+    from vla_razor.atomic import atomic_path
     from vla_razor.evaluation import evaluate_task
     from vla_razor.policies import ChainPolicy
     from vla_razor.retention.evaluate import weights_hash
-    from vla_razor.rundir import atomic_path
 
     base_dir = Path(base_dir)
     cache = base_dir / "razor_cache" / f"states-{task}-{episodes}ep-seed{seed}-{weights_hash(base_dir)}.safetensors"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vla_razor.rundir import atomic_write, write_json
+from vla_razor.atomic import atomic_write, write_json
 
 from .fits import bootstrap_frontier_areas, frontier_area, pareto_frontier, polyfit, rank_predictors
 from .matched import BRIEF, matched_pair, matched_points
@@ -483,7 +483,7 @@ def findings(analysis: dict) -> list[str]:
 def base_videos(base_dir: str, new_task: str, prior_tasks: list[str], out: Path, episodes: int) -> list[Path]:
     """The base policy on every task (cached: recorded once per report directory)."""
     from vla_razor.envs.video import record_episodes
-    from vla_razor.finetune import deterministic_actor
+    from vla_razor.evaluation import deterministic_actor
     from vla_razor.policies import ChainPolicy
 
     policy = None

@@ -20,8 +20,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from vla_razor.atomic import write_json
 from vla_razor.progress import progress
-from vla_razor.rundir import write_json
 
 from ..config import NonNegativeInt, PositiveInt
 
@@ -371,8 +371,8 @@ def best_rl_run(cfg: RazorConfig, specs: list[RunSpec]) -> Path | None:
 
 def run_sweep(cfg: RazorConfig) -> list[RunSpec]:
     """Every run of the sweep, the control last; writes ``plan.json`` (what each run is) and ``status.json``."""
+    from vla_razor.atomic import atomic_write
     from vla_razor.config import dump_yaml
-    from vla_razor.rundir import atomic_write
 
     # No config guard here, unlike a run directory: growing a sweep's grid or seeds is how it is
     # extended, and every run keeps its own guarded config.yaml.
@@ -405,19 +405,16 @@ def run_sweep(cfg: RazorConfig) -> list[RunSpec]:
     return specs
 
 
-def main(args) -> int:
-    from vla_razor.config import load_config, with_smoke
-
+def razor(cfg: RazorConfig, report_only: bool = False) -> Path:
+    """The sweep (unless ``report_only``: the run directories and the archive as they are), then its report;
+    returns the report's HTML page."""
     from .report import write_report
 
-    cfg = load_config(RazorConfig, args.config, args.overrides)
-    if args.smoke:
-        cfg = with_smoke(cfg, LLM_SMOKE if cfg.track == "llm" else SMOKE, args.overrides)
     if not (Path(cfg.base) / "config.json").is_file():
         command = "vla-razor llm pretrain" if cfg.track == "llm" else "vla-razor pretrain"
         raise FileNotFoundError(f"base policy {cfg.base} not found: run `{command}` first "
                                 f"(or `{command} --smoke` for the --smoke sweep), or pass base=<policy dir>")
-    if not args.report_only:
+    if not report_only:
         run_sweep(cfg)
     elif cfg.archive:
         from .archive import restore_runs
@@ -434,5 +431,4 @@ def main(args) -> int:
         Archiver(cfg, [RunSpec(**{**r, "overrides": tuple(r["overrides"])}) for r in plan["runs"]]).archive_all()
         archive_report(report.parent, Path(cfg.archive))
         write_json(Path(cfg.archive) / "plan.json", plan)
-    print(f"report: {report}")
-    return 0
+    return report

@@ -26,9 +26,10 @@ from typing import Literal
 
 import torch
 
+from vla_razor.atomic import write_json
 from vla_razor.errors import NonFiniteError, NoRLDataError
 from vla_razor.progress import progress
-from vla_razor.rundir import RunDir, write_json
+from vla_razor.rundir import RunDir
 
 from ..config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from .data import batch_device, encode_batch, evaluate_accuracy, sample_responses
@@ -299,13 +300,3 @@ def train(cfg: LLMFinetuneConfig, algo: str, resume: bool = False) -> Path:
           f"mean forgetting {final['mean_forgetting']:+.1%}")
     print(f"fine-tuned model: {policy_dir}")
     return run.path
-
-
-def main(args) -> int:
-    from vla_razor.config import load_config, with_smoke
-
-    cfg = load_config(LLMFinetuneConfig, args.config, args.overrides)
-    if args.smoke:
-        cfg = with_smoke(cfg, SMOKE, args.overrides)
-    train(cfg, args.algo, resume=args.resume)
-    return 0

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 import torch
 from tqdm import tqdm
 
+from vla_razor.atomic import write_json
 from vla_razor.errors import NonFiniteError
 from vla_razor.pretrain import (
     lr_at,  # the same warm-up + cosine schedule as the robot base
 )
 from vla_razor.progress import progress
-from vla_razor.rundir import RunDir, write_json
+from vla_razor.rundir import RunDir
 
 from ..config import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from .data import answer_loss, encode_batch, evaluate_accuracy
@@ -158,13 +159,3 @@ def pretrain(cfg: LLMPretrainConfig):
     run.close()
     print(f"base model: {policy_dir}")
     return run.path
-
-
-def main(args) -> int:
-    from vla_razor.config import load_config, with_smoke
-
-    cfg = load_config(LLMPretrainConfig, args.config, args.overrides)
-    if args.smoke:
-        cfg = with_smoke(cfg, SMOKE, args.overrides)
-    pretrain(cfg)
-    return 0

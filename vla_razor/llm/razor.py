@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from vla_razor.analysis.predictors import linear_cka, weight_change
-from vla_razor.rundir import write_json
+from vla_razor.atomic import write_json
 
 from .data import evaluate_accuracy
 from .kl import measure_token_kl

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vla_razor.finetune import FinetuneRun
+from vla_razor.harness import FinetuneRun
 from vla_razor.policies.base import Chain
 from vla_razor.policies.encoders import as_tensor_obs
 

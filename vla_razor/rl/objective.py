@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vla_razor.finetune import FinetuneConfig
+from vla_razor.harness import FinetuneConfig
 
 from ..config import NonNegativeFloat, PositiveFloat, PositiveInt
 

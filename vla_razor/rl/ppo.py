@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vla_razor.finetune import FinetuneRun
+from vla_razor.harness import FinetuneRun
 from vla_razor.policies.base import Chain
 
 from ..config import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt

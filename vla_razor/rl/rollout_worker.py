@@ -98,7 +98,7 @@ def _worker_main(conn, spec: RolloutSpec, policy, critic) -> None:
     """The worker: owns the env and a copy of policy and critic; one rollout per weights message."""
     env = None
     try:
-        from vla_razor.finetune import tune_malloc
+        from vla_razor.runtime import tune_malloc
 
         tune_malloc()
         torch.set_num_threads(spec.threads)

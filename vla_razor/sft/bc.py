@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from vla_razor.errors import NoRLDataError
-from vla_razor.finetune import FinetuneConfig, FinetuneRun
+from vla_razor.harness import FinetuneConfig, FinetuneRun
 from vla_razor.progress import progress
 
 from ..config import NonNegativeFloat, PositiveFloat, PositiveInt

@@ -1,4 +1,4 @@
-"""`vla-razor finetune --algo ppo|grpo|sft`: what every fine-tuning run shares.
+"""The training harness: what every fine-tuning run (PPO, GRPO, SFT) shares.
 
 PPO, GRPO and SFT differ in how they update the policy; everything around the update is here, so
 the three are measured the same way and are directly comparable:
@@ -14,7 +14,6 @@ the three are measured the same way and are directly comparable:
 """
 from __future__ import annotations
 
-import ctypes
 import math
 import time
 from dataclasses import dataclass, field
@@ -25,12 +24,12 @@ from tqdm import tqdm
 
 from vla_razor.progress import progress
 
+from .atomic import write_json
 from .base_kl import KLPenalty, KLPenaltyConfig, freeze, measure_kl_to_base
 from .config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from .errors import CheckpointError, NonFiniteError
-from .rundir import RunDir, write_json
-
-ALGORITHMS = ("ppo", "grpo", "sft")
+from .rundir import RunDir
+from .runtime import tune_malloc
 
 
 @dataclass
@@ -91,21 +90,6 @@ class FinetuneConfig:
             raise ValueError(f"noise_level must be >= 0 (0: the base's own), got {self.noise_level}")
         if self.checkpoint_every < 1 or self.kl_states < 2:
             raise ValueError("need checkpoint_every >= 1 and kl_states >= 2")
-
-
-def tune_malloc() -> None:
-    """Keep glibc from returning autograd's large buffers to the OS after every backward pass.
-
-    Without this, each minibatch's activations are mmap-ed and unmapped again, which made a
-    log-prob-with-grad pass 1.5x slower at batch 64 (docs/benchmarks.md, policy sampling).
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return  # not glibc: nothing to tune
-    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-    libc.mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024)
-    libc.mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024)
 
 
 class FinetuneRun:
@@ -221,6 +205,7 @@ class FinetuneRun:
 
     def _record_videos(self, tag: str, tasks: list[str]) -> None:
         from vla_razor.envs.video import record_episodes
+        from vla_razor.evaluation import deterministic_actor
 
         for task in tasks:
             record_episodes(task, deterministic_actor(self.policy), self.run.videos / f"{tag}_{task}.mp4",
@@ -306,50 +291,3 @@ def _fingerprint(module: torch.nn.Module) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
-
-
-def deterministic_actor(policy):
-    """A video callable: the policy's deterministic chunk, executed whole, one action per call."""
-    from vla_razor.policies.encoders import as_tensor_obs
-
-    queues: dict[int, list] = {}
-
-    @torch.no_grad()
-    def act(obs, running):
-        need = [j for j, i in enumerate(running) if not queues.get(i)]
-        if need:
-            sub = {k: v[need] for k, v in obs.items()}
-            actions, _ = policy.sample(as_tensor_obs(sub), "deterministic")
-            for j, chunk in zip(need, actions.numpy()):
-                queues[running[j]] = list(chunk)
-        return [queues[i].pop(0) for i in running]
-
-    return act
-
-
-def load_algorithm(algo: str, config: str | None = None, overrides: list[str] | None = None, smoke: bool = False):
-    """``(config, train)`` of a fine-tuning algorithm: its config file (default
-    ``configs/finetune_<algo>.yaml``) with dotted overrides, at the ``--smoke`` budget when asked."""
-    from .config import load_config, with_smoke
-
-    if algo == "ppo":
-        from .rl.ppo import SMOKE, train
-        from .rl.ppo import PPOConfig as config_class
-    elif algo == "grpo":
-        from .rl.grpo import SMOKE, train
-        from .rl.grpo import GRPOConfig as config_class
-    elif algo == "sft":
-        from .sft.bc import SMOKE, train
-        from .sft.bc import SFTConfig as config_class
-    else:
-        raise ValueError(f"unknown fine-tuning algorithm {algo!r}: choose one of {', '.join(ALGORITHMS)}")
-    cfg = load_config(config_class, config or f"configs/finetune_{algo}.yaml", overrides or [])
-    if smoke:
-        cfg = with_smoke(cfg, SMOKE, overrides or [])
-    return cfg, train
-
-
-def main(args) -> int:
-    cfg, train = load_algorithm(args.algo, args.config, args.overrides, args.smoke)
-    train(cfg, resume=args.resume)  # named errors reach the command line (vla_razor.cli): exit 2, 3 or 4
-    return 0

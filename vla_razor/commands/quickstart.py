@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vla_razor.atomic import write_json
+from vla_razor.config import NonNegativeInt, PositiveInt, load_config, with_smoke
 from vla_razor.progress import progress
-
-from .config import NonNegativeInt, PositiveInt, load_config, with_smoke
-from .rundir import RunDir, write_json
+from vla_razor.rundir import RunDir
 
 
 @dataclass
@@ -79,9 +79,9 @@ def pretrain_stage(config: QuickstartConfig, smoke: bool) -> Path:
             raise FileNotFoundError(f"base policy {base} not found (config.json and model.safetensors): pass "
                                     "base=<a save_pretrained directory>, or retrain it with --retrain-base")
         return base
-    from .config import load_config
-    from .pretrain import SMOKE as PRETRAIN_SMOKE
-    from .pretrain import PretrainConfig, pretrain
+    from vla_razor.config import load_config
+    from vla_razor.pretrain import SMOKE as PRETRAIN_SMOKE
+    from vla_razor.pretrain import PretrainConfig, pretrain
 
     values = {"name": f"{config.name}-base", "runs_dir": config.runs_dir, "suite": config.suite,
               "demo_dir": config.demo_dir, **config.pretrain}
@@ -96,9 +96,9 @@ def pretrain_stage(config: QuickstartConfig, smoke: bool) -> Path:
 
 def razor_config(config: QuickstartConfig, base: Path, smoke: bool):
     """The sweep's RazorConfig: configs/razor.yaml with the quickstart's ``razor`` overrides."""
-    from .analysis.sweep import SMOKE as RAZOR_SMOKE
-    from .analysis.sweep import RazorConfig
-    from .config import load_config
+    from vla_razor.analysis.sweep import SMOKE as RAZOR_SMOKE
+    from vla_razor.analysis.sweep import RazorConfig
+    from vla_razor.config import load_config
 
     values = {"name": f"{config.name}-razor", "runs_dir": config.runs_dir, "suite": config.suite, "base": str(base),
               **config.razor}
@@ -147,8 +147,8 @@ def run_quickstart(config: QuickstartConfig, smoke: bool = False) -> Path:
     timer = StageTimer(run.eval / "timings.json")
     rows = timer("demos", demos_stage, config, suite, run)
     base = timer("base", pretrain_stage, config, smoke)
-    from .analysis.report import write_report
-    from .analysis.sweep import run_sweep
+    from vla_razor.analysis.report import write_report
+    from vla_razor.analysis.sweep import run_sweep
 
     sweep = razor_config(config, base, smoke)
     timer("sweep", run_sweep, sweep)  # finished runs are skipped, interrupted ones resume
@@ -223,7 +223,7 @@ def _link(target: Path, start: Path) -> str:
 def _write_summary(path: Path, suite, rows: list[dict], base: Path, report: Path, seconds: dict[str, float]) -> None:
     import re
 
-    from .rundir import atomic_write
+    from vla_razor.atomic import atomic_write
 
     here = path.parent
     report_dir = report.parent

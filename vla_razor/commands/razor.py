@@ -1,0 +1,13 @@
+"""`vla-razor razor`: the sweep and its report."""
+from __future__ import annotations
+
+
+def main(args) -> int:
+    from vla_razor.analysis.sweep import LLM_SMOKE, SMOKE, RazorConfig, razor
+    from vla_razor.config import load_config, with_smoke
+
+    cfg = load_config(RazorConfig, args.config, args.overrides)
+    if args.smoke:
+        cfg = with_smoke(cfg, LLM_SMOKE if cfg.track == "llm" else SMOKE, args.overrides)
+    print(f"report: {razor(cfg, report_only=args.report_only)}")
+    return 0
