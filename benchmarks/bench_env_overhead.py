@@ -10,6 +10,7 @@ on a shared 2-core machine. Prints JSON.
 
     .venv/bin/python benchmarks/bench_env_overhead.py [--tasks PickCube PushCube ...] [--segment 50] [--blocks 60]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,9 +26,16 @@ import torch
 def raw_env(task):
     import mani_skill.envs  # noqa: F401
 
-    return gym.make(task.env_id, num_envs=1, obs_mode="state", control_mode="pd_ee_delta_pose",
-                    sim_backend="physx_cpu", render_backend="cpu", reward_mode="normalized_dense",
-                    max_episode_steps=task.max_episode_steps)
+    return gym.make(
+        task.env_id,
+        num_envs=1,
+        obs_mode="state",
+        control_mode="pd_ee_delta_pose",
+        sim_backend="physx_cpu",
+        render_backend="cpu",
+        reward_mode="normalized_dense",
+        max_episode_steps=task.max_episode_steps,
+    )
 
 
 class Segment:
@@ -62,7 +70,9 @@ def our_segment(env) -> Segment:
 def main() -> None:
     from vla_razor.envs import get_task, load_suite, make_vec_env
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tasks", nargs="+", default=load_suite("default").tasks)
     parser.add_argument("--segment", type=int, default=50, help="env steps per measured segment")
     parser.add_argument("--blocks", type=int, default=60, help="alternating raw/ours segment pairs per task")
@@ -80,7 +90,7 @@ def main() -> None:
         pair_ratios = []
         for block in range(args.blocks):
             # short segments, alternating which goes first, so load drift hits both alike
-            chunk = actions[(block * args.segment) % len(actions):][: args.segment]
+            chunk = actions[(block * args.segment) % len(actions) :][: args.segment]
             order = [("raw", raw), ("ours", ours)] if block % 2 == 0 else [("ours", ours), ("raw", raw)]
             times = {}
             for label, seg in order:
@@ -97,8 +107,17 @@ def main() -> None:
             "overhead_cpu_median_of_pairs": statistics.median(pair_ratios),
         }
         raw_env_.close(), our_env.close()
-    print(json.dumps({"benchmark": "env wrapper overhead (1 env, physx_cpu, pd_ee_delta_pose, state)",
-                      "steps_per_segment": args.segment, "segments_each": args.blocks, "tasks": results}, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "env wrapper overhead (1 env, physx_cpu, pd_ee_delta_pose, state)",
+                "steps_per_segment": args.segment,
+                "segments_each": args.blocks,
+                "tasks": results,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

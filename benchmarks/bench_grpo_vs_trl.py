@@ -18,6 +18,7 @@ TRL pulls numpy 2, which the core environment cannot take, so this runs in its o
     bash scripts/setup_bench_trl.sh
     .venv-bench/bin/python benchmarks/bench_grpo_vs_trl.py [--iterations 12] [--base runs/llm-base/policy]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,7 +32,9 @@ from pathlib import Path
 
 import torch
 
-SHAPE = dict(num_prompts=16, group_size=8, update_epochs=2, lr=1e-4, temperature=1.0, clip=0.2, max_grad_norm=1.0)
+SHAPE = dict(
+    num_prompts=16, group_size=8, update_epochs=2, lr=1e-4, temperature=1.0, clip=0.2, max_grad_norm=1.0
+)
 
 
 def fresh_base(directory: Path) -> Path:
@@ -50,21 +53,43 @@ def ours_run(base: Path, task: str, iterations: int, kl_prompts: int, seed: int)
 
     s = SHAPE
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = LLMFinetuneConfig(name="ours", runs_dir=tmp, base=str(base), task=task, lr=s["lr"], iterations=iterations,
-                                num_prompts=s["num_prompts"], group_size=s["group_size"], temperature=s["temperature"],
-                                clip_coef=s["clip"], update_epochs=s["update_epochs"], max_grad_norm=s["max_grad_norm"],
-                                kl_prompts=kl_prompts, eval_every=0, final_eval_problems=1, checkpoint_every=10**6,
-                                seed=seed, threads=1)
+        cfg = LLMFinetuneConfig(
+            name="ours",
+            runs_dir=tmp,
+            base=str(base),
+            task=task,
+            lr=s["lr"],
+            iterations=iterations,
+            num_prompts=s["num_prompts"],
+            group_size=s["group_size"],
+            temperature=s["temperature"],
+            clip_coef=s["clip"],
+            update_epochs=s["update_epochs"],
+            max_grad_norm=s["max_grad_norm"],
+            kl_prompts=kl_prompts,
+            eval_every=0,
+            final_eval_problems=1,
+            checkpoint_every=10**6,
+            seed=seed,
+            threads=1,
+        )
         run = train(cfg, "grpo")
         records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in records if "tokens/sampled" in r][1:]  # the first iteration is warm-up
     seconds = sum(r["time/iteration_s"] for r in steps)
     kl_seconds = sum(r["time/kl_s"] for r in steps)
     tokens = sum(r["tokens/sampled"] for r in steps)
-    return {"iterations_timed": len(steps), "completion_tokens": tokens, "seconds_with_kl": seconds,
-            "seconds_without_kl": seconds - kl_seconds, "kl_seconds_per_iteration": kl_seconds / len(steps),
-            "kl_share_of_iteration": kl_seconds / seconds, "reward_mean": statistics.mean(r["reward/mean"] for r in steps),
-            "tokens_per_s": tokens / (seconds - kl_seconds), "tokens_per_s_with_kl": tokens / seconds}
+    return {
+        "iterations_timed": len(steps),
+        "completion_tokens": tokens,
+        "seconds_with_kl": seconds,
+        "seconds_without_kl": seconds - kl_seconds,
+        "kl_seconds_per_iteration": kl_seconds / len(steps),
+        "kl_share_of_iteration": kl_seconds / seconds,
+        "reward_mean": statistics.mean(r["reward/mean"] for r in steps),
+        "tokens_per_s": tokens / (seconds - kl_seconds),
+        "tokens_per_s_with_kl": tokens / seconds,
+    }
 
 
 def trl_run(base: Path, task: str, iterations: int, max_new: int, seed: int) -> dict:
@@ -76,8 +101,13 @@ def trl_run(base: Path, task: str, iterations: int, max_new: int, seed: int) -> 
 
     s = SHAPE
     # the prompts vla-razor's loop draws at each iteration (a pure function of seed and iteration), in order
-    problems = [p for it in range(iterations)
-                for p in generate(task, s["num_prompts"] * s["group_size"], seed=seed * 1_000_003 + it)[: s["num_prompts"]]]
+    problems = [
+        p
+        for it in range(iterations)
+        for p in generate(task, s["num_prompts"] * s["group_size"], seed=seed * 1_000_003 + it)[
+            : s["num_prompts"]
+        ]
+    ]
     by_prompt = {p.prompt: p for p in problems}
     dataset = Dataset.from_dict({"prompt": [p.prompt for p in problems]})
     tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
@@ -97,33 +127,75 @@ def trl_run(base: Path, task: str, iterations: int, max_new: int, seed: int) -> 
 
     with tempfile.TemporaryDirectory() as tmp:
         args = GRPOConfig(
-            output_dir=tmp, per_device_train_batch_size=s["num_prompts"] * s["group_size"], num_generations=s["group_size"],
-            steps_per_generation=1, num_iterations=s["update_epochs"], max_steps=iterations * s["update_epochs"],
-            max_completion_length=max_new, temperature=s["temperature"], top_k=0, top_p=1.0, beta=0.0,
-            epsilon=s["clip"], loss_type="grpo", scale_rewards="group", mask_truncated_completions=False,
-            learning_rate=s["lr"], lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
-            max_grad_norm=s["max_grad_norm"], shuffle_dataset=False, use_cpu=True, bf16=False, report_to="none",
-            save_strategy="no", logging_steps=1, disable_dropout=True, seed=seed, dataloader_num_workers=0)
-        trainer = GRPOTrainer(model=model, reward_funcs=exact_match, args=args, train_dataset=dataset,
-                              processing_class=tokenizer, callbacks=[Clock()])
+            output_dir=tmp,
+            per_device_train_batch_size=s["num_prompts"] * s["group_size"],
+            num_generations=s["group_size"],
+            steps_per_generation=1,
+            num_iterations=s["update_epochs"],
+            max_steps=iterations * s["update_epochs"],
+            max_completion_length=max_new,
+            temperature=s["temperature"],
+            top_k=0,
+            top_p=1.0,
+            beta=0.0,
+            epsilon=s["clip"],
+            loss_type="grpo",
+            scale_rewards="group",
+            mask_truncated_completions=False,
+            learning_rate=s["lr"],
+            lr_scheduler_type="constant",
+            warmup_steps=0,
+            weight_decay=0.0,
+            max_grad_norm=s["max_grad_norm"],
+            shuffle_dataset=False,
+            use_cpu=True,
+            bf16=False,
+            report_to="none",
+            save_strategy="no",
+            logging_steps=1,
+            disable_dropout=True,
+            seed=seed,
+            dataloader_num_workers=0,
+        )
+        trainer = GRPOTrainer(
+            model=model,
+            reward_funcs=exact_match,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            callbacks=[Clock()],
+        )
         with contextlib.redirect_stdout(sys.stderr):  # TRL prints its logs; stdout stays one JSON document
             trainer.train()
     per_iteration = s["update_epochs"]
     # iteration i ends at step (i + 1) * update_epochs; time the iterations after the first
-    ends = step_ends[per_iteration - 1::per_iteration]
+    ends = step_ends[per_iteration - 1 :: per_iteration]
     seconds = ends[-1] - ends[0]
     tokens = sum(t for t, _ in counted[1:])
-    return {"iterations_timed": len(ends) - 1, "completion_tokens": tokens, "seconds": seconds,
-            "reward_mean": statistics.mean(r for _, r in counted[1:]), "tokens_per_s": tokens / seconds,
-            "generations": len(counted)}
+    return {
+        "iterations_timed": len(ends) - 1,
+        "completion_tokens": tokens,
+        "seconds": seconds,
+        "reward_mean": statistics.mean(r for _, r in counted[1:]),
+        "tokens_per_s": tokens / seconds,
+        "generations": len(counted),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", default="runs/llm-base/policy", help="checkpoint both fine-tune (a fresh tiny model if missing)")
+    parser.add_argument(
+        "--base",
+        default="runs/llm-base/policy",
+        help="checkpoint both fine-tune (a fresh tiny model if missing)",
+    )
     parser.add_argument("--task", default="add_4_4")
-    parser.add_argument("--iterations", type=int, default=12, help="GRPO iterations each (the first is warm-up, untimed)")
-    parser.add_argument("--kl-prompts", type=int, default=64, help="prompts of vla-razor's per-iteration KL measurement")
+    parser.add_argument(
+        "--iterations", type=int, default=12, help="GRPO iterations each (the first is warm-up, untimed)"
+    )
+    parser.add_argument(
+        "--kl-prompts", type=int, default=64, help="prompts of vla-razor's per-iteration KL measurement"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.iterations < 2:
@@ -143,14 +215,31 @@ def main() -> None:
     import transformers
     import trl as trl_module
 
-    print(json.dumps({
-        "task": args.task, "base": str(args.base), "base_origin": origin, "shape": SHAPE, "max_new_tokens": max_new,
-        "iterations": args.iterations, "torch_threads": torch.get_num_threads(),
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl_module.__version__},
-        "ours": ours, "trl": trl,
-        "ours_over_trl_tokens_per_s": round(ours["tokens_per_s"] / trl["tokens_per_s"], 3),
-        "ours_over_trl_tokens_per_s_with_kl": round(ours["tokens_per_s_with_kl"] / trl["tokens_per_s"], 3),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "task": args.task,
+                "base": str(args.base),
+                "base_origin": origin,
+                "shape": SHAPE,
+                "max_new_tokens": max_new,
+                "iterations": args.iterations,
+                "torch_threads": torch.get_num_threads(),
+                "versions": {
+                    "torch": torch.__version__,
+                    "transformers": transformers.__version__,
+                    "trl": trl_module.__version__,
+                },
+                "ours": ours,
+                "trl": trl,
+                "ours_over_trl_tokens_per_s": round(ours["tokens_per_s"] / trl["tokens_per_s"], 3),
+                "ours_over_trl_tokens_per_s_with_kl": round(
+                    ours["tokens_per_s_with_kl"] / trl["tokens_per_s"], 3
+                ),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

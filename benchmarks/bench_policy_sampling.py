@@ -25,6 +25,7 @@ Prints one JSON object. Usage:
 
     .venv/bin/python benchmarks/bench_policy_sampling.py [--threads 2 --repeats 30 --batches 1 64 --no-fastpath]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,6 @@ VARIANTS = {
     "diffusion": ("diffusion", {}),
     "gaussian": ("gaussian", {}),
 }
-
-
 
 
 def _timed(fn) -> tuple[float, float]:
@@ -89,14 +88,21 @@ def bench_one(policy, batch: int, repeats: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--families", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
-    parser.add_argument("--no-fastpath", action="store_true", help="disable the fused transformer inference path")
-    parser.add_argument("--tune-malloc", action="store_true",
-                        help="apply vla_razor.runtime.tune_malloc() first, as the fine-tuning commands do")
+    parser.add_argument(
+        "--no-fastpath", action="store_true", help="disable the fused transformer inference path"
+    )
+    parser.add_argument(
+        "--tune-malloc",
+        action="store_true",
+        help="apply vla_razor.runtime.tune_malloc() first, as the fine-tuning commands do",
+    )
     args = parser.parse_args()
     if args.tune_malloc:
         from vla_razor.runtime import tune_malloc
@@ -107,17 +113,25 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     torch.backends.mha.set_fastpath_enabled(not args.no_fastpath)
-    result = {"torch": torch.__version__, "threads": args.threads, "repeats": args.repeats,
-              "transformer_fastpath": not args.no_fastpath,
-              "malloc_env": {k: os.environ.get(k) for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")},
-              "families": {}}
+    result = {
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "transformer_fastpath": not args.no_fastpath,
+        "malloc_env": {k: os.environ.get(k) for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")},
+        "families": {},
+    }
     for name in args.families:
         family, extra = VARIANTS[name]
         torch.manual_seed(0)
         policy = make_policy(family, extra, embed_language=False).eval()
         cfg = policy.config
-        entry = {"num_steps": getattr(cfg, "num_steps", 1), "hidden": cfg.hidden, "num_layers": cfg.num_layers,
-                 "chunk_size": cfg.chunk_size}
+        entry = {
+            "num_steps": getattr(cfg, "num_steps", 1),
+            "hidden": cfg.hidden,
+            "num_layers": cfg.num_layers,
+            "chunk_size": cfg.chunk_size,
+        }
         for batch in args.batches:
             entry[f"batch_{batch}"] = bench_one(policy, batch, args.repeats)
         result["families"][name] = entry

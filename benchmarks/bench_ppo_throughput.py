@@ -13,6 +13,7 @@ Prints JSON with ``ppo_over_raw`` per mode (target >= 0.85) and ``kl_share`` (ta
 
     .venv/bin/python benchmarks/bench_ppo_throughput.py [--base runs/base/policy] [--iterations 6]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,12 +47,20 @@ def raw_rate(task: str, num_envs: int, chunk: int, decisions: int, seed: int = 0
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", default="runs/base/policy", help="base policy (a fresh flow policy when missing)")
+    parser.add_argument(
+        "--base", default="runs/base/policy", help="base policy (a fresh flow policy when missing)"
+    )
     parser.add_argument("--iterations", type=int, default=6)
     parser.add_argument("--num-envs", type=int, default=16)
     parser.add_argument("--num-decisions", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (process-wide)")
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1], help="rollout_workers settings to time (0: on-policy)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[0, 1],
+        help="rollout_workers settings to time (0: on-policy)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -64,24 +73,45 @@ def main() -> None:
         base = Path(args.base)
         if not (base / "config.json").exists():
             base = Path(tmp) / "fresh"
-            make_policy("flow", {"chunk_size": 8, "num_steps": 5, "hidden": 128, "num_layers": 2}).save_pretrained(base)
+            make_policy(
+                "flow", {"chunk_size": 8, "num_steps": 5, "hidden": 128, "num_layers": 2}
+            ).save_pretrained(base)
         chunk = 8
         raw_before = raw_rate(task, args.num_envs, chunk, args.num_decisions * 2)
         modes = {}
         for workers in args.workers:
             mode = f"rollout_workers_{workers}"
-            cfg = PPOConfig(name=mode, runs_dir=tmp, base=str(base), num_envs=args.num_envs, num_decisions=args.num_decisions,
-                            total_env_steps=args.iterations * args.num_envs * args.num_decisions * chunk, eval_every=0,
-                            retention_episodes=0, final_eval_episodes=1, video_episodes=0, critic_warmup_iterations=1,
-                            checkpoint_every=1000, rollout_workers=workers)
+            cfg = PPOConfig(
+                name=mode,
+                runs_dir=tmp,
+                base=str(base),
+                num_envs=args.num_envs,
+                num_decisions=args.num_decisions,
+                total_env_steps=args.iterations * args.num_envs * args.num_decisions * chunk,
+                eval_every=0,
+                retention_episodes=0,
+                final_eval_episodes=1,
+                video_episodes=0,
+                critic_warmup_iterations=1,
+                checkpoint_every=1000,
+                rollout_workers=workers,
+            )
             with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON
                 train(cfg)
-            modes[mode] = [json.loads(line) for line in (Path(tmp) / mode / "metrics.jsonl").read_text().splitlines()]
+            modes[mode] = [
+                json.loads(line) for line in (Path(tmp) / mode / "metrics.jsonl").read_text().splitlines()
+            ]
         raw_after = raw_rate(task, args.num_envs, chunk, args.num_decisions * 2, seed=1)
     raw = statistics.mean([raw_before, raw_after])
-    out = {"task": task, "num_envs": args.num_envs, "decisions_per_iteration": args.num_decisions, "chunk": chunk,
-           "torch_threads": torch.get_num_threads(), "raw_env_steps_per_s": round(raw, 1),
-           "raw_before_after": [round(raw_before, 1), round(raw_after, 1)]}
+    out = {
+        "task": task,
+        "num_envs": args.num_envs,
+        "decisions_per_iteration": args.num_decisions,
+        "chunk": chunk,
+        "torch_threads": torch.get_num_threads(),
+        "raw_env_steps_per_s": round(raw, 1),
+        "raw_before_after": [round(raw_before, 1), round(raw_after, 1)],
+    }
     for mode, records in modes.items():
         every = [r for r in records if "time/iteration_s" in r]
         iterations = every[1:]  # the first pays one-off warm-up costs
@@ -89,7 +119,9 @@ def main() -> None:
         env_steps = every[-1]["env_steps"] - every[0]["env_steps"]  # those of the timed iterations
         ppo = env_steps / total_time
         out[mode] = {
-            "iterations_timed": len(iterations), "ppo_env_steps_per_s": round(ppo, 1), "ppo_over_raw": round(ppo / raw, 3),
+            "iterations_timed": len(iterations),
+            "ppo_env_steps_per_s": round(ppo, 1),
+            "ppo_over_raw": round(ppo / raw, 3),
             # on-policy: the rollout itself; with rollout workers: the learner's wait for a rollout
             "rollout_share": round(sum(r["time/rollout_s"] for r in iterations) / total_time, 3),
             "update_share": round(sum(r["time/update_s"] for r in iterations) / total_time, 3),

@@ -6,6 +6,7 @@ Prints one JSON object. Usage:
 
     .venv/bin/python benchmarks/bench_token_kl.py [--batch 16 --seq 512 --vocab 32000 --repeats 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,7 +69,9 @@ def worker(method: str, batch: int, seq: int, vocab: int, repeats: int, threads:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seq", type=int, default=512)
     parser.add_argument("--vocab", type=int, default=32000)

@@ -1,4 +1,5 @@
 """Action chunking: one policy decision executes H environment actions."""
+
 from __future__ import annotations
 
 import gymnasium as gym
@@ -22,7 +23,9 @@ class ActionChunkWrapper(gym.Wrapper):
         self.chunk_size = chunk_size
         low, high = env.action_space.low, env.action_space.high
         self.action_space = gym.spaces.Box(
-            np.repeat(low[None], chunk_size, 0), np.repeat(high[None], chunk_size, 0), dtype=env.action_space.dtype
+            np.repeat(low[None], chunk_size, 0),
+            np.repeat(high[None], chunk_size, 0),
+            dtype=env.action_space.dtype,
         )
 
     def step(self, actions):

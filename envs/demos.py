@@ -49,6 +49,7 @@ Loading (:func:`load_demos`) gives per episode canonical observations (:func:`ca
 gripper. Tasks whose robot has no gripper (PushT's stick, 6-D actions) get a zero appended as the
 gripper entry, which :func:`to_task_action` drops again.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -151,7 +152,9 @@ class DemoIndex:
     reused: bool = field(default=False, metadata={"persist": False})
 
     def to_json(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata.get("persist", True)}
+        return {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata.get("persist", True)
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any], path: Path) -> "DemoIndex":
@@ -197,7 +200,9 @@ class DemoEpisode:
 # ------------------------------------------------------------------------------------------------
 # Paths and small helpers
 # ------------------------------------------------------------------------------------------------
-def demo_dir(task: str | TaskSpec, out_dir: str | Path = DEFAULT_OUT, control_mode: str = DEFAULT_CONTROL_MODE) -> Path:
+def demo_dir(
+    task: str | TaskSpec, out_dir: str | Path = DEFAULT_OUT, control_mode: str = DEFAULT_CONTROL_MODE
+) -> Path:
     spec = task if isinstance(task, TaskSpec) else get_task(task)
     return Path(out_dir) / spec.name / control_mode
 
@@ -231,12 +236,16 @@ def _mani_skill_version() -> str:
     return mani_skill.__version__
 
 
-def _make_env(task: TaskSpec, obs_mode: str, control_mode: str, reward_mode: str | None = None, horizon: bool = False):
+def _make_env(
+    task: TaskSpec, obs_mode: str, control_mode: str, reward_mode: str | None = None, horizon: bool = False
+):
     """One CPU-simulated ManiSkill env (batched API, ``num_envs=1``)."""
     from .maniskill import import_maniskill
 
     import_maniskill()
-    kwargs: dict[str, Any] = dict(obs_mode=obs_mode, control_mode=control_mode, sim_backend=SIM_BACKEND, render_backend="cpu")
+    kwargs: dict[str, Any] = dict(
+        obs_mode=obs_mode, control_mode=control_mode, sim_backend=SIM_BACKEND, render_backend="cpu"
+    )
     if reward_mode is not None:
         kwargs["reward_mode"] = reward_mode
     if horizon:
@@ -309,8 +318,18 @@ def _existing_index(directory: Path, wanted: DemoIndex) -> DemoIndex | None:
         index = DemoIndex.from_json(json.loads(path.read_text()), directory)
     except (json.JSONDecodeError, TypeError, OSError):
         return None
-    same = ("format", "task", "env_id", "control_mode", "obs_mode", "source", "base_seed", "trajectory_file",
-            "mani_skill_version", "keep")
+    same = (
+        "format",
+        "task",
+        "env_id",
+        "control_mode",
+        "obs_mode",
+        "source",
+        "base_seed",
+        "trajectory_file",
+        "mani_skill_version",
+        "keep",
+    )
     if any(getattr(index, k) != getattr(wanted, k) for k in same):
         return None
     if wanted.source == "rl_expert":
@@ -363,10 +382,19 @@ def generate_demos(
         keep = keep or "all"
     directory = demo_dir(spec, out_dir, control_mode)
     wanted = DemoIndex(
-        task=spec.name, env_id=spec.env_id, control_mode=control_mode, obs_mode=OBS_MODE, source=spec.demo_source,
-        base_seed=seed, trajectory_file=trajectory_name(control_mode), mani_skill_version=_mani_skill_version(),
-        max_episode_steps=spec.max_episode_steps, next_seed=seed, keep=keep,
-        expert={"total_timesteps": rl_timesteps} if spec.demo_source == "rl_expert" else None, path=directory,
+        task=spec.name,
+        env_id=spec.env_id,
+        control_mode=control_mode,
+        obs_mode=OBS_MODE,
+        source=spec.demo_source,
+        base_seed=seed,
+        trajectory_file=trajectory_name(control_mode),
+        mani_skill_version=_mani_skill_version(),
+        max_episode_steps=spec.max_episode_steps,
+        next_seed=seed,
+        keep=keep,
+        expert={"total_timesteps": rl_timesteps} if spec.demo_source == "rl_expert" else None,
+        path=directory,
     )
     index = _existing_index(directory, wanted)
     if index is not None and index.num_kept >= num_episodes:
@@ -388,7 +416,9 @@ def generate_demos(
 
     expert_path = None
     if spec.demo_source == "rl_expert":
-        expert_path = train_rl_expert(spec.name, rl_timesteps, out_dir, control_mode, seed=seed, progress=progress)
+        expert_path = train_rl_expert(
+            spec.name, rl_timesteps, out_dir, control_mode, seed=seed, progress=progress
+        )
         index.expert = json.loads((expert_path.parent / "expert.json").read_text())
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -461,7 +491,9 @@ def _update_stats(index: DemoIndex) -> None:
     index.length_stats = length_stats(index.episode_lengths)
     index.num_longer_than_horizon = sum(n > index.max_episode_steps for n in index.episode_lengths)
     attempted = max(index.num_attempted, 1)
-    successes = index.num_attempted - index.num_failed_plans - index.num_failed_conversion - index.num_failed_rollouts
+    successes = (
+        index.num_attempted - index.num_failed_plans - index.num_failed_conversion - index.num_failed_rollouts
+    )
     index.success_rate = successes / attempted
     if index.source == "motion_planning":
         planned = index.num_attempted - index.num_failed_plans
@@ -481,7 +513,9 @@ def _solver(spec: TaskSpec):
     return MP_SOLUTIONS[spec.env_id]
 
 
-def _motion_planning_round(spec: TaskSpec, seeds: range, need: int, control_mode: str, staging: Path, progress: bool) -> _Round:
+def _motion_planning_round(
+    spec: TaskSpec, seeds: range, need: int, control_mode: str, staging: Path, progress: bool
+) -> _Round:
     rnd = _Round()
     plans = _plan(spec, seeds, need, staging, progress, rnd)
     if plans is None:
@@ -504,8 +538,13 @@ def _plan(spec: TaskSpec, seeds: range, need: int, staging: Path, progress: bool
     # As ManiSkill's run.py: joint-position control (what the planner outputs), no observations
     # (the replay records them), no rewards.
     env = RecordEpisode(
-        _make_env(spec, "none", "pd_joint_pos"), output_dir=str(staging), trajectory_name="plans",
-        save_video=False, record_reward=False, save_on_reset=False, source_type="motionplanning",
+        _make_env(spec, "none", "pd_joint_pos"),
+        output_dir=str(staging),
+        trajectory_name="plans",
+        save_video=False,
+        record_reward=False,
+        save_on_reset=False,
+        source_type="motionplanning",
         source_desc="official motion planning solution from ManiSkill contributors",
     )
     kept = 0
@@ -571,8 +610,15 @@ def _ppo_settings(total_timesteps: int) -> dict[str, Any]:
     with the rollout length shrunk for tiny (smoke) budgets so PPO still updates."""
     n_steps = int(min(2048, max(64, total_timesteps)))
     return dict(
-        n_steps=n_steps, batch_size=min(256, n_steps), n_epochs=8, gamma=0.8, gae_lambda=0.9,
-        learning_rate=3e-4, ent_coef=0.0, clip_range=0.2, target_kl=0.1,
+        n_steps=n_steps,
+        batch_size=min(256, n_steps),
+        n_epochs=8,
+        gamma=0.8,
+        gae_lambda=0.9,
+        learning_rate=3e-4,
+        ent_coef=0.0,
+        clip_range=0.2,
+        target_kl=0.1,
         policy_kwargs=dict(net_arch=[256, 256, 256], log_std_init=-0.5),
     )
 
@@ -597,9 +643,16 @@ def train_rl_expert(
     spec = get_task(task)
     expert_dir = demo_dir(spec, out_dir, control_mode) / "expert"
     model_path, meta_path = expert_dir / "ppo.zip", expert_dir / "expert.json"
-    wanted = {"task": spec.name, "control_mode": control_mode, "total_timesteps": int(total_timesteps), "seed": seed,
-              "algo": "stable-baselines3 PPO", "obs_mode": "state", "reward_mode": REWARD_MODE,
-              "mani_skill_version": _mani_skill_version()}
+    wanted = {
+        "task": spec.name,
+        "control_mode": control_mode,
+        "total_timesteps": int(total_timesteps),
+        "seed": seed,
+        "algo": "stable-baselines3 PPO",
+        "obs_mode": "state",
+        "reward_mode": REWARD_MODE,
+        "mani_skill_version": _mani_skill_version(),
+    }
     if model_path.exists() and meta_path.exists():
         with contextlib.suppress(json.JSONDecodeError, OSError):
             meta = json.loads(meta_path.read_text())
@@ -609,7 +662,9 @@ def train_rl_expert(
     env = _SuccessLog(CPUGymWrapper(_make_env(spec, "state", control_mode, REWARD_MODE, horizon=True)))
     start = time.perf_counter()
     try:
-        model = PPO("MlpPolicy", Monitor(env), seed=seed, verbose=0, device="cpu", **_ppo_settings(total_timesteps))
+        model = PPO(
+            "MlpPolicy", Monitor(env), seed=seed, verbose=0, device="cpu", **_ppo_settings(total_timesteps)
+        )
         model.learn(total_timesteps=int(total_timesteps), progress_bar=progress and _has_rich())
     finally:
         env.close()
@@ -619,11 +674,16 @@ def train_rl_expert(
     model.save(str(tmp))
     os.replace(tmp, model_path)
     recent = env.successes[-100:]
-    write_json(meta_path, {
-        **wanted, "train_seconds": time.perf_counter() - start, "train_episodes": len(env.successes),
-        "train_success_rate_last_100": sum(recent) / len(recent) if recent else None,
-        "ppo": {k: v for k, v in _ppo_settings(total_timesteps).items() if k != "policy_kwargs"},
-    })
+    write_json(
+        meta_path,
+        {
+            **wanted,
+            "train_seconds": time.perf_counter() - start,
+            "train_episodes": len(env.successes),
+            "train_success_rate_last_100": sum(recent) / len(recent) if recent else None,
+            "ppo": {k: v for k, v in _ppo_settings(total_timesteps).items() if k != "policy_kwargs"},
+        },
+    )
     return model_path
 
 
@@ -650,8 +710,16 @@ class _SuccessLog(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
-def _rl_round(spec: TaskSpec, expert_path: Path, seeds: range, need: int, control_mode: str, keep: KeepPolicy,
-              staging: Path, progress: bool) -> _Round:
+def _rl_round(
+    spec: TaskSpec,
+    expert_path: Path,
+    seeds: range,
+    need: int,
+    control_mode: str,
+    keep: KeepPolicy,
+    staging: Path,
+    progress: bool,
+) -> _Round:
     """Roll the expert out (deterministic) on successive seeds, recording state_dict observations."""
     import torch
     from mani_skill.utils import common
@@ -663,12 +731,19 @@ def _rl_round(spec: TaskSpec, expert_path: Path, seeds: range, need: int, contro
     rnd = _Round()
     model = PPO.load(str(expert_path), device="cpu")
     env = RecordEpisode(
-        _make_env(spec, OBS_MODE, control_mode, REWARD_MODE, horizon=True), output_dir=str(staging),
-        trajectory_name="rollouts", save_video=False, record_reward=True, save_on_reset=False,
-        source_type="rl", source_desc=f"vla-razor PPO state expert ({expert_path})",
+        _make_env(spec, OBS_MODE, control_mode, REWARD_MODE, horizon=True),
+        output_dir=str(staging),
+        trajectory_name="rollouts",
+        save_video=False,
+        record_reward=True,
+        save_on_reset=False,
+        source_type="rl",
+        source_desc=f"vla-razor PPO state expert ({expert_path})",
     )
     kept = 0
-    bar = progress_bar(total=need, desc=f"{spec.name} expert rollouts", unit="demo", disable=not progress, leave=False)
+    bar = progress_bar(
+        total=need, desc=f"{spec.name} expert rollouts", unit="demo", disable=not progress, leave=False
+    )
     try:
         for seed in seeds:
             rnd.attempted.append(seed)
@@ -718,7 +793,9 @@ def _resolve(path: str | Path) -> tuple[Path, str | None, str]:
     try:
         index = DemoIndex.from_json(data, path)
     except TypeError as err:
-        raise DemoFileError(f"demo index {path / INDEX_NAME} is not a vla-razor demo index ({err}); {hint}") from err
+        raise DemoFileError(
+            f"demo index {path / INDEX_NAME} is not a vla-razor demo index ({err}); {hint}"
+        ) from err
     return index.trajectory_path, index.task, index.control_mode
 
 
@@ -761,13 +838,19 @@ def load_demos(path: str | Path, successful_only: bool = False) -> list[DemoEpis
             for ep in episodes_meta:
                 if successful_only and not ep.get("success", False):
                     continue
-                episodes.append(_load_episode(f[f"traj_{ep['episode_id']}"], ep, spec, stored_mode, h5_path, hint))
+                episodes.append(
+                    _load_episode(f[f"traj_{ep['episode_id']}"], ep, spec, stored_mode, h5_path, hint)
+                )
     except (OSError, KeyError, ValueError) as err:  # h5py reports a corrupt file as OSError
-        raise DemoFileError(f"demo file {h5_path} is unreadable ({type(err).__name__}: {err}); {hint}") from err
+        raise DemoFileError(
+            f"demo file {h5_path} is unreadable ({type(err).__name__}: {err}); {hint}"
+        ) from err
     return episodes
 
 
-def _load_episode(group, ep: dict, spec: TaskSpec, control_mode: str, h5_path: Path, hint: str) -> DemoEpisode:
+def _load_episode(
+    group, ep: dict, spec: TaskSpec, control_mode: str, h5_path: Path, hint: str
+) -> DemoEpisode:
     raw = group["actions"][()]
     obs = canonicalize(_read_group(group["obs"]), spec)
     steps = raw.shape[0]
@@ -796,10 +879,18 @@ def _load_episode(group, ep: dict, spec: TaskSpec, control_mode: str, h5_path: P
 # ------------------------------------------------------------------------------------------------
 def summary_line(index: DemoIndex) -> str:
     stats = index.length_stats
-    lengths = (f", length {stats['min']}-{stats['max']} (median {stats['median']:g}, horizon {index.max_episode_steps})"
-               if stats else "")
-    failed = (f"{index.num_failed_plans} failed plans, {index.num_failed_conversion} failed conversions"
-              if index.source == "motion_planning" else f"{index.num_failed_rollouts} unsuccessful rollouts")
+    lengths = (
+        f", length {stats['min']}-{stats['max']} (median {stats['median']:g}, horizon {index.max_episode_steps})"
+        if stats
+        else ""
+    )
+    failed = (
+        f"{index.num_failed_plans} failed plans, {index.num_failed_conversion} failed conversions"
+        if index.source == "motion_planning"
+        else f"{index.num_failed_rollouts} unsuccessful rollouts"
+    )
     kept_ok = "" if index.source == "motion_planning" else f" ({index.num_kept_successful} successful)"
-    return (f"{index.task}: kept {index.num_kept}/{index.num_requested}{kept_ok}, {failed}, "
-            f"{index.seconds_per_demo:.2f} s/demo{lengths} -> {index.path}{' (reused)' if index.reused else ''}")
+    return (
+        f"{index.task}: kept {index.num_kept}/{index.num_requested}{kept_ok}, {failed}, "
+        f"{index.seconds_per_demo:.2f} s/demo{lengths} -> {index.path}{' (reused)' if index.reused else ''}"
+    )

@@ -4,6 +4,7 @@ All ``num_envs`` scenes live in one process on the GPU; observations, rewards an
 torch tensors on the GPU (no host copies). Only one task per GPU vector env: ManiSkill batches scenes
 of the same task. Only importable work happens without CUDA; constructing it needs a CUDA device.
 """
+
 from __future__ import annotations
 
 import gymnasium as gym
@@ -63,12 +64,18 @@ class ManiSkillGPUVectorEnv(gym.vector.VectorEnv):
         self.chunk_size = chunk_size
         horizon = max_episode_steps or task.max_episode_steps
         if chunk_size > 1 and horizon % chunk_size:
-            raise ValueError(f"gpu backend: the horizon {horizon} of {task.name} must be a multiple of chunk_size {chunk_size}")
+            raise ValueError(
+                f"gpu backend: the horizon {horizon} of {task.name} must be a multiple of chunk_size {chunk_size}"
+            )
         kwargs = maniskill_kwargs(obs_mode, control_mode, reward_mode, image_size, render_mode, render_size)
         if obs_mode == "state":
             kwargs["obs_mode"] = "state_dict"  # batched tensors stay on the GPU; canonicalize them there
-        raw = gym.make(task.env_id, num_envs=num_envs, sim_backend="physx_cuda", max_episode_steps=horizon, **kwargs)
-        self._env = ManiSkillVectorEnv(raw, num_envs, auto_reset=True, ignore_terminations=chunk_size > 1, record_metrics=True)
+        raw = gym.make(
+            task.env_id, num_envs=num_envs, sim_backend="physx_cuda", max_episode_steps=horizon, **kwargs
+        )
+        self._env = ManiSkillVectorEnv(
+            raw, num_envs, auto_reset=True, ignore_terminations=chunk_size > 1, record_metrics=True
+        )
         self._task_action_dim = int(raw.action_space.shape[-1])
         self.num_envs = num_envs
         self.device = self._env.device
@@ -91,13 +98,18 @@ class ManiSkillGPUVectorEnv(gym.vector.VectorEnv):
         return self._canonical(raw), {"success": info.get("success")}
 
     def _step_once(self, actions: torch.Tensor):
-        raw, reward, terminated, truncated, info = self._env.step(to_task_action(actions, self._task_action_dim))
+        raw, reward, terminated, truncated, info = self._env.step(
+            to_task_action(actions, self._task_action_dim)
+        )
         out = {"success": info.get("success"), "success_once": info["episode"].get("success_once")}
         if "final_observation" in info:
             out["final_obs"] = self._canonical(info["final_observation"])
             out["_final_obs"] = info["_final_observation"]
             final = info["final_info"]
-            out["final_info"] = {"success": final.get("success"), "success_once": final["episode"].get("success_once")}
+            out["final_info"] = {
+                "success": final.get("success"),
+                "success_once": final["episode"].get("success_once"),
+            }
             done = out["_final_obs"]
             # success of the step just taken: the finished episode's, not the fresh reset's
             for key in ("success", "success_once"):

@@ -4,6 +4,7 @@ This is the sub-environment of the CPU vector env: ManiSkill's ``physx_cpu`` bac
 scene, its batched torch outputs turned into unbatched numpy values, observations mapped to the
 canonical layout of :mod:`vla_razor.envs.observations`, and ``info["success"]`` always present.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -138,7 +139,9 @@ class ManiSkillTaskEnv(gym.Env):
             # Learn where the canonical entries sit in the flat state vector, once.
             base = self._env.unwrapped
             self._env.reset(seed=0)
-            self._layout = FlatStateLayout.from_state_dict(base._get_obs_state_dict(base.get_info()), self.task)
+            self._layout = FlatStateLayout.from_state_dict(
+                base._get_obs_state_dict(base.get_info()), self.task
+            )
         self.observation_space = observation_space(obs_mode, image_size)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
         self._task_id = task_index(self.task.name)

@@ -17,6 +17,7 @@ Every function here takes batched inputs (leading dim N, numpy or torch) and kee
 The canonical action is 7-D (end-effector delta pose + gripper); tasks with a 6-D action (PushT's
 stick has no gripper) ignore the last entry.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -72,7 +73,9 @@ def canonicalize(obs: dict, task: TaskSpec, rgb_key: str = "base_camera"):
     state = task_state(extra)
     n = qpos.shape[0]
     out = {
-        "proprio": torch.cat([_pad(qpos, QPOS_DIM, "qpos"), _pad(qvel, QVEL_DIM, "qvel"), tcp.float()], dim=-1),
+        "proprio": torch.cat(
+            [_pad(qpos, QPOS_DIM, "qpos"), _pad(qvel, QVEL_DIM, "qvel"), tcp.float()], dim=-1
+        ),
         "state": _pad(state, STATE_DIM, f"{task.name} task state"),
         "state_mask": _pad(torch.ones_like(state), STATE_DIM, "mask"),
         "task_id": torch.full((n,), task_index(task.name), dtype=torch.int64, device=qpos.device),
@@ -87,7 +90,9 @@ def canonicalize(obs: dict, task: TaskSpec, rgb_key: str = "base_camera"):
 def to_task_action(action, task_action_dim: int):
     """Canonical 7-D actions ``[N, 7]`` -> the task's own action width (drops unused trailing entries)."""
     if action.shape[-1] != ACTION_DIM:
-        raise ValueError(f"actions must have {ACTION_DIM} entries (canonical layout), got shape {tuple(action.shape)}")
+        raise ValueError(
+            f"actions must have {ACTION_DIM} entries (canonical layout), got shape {tuple(action.shape)}"
+        )
     return action[..., :task_action_dim]
 
 
@@ -100,7 +105,14 @@ class FlatStateLayout:
     gives (checked by :meth:`from_state_dict` on the sample it is built from).
     """
 
-    def __init__(self, task: TaskSpec, proprio_index: np.ndarray, state_index: np.ndarray, state_width: int, flat_width: int):
+    def __init__(
+        self,
+        task: TaskSpec,
+        proprio_index: np.ndarray,
+        state_index: np.ndarray,
+        state_width: int,
+        flat_width: int,
+    ):
         self.task = task
         self.flat_width = flat_width
         # Index ``flat_width`` points at an appended 0.0: the padding.
@@ -129,27 +141,43 @@ class FlatStateLayout:
                 raise ValueError(f"{what} has {len(index)} entries, more than the canonical {width}")
             return np.concatenate([index, np.full(width - len(index), pad)])
 
-        proprio = np.concatenate([
-            padded(offsets[("agent", "qpos")], QPOS_DIM, "qpos"),
-            padded(offsets[("agent", "qvel")], QVEL_DIM, "qvel"),
-            offsets[("extra", "tcp_pose")],
-        ])
-        state_parts = [offsets[(group, key)] for group, key, _ in widths if group == "extra" and key != "tcp_pose"]
+        proprio = np.concatenate(
+            [
+                padded(offsets[("agent", "qpos")], QPOS_DIM, "qpos"),
+                padded(offsets[("agent", "qvel")], QVEL_DIM, "qvel"),
+                offsets[("extra", "tcp_pose")],
+            ]
+        )
+        state_parts = [
+            offsets[(group, key)] for group, key, _ in widths if group == "extra" and key != "tcp_pose"
+        ]
         state_raw = np.concatenate(state_parts)
-        layout = cls(task, proprio, padded(state_raw, STATE_DIM, f"{task.name} task state"), len(state_raw), pos)
+        layout = cls(
+            task, proprio, padded(state_raw, STATE_DIM, f"{task.name} task state"), len(state_raw), pos
+        )
         # The fast path must agree with the reference mapping.
-        flat = torch.cat([torch.as_tensor(v).reshape(torch.as_tensor(v).shape[0], -1).float()
-                          for g in ("agent", "extra") for v in state_dict[g].values()], dim=-1)[0].numpy()
+        flat = torch.cat(
+            [
+                torch.as_tensor(v).reshape(torch.as_tensor(v).shape[0], -1).float()
+                for g in ("agent", "extra")
+                for v in state_dict[g].values()
+            ],
+            dim=-1,
+        )[0].numpy()
         fast, ref = layout(flat), canonicalize(state_dict, task)
         for key in ("proprio", "state", "state_mask"):
             if not np.allclose(fast[key], torch.as_tensor(ref[key])[0].cpu().numpy()):
-                raise AssertionError(f"flat-state layout of {task.name} disagrees with canonicalize on {key!r}")
+                raise AssertionError(
+                    f"flat-state layout of {task.name} disagrees with canonicalize on {key!r}"
+                )
         return layout
 
     def __call__(self, flat_state: np.ndarray) -> dict[str, np.ndarray]:
         """Canonical observation of one sub-env from its flat state vector ``[flat_width]``."""
         if flat_state.shape != (self.flat_width,):
-            raise ValueError(f"{self.task.name}: flat state must have shape ({self.flat_width},), got {flat_state.shape}")
+            raise ValueError(
+                f"{self.task.name}: flat state must have shape ({self.flat_width},), got {flat_state.shape}"
+            )
         padded = self._padded
         padded[: self.flat_width] = flat_state
         return {

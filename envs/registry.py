@@ -4,6 +4,7 @@ Only ManiSkill3 Panda tabletop tasks that need no asset download are registered;
 downloaded assets is refused up front (ManiSkill would otherwise prompt on stdin and die with EOFError
 in a non-interactive run).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -40,54 +41,84 @@ class TaskSpec:
 
 _TASKS = [
     TaskSpec(
-        "PickCube", "PickCube-v1",
+        "PickCube",
+        "PickCube-v1",
         ("pick up the red cube and move it to the green goal", "lift the red cube to the green target point"),
-        100, "cube within 2.5 cm of the goal and the robot static", "motion_planning",
+        100,
+        "cube within 2.5 cm of the goal and the robot static",
+        "motion_planning",
     ),
     TaskSpec(
-        "PushCube", "PushCube-v1",
+        "PushCube",
+        "PushCube-v1",
         ("push the red cube to the target region", "slide the cube forward onto the goal"),
-        100, "cube inside the goal region", "motion_planning",
+        100,
+        "cube inside the goal region",
+        "motion_planning",
     ),
     TaskSpec(
-        "PullCube", "PullCube-v1",
+        "PullCube",
+        "PullCube-v1",
         ("pull the red cube back to the target region", "drag the cube toward the robot onto the goal"),
-        100, "cube inside the goal region", "motion_planning",
+        100,
+        "cube inside the goal region",
+        "motion_planning",
     ),
     TaskSpec(
-        "StackCube", "StackCube-v1",
+        "StackCube",
+        "StackCube-v1",
         ("stack the red cube on top of the green cube", "put the red block on the green block"),
-        160, "red cube on the green cube and released", "motion_planning",
+        160,
+        "red cube on the green cube and released",
+        "motion_planning",
     ),
     TaskSpec(
-        "PokeCube", "PokeCube-v1",
+        "PokeCube",
+        "PokeCube-v1",
         ("use the peg to poke the cube to the goal", "grab the peg and push the cube with it"),
-        50, "cube at the goal, pushed with the peg", "rl_expert",
+        50,
+        "cube at the goal, pushed with the peg",
+        "rl_expert",
     ),
     TaskSpec(
-        "LiftPegUpright", "LiftPegUpright-v1",
+        "LiftPegUpright",
+        "LiftPegUpright-v1",
         ("lift the peg and stand it upright", "turn the lying peg so it stands up"),
-        220, "peg upright on the table", "motion_planning",
+        220,
+        "peg upright on the table",
+        "motion_planning",
     ),
     TaskSpec(
-        "PlaceSphere", "PlaceSphere-v1",
+        "PlaceSphere",
+        "PlaceSphere-v1",
         ("place the sphere into the bin", "put the ball in the little bin"),
-        200, "sphere inside the bin and released", "motion_planning",
+        200,
+        "sphere inside the bin and released",
+        "motion_planning",
     ),
     TaskSpec(
-        "PegInsertionSide", "PegInsertionSide-v1",
+        "PegInsertionSide",
+        "PegInsertionSide-v1",
         ("insert the peg into the hole from the side", "push the peg sideways into the box hole"),
-        240, "peg inserted half-way into the hole", "motion_planning",
+        240,
+        "peg inserted half-way into the hole",
+        "motion_planning",
     ),
     TaskSpec(
-        "RollBall", "RollBall-v1",
+        "RollBall",
+        "RollBall-v1",
         ("roll the ball to the goal region", "push the ball so it rolls onto the target"),
-        80, "ball inside the goal region", "rl_expert",
+        80,
+        "ball inside the goal region",
+        "rl_expert",
     ),
     TaskSpec(
-        "PushT", "PushT-v1",
+        "PushT",
+        "PushT-v1",
         ("push the T-shaped block to match the target pose", "align the T block with its outline"),
-        100, "T block overlaps its goal pose by 90%", "rl_expert",
+        100,
+        "T block overlaps its goal pose by 90%",
+        "rl_expert",
     ),
 ]
 
@@ -97,8 +128,15 @@ _BY_ENV_ID = {t.env_id: t for t in _TASKS}
 # ManiSkill tasks that download assets on first use (YCB objects, PartNet-Mobility, scenes). Named
 # here so the error can say why they are refused rather than just "unknown".
 NEEDS_ASSETS = (
-    "PickSingleYCB", "PickClutterYCB", "OpenCabinetDrawer", "OpenCabinetDoor", "TurnFaucet",
-    "AssemblingKits", "PlugCharger", "ReplicaCAD", "ArchitecTHOR",
+    "PickSingleYCB",
+    "PickClutterYCB",
+    "OpenCabinetDrawer",
+    "OpenCabinetDoor",
+    "TurnFaucet",
+    "AssemblingKits",
+    "PlugCharger",
+    "ReplicaCAD",
+    "ArchitecTHOR",
 )
 
 

@@ -1,4 +1,5 @@
 """Task suites: the prior tasks the base policy should keep (the retention suite) and the new task."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -26,7 +27,9 @@ class Suite:
         self.new_task = get_task(self.new_task).name
         self.prior_tasks = [get_task(t).name for t in self.prior_tasks]
         if self.new_task in self.prior_tasks:
-            raise ValueError(f"suite {self.name!r}: the new task {self.new_task} is also listed as a prior task")
+            raise ValueError(
+                f"suite {self.name!r}: the new task {self.new_task} is also listed as a prior task"
+            )
         if len(set(self.prior_tasks)) != len(self.prior_tasks):
             raise ValueError(f"suite {self.name!r}: a prior task is listed twice")
 
@@ -41,7 +44,9 @@ def known_suites() -> list[str]:
 
 
 def is_suite(name: str) -> bool:
-    return (SUITES_DIR / f"{name}.yaml").is_file() or (name.endswith((".yaml", ".yml")) and Path(name).is_file())
+    return (SUITES_DIR / f"{name}.yaml").is_file() or (
+        name.endswith((".yaml", ".yml")) and Path(name).is_file()
+    )
 
 
 def load_suite(name_or_path: str) -> Suite:
@@ -50,5 +55,7 @@ def load_suite(name_or_path: str) -> Suite:
     if not (name_or_path.endswith((".yaml", ".yml")) and path.is_file()):
         path = SUITES_DIR / f"{name_or_path}.yaml"
         if not path.is_file():
-            raise ConfigError(f"unknown suite {name_or_path!r}; known suites: {', '.join(known_suites())} (in {SUITES_DIR})")
+            raise ConfigError(
+                f"unknown suite {name_or_path!r}; known suites: {', '.join(known_suites())} (in {SUITES_DIR})"
+            )
     return load_config(Suite, path)

@@ -17,6 +17,7 @@ Backends:
   are torch tensors on the GPU; one task per vector env.
 - ``auto``: ``gpu`` when CUDA is available and a single task is asked for, else ``cpu``.
 """
+
 from __future__ import annotations
 
 from typing import Literal, Sequence
@@ -80,7 +81,11 @@ class InProcessVectorEnv(gym.vector.VectorEnv):
         }
 
     def reset(self, *, seed=None, options=None):
-        seeds = seed if isinstance(seed, (list, tuple)) else [None if seed is None else seed + i for i in range(self.num_envs)]
+        seeds = (
+            seed
+            if isinstance(seed, (list, tuple))
+            else [None if seed is None else seed + i for i in range(self.num_envs)]
+        )
         if len(seeds) != self.num_envs:
             raise ValueError(f"reset got {len(seeds)} seeds for {self.num_envs} sub-envs")
         results = [env.reset(seed=s, options=options) for env, s in zip(self.envs, seeds)]
@@ -110,7 +115,9 @@ class InProcessVectorEnv(gym.vector.VectorEnv):
             for i, (final_obs, _) in finals.items():
                 for key, value in final_obs.items():
                     batch_info["final_obs"][key][i] = value
-            batch_info["final_info"] = _stack_info([finals[i][1] if i in finals else infos[i] for i in range(self.num_envs)])
+            batch_info["final_info"] = _stack_info(
+                [finals[i][1] if i in finals else infos[i] for i in range(self.num_envs)]
+            )
             batch_info["_final_obs"] = batch_info["_final_info"] = done
         return batch_obs, rewards, terminated, truncated, batch_info
 
@@ -149,7 +156,9 @@ class TaskVectorEnv(gym.vector.VectorWrapper):
             # the same layout as ``obs`` (rows of unfinished sub-envs hold their current observation).
             finished = info["_final_obs"]
             info["final_obs"] = {
-                key: np.stack([info["final_obs"][i][key] if finished[i] else obs[key][i] for i in range(len(finished))])
+                key: np.stack(
+                    [info["final_obs"][i][key] if finished[i] else obs[key][i] for i in range(len(finished))]
+                )
                 for key in obs
             }
         if "_final_info" in info:
@@ -202,8 +211,17 @@ def make_vec_env(
                 "make one vector env per task, or use backend='cpu' for a mixed multi-task env"
             )
         env = ManiSkillGPUVectorEnv(
-            get_task(names[0]), num_envs, obs_mode, control_mode, reward_mode, image_size, chunk_size,
-            max_episode_steps, render_mode, render_size, seed,
+            get_task(names[0]),
+            num_envs,
+            obs_mode,
+            control_mode,
+            reward_mode,
+            image_size,
+            chunk_size,
+            max_episode_steps,
+            render_mode,
+            render_size,
+            seed,
         )
         env.task_names, env.instructions = per_env, [get_task(t).instruction for t in per_env]
         return env
@@ -213,7 +231,14 @@ def make_vec_env(
     def factory(task: str):
         def make():
             env = ManiSkillTaskEnv(
-                task, obs_mode, control_mode, reward_mode, image_size, render_mode, render_size, max_episode_steps
+                task,
+                obs_mode,
+                control_mode,
+                reward_mode,
+                image_size,
+                render_mode,
+                render_size,
+                max_episode_steps,
             )
             return ActionChunkWrapper(env, chunk_size) if chunk_size > 1 else env
 

@@ -7,6 +7,7 @@ video: sharp enough to see a grasp, and 4 episodes of 100 steps cost about 20 s.
 autoresetting vector env) so each tile's last frame really is its episode's last state; a finished
 tile freezes on that frame with its outcome shown until the longest episode ends.
 """
+
 from __future__ import annotations
 
 import math
@@ -96,7 +97,9 @@ def _stack(obs: list[dict]) -> dict[str, np.ndarray]:
     return {k: np.stack([o[k] for o in obs]) for k in obs[0]}
 
 
-def replay_policy(action_sequences: list[np.ndarray]) -> Callable[[dict[str, np.ndarray], list[int]], np.ndarray]:
+def replay_policy(
+    action_sequences: list[np.ndarray],
+) -> Callable[[dict[str, np.ndarray], list[int]], np.ndarray]:
     """Open-loop replay of recorded actions (one sequence per episode); zeros once a sequence ends."""
     cursors = [0] * len(action_sequences)
 
@@ -139,8 +142,14 @@ def record_episodes(
     wants_ids = len(inspect.signature(policy).parameters) >= 2
     spec = get_task(task)
     envs = [
-        ManiSkillTaskEnv(spec.name, obs_mode=obs_mode, control_mode=control_mode, render_mode="rgb_array",
-                         render_size=tile_size, max_episode_steps=max_episode_steps)
+        ManiSkillTaskEnv(
+            spec.name,
+            obs_mode=obs_mode,
+            control_mode=control_mode,
+            render_mode="rgb_array",
+            render_size=tile_size,
+            max_episode_steps=max_episode_steps,
+        )
         for _ in range(num_episodes)
     ]
     try:
@@ -158,7 +167,9 @@ def record_episodes(
                 lengths[i] += 1
                 successes[i] = bool(info["success"])
                 done[i] = terminated or truncated
-                last[i] = annotate(envs[i].render(), spec.instruction, lengths[i], successes[i] if done[i] else None)
+                last[i] = annotate(
+                    envs[i].render(), spec.instruction, lengths[i], successes[i] if done[i] else None
+                )
             frames.append(grid(last))
     finally:
         for env in envs:
@@ -175,6 +186,8 @@ def write_video(frames: list[np.ndarray], path: str | Path, fps: int = 20) -> No
         raise ValueError("no frames to write")
     with atomic_path(path) as tmp:
         # macro_block_size=16: sizes are multiples of 16 already for the default tiles; others get padded.
-        with imageio.get_writer(tmp, fps=fps, codec="libx264", quality=7, macro_block_size=16, ffmpeg_log_level="error") as writer:
+        with imageio.get_writer(
+            tmp, fps=fps, codec="libx264", quality=7, macro_block_size=16, ffmpeg_log_level="error"
+        ) as writer:
             for frame in frames:
                 writer.append_data(frame)

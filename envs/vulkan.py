@@ -1,4 +1,5 @@
 """ManiSkill renders through Vulkan even for state observations: find a device or say how to get one."""
+
 from __future__ import annotations
 
 import functools

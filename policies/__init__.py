@@ -2,6 +2,7 @@
 
 ``make_policy(family, config)`` builds one; ``ChainPolicy.from_pretrained(dir)`` loads any family.
 """
+
 from .base import POLICY_CLASSES, Chain, ChainPolicy, register_policy
 from .factory import make_policy
 

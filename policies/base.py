@@ -14,6 +14,7 @@ an exact log-likelihood and two policies can be compared step by step with the e
 - ``bc_loss(obs, actions)``: the family's supervised loss on demonstrated chunks.
 - ``save_pretrained(dir)`` / ``from_pretrained(dir)``: ``config.json`` + ``model.safetensors``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -62,25 +63,32 @@ def read_saved_config(directory: Path, what: str, key: str) -> dict:
 
     directory = Path(directory)
     if not directory.is_dir():
-        raise CheckpointError(f"{what} directory {directory} does not exist (a {what} is a directory written by "
-                              "save_pretrained, e.g. runs/<run>/policy)")
+        raise CheckpointError(
+            f"{what} directory {directory} does not exist (a {what} is a directory written by "
+            "save_pretrained, e.g. runs/<run>/policy)"
+        )
     refuse_pickles(directory, what)
     config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
     for path in (config_path, weights_path):
         if not path.is_file():
-            raise CheckpointError(f"{path} is missing: {directory} is not a saved vla-razor {what} (save one with "
-                                  "save_pretrained, or pass the run's policy/ directory)")
+            raise CheckpointError(
+                f"{path} is missing: {directory} is not a saved vla-razor {what} (save one with "
+                "save_pretrained, or pass the run's policy/ directory)"
+            )
     try:
         meta = json.loads(config_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{config_path} is not JSON ({err}); the {what} is corrupt: re-save it or use another "
-                              "checkpoint") from None
+        raise CheckpointError(
+            f"{config_path} is not JSON ({err}); the {what} is corrupt: re-save it or use another checkpoint"
+        ) from None
     if not isinstance(meta, dict) or key not in meta:
         hint = ""
         if isinstance(meta, dict) and "model_type" in meta:
             hint = f" It is a Hugging Face {meta['model_type']!r} model: the LLM track's (vla-razor llm ...)."
-        raise CheckpointError(f"{config_path} has no {key!r}: not a vla-razor {what}.{hint} Pass a directory written "
-                              f"by a {what}'s save_pretrained")
+        raise CheckpointError(
+            f"{config_path} has no {key!r}: not a vla-razor {what}.{hint} Pass a directory written "
+            f"by a {what}'s save_pretrained"
+        )
     return meta
 
 
@@ -91,7 +99,9 @@ def build_saved_config(config_class: type, meta: dict, directory: Path):
     try:
         return build_config(config_class, meta.get("config", {}), "config", str(directory / CONFIG_NAME))
     except ConfigError as err:
-        raise CheckpointError(f"{err}; the checkpoint's config does not fit this version of vla-razor") from None
+        raise CheckpointError(
+            f"{err}; the checkpoint's config does not fit this version of vla-razor"
+        ) from None
 
 
 def load_weights(module: nn.Module, directory: Path, what: str, device: str | torch.device = "cpu"):
@@ -106,19 +116,27 @@ def load_weights(module: nn.Module, directory: Path, what: str, device: str | to
     try:
         load_model(module, str(path), strict=True, device=str(device))
     except (SafetensorError, OSError) as err:
-        raise CheckpointError(f"{path} cannot be read ({type(err).__name__}: {err}); the file is truncated or "
-                              f"corrupt: copy it again or re-save the {what}") from None
+        raise CheckpointError(
+            f"{path} cannot be read ({type(err).__name__}: {err}); the file is truncated or "
+            f"corrupt: copy it again or re-save the {what}"
+        ) from None
     except RuntimeError as err:  # missing, unexpected or mis-shaped tensors
         first = str(err).strip().splitlines()
-        raise CheckpointError(f"{path} does not match its config.json ({' '.join(first[:3])[:400]}); the weights "
-                              f"belong to another {what} or another version: re-save the {what}") from None
+        raise CheckpointError(
+            f"{path} does not match its config.json ({' '.join(first[:3])[:400]}); the weights "
+            f"belong to another {what} or another version: re-save the {what}"
+        ) from None
     for name, tensor in module.state_dict().items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise CheckpointError(f"{path}: {name} holds NaN or inf values; the {what} diverged or is corrupt: use an "
-                                  "earlier checkpoint")
+            raise CheckpointError(
+                f"{path}: {name} holds NaN or inf values; the {what} diverged or is corrupt: use an "
+                "earlier checkpoint"
+            )
         if name.endswith(("_std", "action_scale")) and not (tensor > 0).all():
-            raise CheckpointError(f"{path}: the normalisation buffer {name} has entries <= 0 (a scale must be positive); "
-                                  f"the {what} is corrupt: re-save it from its training run")
+            raise CheckpointError(
+                f"{path}: the normalisation buffer {name} has entries <= 0 (a scale must be positive); "
+                f"the {what} is corrupt: re-save it from its training run"
+            )
     return module.to(device)
 
 
@@ -171,7 +189,6 @@ class Chain:
         return self.points.shape[1] - 1
 
 
-
 POLICY_CLASSES: dict[str, type["ChainPolicy"]] = {}
 """Every registered policy family by its ``family`` name (:func:`register_policy`)."""
 
@@ -181,7 +198,9 @@ def register_policy(cls: type["ChainPolicy"]) -> type["ChainPolicy"]:
     ``family`` name. A family's package registers itself when imported (``vla_razor.policies`` imports them all)."""
     known = POLICY_CLASSES.get(cls.family)
     if known is not None and known is not cls:
-        raise ValueError(f"policy family {cls.family!r} is registered twice: {known.__qualname__} and {cls.__qualname__}")
+        raise ValueError(
+            f"policy family {cls.family!r} is registered twice: {known.__qualname__} and {cls.__qualname__}"
+        )
     POLICY_CLASSES[cls.family] = cls
     return cls
 
@@ -195,9 +214,13 @@ class ChainPolicy(nn.Module, ABC):
     def __init__(self, config: PolicyConfig, embed_language: bool = True):
         super().__init__()
         if not isinstance(config, self.config_class):
-            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
+            raise TypeError(
+                f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}"
+            )
         self.config = config
-        self.obs_encoder = ObservationEncoder(config.hidden, config.use_rgb, config.image_size, embed_language)
+        self.obs_encoder = ObservationEncoder(
+            config.hidden, config.use_rgb, config.image_size, embed_language
+        )
         # The chain runs in normalised action units: each dimension's training range mapped to [-1, 1]
         # (Diffusion Policy's convention, which diffusion's x0 clipping assumes). Demonstrated deltas
         # are ~0.05 wide while the chain starts from unit noise; without this the noise swamps the
@@ -207,16 +230,15 @@ class ChainPolicy(nn.Module, ABC):
 
     # -- the interface -------------------------------------------------------------------------
     @abstractmethod
-    def sample(self, obs: dict, mode: SampleMode = "stochastic", generator: torch.Generator | None = None) -> tuple[torch.Tensor, Chain]:
-        ...
+    def sample(
+        self, obs: dict, mode: SampleMode = "stochastic", generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, Chain]: ...
 
     @abstractmethod
-    def step_distributions(self, obs: dict, chain: Chain) -> GaussianChain:
-        ...
+    def step_distributions(self, obs: dict, chain: Chain) -> GaussianChain: ...
 
     @abstractmethod
-    def bc_loss(self, obs: dict, actions: torch.Tensor) -> torch.Tensor:
-        ...
+    def bc_loss(self, obs: dict, actions: torch.Tensor) -> torch.Tensor: ...
 
     def log_prob(self, obs: dict, chain: Chain) -> torch.Tensor:
         """Exact log-likelihood ``[B]`` of the chain's step outputs under this policy's step Gaussians."""
@@ -260,12 +282,16 @@ class ChainPolicy(nn.Module, ABC):
     def _check_chain(self, chain: Chain, num_steps: int) -> None:
         want = (num_steps + 1, self.config.chunk_size, self.config.action_dim)
         if tuple(chain.points.shape[1:]) != want:
-            raise ValueError(f"{self.family} chain points must be [B, {', '.join(map(str, want))}], got {tuple(chain.points.shape)}")
+            raise ValueError(
+                f"{self.family} chain points must be [B, {', '.join(map(str, want))}], got {tuple(chain.points.shape)}"
+            )
 
     # -- saving --------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write ``config.json`` and ``model.safetensors`` (atomically) into ``directory``."""
-        return save_module(self, directory, {"family": self.family, "config": dataclasses.asdict(self.config)})
+        return save_module(
+            self, directory, {"family": self.family, "config": dataclasses.asdict(self.config)}
+        )
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> "ChainPolicy":
@@ -276,8 +302,10 @@ class ChainPolicy(nn.Module, ABC):
         meta = read_saved_config(directory, "policy", "family")
         family = meta["family"]
         if family not in POLICY_CLASSES:
-            raise CheckpointError(f"{directory / CONFIG_NAME}: unknown policy family {family!r}; known: "
-                                  f"{', '.join(POLICY_CLASSES)}")
+            raise CheckpointError(
+                f"{directory / CONFIG_NAME}: unknown policy family {family!r}; known: "
+                f"{', '.join(POLICY_CLASSES)}"
+            )
         policy_cls = POLICY_CLASSES[family]
         if cls is not ChainPolicy and policy_cls is not cls:
             raise CheckpointError(f"{directory} holds a {family} policy, not a {cls.family} policy")
@@ -295,8 +323,9 @@ class DenoisingChainPolicy(ChainPolicy):
     """
 
     @abstractmethod
-    def _step(self, x: torch.Tensor, k: torch.Tensor, obs_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        ...
+    def _step(
+        self, x: torch.Tensor, k: torch.Tensor, obs_tokens: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
 
     @property
     def num_steps(self) -> int:
@@ -313,7 +342,9 @@ class DenoisingChainPolicy(ChainPolicy):
         x = torch.randn(shape, generator=generator, device=self.device)
         points, means, log_stds = [x], [], []
         for k in range(self.num_steps):
-            deterministic_next, mean, log_std = self._step(x, torch.full((batch,), k, device=self.device), tokens)
+            deterministic_next, mean, log_std = self._step(
+                x, torch.full((batch,), k, device=self.device), tokens
+            )
             if mode == "deterministic":
                 x = deterministic_next
             else:
@@ -324,9 +355,13 @@ class DenoisingChainPolicy(ChainPolicy):
         # Chain points are stored in action units, so a chain means the same thing to any policy
         # (base and fine-tuned), whatever its normalisation.
         flat = (batch, self.num_steps, cfg.chunk_size * cfg.action_dim)
-        steps = GaussianChain(self.denormalize_actions(torch.stack(means, dim=1)).reshape(flat),
-                              (torch.stack(log_stds, dim=1) + self.action_scale.log()).reshape(flat))
-        chain = Chain(self.denormalize_actions(torch.stack(points, dim=1)), stochastic=mode == "stochastic", steps=steps)
+        steps = GaussianChain(
+            self.denormalize_actions(torch.stack(means, dim=1)).reshape(flat),
+            (torch.stack(log_stds, dim=1) + self.action_scale.log()).reshape(flat),
+        )
+        chain = Chain(
+            self.denormalize_actions(torch.stack(points, dim=1)), stochastic=mode == "stochastic", steps=steps
+        )
         return chain.actions, chain
 
     def step_distributions(self, obs: dict, chain: Chain) -> GaussianChain:
@@ -336,7 +371,9 @@ class DenoisingChainPolicy(ChainPolicy):
         tokens = self.encode(obs)
         batch = tokens.shape[0]
         # All K steps in one batched forward pass: [B*K, ...].
-        x = self.normalize_actions(chain.points[:, :K].to(self.device)).reshape(batch * K, cfg.chunk_size, cfg.action_dim)
+        x = self.normalize_actions(chain.points[:, :K].to(self.device)).reshape(
+            batch * K, cfg.chunk_size, cfg.action_dim
+        )
         k = torch.arange(K, device=self.device).repeat(batch)
         _, mean, log_std = self._step(x, k, tokens.repeat_interleave(K, dim=0))
         # Back to action units: an affine map of each step's Gaussian (mean scaled and shifted, log-std shifted).

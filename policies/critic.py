@@ -4,6 +4,7 @@ It has its own observation encoder, so the critic's gradients never move the pol
 base policy is what vla-razor measures), and it saves like a policy: ``config.json`` +
 ``model.safetensors`` in one directory.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,7 +44,9 @@ class ValueCritic(nn.Module):
     def __init__(self, config: CriticConfig | None = None, embed_language: bool = True):
         super().__init__()
         self.config = config = config or CriticConfig()
-        self.obs_encoder = ObservationEncoder(config.hidden, config.use_rgb, config.image_size, embed_language)
+        self.obs_encoder = ObservationEncoder(
+            config.hidden, config.use_rgb, config.image_size, embed_language
+        )
         layers, width = [], self.obs_encoder.num_tokens * config.hidden
         for _ in range(config.num_layers):
             layers += [nn.Linear(width, config.hidden), nn.GELU()]
@@ -70,6 +73,10 @@ class ValueCritic(nn.Module):
         directory = Path(directory)
         meta = read_saved_config(directory, "critic", "kind")
         if meta["kind"] != CRITIC_KIND:
-            raise CheckpointError(f"{directory / CONFIG_NAME} holds a {meta['kind']!r}, not a {CRITIC_KIND!r}")
+            raise CheckpointError(
+                f"{directory / CONFIG_NAME} holds a {meta['kind']!r}, not a {CRITIC_KIND!r}"
+            )
         critic = cls(build_saved_config(CriticConfig, meta, directory), embed_language=False)
-        return load_weights(critic, directory, "critic", device)  # the instruction table comes with the weights
+        return load_weights(
+            critic, directory, "critic", device
+        )  # the instruction table comes with the weights

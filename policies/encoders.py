@@ -5,6 +5,7 @@ loaded offline. It is frozen, and every task's instruction is embedded once: the
 table of embeddings (one row per registry task) as a buffer, so a saved policy carries them and
 loading it never needs the sentence encoder again.
 """
+
 from __future__ import annotations
 
 import functools
@@ -88,15 +89,22 @@ class ObservationEncoder(nn.Module):
         self.use_rgb = use_rgb
         if use_rgb:
             self.image = nn.Sequential(  # a small CNN: 64 or 128 px in, one token out
-                nn.Conv2d(3, 32, 5, stride=2, padding=2), nn.GELU(),
-                nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.GELU(),
-                nn.Conv2d(64, 64, 3, stride=2, padding=1), nn.GELU(),
-                nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, hidden),
+                nn.Conv2d(3, 32, 5, stride=2, padding=2),
+                nn.GELU(),
+                nn.Conv2d(32, 64, 3, stride=2, padding=1),
+                nn.GELU(),
+                nn.Conv2d(64, 64, 3, stride=2, padding=1),
+                nn.GELU(),
+                nn.AdaptiveAvgPool2d(1),
+                nn.Flatten(),
+                nn.Linear(64, hidden),
             )
         self.num_tokens = self.num_tokens_state + int(use_rgb)
 
     @torch.no_grad()
-    def set_normalization(self, proprio: torch.Tensor, state: torch.Tensor, state_mask: torch.Tensor, task_id: torch.Tensor) -> None:
+    def set_normalization(
+        self, proprio: torch.Tensor, state: torch.Tensor, state_mask: torch.Tensor, task_id: torch.Tensor
+    ) -> None:
         """Mean/std from training observations ``[N, ...]``: proprio over all rows, the task state per task
         (padding entries and tasks absent from the data stay at 0/1)."""
         self.proprio_mean.copy_(proprio.mean(0))
@@ -115,7 +123,9 @@ class ObservationEncoder(nn.Module):
         """``[B, num_tokens, hidden]``."""
         for key in ("proprio", "state", "state_mask", "task_id"):
             if key not in obs:
-                raise KeyError(f"observation lacks {key!r}: policies take the canonical layout of vla_razor.envs")
+                raise KeyError(
+                    f"observation lacks {key!r}: policies take the canonical layout of vla_razor.envs"
+                )
         proprio, state, mask = obs["proprio"], obs["state"], obs["state_mask"]
         if proprio.shape[-1] != PROPRIO_DIM or state.shape[-1] != STATE_DIM:
             raise ValueError(
@@ -135,4 +145,3 @@ class ObservationEncoder(nn.Module):
             image = obs["rgb"].permute(0, 3, 1, 2).float() / 255.0
             tokens.append(self.image(image))
         return torch.stack(tokens, dim=1)
-

@@ -1,4 +1,5 @@
 """``make_policy(family, config)``: a fresh policy of any registered family (:func:`.base.register_policy`)."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """Fixtures shared by test modules."""
+
 import subprocess
 import sys
 
@@ -9,7 +10,16 @@ import pytest
 def smoke_base(tmp_path_factory):
     """A --smoke base policy (``<root>/base-smoke/policy``) and its demos (``<root>/demos``), made once."""
     root = tmp_path_factory.mktemp("base")
-    cmd = [sys.executable, "-m", "vla_razor.cli", "pretrain", "--smoke", f"runs_dir={root}", f"demo_dir={root}/demos", "steps=10"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vla_razor.cli",
+        "pretrain",
+        "--smoke",
+        f"runs_dir={root}",
+        f"demo_dir={root}/demos",
+        "steps=10",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return root

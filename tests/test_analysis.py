@@ -52,7 +52,9 @@ def test_predictors_are_ranked_by_r2():
     rng = np.random.default_rng(1)
     kl = rng.uniform(0, 2, 30)
     forgetting = 0.3 * kl + rng.normal(0, 0.02, 30)
-    ranked = rank_predictors({"noise": rng.normal(size=30), "kl/forward": kl, "half": kl + rng.normal(0, 0.5, 30)}, forgetting)
+    ranked = rank_predictors(
+        {"noise": rng.normal(size=30), "kl/forward": kl, "half": kl + rng.normal(0, 0.5, 30)}, forgetting
+    )
     assert [name for name, _ in ranked] == ["kl/forward", "half", "noise"]
     assert ranked[0][1].r2 > 0.9
 
@@ -68,8 +70,10 @@ def test_report_html_renders_lists_tables_and_inlines_figures(tmp_path):
     plt.figure(figsize=(1, 1))
     plt.savefig(png)
     plt.close()
-    summary = ("# RL's Razor report\n\n## Findings\n\n- first <finding>\n- second\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n"
-               "![Pareto frontier](pareto.png)\n")
+    summary = (
+        "# RL's Razor report\n\n## Findings\n\n- first <finding>\n- second\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n"
+        "![Pareto frontier](pareto.png)\n"
+    )
     page = render_html(summary, {"pareto": png}, {}, "t")
     assert "<li>first &lt;finding&gt;</li>" in page and "<li>second</li>" in page and "<p>- " not in page
     assert "<th>a</th>" in page and "<td>2</td>" in page

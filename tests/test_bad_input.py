@@ -4,6 +4,7 @@ Each case of ``CASES`` is one row of the table in docs/reliability.md (the last 
 step). Commands run in this process through ``vla_razor.cli.main``: each must refuse its input before
 any expensive work, so the whole table takes seconds.
 """
+
 import json
 import shutil
 from pathlib import Path
@@ -101,8 +102,12 @@ def _changed_resume(smoke_base, tmp_path) -> Path:
     from vla_razor.algorithms import load_algorithm
     from vla_razor.rundir import RunDir
 
-    cfg, _ = load_algorithm("ppo", None, [f"base={smoke_base}/base-smoke/policy", f"runs_dir={tmp_path}", "name=taken",
-                                          "lr=1e-5"], smoke=True)
+    cfg, _ = load_algorithm(
+        "ppo",
+        None,
+        [f"base={smoke_base}/base-smoke/policy", f"runs_dir={tmp_path}", "name=taken", "lr=1e-5"],
+        smoke=True,
+    )
     RunDir.create(tmp_path, "taken", cfg)
     return tmp_path
 
@@ -139,72 +144,179 @@ PPO = ["finetune", "--algo", "ppo", "--smoke"]
 CASES = [
     # config fields: range and type, NaN and inf included (one check in the config layer)
     ("config-nan-float", lambda b, t: [*PPO, "lr=.nan"], r"key 'lr' expects a finite float, got nan"),
-    ("config-inf-float", lambda b, t: ["pretrain", "--smoke", "lr=.inf"], r"key 'lr' expects a finite float, got inf"),
+    (
+        "config-inf-float",
+        lambda b, t: ["pretrain", "--smoke", "lr=.inf"],
+        r"key 'lr' expects a finite float, got inf",
+    ),
     ("config-nan-word", lambda b, t: [*PPO, "lr=nan"], r"key 'lr' expects float, got str 'nan'"),
     ("config-below-range", lambda b, t: [*PPO, "num_envs=0"], r"key 'num_envs' must be >= 1, got 0"),
     ("config-above-range", lambda b, t: [*PPO, "gamma=1.5"], r"key 'gamma' must be >= 0 and <= 1, got 1.5"),
     ("config-nested-range", lambda b, t: [*PPO, "kl_penalty.coef=-1"], r"'kl_penalty.coef' must be >= 0"),
     ("config-wrong-type", lambda b, t: ["pretrain", "--smoke", "steps=abc"], r"key 'steps' expects int"),
-    ("config-unknown-key", lambda b, t: ["pretrain", "stepz=10"], r"unknown key 'stepz'.*did you mean 'steps'"),
+    (
+        "config-unknown-key",
+        lambda b, t: ["pretrain", "stepz=10"],
+        r"unknown key 'stepz'.*did you mean 'steps'",
+    ),
     ("config-bad-override", lambda b, t: ["pretrain", "steps"], r"not of the form key.sub=value"),
-    ("config-llm-nan", lambda b, t: ["llm", "finetune", "--algo", "grpo", "lr=.nan"], r"'lr' expects a finite float"),
+    (
+        "config-llm-nan",
+        lambda b, t: ["llm", "finetune", "--algo", "grpo", "lr=.nan"],
+        r"'lr' expects a finite float",
+    ),
     ("config-llm-range", lambda b, t: ["llm", "pretrain", "steps=0"], r"'steps' must be >= 1"),
     ("config-razor-range", lambda b, t: ["razor", "workers=0"], r"'workers' must be >= 1"),
-    ("config-quickstart-range", lambda b, t: ["quickstart", "demos_per_task=0"], r"'demos_per_task' must be >= 1"),
-    ("yaml-malformed", lambda b, t: ["pretrain", "--config", str(_bad_yaml(t, "steps: [1, 2\n"))], r"not valid YAML"),
-    ("yaml-not-a-mapping", lambda b, t: ["pretrain", "--config", str(_bad_yaml(t, "- 1\n- 2\n"))],
-     r"top level must be a mapping"),
+    (
+        "config-quickstart-range",
+        lambda b, t: ["quickstart", "demos_per_task=0"],
+        r"'demos_per_task' must be >= 1",
+    ),
+    (
+        "yaml-malformed",
+        lambda b, t: ["pretrain", "--config", str(_bad_yaml(t, "steps: [1, 2\n"))],
+        r"not valid YAML",
+    ),
+    (
+        "yaml-not-a-mapping",
+        lambda b, t: ["pretrain", "--config", str(_bad_yaml(t, "- 1\n- 2\n"))],
+        r"top level must be a mapping",
+    ),
     ("yaml-missing", lambda b, t: ["pretrain", "--config", str(t / "nope.yaml")], r"does not exist"),
     # names
-    ("unknown-task", lambda b, t: [*PPO, f"base={b}/base-smoke/policy", "task=NoSuchTask"], r"unknown task 'NoSuchTask'"),
+    (
+        "unknown-task",
+        lambda b, t: [*PPO, f"base={b}/base-smoke/policy", "task=NoSuchTask"],
+        r"unknown task 'NoSuchTask'",
+    ),
     ("unknown-suite", lambda b, t: [*PPO, "suite=nope"], r"unknown suite 'nope'; known suites"),
-    ("unknown-suite-eval", lambda b, t: ["eval", "--checkpoint", f"{b}/base-smoke/policy", "--suite", "nope"],
-     r"unknown suite 'nope'"),
-    ("unknown-task-demos", lambda b, t: ["demos", "--task", "NoSuchTask", "--smoke", "--out", str(t)],
-     r"unknown task 'NoSuchTask'"),
-    ("demos-episodes-zero", lambda b, t: ["demos", "--task", "PickCube", "--episodes", "0", "--out", str(t)],
-     r"num_episodes must be at least 1, got 0"),
-    ("unknown-family", lambda b, t: [*PPO, f"base={_edit_config(_policy_copy(b, t), lambda m: m.update(family='vae'))}"],
-     r"unknown policy family 'vae'; known: flow"),
+    (
+        "unknown-suite-eval",
+        lambda b, t: ["eval", "--checkpoint", f"{b}/base-smoke/policy", "--suite", "nope"],
+        r"unknown suite 'nope'",
+    ),
+    (
+        "unknown-task-demos",
+        lambda b, t: ["demos", "--task", "NoSuchTask", "--smoke", "--out", str(t)],
+        r"unknown task 'NoSuchTask'",
+    ),
+    (
+        "demos-episodes-zero",
+        lambda b, t: ["demos", "--task", "PickCube", "--episodes", "0", "--out", str(t)],
+        r"num_episodes must be at least 1, got 0",
+    ),
+    (
+        "unknown-family",
+        lambda b, t: [*PPO, f"base={_edit_config(_policy_copy(b, t), lambda m: m.update(family='vae'))}"],
+        r"unknown policy family 'vae'; known: flow",
+    ),
     # checkpoints handed in
     ("base-missing", lambda b, t: [*PPO, f"base={t}/nowhere"], r"base policy .*nowhere not found"),
-    ("base-pickles-only", lambda b, t: [*PPO, f"base={_pickles_only(t)}"], r"only pickle files .*never unpickles.*save_file"),
+    (
+        "base-pickles-only",
+        lambda b, t: [*PPO, f"base={_pickles_only(t)}"],
+        r"only pickle files .*never unpickles.*save_file",
+    ),
     ("base-config-not-json", _not_json, r"config.json is not JSON"),
-    ("base-weights-truncated", lambda b, t: [*PPO, f"base={_trunc(b, t)}"], r"model.safetensors cannot be read.*truncated"),
-    ("base-wrong-shape", lambda b, t: [*PPO, f"base={_edit_config(_policy_copy(b, t), _wider)}"],
-     r"does not match its config.json"),
-    ("base-zero-std", lambda b, t: [*PPO, f"base={_zero_std(_policy_copy(b, t))}"],
-     r"normalisation buffer obs_encoder.proprio_std has entries <= 0"),
-    ("base-nan-weights", lambda b, t: [*PPO, f"base={_nan_weight(_policy_copy(b, t))}"], r"holds NaN or inf values"),
-    ("base-bad-config-value", lambda b, t: [*PPO, f"base={_edit_config(_policy_copy(b, t), _zero_heads)}"],
-     r"'config.num_heads' must be >= 1.*does not fit"),
-    ("base-is-an-llm", lambda b, t: [*PPO, f"base={_hf_model(b, t)}"], r"Hugging Face 'llama' model.*LLM track"),
-    ("llm-base-is-a-robot-policy", lambda b, t: ["llm", "finetune", "--algo", "sft", "--smoke", f"base={b}/base-smoke/policy"],
-     r"is a vla-razor flow robot policy, not a language model"),
-    ("llm-base-missing", lambda b, t: ["llm", "finetune", "--algo", "sft", "--smoke", f"base={t}/none"],
-     r"not a Hugging Face checkpoint directory"),
-    ("eval-checkpoint-truncated", lambda b, t: ["eval", "--checkpoint", str(_trunc(b, t)), "--suite", "smoke"],
-     r"model.safetensors cannot be read"),
-    ("eval-episodes-zero", lambda b, t: ["eval", "--checkpoint", f"{b}/base-smoke/policy", "--episodes", "0"],
-     r"--episodes must be >= 1, got 0"),
-    ("quickstart-base-missing", lambda b, t: ["quickstart", f"base={t}/none", f"runs_dir={t}"], r"base policy .*none not found"),
-    ("quickstart-razor-override", lambda b, t: ["quickstart", f"runs_dir={t}", "razor={'workers': 0}"],
-     r"'workers' must be >= 1"),
+    (
+        "base-weights-truncated",
+        lambda b, t: [*PPO, f"base={_trunc(b, t)}"],
+        r"model.safetensors cannot be read.*truncated",
+    ),
+    (
+        "base-wrong-shape",
+        lambda b, t: [*PPO, f"base={_edit_config(_policy_copy(b, t), _wider)}"],
+        r"does not match its config.json",
+    ),
+    (
+        "base-zero-std",
+        lambda b, t: [*PPO, f"base={_zero_std(_policy_copy(b, t))}"],
+        r"normalisation buffer obs_encoder.proprio_std has entries <= 0",
+    ),
+    (
+        "base-nan-weights",
+        lambda b, t: [*PPO, f"base={_nan_weight(_policy_copy(b, t))}"],
+        r"holds NaN or inf values",
+    ),
+    (
+        "base-bad-config-value",
+        lambda b, t: [*PPO, f"base={_edit_config(_policy_copy(b, t), _zero_heads)}"],
+        r"'config.num_heads' must be >= 1.*does not fit",
+    ),
+    (
+        "base-is-an-llm",
+        lambda b, t: [*PPO, f"base={_hf_model(b, t)}"],
+        r"Hugging Face 'llama' model.*LLM track",
+    ),
+    (
+        "llm-base-is-a-robot-policy",
+        lambda b, t: ["llm", "finetune", "--algo", "sft", "--smoke", f"base={b}/base-smoke/policy"],
+        r"is a vla-razor flow robot policy, not a language model",
+    ),
+    (
+        "llm-base-missing",
+        lambda b, t: ["llm", "finetune", "--algo", "sft", "--smoke", f"base={t}/none"],
+        r"not a Hugging Face checkpoint directory",
+    ),
+    (
+        "eval-checkpoint-truncated",
+        lambda b, t: ["eval", "--checkpoint", str(_trunc(b, t)), "--suite", "smoke"],
+        r"model.safetensors cannot be read",
+    ),
+    (
+        "eval-episodes-zero",
+        lambda b, t: ["eval", "--checkpoint", f"{b}/base-smoke/policy", "--episodes", "0"],
+        r"--episodes must be >= 1, got 0",
+    ),
+    (
+        "quickstart-base-missing",
+        lambda b, t: ["quickstart", f"base={t}/none", f"runs_dir={t}"],
+        r"base policy .*none not found",
+    ),
+    (
+        "quickstart-razor-override",
+        lambda b, t: ["quickstart", f"runs_dir={t}", "razor={'workers': 0}"],
+        r"'workers' must be >= 1",
+    ),
     # demonstrations
-    ("demos-other-control-mode", lambda b, t: ["finetune", "--algo", "sft", "--smoke", f"base={b}/base-smoke/policy",
-                                               f"demo_dir={_other_control_mode(_demo_store(b, t))}", f"runs_dir={t}/runs"],
-     r"holds pd_joint_pos actions.*--control-mode pd_ee_delta_pose"),
+    (
+        "demos-other-control-mode",
+        lambda b, t: [
+            "finetune",
+            "--algo",
+            "sft",
+            "--smoke",
+            f"base={b}/base-smoke/policy",
+            f"demo_dir={_other_control_mode(_demo_store(b, t))}",
+            f"runs_dir={t}/runs",
+        ],
+        r"holds pd_joint_pos actions.*--control-mode pd_ee_delta_pose",
+    ),
     # run directories
-    ("run-exists", lambda b, t: [*PPO, f"base={b}/base-smoke/policy", f"runs_dir={_existing_run(t)}", "name=taken"],
-     r"run directory .*taken already exists; pass --resume"),
-    ("resume-changed-config", lambda b, t: [*PPO, "--resume", f"base={b}/base-smoke/policy", f"runs_dir={_changed_resume(b, t)}",
-                                            "name=taken", "lr=2e-5"], r"differs from the config of this command in lr"),
+    (
+        "run-exists",
+        lambda b, t: [*PPO, f"base={b}/base-smoke/policy", f"runs_dir={_existing_run(t)}", "name=taken"],
+        r"run directory .*taken already exists; pass --resume",
+    ),
+    (
+        "resume-changed-config",
+        lambda b, t: [
+            *PPO,
+            "--resume",
+            f"base={b}/base-smoke/policy",
+            f"runs_dir={_changed_resume(b, t)}",
+            "name=taken",
+            "lr=2e-5",
+        ],
+        r"differs from the config of this command in lr",
+    ),
 ]
 
 
 @pytest.mark.parametrize("case, argv, message", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_gets_one_named_message_and_exit_code_2(case, argv, message, smoke_base, tmp_path, capsys,
-                                                          monkeypatch):
+def test_bad_input_gets_one_named_message_and_exit_code_2(
+    case, argv, message, smoke_base, tmp_path, capsys, monkeypatch
+):
     monkeypatch.setenv("VLA_RAZOR_PROGRESS", "lines")
     runs = tmp_path / "runs"
     args = argv(smoke_base, tmp_path)

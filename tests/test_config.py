@@ -1,4 +1,5 @@
 """The config system: typed loading, overrides, and errors that name the key, the source and the fix."""
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
@@ -38,9 +39,15 @@ def write(tmp_path, text):
 
 def test_defaults_file_and_overrides(tmp_path):
     path = write(tmp_path, "name: demo\noptim:\n  learning_rate: 1\ntasks: [PushCube, PullCube]\n")
-    cfg = load_config(Experiment, path, ["seed=3", "optim.betas=[0.5, 0.6]", "checkpoint=runs/base", "algo=sft"])
+    cfg = load_config(
+        Experiment, path, ["seed=3", "optim.betas=[0.5, 0.6]", "checkpoint=runs/base", "algo=sft"]
+    )
     assert cfg == Experiment(
-        name="demo", seed=3, algo="sft", tasks=["PushCube", "PullCube"], checkpoint=Path("runs/base"),
+        name="demo",
+        seed=3,
+        algo="sft",
+        tasks=["PushCube", "PullCube"],
+        checkpoint=Path("runs/base"),
         optim=Optim(learning_rate=1.0, betas=(0.5, 0.6)),
     )
     assert isinstance(cfg.optim.learning_rate, float)
@@ -115,7 +122,11 @@ def test_smoke_budget_yields_to_explicit_overrides():
     from vla_razor.config import with_smoke
 
     cfg = load_config(Experiment, None, ["seed=5"])
-    smoke = with_smoke(cfg, {"seed": 1, "smoke": True, "optim": Optim(learning_rate=9.0)}, ["seed=5", "optim.betas=[0.1, 0.2]"])
+    smoke = with_smoke(
+        cfg,
+        {"seed": 1, "smoke": True, "optim": Optim(learning_rate=9.0)},
+        ["seed=5", "optim.betas=[0.1, 0.2]"],
+    )
     assert smoke.seed == 5 and smoke.smoke is True and smoke.optim == cfg.optim
 
 
@@ -137,12 +148,17 @@ def test_ranges_and_finiteness_are_checked_for_every_field_of_every_config():
         inner: Inner = dc.field(default_factory=Inner)
         scale: float = 1.0  # no range, but finite
 
-    assert build_config(Outer, {"lr": 2, "warmup": 0, "rates": [0, 1], "inner": {"rate": 1}}, "", "t").lr == 2.0
-    for data, message in [({"lr": 0}, r"'lr' must be > 0, got 0"), ({"warmup": -1}, r"'warmup' must be >= 0"),
-                          ({"rates": [0.5, 1.5]}, r"'rates\[1\]' must be >= 0 and <= 1, got 1.5"),
-                          ({"inner": {"rate": -0.1}}, r"'inner.rate' must be >= 0 and <= 1"),
-                          ({"scale": math.nan}, r"'scale' expects a finite float, got nan"),
-                          ({"scale": -math.inf}, r"'scale' expects a finite float, got -inf"),
-                          ({"lr": math.nan}, r"'lr' expects a finite float")]:
+    assert (
+        build_config(Outer, {"lr": 2, "warmup": 0, "rates": [0, 1], "inner": {"rate": 1}}, "", "t").lr == 2.0
+    )
+    for data, message in [
+        ({"lr": 0}, r"'lr' must be > 0, got 0"),
+        ({"warmup": -1}, r"'warmup' must be >= 0"),
+        ({"rates": [0.5, 1.5]}, r"'rates\[1\]' must be >= 0 and <= 1, got 1.5"),
+        ({"inner": {"rate": -0.1}}, r"'inner.rate' must be >= 0 and <= 1"),
+        ({"scale": math.nan}, r"'scale' expects a finite float, got nan"),
+        ({"scale": -math.inf}, r"'scale' expects a finite float, got -inf"),
+        ({"lr": math.nan}, r"'lr' expects a finite float"),
+    ]:
         with pytest.raises(ConfigError, match=message):
             build_config(Outer, data, "", "t")

@@ -1,5 +1,6 @@
 """Expert demonstrations on the real simulator: motion planning -> ManiSkill replay conversion ->
 canonical episodes, reuse and top-up, corrupt/missing files, and the RL-expert path (tiny budgets)."""
+
 import json
 import shutil
 
@@ -42,7 +43,9 @@ def test_planned_demos_are_recorded_and_load_canonically(demos):
         assert on_disk["success_rate"] == pytest.approx(2 / on_disk["num_attempted"])
         assert on_disk["num_attempted"] == 2 + on_disk["num_failed_plans"] + on_disk["num_failed_conversion"]
         assert 0 < on_disk["plan_success_rate"] <= 1 and on_disk["seconds_per_demo"] > 0
-        assert on_disk["mani_skill_version"] and on_disk["max_episode_steps"] == get_task(task).max_episode_steps
+        assert (
+            on_disk["mani_skill_version"] and on_disk["max_episode_steps"] == get_task(task).max_episode_steps
+        )
         horizon = get_task(task).max_episode_steps
         assert on_disk["num_longer_than_horizon"] == sum(n > horizon for n in on_disk["episode_lengths"])
 
@@ -70,8 +73,13 @@ def test_demo_actions_replay_to_success_from_the_recorded_start(demos):
     out, indexes = demos
     spec = get_task("PickCube")
     ep = load_demos(indexes["PickCube"].path)[0]
-    env = gym.make(spec.env_id, obs_mode="state_dict", control_mode="pd_ee_delta_pose",
-                   sim_backend="physx_cpu", render_backend="cpu")
+    env = gym.make(
+        spec.env_id,
+        obs_mode="state_dict",
+        control_mode="pd_ee_delta_pose",
+        sim_backend="physx_cpu",
+        render_backend="cpu",
+    )
     try:
         obs, _ = env.reset(seed=ep.seed)
         live = canonicalize(obs, spec)
@@ -147,7 +155,10 @@ def test_rl_expert_path_on_a_tiny_budget(tmp_path):
     assert sum(ep.success for ep in episodes) == index.num_kept_successful
     assert len(load_demos(index.path, successful_only=True)) == index.num_kept_successful
     for ep in episodes:
-        assert ep.actions.shape == (ep.length, ACTION_DIM) and ep.obs["state"].shape == (ep.length + 1, STATE_DIM)
+        assert ep.actions.shape == (ep.length, ACTION_DIM) and ep.obs["state"].shape == (
+            ep.length + 1,
+            STATE_DIM,
+        )
         assert ep.rewards.shape == (ep.length,) and (ep.rewards >= 0).all() and (ep.rewards <= 1).all()
     # the expert is reused, and so are the demos
     mtime = (index.path / "expert" / "ppo.zip").stat().st_mtime_ns
@@ -166,7 +177,22 @@ def test_six_dim_actions_get_a_zero_gripper_entry():
 
 def test_cli_demos_summary_and_errors(demos, capsys):
     out, _ = demos
-    assert main(["demos", "--task", "PickCube,PushCube", "--task", "PullCube", "--smoke", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "demos",
+                "--task",
+                "PickCube,PushCube",
+                "--task",
+                "PullCube",
+                "--smoke",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3
     for task, line in zip(PLANNED, lines):

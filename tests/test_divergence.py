@@ -1,4 +1,5 @@
 """The divergence core against independent references: torch.distributions, scipy, closed forms."""
+
 import math
 
 import numpy as np
@@ -29,10 +30,11 @@ def gen():
 
 
 def rand_logits(gen, *shape, scale=3.0, dtype=torch.float64):
-    return (torch.randn(*shape, generator=gen, dtype=dtype) * scale)
+    return torch.randn(*shape, generator=gen, dtype=dtype) * scale
 
 
 # --- categorical ----------------------------------------------------------------------------------
+
 
 def test_categorical_kl_matches_torch_distributions(gen):
     zp, zq = rand_logits(gen, 4, 7, 50), rand_logits(gen, 4, 7, 50)
@@ -78,7 +80,9 @@ def test_identities_kl_self_zero_and_nonnegative(gen):
     assert kl(Categorical(zp), Categorical(zp)).abs().max() < 1e-12
     assert (kl(Categorical(zp), Categorical(zq)) >= 0).all()
     # shift invariance of logits
-    torch.testing.assert_close(kl(Categorical(zp + 5.0), Categorical(zq - 2.0)), kl(Categorical(zp), Categorical(zq)))
+    torch.testing.assert_close(
+        kl(Categorical(zp + 5.0), Categorical(zq - 2.0)), kl(Categorical(zp), Categorical(zq))
+    )
 
 
 def test_extreme_logits_are_stable():
@@ -112,8 +116,12 @@ def test_token_mask_and_reductions(gen):
     full = td.kl_divergence(td.Categorical(logits=zp.nan_to_num()), td.Categorical(logits=zq))
     per_token = kl(Categorical(zp), Categorical(zq), mask=mask)
     torch.testing.assert_close(per_token, full * mask)
-    assert kl(Categorical(zp), Categorical(zq), mask=mask, reduction="sum").item() == pytest.approx((full * mask).sum().item())
-    assert kl(Categorical(zp), Categorical(zq), mask=mask, reduction="mean").item() == pytest.approx((full * mask).sum().item() / 5)
+    assert kl(Categorical(zp), Categorical(zq), mask=mask, reduction="sum").item() == pytest.approx(
+        (full * mask).sum().item()
+    )
+    assert kl(Categorical(zp), Categorical(zq), mask=mask, reduction="mean").item() == pytest.approx(
+        (full * mask).sum().item() / 5
+    )
     assert kl(Categorical(zp), Categorical(zq), mask=mask, reduction="sequence_mean").item() == pytest.approx(
         (full * mask).sum(-1).mean().item()
     )
@@ -132,12 +140,15 @@ def test_all_masked_mean_is_zero_not_nan(gen):
 def test_half_precision_logits_are_computed_in_float32(gen):
     zp, zq = rand_logits(gen, 8, 100, dtype=torch.float32), rand_logits(gen, 8, 100, dtype=torch.float32)
     ours = kl(Categorical(zp.bfloat16()), Categorical(zq.bfloat16()))
-    ref = td.kl_divergence(td.Categorical(logits=zp.bfloat16().float()), td.Categorical(logits=zq.bfloat16().float()))
+    ref = td.kl_divergence(
+        td.Categorical(logits=zp.bfloat16().float()), td.Categorical(logits=zq.bfloat16().float())
+    )
     assert ours.dtype == torch.float32
     torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-5)
 
 
 # --- f-divergences --------------------------------------------------------------------------------
+
 
 def _np(z):
     return torch.softmax(z, -1).numpy()
@@ -151,14 +162,20 @@ def test_f_divergences_against_scipy_and_closed_forms(gen):
     np.testing.assert_allclose(f_divergence(P, Q, "js").numpy(), js_ref, rtol=1e-8)
     np.testing.assert_allclose(f_divergence(P, Q, "tv").numpy(), 0.5 * np.abs(p - q).sum(-1), rtol=1e-10)
     np.testing.assert_allclose(f_divergence(P, Q, "chi2").numpy(), ((p - q) ** 2 / q).sum(-1), rtol=1e-8)
-    np.testing.assert_allclose(f_divergence(P, Q, "forward_kl").numpy(), scipy.stats.entropy(p, q, axis=-1), rtol=1e-10)
-    np.testing.assert_allclose(f_divergence(P, Q, "reverse_kl").numpy(), scipy.stats.entropy(q, p, axis=-1), rtol=1e-10)
+    np.testing.assert_allclose(
+        f_divergence(P, Q, "forward_kl").numpy(), scipy.stats.entropy(p, q, axis=-1), rtol=1e-10
+    )
+    np.testing.assert_allclose(
+        f_divergence(P, Q, "reverse_kl").numpy(), scipy.stats.entropy(q, p, axis=-1), rtol=1e-10
+    )
 
 
 def test_general_generator_reproduces_named_kinds(gen):
     zp, zq = rand_logits(gen, 6, 9), rand_logits(gen, 6, 9)
     P, Q = Categorical(zp), Categorical(zq)
-    torch.testing.assert_close(f_divergence(P, Q, lambda t: t * torch.log(t)), f_divergence(P, Q, "forward_kl"))
+    torch.testing.assert_close(
+        f_divergence(P, Q, lambda t: t * torch.log(t)), f_divergence(P, Q, "forward_kl")
+    )
     torch.testing.assert_close(f_divergence(P, Q, lambda t: -torch.log(t)), f_divergence(P, Q, "reverse_kl"))
     torch.testing.assert_close(f_divergence(P, Q, lambda t: 0.5 * (t - 1).abs()), f_divergence(P, Q, "tv"))
     torch.testing.assert_close(f_divergence(P, Q, lambda t: (t - 1) ** 2), f_divergence(P, Q, "chi2"))
@@ -170,7 +187,9 @@ def test_f_divergence_bounds(gen):
     zq = torch.tensor([[-50.0, 50.0], [0.0, 0.0]], dtype=torch.float64)
     js = f_divergence(Categorical(zp), Categorical(zq), "js")
     tv = f_divergence(Categorical(zp), Categorical(zq), "tv")
-    assert js[0].item() == pytest.approx(math.log(2), rel=1e-9) and js[1].item() == pytest.approx(0.0, abs=1e-15)
+    assert js[0].item() == pytest.approx(math.log(2), rel=1e-9) and js[1].item() == pytest.approx(
+        0.0, abs=1e-15
+    )
     assert tv[0].item() == pytest.approx(1.0, rel=1e-9) and tv[1].item() == pytest.approx(0.0, abs=1e-15)
     many_p, many_q = rand_logits(gen, 500, 8, scale=10.0), rand_logits(gen, 500, 8, scale=10.0)
     assert (f_divergence(Categorical(many_p), Categorical(many_q), "js") <= math.log(2) + 1e-12).all()
@@ -188,14 +207,22 @@ def test_f_divergence_errors():
 
 # --- Gaussians and chains -------------------------------------------------------------------------
 
+
 def test_diag_gaussian_kl_matches_torch_distributions(gen):
-    m0, m1 = torch.randn(5, 3, generator=gen, dtype=torch.float64), torch.randn(5, 3, generator=gen, dtype=torch.float64)
-    s0, s1 = torch.randn(5, 3, generator=gen, dtype=torch.float64) * 0.5, torch.randn(5, 3, generator=gen, dtype=torch.float64) * 0.5
+    m0, m1 = (
+        torch.randn(5, 3, generator=gen, dtype=torch.float64),
+        torch.randn(5, 3, generator=gen, dtype=torch.float64),
+    )
+    s0, s1 = (
+        torch.randn(5, 3, generator=gen, dtype=torch.float64) * 0.5,
+        torch.randn(5, 3, generator=gen, dtype=torch.float64) * 0.5,
+    )
     ours = kl(DiagGaussian(m0, s0), DiagGaussian(m1, s1))
     ref = td.kl_divergence(td.Normal(m0, s0.exp()), td.Normal(m1, s1.exp())).sum(-1)
     torch.testing.assert_close(ours, ref)
     ref_mvn = td.kl_divergence(
-        td.MultivariateNormal(m0, torch.diag_embed(s0.exp() ** 2)), td.MultivariateNormal(m1, torch.diag_embed(s1.exp() ** 2))
+        td.MultivariateNormal(m0, torch.diag_embed(s0.exp() ** 2)),
+        td.MultivariateNormal(m1, torch.diag_embed(s1.exp() ** 2)),
     )
     torch.testing.assert_close(ours, ref_mvn)
 
@@ -209,7 +236,10 @@ def test_gaussian_kl_tiny_differences_keep_precision():
 
 
 def test_gaussian_log_prob_and_entropy_match_torch(gen):
-    m, s = torch.randn(4, 3, generator=gen, dtype=torch.float64), torch.randn(4, 3, generator=gen, dtype=torch.float64) * 0.3
+    m, s = (
+        torch.randn(4, 3, generator=gen, dtype=torch.float64),
+        torch.randn(4, 3, generator=gen, dtype=torch.float64) * 0.3,
+    )
     x = torch.randn(4, 3, generator=gen, dtype=torch.float64)
     ref = td.Independent(td.Normal(m, s.exp()), 1)
     torch.testing.assert_close(DiagGaussian(m, s).log_prob(x), ref.log_prob(x))
@@ -279,8 +309,14 @@ def test_two_step_linear_gaussian_chain_kl_bounds_marginal_kl():
 def test_forward_and_reverse_helpers_name_directions(gen):
     base = Categorical(rand_logits(gen, 10))
     policy = Categorical(rand_logits(gen, 10))
-    torch.testing.assert_close(forward_kl(base, policy), td.kl_divergence(td.Categorical(logits=base.logits), td.Categorical(logits=policy.logits)))
-    torch.testing.assert_close(reverse_kl(base, policy), td.kl_divergence(td.Categorical(logits=policy.logits), td.Categorical(logits=base.logits)))
+    torch.testing.assert_close(
+        forward_kl(base, policy),
+        td.kl_divergence(td.Categorical(logits=base.logits), td.Categorical(logits=policy.logits)),
+    )
+    torch.testing.assert_close(
+        reverse_kl(base, policy),
+        td.kl_divergence(td.Categorical(logits=policy.logits), td.Categorical(logits=base.logits)),
+    )
     assert not torch.allclose(forward_kl(base, policy), reverse_kl(base, policy))
 
 
@@ -288,11 +324,18 @@ def test_family_and_shape_errors_are_clear():
     with pytest.raises(TypeError, match="same family"):
         kl(Categorical(torch.zeros(3)), DiagGaussian(torch.zeros(3), torch.zeros(3)))
     with pytest.raises(ValueError, match="event shapes differ"):
-        kl(GaussianChain(torch.zeros(2, 5, 3), torch.zeros(2, 5, 3)), GaussianChain(torch.zeros(2, 4, 3), torch.zeros(2, 4, 3)))
+        kl(
+            GaussianChain(torch.zeros(2, 5, 3), torch.zeros(2, 5, 3)),
+            GaussianChain(torch.zeros(2, 4, 3), torch.zeros(2, 4, 3)),
+        )
     with pytest.raises(ValueError, match="vocabularies differ"):
         kl(Categorical(torch.zeros(2, 3)), Categorical(torch.zeros(2, 4)))
     with pytest.raises(ValueError, match="mask shape"):
-        kl(Categorical(torch.zeros(2, 3)), Categorical(torch.zeros(2, 3)), mask=torch.ones(3, dtype=torch.bool))
+        kl(
+            Categorical(torch.zeros(2, 3)),
+            Categorical(torch.zeros(2, 3)),
+            mask=torch.ones(3, dtype=torch.bool),
+        )
     with pytest.raises(ValueError, match=r"\[\.\.\., K, D\]"):
         GaussianChain(torch.zeros(3), torch.zeros(3))
     with pytest.raises(TypeError, match="floating-point"):
@@ -300,6 +343,7 @@ def test_family_and_shape_errors_are_clear():
 
 
 # --- sample estimators ----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("estimator", ["k1", "k3"])
 def test_unbiased_estimators_agree_with_exact_kl(estimator):
@@ -321,7 +365,9 @@ def test_k2_is_biased_but_close_and_k3_nonnegative():
     logp, logq = p.log_prob(x), q.log_prob(x)
     exact = td.kl_divergence(p, q).item()  # 0.005
     # For equal variances, log r = -(0.1 x - 0.005) in closed form: E[k2] = 0.5 (0.01 + 0.005^2)
-    assert mean_and_stderr(kl_from_logprobs(logp, logq, "k2")).mean == pytest.approx(0.5 * (0.01 + 0.005**2), rel=0.02)
+    assert mean_and_stderr(kl_from_logprobs(logp, logq, "k2")).mean == pytest.approx(
+        0.5 * (0.01 + 0.005**2), rel=0.02
+    )
     assert exact == pytest.approx(0.005)
     assert (kl_from_logprobs(logp, logq, "k3") >= 0).all()
     assert (kl_from_logprobs(logp, logq, "k1") < 0).any()  # k1 samples can be negative
@@ -337,12 +383,16 @@ def test_estimators_do_not_overflow_on_large_log_ratios():
     assert k3[0].item() == pytest.approx(math.exp(30) - 1 - 30, rel=1e-12)  # below the clamp: k3 exactly
     assert k3[1].item() == pytest.approx(math.expm1(-100) + 100, rel=1e-12)
     assert k3[2].item() == pytest.approx(0.5e-14, rel=1e-3)  # expm1 keeps precision near r = 1
-    assert k3[3].item() == pytest.approx(math.expm1(MAX_LOG_RATIO) - 100, rel=1e-12)  # above: the clamped ratio
+    assert k3[3].item() == pytest.approx(
+        math.expm1(MAX_LOG_RATIO) - 100, rel=1e-12
+    )  # above: the clamped ratio
 
 
 @pytest.mark.parametrize("estimator", ["k1", "k2", "k3"])
 def test_every_estimator_stays_finite_with_finite_gradients_at_log_ratios_of_1000(estimator):
-    log_ratio = torch.tensor([-1000.0, -709.5, -1.0, 0.0, 1.0, 709.5, 1000.0], dtype=torch.float64, requires_grad=True)
+    log_ratio = torch.tensor(
+        [-1000.0, -709.5, -1.0, 0.0, 1.0, 709.5, 1000.0], dtype=torch.float64, requires_grad=True
+    )
     values = kl_from_logprobs(torch.zeros(7, dtype=torch.float64), log_ratio, estimator)
     assert torch.isfinite(values).all() and torch.isfinite(values.sum())
     # a mean over a million such samples is still finite (the clamp bounds k3's ratio term by e^50)
@@ -351,7 +401,9 @@ def test_every_estimator_stays_finite_with_finite_gradients_at_log_ratios_of_100
     assert torch.isfinite(log_ratio.grad).all()
     if estimator != "k1":
         assert (values >= 0).all()
-        ordered = values.detach()[3:]  # k2 and k3 grow with |log r| on each side of 0 (monotone, clamp or not)
+        ordered = values.detach()[
+            3:
+        ]  # k2 and k3 grow with |log r| on each side of 0 (monotone, clamp or not)
         assert (ordered[1:] >= ordered[:-1]).all()
     assert values[3].item() == 0.0
 
@@ -371,10 +423,15 @@ def test_mean_and_stderr_against_numpy(gen):
     assert est.mean == pytest.approx(kept.mean())
     assert est.stderr == pytest.approx(kept.std(ddof=1) / math.sqrt(len(kept)))
     assert est.n == len(kept)
-    assert est.as_metrics("kl/forward") == {"kl/forward": est.mean, "kl/forward/stderr": est.stderr, "kl/forward/n": float(est.n)}
+    assert est.as_metrics("kl/forward") == {
+        "kl/forward": est.mean,
+        "kl/forward/stderr": est.stderr,
+        "kl/forward/n": float(est.n),
+    }
 
 
 # --- numerics at the extremes ---------------------------------------------------------------------
+
 
 def test_exact_kls_stay_finite_and_non_negative_at_extreme_logits():
     from vla_razor.divergence import Categorical, categorical_kl, kl
@@ -389,8 +446,9 @@ def test_exact_kls_stay_finite_and_non_negative_at_extreme_logits():
             # the reference in float64 log space (torch.distributions says inf here: q's probabilities underflow)
             lp, lq = torch.log_softmax(zp.double(), -1), torch.log_softmax(zq.double(), -1)
             ref = (lp.exp() * (lp - lq)).sum(-1)
-            torch.testing.assert_close(exact.double(), ref, rtol=1e-4 if dtype == torch.float32 else 1e-10,
-                                       atol=1e-6 * scale)
+            torch.testing.assert_close(
+                exact.double(), ref, rtol=1e-4 if dtype == torch.float32 else 1e-10, atol=1e-6 * scale
+            )
         chunked = categorical_kl(zp, zq)
         assert torch.isfinite(chunked).all() and (chunked >= 0).all()
     same = 1e6 * torch.randn(8, 50, generator=g)
@@ -409,7 +467,9 @@ def test_exact_gaussian_kls_stay_finite_and_non_negative_at_tiny_standard_deviat
             ref = td.kl_divergence(td.Normal(a.mean, a.log_std.exp()), td.Normal(b.mean, b.log_std.exp()))
             assert torch.isfinite(exact).all() and (exact >= 0).all()
             torch.testing.assert_close(exact, ref.sum(-1), rtol=1e-9, atol=0)  # a DiagGaussian sums its dims
-        f32 = kl(DiagGaussian(p.mean.float(), p.log_std.float()), DiagGaussian(q.mean.float(), q.log_std.float()))
+        f32 = kl(
+            DiagGaussian(p.mean.float(), p.log_std.float()), DiagGaussian(q.mean.float(), q.log_std.float())
+        )
         assert torch.isfinite(f32).all() and (f32 >= 0).all()
     chain = GaussianChain(torch.zeros(2, 5, 3), torch.full((2, 5, 3), -30.0))
     assert (kl(chain, chain) == 0).all()

@@ -1,4 +1,5 @@
 """Environments on the real ManiSkill3 simulator (CPU physics, tiny budgets)."""
+
 import os
 import subprocess
 import sys
@@ -23,7 +24,9 @@ def test_every_registry_task_resets_and_steps_with_canonical_observations(task):
     env = make_vec_env(task, num_envs=1, backend="cpu", seed=0)
     try:
         obs, info = env.reset()
-        obs2, reward, terminated, truncated, info2 = env.step(np.random.default_rng(0).uniform(-1, 1, (1, 7)).astype(np.float32))
+        obs2, reward, terminated, truncated, info2 = env.step(
+            np.random.default_rng(0).uniform(-1, 1, (1, 7)).astype(np.float32)
+        )
     finally:
         env.close()
     for o in (obs, obs2):
@@ -33,7 +36,11 @@ def test_every_registry_task_resets_and_steps_with_canonical_observations(task):
         assert np.isfinite(o["proprio"]).all() and np.isfinite(o["state"]).all()
         # padding is zero and the mask is a prefix of ones
         width = int(o["state_mask"].sum())
-        assert 0 < width <= STATE_DIM and (o["state_mask"][0, :width] == 1).all() and (o["state"][0, width:] == 0).all()
+        assert (
+            0 < width <= STATE_DIM
+            and (o["state_mask"][0, :width] == 1).all()
+            and (o["state"][0, width:] == 0).all()
+        )
     assert not np.array_equal(obs["proprio"], obs2["proprio"])  # the robot moved
     assert reward.shape == (1,) and np.isfinite(reward).all()
     assert info2["success"].dtype == bool and info2["success"].shape == (1,)
@@ -43,15 +50,23 @@ def test_flat_state_fast_path_equals_reference_canonicalization():
     import mani_skill.envs  # noqa: F401
 
     task = get_task("PokeCube")  # the widest task state (29 entries)
-    raw = gym.make(task.env_id, num_envs=1, obs_mode="state_dict", sim_backend="physx_cpu", render_backend="cpu",
-                   control_mode="pd_ee_delta_pose")
+    raw = gym.make(
+        task.env_id,
+        num_envs=1,
+        obs_mode="state_dict",
+        sim_backend="physx_cpu",
+        render_backend="cpu",
+        control_mode="pd_ee_delta_pose",
+    )
     try:
         sd, _ = raw.reset(seed=3)
         sd, *_ = raw.step(torch.full((1, 7), 0.3))
     finally:
         raw.close()
     layout = FlatStateLayout.from_state_dict(sd, task)
-    flat = torch.cat([torch.as_tensor(v).reshape(1, -1).float() for g in ("agent", "extra") for v in sd[g].values()], -1)[0]
+    flat = torch.cat(
+        [torch.as_tensor(v).reshape(1, -1).float() for g in ("agent", "extra") for v in sd[g].values()], -1
+    )[0]
     fast, ref = layout(flat.numpy()), canonicalize(sd, task)
     for key in ("proprio", "state", "state_mask"):
         np.testing.assert_array_equal(fast[key], ref[key][0].numpy())
@@ -140,9 +155,11 @@ def test_chunk_wrapper_sums_rewards_of_the_executed_steps():
         actions = np.random.default_rng(1).uniform(-1, 1, (8, ACTION_DIM)).astype(np.float32)
         single.reset(seed=5), chunked.reset(seed=5)
         rewards = [single.step(a)[1] for a in actions[:6]]
-        _, r1, *_ , info1 = chunked.step(actions[:4])
+        _, r1, *_, info1 = chunked.step(actions[:4])
         _, r2, term, trunc, info2 = chunked.step(actions[4:8])
-        assert r1 == pytest.approx(sum(rewards[:4]), rel=1e-5) and r2 == pytest.approx(sum(rewards[4:6]), rel=1e-5)
+        assert r1 == pytest.approx(sum(rewards[:4]), rel=1e-5) and r2 == pytest.approx(
+            sum(rewards[4:6]), rel=1e-5
+        )
         assert info1["chunk_steps"] == 4 and info2["chunk_steps"] == 2 and trunc
         with pytest.raises(ValueError, match=r"action chunk must have shape \(4, 7\)"):
             chunked.step(np.zeros((3, 7), np.float32))
@@ -151,11 +168,19 @@ def test_chunk_wrapper_sums_rewards_of_the_executed_steps():
 
 
 def test_reward_modes():
-    for mode, check in [("sparse", lambda r: set(np.unique(r)) <= {0.0, 1.0}), ("normalized_dense", lambda r: ((r >= 0) & (r <= 1)).all())]:
+    for mode, check in [
+        ("sparse", lambda r: set(np.unique(r)) <= {0.0, 1.0}),
+        ("normalized_dense", lambda r: ((r >= 0) & (r <= 1)).all()),
+    ]:
         env = make_vec_env("PushCube", num_envs=1, backend="cpu", seed=0, reward_mode=mode)
         try:
             env.reset()
-            rewards = np.array([env.step(np.random.default_rng(i).uniform(-1, 1, (1, 7)).astype(np.float32))[1][0] for i in range(20)])
+            rewards = np.array(
+                [
+                    env.step(np.random.default_rng(i).uniform(-1, 1, (1, 7)).astype(np.float32))[1][0]
+                    for i in range(20)
+                ]
+            )
         finally:
             env.close()
         assert check(rewards), (mode, rewards)
@@ -190,7 +215,10 @@ def test_async_process_pool_matches_in_process_env():
 
 
 def test_bad_input_errors_are_clear():
-    with pytest.raises(UnknownTaskError, match=r"unknown task 'PickCub'\. Did you mean PickCube.*Known tasks: PickCube, PushCube"):
+    with pytest.raises(
+        UnknownTaskError,
+        match=r"unknown task 'PickCub'\. Did you mean PickCube.*Known tasks: PickCube, PushCube",
+    ):
         get_task("PickCub")
     with pytest.raises(UnknownTaskError, match="needs downloaded assets"):
         get_task("PickSingleYCB-v1")

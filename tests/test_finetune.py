@@ -1,5 +1,6 @@
 """Fine-tuning: KL to the frozen base (exactness, penalties), GAE and group advantages, and PPO / GRPO /
 SFT end to end on tiny budgets, including a SIGKILL mid-run and a resume, and the NaN guard."""
+
 import json
 import math
 import os
@@ -107,7 +108,9 @@ def test_js_estimate_matches_quadrature():
 
     def integrand(x):
         m = 0.5 * (fp(x) + fq(x))
-        return 0.5 * (fp(x) * math.log(fp(x) / m) if fp(x) > 0 else 0) + 0.5 * (fq(x) * math.log(fq(x) / m) if fq(x) > 0 else 0)
+        return 0.5 * (fp(x) * math.log(fp(x) / m) if fp(x) > 0 else 0) + 0.5 * (
+            fq(x) * math.log(fq(x) / m) if fq(x) > 0 else 0
+        )
 
     exact, _ = scipy.integrate.quad(integrand, -12, 12, limit=200)
     assert 0 < exact < math.log(2)
@@ -124,11 +127,15 @@ def test_penalty_is_zero_at_the_base_and_pulls_back_after_a_change(direction):
     _, chains = policy.sample(obs, "stochastic", generator=g)
     index = torch.arange(8)
     prepared = penalty.prepare(base, obs, chains, g)
-    at_base, _ = penalty.loss(policy, obs, chains, prepared, index, generator=torch.Generator().manual_seed(1))
+    at_base, _ = penalty.loss(
+        policy, obs, chains, prepared, index, generator=torch.Generator().manual_seed(1)
+    )
     if direction != "js":
         assert at_base.item() == pytest.approx(0.0, abs=1e-6)
     _perturb(policy, 0.1)
-    moved, raw = penalty.loss(policy, obs, chains, prepared, index, generator=torch.Generator().manual_seed(1))
+    moved, raw = penalty.loss(
+        policy, obs, chains, prepared, index, generator=torch.Generator().manual_seed(1)
+    )
     moved.backward()
     assert moved.item() > at_base.item() + 1e-4 and raw.item() > 0
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in policy.parameters())
@@ -147,7 +154,9 @@ def test_adaptive_coefficient_and_critical_weights():
     obs = _obs(16)
     _, chains = policy.sample(obs, "stochastic")
     w = critical.prepare(freeze(policy), obs, chains, torch.Generator().manual_seed(0))["weight"]
-    assert w.shape == (16,) and (w > 0).all() and (w <= 1).all() and (w == 1).sum() >= 8  # uncertain half down-weighted
+    assert (
+        w.shape == (16,) and (w > 0).all() and (w <= 1).all() and (w == 1).sum() >= 8
+    )  # uncertain half down-weighted
     assert (w < 1).any()
     with pytest.raises(ValueError, match="direction"):
         KLPenaltyConfig(direction="sideways")
@@ -188,8 +197,19 @@ def test_group_advantages():
 
 # -- end to end ----------------------------------------------------------------------------------
 def _finetune_cmd(algo, root, base, *extra):
-    return [sys.executable, "-m", "vla_razor.cli", "finetune", "--algo", algo, "--smoke", f"runs_dir={root}",
-            f"base={base}/base-smoke/policy", f"demo_dir={base}/demos" if algo == "sft" else "seed=0", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "vla_razor.cli",
+        "finetune",
+        "--algo",
+        algo,
+        "--smoke",
+        f"runs_dir={root}",
+        f"base={base}/base-smoke/policy",
+        f"demo_dir={base}/demos" if algo == "sft" else "seed=0",
+        *extra,
+    ]
 
 
 def _records(run):
@@ -199,10 +219,14 @@ def _records(run):
 def test_ppo_is_killed_mid_run_and_resumes(smoke_base, tmp_path):
     import hashlib
 
-    base_hash = hashlib.sha256((smoke_base / "base-smoke" / "policy" / "model.safetensors").read_bytes()).hexdigest()
+    base_hash = hashlib.sha256(
+        (smoke_base / "base-smoke" / "policy" / "model.safetensors").read_bytes()
+    ).hexdigest()
     cmd = _finetune_cmd("ppo", tmp_path, smoke_base, "total_env_steps=600", "name=ppo")
     run = tmp_path / "ppo"
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     deadline = time.time() + 300
     while not list((run / "checkpoints").glob("step_*")):  # the first checkpoint, whichever it is
         assert proc.poll() is None, proc.stdout.read()[-3000:]
@@ -218,11 +242,20 @@ def test_ppo_is_killed_mid_run_and_resumes(smoke_base, tmp_path):
     iterations = [r["step"] for r in records]
     assert iterations == list(range(1, len(iterations) + 1)) and records[-1]["env_steps"] >= 600
     for r in records:  # the signature metrics, every iteration
-        assert r["kl/forward"] >= 0 and r["kl/reverse"] >= 0 and r["kl/states"] > 0 and math.isfinite(r["loss/value"])
-    assert records[0]["ppo/policy_updated"] == 0.0 and records[-1]["ppo/policy_updated"] == 1.0  # critic warm-up
+        assert (
+            r["kl/forward"] >= 0
+            and r["kl/reverse"] >= 0
+            and r["kl/states"] > 0
+            and math.isfinite(r["loss/value"])
+        )
+    assert (
+        records[0]["ppo/policy_updated"] == 0.0 and records[-1]["ppo/policy_updated"] == 1.0
+    )  # critic warm-up
     final = json.loads((run / "eval" / "final.json").read_text())
     assert set(final["tasks"]) == {"PickCube", "PushCube"}
-    assert (run / "videos" / "final_PickCube.mp4").stat().st_size > 0 and (run / "critic" / "model.safetensors").exists()
+    assert (run / "videos" / "final_PickCube.mp4").stat().st_size > 0 and (
+        run / "critic" / "model.safetensors"
+    ).exists()
     import hashlib
 
     from vla_razor.policies import ChainPolicy
@@ -238,7 +271,9 @@ def test_grpo_and_sft_run_end_to_end(smoke_base, tmp_path):
     for algo in ("grpo", "sft"):
         # SFT also checks periodic_videos=false: periodic evaluations without videos, the final one with them
         extra = ("eval_every=1", "periodic_videos=false") if algo == "sft" else ()
-        done = subprocess.run(_finetune_cmd(algo, tmp_path, smoke_base, *extra), capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            _finetune_cmd(algo, tmp_path, smoke_base, *extra), capture_output=True, text=True, timeout=600
+        )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         run = tmp_path / f"{algo}-PickCube"
         records = [r for r in _records(run) if "kl/forward" in r]
@@ -247,7 +282,9 @@ def test_grpo_and_sft_run_end_to_end(smoke_base, tmp_path):
         own_metric = "grpo/informative_groups" if algo == "grpo" else "loss/bc"  # each loop logged its own
         assert all(own_metric in r for r in records)
         if algo == "sft":
-            assert (run / "eval" / "iter_000001.json").is_file() and (run / "snapshots" / "iter_000001").is_dir()
+            assert (run / "eval" / "iter_000001.json").is_file() and (
+                run / "snapshots" / "iter_000001"
+            ).is_dir()
             videos = sorted(p.name for p in (run / "videos").glob("*.mp4"))
             assert videos and all(v.startswith("final_") for v in videos)
 
@@ -259,7 +296,9 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(smoke_base, tmp_pa
     message = [line for line in done.stderr.splitlines() if line.startswith("vla-razor finetune:")]
     assert len(message) == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
     assert "is nan" in message[0].lower() or "is inf" in message[0].lower()
-    assert "at iteration" in message[0] and ("last good checkpoint" in message[0] or "No checkpoint was written yet" in message[0])
+    assert "at iteration" in message[0] and (
+        "last good checkpoint" in message[0] or "No checkpoint was written yet" in message[0]
+    )
     assert not (tmp_path / "nan" / "policy").exists()
 
 
@@ -271,8 +310,20 @@ def test_a_diverging_llm_run_stops_with_exit_code_3_and_a_message(tmp_path, caps
     base = tmp_path / "llm-base-smoke" / "policy"
     capsys.readouterr()
     for algo in ("sft",):  # once a traceback from the sampler (probability tensor contains inf or nan)
-        code = main(["llm", "finetune", "--algo", algo, "--smoke", f"runs_dir={tmp_path}", f"base={base}", "lr=1e30",
-                     "iterations=4", f"name=diverge-{algo}"])
+        code = main(
+            [
+                "llm",
+                "finetune",
+                "--algo",
+                algo,
+                "--smoke",
+                f"runs_dir={tmp_path}",
+                f"base={base}",
+                "lr=1e30",
+                "iterations=4",
+                f"name=diverge-{algo}",
+            ]
+        )
         err = capsys.readouterr().err
         assert code == 3, err
         line = [x for x in err.splitlines() if x.startswith("vla-razor llm finetune:")]
@@ -282,18 +333,41 @@ def test_a_diverging_llm_run_stops_with_exit_code_3_and_a_message(tmp_path, caps
 
 @pytest.mark.slow
 def test_missing_base_and_bad_config_get_clear_errors(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "vla_razor.cli", "finetune", "--algo", "ppo", f"runs_dir={tmp_path}",
-                           f"base={tmp_path}/nowhere"], capture_output=True, text=True, timeout=120)
-    assert done.returncode != 0 and "base policy" in (done.stdout + done.stderr) and "pretrain" in (done.stdout + done.stderr)
-    done = subprocess.run([sys.executable, "-m", "vla_razor.cli", "finetune", "--algo", "grpo", "group_sise=4"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vla_razor.cli",
+            "finetune",
+            "--algo",
+            "ppo",
+            f"runs_dir={tmp_path}",
+            f"base={tmp_path}/nowhere",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (
+        done.returncode != 0
+        and "base policy" in (done.stdout + done.stderr)
+        and "pretrain" in (done.stdout + done.stderr)
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "vla_razor.cli", "finetune", "--algo", "grpo", "group_sise=4"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and "group_size" in done.stderr
 
 
 def test_sft_on_rl_data_refuses_a_policy_without_successes(smoke_base):
     from vla_razor.sft.bc import SFTConfig, rl_dataset
 
-    cfg = SFTConfig(data="rl", rl_policy=str(smoke_base / "base-smoke" / "policy"), rl_episodes=2, suite="smoke")
+    cfg = SFTConfig(
+        data="rl", rl_policy=str(smoke_base / "base-smoke" / "policy"), rl_episodes=2, suite="smoke"
+    )
     with pytest.raises(ValueError, match="succeeded in none of 2 episodes"):
         rl_dataset(cfg, "PickCube", 8)
     with pytest.raises(ValueError, match="rl_policy"):

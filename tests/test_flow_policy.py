@@ -1,4 +1,5 @@
 """The flow-matching VLA: Flow-SDE keeps the ODE's marginals, exact chain likelihoods, real observations."""
+
 import math
 
 import numpy as np
@@ -22,7 +23,9 @@ def exact_velocity(x: torch.Tensor, t: float) -> torch.Tensor:
     return (t - (1 - t) * S**2) / var * centred - MU
 
 
-def integrate(n: int, steps: int, stop_at: float, kind: str, noise_level: float = 0.7, seed: int = 0) -> torch.Tensor:
+def integrate(
+    n: int, steps: int, stop_at: float, kind: str, noise_level: float = 0.7, seed: int = 0
+) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 2, generator=g, dtype=torch.float64)
     dt = 1.0 / steps
@@ -57,11 +60,12 @@ def test_flow_sde_keeps_the_ode_marginals(stop_at):
     assert (wrong.std(0) / true_std - 1).abs().max() > 0.15  # the check has the power to catch a wrong step
 
 
-
-
 @pytest.mark.parametrize("noise_method", ["sde", "noise"])
 def test_chain_log_prob_is_the_sum_of_step_gaussians(noise_method):
-    policy = FlowPolicy(FlowConfig(hidden=32, num_layers=1, chunk_size=4, num_steps=4, noise_method=noise_method), embed_language=False)
+    policy = FlowPolicy(
+        FlowConfig(hidden=32, num_layers=1, chunk_size=4, num_steps=4, noise_method=noise_method),
+        embed_language=False,
+    )
     obs = random_observation(6)
     _, chain = policy.sample(obs, "stochastic", generator=torch.Generator().manual_seed(0))
     dists = policy.step_distributions(obs, chain)
@@ -136,7 +140,9 @@ def test_policy_on_real_environment_observations_and_language():
     assert actions.shape == (2, 4, 7) and np.isfinite(reward).all()
     frozen = make_policy("flow", policy.config, embed_language=False)
     frozen.load_state_dict(policy.state_dict())
-    assert torch.equal(kl(frozen.step_distributions(obs, chain), policy.step_distributions(obs, chain)), torch.zeros(2))
+    assert torch.equal(
+        kl(frozen.step_distributions(obs, chain), policy.step_distributions(obs, chain)), torch.zeros(2)
+    )
 
 
 def test_bad_inputs_are_named():

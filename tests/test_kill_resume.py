@@ -1,5 +1,6 @@
 """Crash anywhere, resume, lose nothing: runs SIGKILLed ten times at random moments resume to a complete,
 readable run directory, every iteration logged exactly once, the base untouched (both tracks)."""
+
 import hashlib
 import json
 import os
@@ -17,13 +18,21 @@ pytestmark = pytest.mark.slow  # end-to-end: real runs killed and resumed
 
 
 def _digest(directory: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir()) if p.is_file()}
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir()) if p.is_file()
+    }
 
 
 def _start(cmd: list[str], marker: str):
     """Start ``cmd`` in its own process group; an event is set once its log shows ``marker`` (training began)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace",
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+    )
     started, tail = threading.Event(), []
 
     def read():
@@ -51,8 +60,10 @@ def kill_repeatedly(cmd: list[str], marker: str, kills: int, max_delay_s: float,
         delay = rng.uniform(0, max_delay_s)
         try:
             code = proc.wait(timeout=delay)
-            pytest.fail(f"attempt {attempt}: the run ended (exit {code}) before its kill at +{delay:.1f} s: "
-                        f"lengthen it\n{''.join(tail)}")
+            pytest.fail(
+                f"attempt {attempt}: the run ended (exit {code}) before its kill at +{delay:.1f} s: "
+                f"lengthen it\n{''.join(tail)}"
+            )
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
@@ -78,8 +89,21 @@ def _check_run_directory(run: Path) -> list[dict]:
 def test_a_robot_ppo_run_killed_ten_times_at_random_moments_resumes_to_the_same_end(smoke_base, tmp_path):
     base = smoke_base / "base-smoke" / "policy"
     before = _digest(base)
-    cmd = [sys.executable, "-m", "vla_razor.cli", "finetune", "--algo", "ppo", "--smoke", "--resume", f"runs_dir={tmp_path}",
-           f"base={base}", "name=killed", "total_env_steps=1600", "eval_every=3"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vla_razor.cli",
+        "finetune",
+        "--algo",
+        "ppo",
+        "--smoke",
+        "--resume",
+        f"runs_dir={tmp_path}",
+        f"base={base}",
+        "name=killed",
+        "total_env_steps=1600",
+        "eval_every=3",
+    ]
     started = time.monotonic()
     delays = kill_repeatedly(cmd, "ppo PickCube", kills=10, max_delay_s=6.0, seed=0)
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -97,8 +121,10 @@ def test_a_robot_ppo_run_killed_ten_times_at_random_moments_resumes_to_the_same_
     periodic = sorted(p.name for p in (run / "eval").glob("iter_*.json"))
     assert periodic == [f"iter_{i:06d}.json" for i in range(3, len(iterations), 3)]
     assert _digest(base) == before  # the base's files are untouched
-    print(f"10 kills at +{', '.join(f'{d:.1f}' for d in delays)} s after training began; "
-          f"{time.monotonic() - started:.0f} s in all")
+    print(
+        f"10 kills at +{', '.join(f'{d:.1f}' for d in delays)} s after training began; "
+        f"{time.monotonic() - started:.0f} s in all"
+    )
 
 
 ITERATIONS = 1500  # the smoke LM runs 20-25 iterations/s here: long enough that every kill lands in training
@@ -110,9 +136,23 @@ def test_an_llm_grpo_run_killed_ten_times_at_random_moments_resumes_to_the_same_
     assert main(["llm", "pretrain", "--smoke", f"runs_dir={tmp_path}"]) == 0
     base = tmp_path / "llm-base-smoke" / "policy"
     before = _digest(base)
-    cmd = [sys.executable, "-m", "vla_razor.cli", "llm", "finetune", "--algo", "grpo", "--smoke", "--resume",
-           f"runs_dir={tmp_path}", f"base={base}", "name=killed", f"iterations={ITERATIONS}", "eval_every=50",
-           "checkpoint_every=5"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vla_razor.cli",
+        "llm",
+        "finetune",
+        "--algo",
+        "grpo",
+        "--smoke",
+        "--resume",
+        f"runs_dir={tmp_path}",
+        f"base={base}",
+        "name=killed",
+        f"iterations={ITERATIONS}",
+        "eval_every=50",
+        "checkpoint_every=5",
+    ]
     kill_repeatedly(cmd, "llm grpo", kills=10, max_delay_s=3.0, seed=1)
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -123,5 +163,6 @@ def test_an_llm_grpo_run_killed_ten_times_at_random_moments_resumes_to_the_same_
     final = json.loads((run / "eval" / "final.json").read_text())
     assert final["meta"]["iteration"] == ITERATIONS
     assert sorted(p.name for p in (run / "eval").glob("iter_*.json")) == [
-        f"iter_{i:06d}.json" for i in range(50, ITERATIONS, 50)]
+        f"iter_{i:06d}.json" for i in range(50, ITERATIONS, 50)
+    ]
     assert _digest(base) == before

@@ -2,6 +2,7 @@
 
 Every import is read from the source (module level and inside functions alike: a lazy import is still a
 dependency) and resolved to the project module it names."""
+
 from __future__ import annotations
 
 import ast
@@ -12,19 +13,60 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = {"vla_razor": ROOT / "vla_razor", "vla_razor.envs": ROOT / "envs", "vla_razor.policies": ROOT / "policies"}
+SOURCES = {
+    "vla_razor": ROOT / "vla_razor",
+    "vla_razor.envs": ROOT / "envs",
+    "vla_razor.policies": ROOT / "policies",
+}
 
 LAYERS = [
-    ("utilities", ["vla_razor", "vla_razor.errors", "vla_razor.atomic", "vla_razor.config", "vla_razor.progress",
-                   "vla_razor.runtime", "vla_razor.rundir"]),
+    (
+        "utilities",
+        [
+            "vla_razor",
+            "vla_razor.errors",
+            "vla_razor.atomic",
+            "vla_razor.config",
+            "vla_razor.progress",
+            "vla_razor.runtime",
+            "vla_razor.rundir",
+        ],
+    ),
     ("divergence", ["vla_razor.divergence"]),
-    ("envs, policies, data", ["vla_razor.envs", "vla_razor.policies", "vla_razor.data", "vla_razor.llm.model",
-                              "vla_razor.llm.tokenizer", "vla_razor.llm.tasks", "vla_razor.llm"]),
-    ("evaluation and KL to the base", ["vla_razor.evaluation", "vla_razor.base_kl", "vla_razor.retention", "vla_razor.llm.kl",
-                                       "vla_razor.llm.data"]),
+    (
+        "envs, policies, data",
+        [
+            "vla_razor.envs",
+            "vla_razor.policies",
+            "vla_razor.data",
+            "vla_razor.llm.model",
+            "vla_razor.llm.tokenizer",
+            "vla_razor.llm.tasks",
+            "vla_razor.llm",
+        ],
+    ),
+    (
+        "evaluation and KL to the base",
+        [
+            "vla_razor.evaluation",
+            "vla_razor.base_kl",
+            "vla_razor.retention",
+            "vla_razor.llm.kl",
+            "vla_razor.llm.data",
+        ],
+    ),
     ("training harness", ["vla_razor.harness"]),
-    ("algorithms", ["vla_razor.rl", "vla_razor.sft", "vla_razor.pretrain", "vla_razor.algorithms", "vla_razor.llm.finetune",
-                    "vla_razor.llm.pretrain"]),
+    (
+        "algorithms",
+        [
+            "vla_razor.rl",
+            "vla_razor.sft",
+            "vla_razor.pretrain",
+            "vla_razor.algorithms",
+            "vla_razor.llm.finetune",
+            "vla_razor.llm.pretrain",
+        ],
+    ),
     ("analysis", ["vla_razor.analysis", "vla_razor.llm.razor"]),
     ("commands", ["vla_razor.commands", "vla_razor.cli"]),
 ]
@@ -38,7 +80,11 @@ def modules() -> dict[str, Path]:
             if parts[-1] == "__init__":
                 parts = parts[:-1]
             name = ".".join([package, *parts])
-            if not any(name.startswith(other + ".") for other in SOURCES if other != package and other.startswith(package)):
+            if not any(
+                name.startswith(other + ".")
+                for other in SOURCES
+                if other != package and other.startswith(package)
+            ):
                 found[name] = path
     return found
 
@@ -82,14 +128,18 @@ GRAPH = {name: imports(name, path, set(modules())) for name, path in modules().i
 
 
 def upward_imports(graph: dict[str, set[str]]) -> list[str]:
-    return sorted(f"{a} ({LAYERS[layer_of(a)][0]}) imports {b} ({LAYERS[layer_of(b)][0]})"
-                  for a, targets in graph.items() for b in targets
-                  if layer_of(b) > layer_of(a) and not a.startswith(b + "."))
+    return sorted(
+        f"{a} ({LAYERS[layer_of(a)][0]}) imports {b} ({LAYERS[layer_of(b)][0]})"
+        for a, targets in graph.items()
+        for b in targets
+        if layer_of(b) > layer_of(a) and not a.startswith(b + ".")
+    )
 
 
 def find_circles(graph: dict[str, set[str]]) -> list[list[str]]:
     """Every cycle a depth-first walk meets. A package's __init__ importing its own submodules is how
     packages work (and a submodule implies its package): those edges are not followed."""
+
     def edges(a):
         return sorted(b for b in graph.get(a, ()) if not (b.startswith(a + ".") or a.startswith(b + ".")))
 
@@ -102,7 +152,7 @@ def find_circles(graph: dict[str, set[str]]) -> list[list[str]]:
         stack.append(a)
         for b in edges(a):
             if state.get(b) == 1:
-                circles.append(stack[stack.index(b):] + [b])
+                circles.append(stack[stack.index(b) :] + [b])
             elif b not in state:
                 visit(b)
         stack.pop()
@@ -128,16 +178,22 @@ def test_the_walker_sees_circles_and_upward_imports():
     assert find_circles({"a.x": {"a.y"}, "a.y": {"a.z"}, "a.z": {"a.x"}}) == [["a.x", "a.y", "a.z", "a.x"]]
     assert find_circles({"a": {"a.x"}, "a.x": {"a"}}) == []  # a package and its submodule
     assert upward_imports({"vla_razor.divergence.kl": {"vla_razor.harness"}}) == [
-        "vla_razor.divergence.kl (divergence) imports vla_razor.harness (training harness)"]
+        "vla_razor.divergence.kl (divergence) imports vla_razor.harness (training harness)"
+    ]
     # the real graph is read: relative imports resolved, lazy ones included
     assert "vla_razor.policies.base" in GRAPH["vla_razor.policies.flow.modeling_flow"]
     assert "vla_razor.algorithms" in GRAPH["vla_razor.commands.finetune"]  # an import inside a function
 
 
-@pytest.mark.parametrize("low, above", [("vla_razor.divergence", "vla_razor.policies"),
-                                        ("vla_razor.config", "torch"),
-                                        ("vla_razor.policies", "vla_razor.harness"),
-                                        ("vla_razor.harness", "vla_razor.rl")])
+@pytest.mark.parametrize(
+    "low, above",
+    [
+        ("vla_razor.divergence", "vla_razor.policies"),
+        ("vla_razor.config", "torch"),
+        ("vla_razor.policies", "vla_razor.harness"),
+        ("vla_razor.harness", "vla_razor.rl"),
+    ],
+)
 def test_importing_a_low_layer_loads_nothing_above_it(low, above):
     code = f"import sys, {low}; print({above!r} in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)

@@ -1,4 +1,5 @@
 """LLM-track tasks and tokenizer: deterministic generators with correct answers, a round-tripping tokenizer."""
+
 import pytest
 
 from vla_razor.errors import CheckpointError
@@ -16,7 +17,17 @@ def _solve(prompt: str) -> str:
     for op in "+-?":
         if op in body:
             a, b = (int(x) for x in body.split(op))
-            return str(a + b) if op == "+" else str(a - b) if op == "-" else "<" if a < b else ">" if a > b else "="
+            return (
+                str(a + b)
+                if op == "+"
+                else str(a - b)
+                if op == "-"
+                else "<"
+                if a < b
+                else ">"
+                if a > b
+                else "="
+            )
     raise AssertionError(prompt)
 
 
@@ -30,7 +41,11 @@ def test_every_answer_is_right_and_generation_is_deterministic(name):
         assert not is_correct(p, p.answer + "0")
         assert set(p.prompt + p.answer) <= set(ALPHABET)
     if task.operation in ("add", "sub", "cmp"):
-        lengths = {len(x) for p in problems for x in p.prompt.rstrip("=").replace("?", "+").replace("-", "+").split("+")}
+        lengths = {
+            len(x)
+            for p in problems
+            for x in p.prompt.rstrip("=").replace("?", "+").replace("-", "+").split("+")
+        }
         assert lengths == set(range(task.min_digits, task.max_digits + 1))
 
 
@@ -48,7 +63,9 @@ def test_a_zero_padded_task_accepts_every_form_of_the_right_value_and_nothing_el
 
 def test_the_new_task_is_longer_than_anything_in_the_prior_suite():
     new = get_task(NEW_TASK)
-    assert new.min_digits > max(get_task(t).max_digits for t in PRIOR_TASKS if get_task(t).operation == new.operation)
+    assert new.min_digits > max(
+        get_task(t).max_digits for t in PRIOR_TASKS if get_task(t).operation == new.operation
+    )
     with pytest.raises(ValueError, match="unknown operation"):
         Task("x", "mul", 1, 2)
     with pytest.raises(KeyError, match="known tasks"):
@@ -77,8 +94,12 @@ def test_tiny_model_builds_runs_and_round_trips_through_a_local_directory(archit
 
     tok = build_tokenizer()
     torch.manual_seed(0)
-    model = build_model(TinyLMConfig(architecture=architecture, hidden_size=32, num_layers=1, num_heads=2,
-                                     intermediate_size=64), tok).eval()
+    model = build_model(
+        TinyLMConfig(
+            architecture=architecture, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64
+        ),
+        tok,
+    ).eval()
     batch = tok(["12+3=", "C9="], padding=True, return_tensors="pt")
     logits = model(**batch).logits
     assert logits.shape == (2, batch["input_ids"].shape[1], len(tok))
@@ -99,7 +120,9 @@ def _random_model(seed=0):
 
     tok = build_tokenizer()
     torch.manual_seed(seed)
-    model = build_model(TinyLMConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64), tok).eval()
+    model = build_model(
+        TinyLMConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64), tok
+    ).eval()
     with torch.no_grad():  # large random weights: varied, confident outputs instead of one repeated token
         for p in model.parameters():
             p.normal_(0, 0.5)
@@ -113,9 +136,15 @@ def test_incremental_greedy_decoding_matches_transformers_generate():
     problems = generate("add_1_3", 8, 0) + generate("rev_1_6", 8, 0)  # prompts of many lengths: left padding
     ours = complete(model, tok, problems, 6)
     batch = tok([p.prompt for p in problems], padding=True, return_tensors="pt")
-    out = model.generate(**batch, max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    out = model.generate(
+        **batch,
+        max_new_tokens=6,
+        do_sample=False,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     reference = []
-    for row in out[:, batch["input_ids"].shape[1]:].tolist():
+    for row in out[:, batch["input_ids"].shape[1] :].tolist():
         row = row[: row.index(tok.eos_token_id)] if tok.eos_token_id in row else row
         reference.append(tok.decode([t for t in row if t != tok.pad_token_id], skip_special_tokens=True))
     assert ours == reference and len(set(ours)) > 4
@@ -131,15 +160,22 @@ def test_sequence_kl_is_the_sum_of_per_token_kls_on_the_response():
     p_model, tok = _random_model(0)
     q_model, _ = _random_model(1)
     problems = generate("sub_1_3", 5, 1)
-    responses, ended = sample_responses(p_model, tok, problems, 5, sample=True, generator=torch.Generator().manual_seed(0))
+    responses, ended = sample_responses(
+        p_model, tok, problems, 5, sample=True, generator=torch.Generator().manual_seed(0)
+    )
     batch = encode_batch(tok, problems, responses, ended)
     ours = sequence_kl(p_model, q_model, batch)
     with torch.no_grad():
         lp = p_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         lq = q_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     for i in range(len(problems)):
-        positions = batch["response_mask"][i].nonzero().flatten() - 1  # the logits that predict response tokens
-        expected = sum(kl_divergence(Categorical(logits=lp[i, t]), Categorical(logits=lq[i, t])) for t in positions.tolist())
+        positions = (
+            batch["response_mask"][i].nonzero().flatten() - 1
+        )  # the logits that predict response tokens
+        expected = sum(
+            kl_divergence(Categorical(logits=lp[i, t]), Categorical(logits=lq[i, t]))
+            for t in positions.tolist()
+        )
         assert ours[i].item() == pytest.approx(float(expected), rel=1e-4)
         assert len(positions) == len(responses[i]) + int(ended[i])
     assert sequence_kl(p_model, p_model, batch).abs().max().item() < 1e-5
@@ -154,9 +190,14 @@ def test_kl_from_the_samplers_own_decoding_logits_equals_the_full_forward_kl():
     p_model, tok = _random_model(0)
     q_model, _ = _random_model(1)
     problems = generate("add_1_3", 12, 3)  # prompts of different lengths: left padding in both paths
-    responses, ended, logits = sample_responses(p_model, tok, problems, 6, sample=True,
-                                                generator=torch.Generator().manual_seed(0), return_logits=True)
-    assert any(ended) and not all(ended) and logits.shape[:2] == (12, max(len(r) + e for r, e in zip(responses, ended)))
+    responses, ended, logits = sample_responses(
+        p_model, tok, problems, 6, sample=True, generator=torch.Generator().manual_seed(0), return_logits=True
+    )
+    assert (
+        any(ended)
+        and not all(ended)
+        and logits.shape[:2] == (12, max(len(r) + e for r, e in zip(responses, ended)))
+    )
     reused = sampled_sequence_kl(logits, responses, ended, q_model, tok, problems)
     with torch.no_grad():
         full = sequence_kl(p_model, q_model, encode_batch(tok, problems, responses, ended))
@@ -173,14 +214,16 @@ def test_group_advantages_and_token_log_probs():
     from vla_razor.llm.finetune import group_advantages, token_log_probs
 
     adv = group_advantages(torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]), 4)
-    assert torch.allclose(adv[:4], torch.tensor([3.0, -1.0, -1.0, -1.0]) / 3 ** 0.5, atol=1e-5)
+    assert torch.allclose(adv[:4], torch.tensor([3.0, -1.0, -1.0, -1.0]) / 3**0.5, atol=1e-5)
     assert torch.all(adv[4:].abs() < 1e-5)  # no signal in a group that all succeeded
     model, tok = _random_model()
     problems = generate("copy_1_6", 3, 2)
     batch = encode_batch(tok, problems)
     with torch.no_grad():
         logp = token_log_probs(model, batch).sum(-1)
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.log_softmax(-1)
+        logits = model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        ).logits.log_softmax(-1)
     for i, p in enumerate(problems):
         ids = batch["input_ids"][i].tolist()
         start = len(ids) - len(p.answer) - 1  # the answer and eos end the row
@@ -200,7 +243,9 @@ def test_llm_pretrain_grpo_and_sft_smoke_through_the_cli(tmp_path):
     base = tmp_path / "llm-base-smoke" / "policy"
     assert (base / "tokenizer.json").is_file() and (base / "config.json").is_file()
     for algo in ("grpo", "sft"):
-        assert main(["llm", "finetune", "--algo", algo, "--smoke", f"runs_dir={tmp_path}", f"base={base}"]) == 0
+        assert (
+            main(["llm", "finetune", "--algo", algo, "--smoke", f"runs_dir={tmp_path}", f"base={base}"]) == 0
+        )
         run = tmp_path / f"llm-{algo}-add_4_4"
         rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         iterations = [r for r in rows if "kl/forward" in r]
@@ -208,7 +253,9 @@ def test_llm_pretrain_grpo_and_sft_smoke_through_the_cli(tmp_path):
         assert all(r["kl/forward"] >= 0 and r["kl/reverse"] >= 0 for r in iterations)
         assert ("reward/mean" in rows[0]) == (algo == "grpo") and ("loss/sft" in rows[0]) == (algo == "sft")
         final = json.loads((run / "eval" / "final.json").read_text())
-        assert set(final["tasks"]) == {"add_4_4", *PRIOR_TASKS} and (run / "snapshots" / "iter_000001").is_dir()
+        assert (
+            set(final["tasks"]) == {"add_4_4", *PRIOR_TASKS} and (run / "snapshots" / "iter_000001").is_dir()
+        )
     assert main(["llm", "finetune", "--algo", "sft", "base=/nonexistent"]) == 2
 
 
@@ -222,13 +269,43 @@ def test_sft_on_rl_data_clones_only_what_the_rl_policy_solves(tmp_path, capsys):
     from vla_razor.llm.tasks import generate, is_correct
 
     # a teacher that answers comparisons most of the time (7 s of pretraining on cmp_1_4 alone)
-    assert main(["llm", "pretrain", "--smoke", f"runs_dir={tmp_path}", "name=teacher", "prior_tasks=[cmp_1_4]",
-                 "steps=150", "batch_size=64", "lr=3e-3", "exposure_fraction=0"]) == 0
+    assert (
+        main(
+            [
+                "llm",
+                "pretrain",
+                "--smoke",
+                f"runs_dir={tmp_path}",
+                "name=teacher",
+                "prior_tasks=[cmp_1_4]",
+                "steps=150",
+                "batch_size=64",
+                "lr=3e-3",
+                "exposure_fraction=0",
+            ]
+        )
+        == 0
+    )
     teacher = tmp_path / "teacher" / "policy"
-    common = ["llm", "finetune", "--algo", "sft", "--smoke", f"runs_dir={tmp_path}", f"base={teacher}", "task=cmp_1_4",
-              "num_prompts=8", "group_size=4"]
-    assert main([*common, "data=rl", f"rl_policy={teacher}"]) == 0  # data=rl before rl_policy: order-free overrides
-    rows = [json.loads(line) for line in (tmp_path / "llm-sft-rl-cmp_1_4" / "metrics.jsonl").read_text().splitlines()]
+    common = [
+        "llm",
+        "finetune",
+        "--algo",
+        "sft",
+        "--smoke",
+        f"runs_dir={tmp_path}",
+        f"base={teacher}",
+        "task=cmp_1_4",
+        "num_prompts=8",
+        "group_size=4",
+    ]
+    assert (
+        main([*common, "data=rl", f"rl_policy={teacher}"]) == 0
+    )  # data=rl before rl_policy: order-free overrides
+    rows = [
+        json.loads(line)
+        for line in (tmp_path / "llm-sft-rl-cmp_1_4" / "metrics.jsonl").read_text().splitlines()
+    ]
     solved = [r["sft/rl_solved"] for r in rows if "sft/rl_solved" in r]
     assert len(solved) == 2 and all(0 < s < 1 for s in solved)  # some problems kept, not all
     # the share kept is the teacher's sampled accuracy on that iteration's problems (same seeds, same generator)
@@ -236,9 +313,19 @@ def test_sft_on_rl_data_clones_only_what_the_rl_policy_solves(tmp_path, capsys):
 
     model, tok = load_policy(teacher)
     problems = generate("cmp_1_4", 32, seed=0)
-    responses, ended = sample_responses(model.eval(), tok, problems, 4, sample=True, temperature=1.0,
-                                        generator=torch.Generator().manual_seed(0))
-    right = [e and is_correct(p, tok.decode(r, skip_special_tokens=True)) for p, r, e in zip(problems, responses, ended)]
+    responses, ended = sample_responses(
+        model.eval(),
+        tok,
+        problems,
+        4,
+        sample=True,
+        temperature=1.0,
+        generator=torch.Generator().manual_seed(0),
+    )
+    right = [
+        e and is_correct(p, tok.decode(r, skip_special_tokens=True))
+        for p, r, e in zip(problems, responses, ended)
+    ]
     assert solved[0] == pytest.approx(sum(right) / len(right))
     # a policy that solves nothing gives a message, not a traceback
     assert main(["llm", "pretrain", "--smoke", f"runs_dir={tmp_path}"]) == 0
@@ -261,12 +348,19 @@ def test_razor_sweep_on_the_llm_track(tmp_path):
     sweep = tmp_path / "razor-llm-smoke"
     plan = json.loads((sweep / "plan.json").read_text())
     # the smoke base solves nothing, so no GRPO run succeeds and the control has no RL data to clone
-    assert sorted(r["algo"] for r in plan["runs"]) == ["grpo", "grpo", "sft", "sft"] and "no RL run" in plan["control_skipped"]
+    assert (
+        sorted(r["algo"] for r in plan["runs"]) == ["grpo", "grpo", "sft", "sft"]
+        and "no RL run" in plan["control_skipped"]
+    )
     points = json.loads((sweep / "report" / "points.json").read_text())
     tuned = [p for p in points if p["method"] != "base"]
     assert len(tuned) == 4 * 2  # a periodic evaluation and the final one per run
-    assert all(set(PRIOR_TASKS) <= {k.split("/", 1)[1] for k in p if k.startswith("retention/")} for p in tuned)
-    assert max(p["kl/forward"] for p in tuned) > 0 and all(0 <= p["features/change"] <= 1 + 1e-9 for p in tuned)
+    assert all(
+        set(PRIOR_TASKS) <= {k.split("/", 1)[1] for k in p if k.startswith("retention/")} for p in tuned
+    )
+    assert max(p["kl/forward"] for p in tuned) > 0 and all(
+        0 <= p["features/change"] <= 1 + 1e-9 for p in tuned
+    )
     assert "LLM track" in (sweep / "report" / "report.html").read_text()
 
 
@@ -278,8 +372,11 @@ def test_pretraining_batches_are_reproducible_and_hold_the_exposure_share():
     assert batch == training_batch(cfg, 7) and batch != training_batch(cfg, 8)
     share = sum(p.prompt.count("+") == 1 and len(p.prompt.split("+")[0]) >= 4 for p in batch) / len(batch)
     assert 0.035 < share < 0.065  # the 4-5 digit additions are the exposure task's
-    assert all(len(p.prompt.split("+")[0]) <= 3 for p in training_batch(LLMPretrainConfig(batch_size=500, exposure_fraction=0), 1)
-               if "+" in p.prompt)
+    assert all(
+        len(p.prompt.split("+")[0]) <= 3
+        for p in training_batch(LLMPretrainConfig(batch_size=500, exposure_fraction=0), 1)
+        if "+" in p.prompt
+    )
 
 
 @pytest.mark.slow
@@ -294,7 +391,9 @@ def test_the_base_accuracy_cache_is_per_task_list(tmp_path):
     rates = []
     for task in ("add_4_4", "add_4_4_zeropad"):  # two sweeps from one base, different new tasks
         (tmp_path / task / "run").mkdir(parents=True)
-        (tmp_path / task / "run" / "config.yaml").write_text(yaml.safe_dump({"task": task, "prior_tasks": ["cmp_1_4"]}))
+        (tmp_path / task / "run" / "config.yaml").write_text(
+            yaml.safe_dump({"task": task, "prior_tasks": ["cmp_1_4"]})
+        )
         rates.append(LLMTrack(str(base), tmp_path / task, 1, 0, 8).base_rates(4))
     assert set(rates[0]) == {"add_4_4", "cmp_1_4"} and set(rates[1]) == {"add_4_4_zeropad", "cmp_1_4"}
     assert len(list((base / "razor_cache").glob("accuracy-*.json"))) == 2
@@ -314,8 +413,18 @@ def test_an_llm_run_resumed_from_a_checkpoint_ends_bit_identical_to_an_uninterru
 
     assert main(["llm", "pretrain", "--smoke", f"runs_dir={tmp_path}"]) == 0
     base = tmp_path / "llm-base-smoke" / "policy"
-    args = ["llm", "finetune", "--algo", "grpo", "--smoke", f"runs_dir={tmp_path}", f"base={base}", "iterations=4",
-            "checkpoint_every=2", "temperature=1.5"]
+    args = [
+        "llm",
+        "finetune",
+        "--algo",
+        "grpo",
+        "--smoke",
+        f"runs_dir={tmp_path}",
+        f"base={base}",
+        "iterations=4",
+        "checkpoint_every=2",
+        "temperature=1.5",
+    ]
     assert main([*args, "name=whole"]) == 0
     assert main([*args, "name=cut"]) == 0
     cut = RunDir(tmp_path / "cut")

@@ -2,6 +2,7 @@
 
 A chain x_0 ~ N(0, 1), x_{k+1} ~ N(a_k x_k + b_k, s_k^2) (per dimension) has Gaussian marginals with
 closed-form moments, so both the marginal KL (torch.distributions' Normal KL) and the chain KL are exact."""
+
 from __future__ import annotations
 
 import math
@@ -98,11 +99,15 @@ def test_identical_policies_give_zero_and_the_shapes_are_checked():
     base = linear_chain(2, 0.3, 1.0, 0.2)
     points = sample(base, 5, 6, torch.Generator().manual_seed(3))
     steps = steps_at(base, points)
-    assert torch.allclose(marginal_forward_kl(steps, steps, points), torch.zeros(5, dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(
+        marginal_forward_kl(steps, steps, points), torch.zeros(5, dtype=torch.float64), atol=1e-12
+    )
     with pytest.raises(ValueError, match="K\\+1"):
         marginal_forward_kl(steps, steps, points[:, :, 1:])
     with pytest.raises(ValueError, match="at least 2 chains"):
-        marginal_forward_kl(*(GaussianChain(x.mean[:, :1], x.log_std[:, :1]) for x in (steps, steps)), points[:, :1])
+        marginal_forward_kl(
+            *(GaussianChain(x.mean[:, :1], x.log_std[:, :1]) for x in (steps, steps)), points[:, :1]
+        )
 
 
 def test_an_extreme_policy_gives_a_finite_estimate():

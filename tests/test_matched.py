@@ -1,5 +1,6 @@
 """The matched-success comparison: its interval against the closed form and by simulated coverage,
 and the choice of the RL/SFT pair."""
+
 import math
 
 import numpy as np
@@ -31,8 +32,15 @@ def test_mean_over_tasks_and_the_width_the_experiment_needs():
     assert got["half_width"] < 0.15  # a 15-point difference in forgetting is visible at this size
 
 
-@pytest.mark.parametrize("rates", [((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), ((0.6, 0.2, 0.3), (0.0, 0.0, 0.05)),
-                                   ((0.9, 0.1, 0.4), (0.0, 0.0, 0.0)), ((0.02, 0.0, 0.04), (0.0, 0.0, 0.0))])
+@pytest.mark.parametrize(
+    "rates",
+    [
+        ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+        ((0.6, 0.2, 0.3), (0.0, 0.0, 0.05)),
+        ((0.9, 0.1, 0.4), (0.0, 0.0, 0.0)),
+        ((0.02, 0.0, 0.04), (0.0, 0.0, 0.0)),
+    ],
+)
 def test_coverage_by_simulation(rates):
     rng = np.random.default_rng(0)
     a, b = np.array(rates[0]), np.array(rates[1])
@@ -50,8 +58,17 @@ def test_coverage_by_simulation(rates):
 
 
 def _point(method, run, tag, new, counts, episodes=50):
-    p = {"method": method, "run": run, "tag": tag, "new_task_success": new, "env_steps": 0, "iteration": 0,
-         "kl/forward": 1.0, "retention": sum(counts) / len(counts) / episodes, "forgetting": 0.0}
+    p = {
+        "method": method,
+        "run": run,
+        "tag": tag,
+        "new_task_success": new,
+        "env_steps": 0,
+        "iteration": 0,
+        "kl/forward": 1.0,
+        "retention": sum(counts) / len(counts) / episodes,
+        "forgetting": 0.0,
+    }
     for t, x in zip(("A", "B"), counts):
         p[f"successes/{t}"], p[f"episodes/{t}"] = x, episodes
     return p

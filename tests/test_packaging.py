@@ -1,4 +1,5 @@
 """The package installs envs/ and policies/ inside vla_razor, and lists every package it ships."""
+
 import importlib
 import subprocess
 import sys
@@ -16,7 +17,9 @@ def test_envs_and_policies_install_under_vla_razor():
     # nothing generic at the top level of site-packages
     for generic in ("envs", "policies"):
         spec = importlib.util.find_spec(generic)
-        assert spec is None or Path(spec.origin).parent.parent == ROOT, f"a top-level '{generic}' package is importable"
+        assert spec is None or Path(spec.origin).parent.parent == ROOT, (
+            f"a top-level '{generic}' package is importable"
+        )
 
 
 def test_every_package_directory_is_listed_in_pyproject():
@@ -28,11 +31,15 @@ def test_every_package_directory_is_listed_in_pyproject():
         for init in (ROOT / directory).rglob("__init__.py"):
             rel = init.parent.relative_to(ROOT / directory)
             found.add(".".join([package, *rel.parts]) if rel.parts else package)
-    assert found <= listed, f"packages missing from pyproject.toml [tool.setuptools] packages: {sorted(found - listed)}"
+    assert found <= listed, (
+        f"packages missing from pyproject.toml [tool.setuptools] packages: {sorted(found - listed)}"
+    )
 
 
 def test_cli_lists_working_commands():
-    out = subprocess.run([sys.executable, "-m", "vla_razor.cli", "--help"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "vla_razor.cli", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     for command in ("doctor", "demos", "quickstart", "pretrain", "finetune", "eval", "razor", "llm"):
         assert command in out
 
@@ -41,7 +48,9 @@ def _doctor(env_extra=None):
     import os
 
     env = dict(os.environ, **(env_extra or {}))
-    return subprocess.run([sys.executable, "-m", "vla_razor.cli", "doctor"], capture_output=True, text=True, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "vla_razor.cli", "doctor"], capture_output=True, text=True, env=env
+    )
 
 
 def test_doctor_passes_on_a_set_up_machine():
@@ -51,6 +60,8 @@ def test_doctor_passes_on_a_set_up_machine():
 
 
 def test_doctor_explains_a_missing_vulkan_driver():
-    result = _doctor({"VK_ICD_FILENAMES": "/nonexistent/icd.json", "VK_DRIVER_FILES": "/nonexistent/icd.json"})
+    result = _doctor(
+        {"VK_ICD_FILENAMES": "/nonexistent/icd.json", "VK_DRIVER_FILES": "/nonexistent/icd.json"}
+    )
     assert result.returncode == 1
     assert "FAIL  vulkan" in result.stdout and "scripts/setup.sh" in result.stdout

@@ -4,6 +4,7 @@ Real models at tiny sizes (hidden 32, 1 layer, chunk 4) on canonical observation
 no simulator is needed. Policies skip the sentence encoder (embed_language=False) except in the one
 test that checks the real instruction table.
 """
+
 import copy
 import json
 import math
@@ -43,8 +44,6 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-
-
 def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
@@ -76,6 +75,7 @@ def adam_bc_step(policy: ChainPolicy, obs, actions, lr=1e-2) -> None:
 
 
 # --- the interface, every family ------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("mode", ["stochastic", "deterministic"])
@@ -110,7 +110,9 @@ def test_log_prob_is_the_sum_of_independent_step_log_densities(variant, mode):
 def test_step_distributions_are_the_steps_that_sample_takes(variant):
     """step_distributions (one batched pass) must evaluate the same step, at the same time, as sample."""
     policy, obs = build(variant), random_observation(64)
-    if variant != "flow_sde":  # Flow-SDE's deterministic mode is the ODE, whose step is not the SDE step's mean
+    if (
+        variant != "flow_sde"
+    ):  # Flow-SDE's deterministic mode is the ODE, whose step is not the SDE step's mean
         _, det = policy.sample(obs, "deterministic", generator=gen(0))
         dists = policy.step_distributions(obs, det)
         torch.testing.assert_close(dists.mean, det.points[:, 1:].flatten(2), rtol=1e-4, atol=1e-4)
@@ -142,7 +144,9 @@ def test_save_and_load_round_trip_bit_exactly(variant, tmp_path):
     _, chain = policy.sample(obs, "stochastic", generator=gen(0))
     assert torch.equal(loaded.log_prob(obs, chain), policy.log_prob(obs, chain))
     for mode in ("deterministic", "stochastic"):
-        assert torch.equal(loaded.sample(obs, mode, generator=gen(5))[0], policy.sample(obs, mode, generator=gen(5))[0])
+        assert torch.equal(
+            loaded.sample(obs, mode, generator=gen(5))[0], policy.sample(obs, mode, generator=gen(5))[0]
+        )
     assert type(policy).from_pretrained(tmp_path).family == policy.family  # the family's own loader too
 
 
@@ -216,6 +220,7 @@ def test_bc_fits_a_tiny_dataset(variant):
 
 # --- diffusion: the DDPM formulas against closed forms ----------------------------------------------
 
+
 def test_beta_schedules_match_their_closed_forms():
     K, s = 10, 0.008
     policy = DiffusionPolicy(DiffusionConfig(**TINY, num_steps=K), embed_language=False)
@@ -225,7 +230,9 @@ def test_beta_schedules_match_their_closed_forms():
     assert policy.betas[K].item() == pytest.approx(0.999)
     assert (policy.betas[1:] > 0).all() and (policy.betas[1:] <= 0.999).all()
     # linear: DDPM's 1e-4 .. 0.02 at K = 1000, and the same total noise for any K
-    torch.testing.assert_close(linear_betas(1000), torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), atol=2e-5, rtol=0.015)
+    torch.testing.assert_close(
+        linear_betas(1000), torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), atol=2e-5, rtol=0.015
+    )
     for k in (5, 10, 100):
         assert torch.prod(1 - linear_betas(k)).item() == pytest.approx(math.exp(-(0.1 + 19.9 / 2)), rel=1e-9)
     assert cosine_betas(K).shape == (K,)
@@ -234,7 +241,9 @@ def test_beta_schedules_match_their_closed_forms():
 @pytest.mark.parametrize("schedule", ["cosine", "linear"])
 def test_forward_noising_and_posterior_match_bayes(schedule):
     K = 6
-    policy = DiffusionPolicy(DiffusionConfig(**TINY, num_steps=K, beta_schedule=schedule), embed_language=False)
+    policy = DiffusionPolicy(
+        DiffusionConfig(**TINY, num_steps=K, beta_schedule=schedule), embed_language=False
+    )
     betas = (cosine_betas(K) if schedule == "cosine" else linear_betas(K)).tolist()
     g = gen(0)
     x0, x, eps = (torch.randn(K, H, A, generator=g) for _ in range(3))
@@ -264,7 +273,9 @@ def test_forward_noising_and_posterior_match_bayes(schedule):
 def test_diffusion_steps_follow_the_ddpm_reverse_formula(clip_sample):
     """With a known noise estimate, every step's mean/std must be the DDPM posterior at x0_hat, at t = i/K."""
     K, min_std = 4, 0.1
-    policy = DiffusionPolicy(DiffusionConfig(**TINY, num_steps=K, clip_sample=clip_sample, min_std=min_std), embed_language=False)
+    policy = DiffusionPolicy(
+        DiffusionConfig(**TINY, num_steps=K, clip_sample=clip_sample, min_std=min_std), embed_language=False
+    )
     policy.expert.forward = lambda x, t, tokens: 0.5 * x + t[:, None, None]  # eps_hat depends on the time too
     obs = random_observation(3)
     _, chain = policy.sample(obs, "stochastic", generator=gen(0))
@@ -278,14 +289,22 @@ def test_diffusion_steps_follow_the_ddpm_reverse_formula(clip_sample):
         x0 = (x - math.sqrt(1 - alpha_bar[n]) * eps_hat) / math.sqrt(alpha_bar[n])
         x0 = x0.clamp(-1, 1) if clip_sample else x0
         var = betas[n - 1] * (1 - alpha_bar[n - 1]) / (1 - alpha_bar[n])
-        mean = (betas[n - 1] * math.sqrt(alpha_bar[n - 1]) * x0 + (1 - alpha_bar[n - 1]) * math.sqrt(1 - betas[n - 1]) * x) / (1 - alpha_bar[n])
+        mean = (
+            betas[n - 1] * math.sqrt(alpha_bar[n - 1]) * x0
+            + (1 - alpha_bar[n - 1]) * math.sqrt(1 - betas[n - 1]) * x
+        ) / (1 - alpha_bar[n])
         torch.testing.assert_close(dists.mean[:, k], mean.flatten(1), rtol=1e-4, atol=1e-4)
         expected_std = max(math.sqrt(var), min_std)
-        torch.testing.assert_close(dists.log_std[:, k].exp(), torch.full((3, H * A), expected_std), rtol=1e-5, atol=1e-6)
-    assert dists.log_std[:, -1].exp().allclose(torch.tensor(min_std))  # the last step: posterior var 0, floored
+        torch.testing.assert_close(
+            dists.log_std[:, k].exp(), torch.full((3, H * A), expected_std), rtol=1e-5, atol=1e-6
+        )
+    assert (
+        dists.log_std[:, -1].exp().allclose(torch.tensor(min_std))
+    )  # the last step: posterior var 0, floored
 
 
 # --- gaussian -------------------------------------------------------------------------------------
+
 
 def test_gaussian_chain_kl_is_the_kl_of_the_action_gaussians():
     obs = random_observation(6)
@@ -297,7 +316,9 @@ def test_gaussian_chain_kl_is_the_kl_of_the_action_gaussians():
     assert torch.equal(chain.points[:, 0], torch.zeros(6, H, A))  # the single step's dummy input
     chain_kl = kl(p.step_distributions(obs, chain), q.step_distributions(obs, chain))
     dp, dq = p.distribution(obs), q.distribution(obs)
-    torch.testing.assert_close(chain_kl, kl(DiagGaussian(dp.mean, dp.log_std), DiagGaussian(dq.mean, dq.log_std)))
+    torch.testing.assert_close(
+        chain_kl, kl(DiagGaussian(dp.mean, dp.log_std), DiagGaussian(dq.mean, dq.log_std))
+    )
     reference = kl_divergence(Normal(dp.mean, dp.std), Normal(dq.mean, dq.std)).sum(-1)
     torch.testing.assert_close(chain_kl, reference, rtol=1e-4, atol=1e-5)
     assert (chain_kl > 0).all()
@@ -309,13 +330,16 @@ def test_gaussian_deterministic_mode_is_the_mean_and_bc_leaves_the_std_alone():
     assert torch.equal(policy.sample(obs, "deterministic", generator=gen(0))[0], mean)
     assert torch.equal(policy.sample(obs, "deterministic", generator=gen(1))[0], mean)
     fresh = build("gaussian", perturb=False)
-    torch.testing.assert_close(fresh.distribution(obs).std, torch.full((4, H * A), math.exp(-1.0)))  # init_log_std
+    torch.testing.assert_close(
+        fresh.distribution(obs).std, torch.full((4, H * A), math.exp(-1.0))
+    )  # init_log_std
     log_std = fresh.log_std_raw.detach().clone()
     adam_bc_step(fresh, obs, torch.rand(4, H, A, generator=gen(2)))
     assert torch.equal(fresh.log_std_raw, log_std)  # bc_loss is the MSE of the mean (see its docstring)
 
 
 # --- the language table (the one test that loads the sentence encoder) ------------------------------
+
 
 def test_real_instruction_table_differs_between_tasks_and_survives_saving(tmp_path):
     family, extra = VARIANTS["gaussian"]
@@ -336,6 +360,7 @@ def test_real_instruction_table_differs_between_tasks_and_survives_saving(tmp_pa
 
 
 # --- the value critic -------------------------------------------------------------------------------
+
 
 def tiny_critic(seed: int = 0) -> ValueCritic:
     torch.manual_seed(seed)
@@ -378,6 +403,7 @@ def test_critic_save_and_load(tmp_path):
 
 # --- normalisation: the chain lives in normalised units, chains and densities in action units ----------
 
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_action_normalisation_is_an_exact_affine_change_of_the_chain(variant):
     """Same weights and noise, with and without normalisation: the normalised policy's chain is
@@ -390,7 +416,9 @@ def test_action_normalisation_is_an_exact_affine_change_of_the_chain(variant):
     scaled.set_normalization({**obs, "task_id": obs["task_id"]}, actions)
     flat = actions.reshape(-1, A)
     low, high = flat.min(0).values, flat.max(0).values
-    assert torch.allclose(scaled.action_center, (high + low) / 2) and torch.allclose(scaled.action_scale, (high - low) / 2)
+    assert torch.allclose(scaled.action_center, (high + low) / 2) and torch.allclose(
+        scaled.action_scale, (high - low) / 2
+    )
     # the observation statistics are the same in both (only the action scale should differ here)
     plain.obs_encoder.load_state_dict(scaled.obs_encoder.state_dict())
     for mode in ("stochastic", "deterministic"):
@@ -398,12 +426,21 @@ def test_action_normalisation_is_an_exact_affine_change_of_the_chain(variant):
         a_scaled, chain_scaled = scaled.sample(obs, mode, generator=gen(5))
         assert torch.allclose(a_scaled, scaled.action_center + scaled.action_scale * a_plain, atol=1e-5)
         # every step output (the Gaussian family's step input is a fixed dummy of zeros)
-        assert torch.allclose(chain_scaled.points[:, 1:], scaled.denormalize_actions(chain_plain.points[:, 1:]), atol=1e-5)
+        assert torch.allclose(
+            chain_scaled.points[:, 1:], scaled.denormalize_actions(chain_plain.points[:, 1:]), atol=1e-5
+        )
     _, chain_scaled = scaled.sample(obs, "stochastic", generator=gen(6))
     _, chain_plain = plain.sample(obs, "stochastic", generator=gen(6))
     jacobian = num_steps(plain) * H * scaled.action_scale.log().sum()
-    assert torch.allclose(scaled.log_prob(obs, chain_scaled), plain.log_prob(obs, chain_plain) - jacobian, atol=1e-3)
-    assert kl(scaled.step_distributions(obs, chain_scaled), scaled.step_distributions(obs, chain_scaled)).abs().max() == 0
+    assert torch.allclose(
+        scaled.log_prob(obs, chain_scaled), plain.log_prob(obs, chain_plain) - jacobian, atol=1e-3
+    )
+    assert (
+        kl(scaled.step_distributions(obs, chain_scaled), scaled.step_distributions(obs, chain_scaled))
+        .abs()
+        .max()
+        == 0
+    )
 
 
 def test_state_is_normalised_per_task():
@@ -411,7 +448,9 @@ def test_state_is_normalised_per_task():
     n = 400
     obs = random_observation(n, seed=3)
     obs["task_id"] = torch.tensor([0, 5] * (n // 2))
-    obs["state"] = torch.where(obs["task_id"][:, None] == 0, obs["state"] * 0.1 + 2.0, obs["state"] * 3.0 - 1.0)
+    obs["state"] = torch.where(
+        obs["task_id"][:, None] == 0, obs["state"] * 0.1 + 2.0, obs["state"] * 3.0 - 1.0
+    )
     obs["state_mask"] = torch.ones_like(obs["state"])
     policy.set_normalization(obs, torch.randn(n, H, A))
     enc = policy.obs_encoder
@@ -429,8 +468,12 @@ def test_sampled_chain_carries_the_step_gaussians_it_came_from(variant, mode):
     obs = random_observation(5, seed=4)
     _, chain = policy.sample(obs, mode, generator=gen(2))
     again = policy.step_distributions(obs, chain)
-    assert torch.allclose(chain.steps.mean, again.mean, atol=1e-5) and torch.allclose(chain.steps.log_std.expand_as(again.mean), again.log_std.expand_as(again.mean), atol=1e-5)
-    if mode == "stochastic":  # the points really are draws from those Gaussians: standardised residuals ~ N(0, 1)
+    assert torch.allclose(chain.steps.mean, again.mean, atol=1e-5) and torch.allclose(
+        chain.steps.log_std.expand_as(again.mean), again.log_std.expand_as(again.mean), atol=1e-5
+    )
+    if (
+        mode == "stochastic"
+    ):  # the points really are draws from those Gaussians: standardised residuals ~ N(0, 1)
         z = (chain.points[:, 1:].flatten(2) - chain.steps.mean) / chain.steps.std
         assert abs(z.mean().item()) < 0.2 and 0.8 < z.std().item() < 1.2
 

@@ -1,4 +1,5 @@
 """Progress in logs: whole lines, no redraws, one line per iteration of a fine-tuning loop."""
+
 import io
 
 from vla_razor.progress import LogLines, is_terminal, progress
@@ -28,7 +29,8 @@ def test_a_log_gets_plain_lines_and_a_terminal_gets_a_bar(monkeypatch):
     assert all(line.strip() for line in lines)  # no blank lines either
     # the start, one line per iteration with its postfix, each transient bar once at its end
     assert [line for line in lines if line.startswith("ppo")][1:] == [
-        line for line in lines if "forward=" in line]
+        line for line in lines if "forward=" in line
+    ]
     assert sum("forward=" in line for line in lines) == 3
     assert sum(line.startswith("eval PushCube: 4/4") for line in lines) == 3
     assert lines[-1].startswith("ppo PullCube: 3/3")

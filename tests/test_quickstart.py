@@ -1,5 +1,6 @@
 """The main job end to end on its --smoke size, through the real CLI: demos, base, sweep, report,
 and the report opened in headless Chromium."""
+
 import json
 import shutil
 import subprocess
@@ -54,7 +55,9 @@ def test_quickstart_smoke_pretrains_sweeps_and_reports(smoke_run):
     assert len(tuned) == 2 * 4
     for p in tuned:
         assert p["kl/forward"] >= 0 and p["kl/reverse"] >= 0 and 0 <= p["weights/update_density"] <= 1
-        assert p["kl/forward/PushCube"] >= 0 and p["kl/reverse/PushCube"] >= 0  # on the prior task's own states
+        assert (
+            p["kl/forward/PushCube"] >= 0 and p["kl/reverse/PushCube"] >= 0
+        )  # on the prior task's own states
     assert analysis["base"]["new_task_success"] >= 0 and analysis["base_policy"].endswith("policy")
     # a smoke SFT step at lr 1e-3 moves the policy; the KL measured at the end says so
     assert max(p["kl/forward"] for p in tuned if p["method"] == "sft") > 1e-4
@@ -65,7 +68,9 @@ def test_quickstart_smoke_pretrains_sweeps_and_reports(smoke_run):
 
     assert str(root) not in summary and str(root.resolve()) not in summary
     links = re.findall(r"\]\(([^)]+)\)", summary)
-    assert any(link.endswith("pareto.png") for link in links) and any(link.endswith("report.html") for link in links)
+    assert any(link.endswith("pareto.png") for link in links) and any(
+        link.endswith("report.html") for link in links
+    )
     for link in links:
         assert (run_path / link).is_file(), link
     timings = json.loads((run_path / "eval" / "timings.json").read_text())
@@ -99,16 +104,24 @@ def test_report_opens_in_headless_chromium_with_its_plots_and_videos(smoke_run, 
     probe = tmp_path / "probe.html"
     probe.write_text(report.read_text() + _PROBE)
     flags = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
-    dom = subprocess.run(flags + ["--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
-                         capture_output=True, text=True, timeout=180).stdout
+    dom = subprocess.run(
+        flags + ["--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    ).stdout
     body = dict(re.findall(r'data-([a-z-]+)="(\d+)"', re.search(r"<body[^>]*>", dom).group(0)))
     # the five figures (with the per-prior-task panel) decode, and the videos of the base and the best RL and SFT runs (2 tasks each) load
     assert body["images"] == body["images-decoded"] == "5"
     assert body["videos"] == body["videos-decoded"] == "6"
     assert "<li>" in dom and "<p>- " not in dom  # the findings are a list, not paragraphs starting with "- "
     shot = tmp_path / "report.png"
-    subprocess.run(flags + ["--window-size=1200,2400", f"--screenshot={shot}", report.as_uri()],
-                   capture_output=True, timeout=180, check=True)
+    subprocess.run(
+        flags + ["--window-size=1200,2400", f"--screenshot={shot}", report.as_uri()],
+        capture_output=True,
+        timeout=180,
+        check=True,
+    )
     pixels = imageio.imread(shot)
     assert pixels.shape[:2] == (2400, 1200) and pixels.std() > 10  # a rendered page, not a blank one
     shutil.copy(shot, run_path / "report_screenshot.png")

@@ -1,4 +1,5 @@
 """The razor analysis: predictors against closed forms, the sweep's plan, the fits of the report, the HTML page."""
+
 import copy
 import shutil
 
@@ -61,7 +62,9 @@ def test_weight_change_is_the_l2_norm_and_the_fraction_of_moved_entries():
 
 def test_predictors_vanish_for_the_base_itself_and_grow_with_a_perturbation():
     torch.manual_seed(0)
-    base = make_policy("flow", {"hidden": 32, "num_layers": 1, "chunk_size": 4, "num_steps": 3}, embed_language=False).eval()
+    base = make_policy(
+        "flow", {"hidden": 32, "num_layers": 1, "chunk_size": 4, "num_steps": 3}, embed_language=False
+    ).eval()
     with torch.no_grad():  # the zero-initialised heads would make the policy ignore its observation
         for p in base.parameters():
             p.add_(0.1 * torch.randn_like(p))
@@ -81,8 +84,14 @@ def test_predictors_vanish_for_the_base_itself_and_grow_with_a_perturbation():
 
 
 def test_sweep_plan_is_the_grid_times_the_seeds_and_each_run_config_loads():
-    cfg = RazorConfig(base="runs/b/policy", rl_grid={"lr": [1e-6, 1e-5], "update_epochs": [2, 4]},
-                      sft_grid={"lr": [1e-4]}, seeds=[0, 1], rl={"total_env_steps": 4096}, common={"eval_every": 3})
+    cfg = RazorConfig(
+        base="runs/b/policy",
+        rl_grid={"lr": [1e-6, 1e-5], "update_epochs": [2, 4]},
+        sft_grid={"lr": [1e-4]},
+        seeds=[0, 1],
+        rl={"total_env_steps": 4096},
+        common={"eval_every": 3},
+    )
     specs = plan_runs(cfg)
     rl = [s for s in specs if s.method == "rl"]
     sft = [s for s in specs if s.method == "sft"]
@@ -91,8 +100,14 @@ def test_sweep_plan_is_the_grid_times_the_seeds_and_each_run_config_loads():
     for spec in rl:
         run_cfg, _ = load_algorithm(spec.algo, None, list(spec.overrides))
         assert run_cfg.lr == spec.grid["lr"] and run_cfg.update_epochs == spec.grid["update_epochs"]
-        assert run_cfg.seed == spec.grid["seed"] and run_cfg.total_env_steps == 4096 and run_cfg.eval_every == 3
-        assert run_cfg.base == "runs/b/policy" and run_cfg.runs_dir == str(cfg.run_root) and run_cfg.name == spec.name
+        assert (
+            run_cfg.seed == spec.grid["seed"] and run_cfg.total_env_steps == 4096 and run_cfg.eval_every == 3
+        )
+        assert (
+            run_cfg.base == "runs/b/policy"
+            and run_cfg.runs_dir == str(cfg.run_root)
+            and run_cfg.name == spec.name
+        )
     control = plan_control(cfg, "runs/razor/runs/ppo-x/policy")
     control_cfg, _ = load_algorithm("sft", None, list(control[0].overrides))
     assert control_cfg.data == "rl" and control_cfg.rl_policy == "runs/razor/runs/ppo-x/policy"
@@ -108,15 +123,28 @@ def test_sweep_config_errors_are_clear():
 
 
 def _point(method, run, kl, forgetting, new, retention, tag="final"):
-    return {"method": method, "run": run, "tag": tag, "new_task_success": new, "retention": retention,
-            "forgetting": forgetting, "kl/forward": kl, "kl/reverse": kl ** 0.5, "weights/l2_change": 1.0 + 0.1 * (kl % 0.3),
-            "weights/update_density": 0.5, "features/change": kl * 0.1 + (0.05 if method == "sft" else 0)}
+    return {
+        "method": method,
+        "run": run,
+        "tag": tag,
+        "new_task_success": new,
+        "retention": retention,
+        "forgetting": forgetting,
+        "kl/forward": kl,
+        "kl/reverse": kl**0.5,
+        "weights/l2_change": 1.0 + 0.1 * (kl % 0.3),
+        "weights/update_density": 0.5,
+        "features/change": kl * 0.1 + (0.05 if method == "sft" else 0),
+    }
 
 
 def test_analysis_fits_rank_the_exact_predictor_first_and_compare_frontiers():
     base = {**_point("base", "base", 0.0, 0.0, 0.1, 0.8, tag="base")}
     kls = [0.1, 0.3, 0.5, 0.9, 1.4, 2.0]
-    points = [base] + [_point("rl" if i % 2 else "sft", f"r{i}", kl, 0.2 * kl, 0.5, 0.8 - 0.2 * kl) for i, kl in enumerate(kls)]
+    points = [base] + [
+        _point("rl" if i % 2 else "sft", f"r{i}", kl, 0.2 * kl, 0.5, 0.8 - 0.2 * kl)
+        for i, kl in enumerate(kls)
+    ]
     out = analyse(points)
     assert out["fits"]["kl/forward"]["linear"]["r2"] == pytest.approx(1.0)
     assert out["fits"]["kl/forward"]["linear"]["coefficients"] == pytest.approx([0.2, 0.0], abs=1e-12)
@@ -129,8 +157,12 @@ def test_analysis_fits_rank_the_exact_predictor_first_and_compare_frontiers():
 
 def test_frontier_areas_by_hand():
     base = _point("base", "base", 0.0, 0.0, 0.1, 0.8, tag="base")
-    points = [base, _point("rl", "a", 0.1, 0.05, 0.6, 0.75), _point("rl", "b", 0.2, 0.1, 0.3, 0.7),
-              _point("sft", "c", 1.0, 0.3, 0.6, 0.5)]
+    points = [
+        base,
+        _point("rl", "a", 0.1, 0.05, 0.6, 0.75),
+        _point("rl", "b", 0.2, 0.1, 0.3, 0.7),
+        _point("sft", "c", 1.0, 0.3, 0.6, 0.5),
+    ]
     area = analyse(points)["frontier_area"]
     # staircase: best retention reachable at >= x; base covers [0, 0.1], the method's best point (0.1, 0.6]
     assert area["rl"] == pytest.approx(0.1 * 0.8 + 0.5 * 0.75)
@@ -153,7 +185,9 @@ def test_render_html_inlines_every_figure_and_video(tmp_path):
     md = "# R\n\nText.\n\n![Pareto](pareto.png)\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n## Next\n"
     page = render_html(md, {"pareto": fig_path}, {"RL: run": [video]}, "title")
     assert page.count("data:image/png;base64,") == 1 and page.count("data:video/mp4;base64,") == 1
-    assert "<th>a</th>" in page and "<td>1</td>" in page and page.count("<table>") == page.count("</table>") == 1
+    assert (
+        "<th>a</th>" in page and "<td>1</td>" in page and page.count("<table>") == page.count("</table>") == 1
+    )
     assert "<figcaption>PushCube</figcaption>" in page
 
 
@@ -162,10 +196,27 @@ def test_sweep_fans_runs_out_as_ray_tasks_and_reports(smoke_base, tmp_path):
     import subprocess
     import sys
 
-    sft = {"iterations": 2, "steps_per_iteration": 2, "batch_size": 8, "demos": 1, "demo_dir": f"{smoke_base}/demos"}
-    cmd = [sys.executable, "-m", "vla_razor.cli", "razor", "--smoke", f"runs_dir={tmp_path}", "workers=2",
-           f"base={smoke_base}/base-smoke/policy", "rl_grid={lr: [0.0001]}", "sft_grid={lr: [0.001]}",
-           f"sft={json.dumps(sft)}", f"archive={tmp_path}/archive"]
+    sft = {
+        "iterations": 2,
+        "steps_per_iteration": 2,
+        "batch_size": 8,
+        "demos": 1,
+        "demo_dir": f"{smoke_base}/demos",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "vla_razor.cli",
+        "razor",
+        "--smoke",
+        f"runs_dir={tmp_path}",
+        "workers=2",
+        f"base={smoke_base}/base-smoke/policy",
+        "rl_grid={lr: [0.0001]}",
+        "sft_grid={lr: [0.001]}",
+        f"sft={json.dumps(sft)}",
+        f"archive={tmp_path}/archive",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert "Ray workers" in done.stderr
@@ -180,10 +231,14 @@ def test_sweep_fans_runs_out_as_ray_tasks_and_reports(smoke_base, tmp_path):
     # The archive: kilobytes per run, no checkpoints or snapshots, and the report rebuilt from it alone.
     archived = tmp_path / "archive" / "runs"
     for name in ("ppo-lr0.0001-seed0", "sft-lr0.001-seed0"):
-        assert (archived / name / "eval" / "final.json").is_file() and (archived / name / "analysis" / "final.json").is_file()
+        assert (archived / name / "eval" / "final.json").is_file() and (
+            archived / name / "analysis" / "final.json"
+        ).is_file()
         assert not (archived / name / "checkpoints").exists() and not (archived / name / "snapshots").exists()
     assert not (archived / "sft-lr0.001-seed0" / "policy").exists()  # only the best RL run keeps its policy
-    assert json.loads((tmp_path / "archive" / "points.json").read_text()) == json.loads((sweep / "report" / "points.json").read_text())
+    assert json.loads((tmp_path / "archive" / "points.json").read_text()) == json.loads(
+        (sweep / "report" / "points.json").read_text()
+    )
     before = json.loads((sweep / "report" / "points.json").read_text())
     shutil.rmtree(sweep)
     again = subprocess.run(cmd + ["--report-only"], capture_output=True, text=True, timeout=900)
@@ -199,7 +254,9 @@ def test_fine_tuning_noise_level_is_applied_to_policy_and_base_alike():
     from vla_razor.harness import FinetuneConfig, set_noise_level
 
     torch.manual_seed(0)
-    base = make_policy("flow", {"hidden": 32, "num_layers": 1, "chunk_size": 4, "num_steps": 3}, embed_language=False)
+    base = make_policy(
+        "flow", {"hidden": 32, "num_layers": 1, "chunk_size": 4, "num_steps": 3}, embed_language=False
+    )
     tuned = copy.deepcopy(base)
     set_noise_level(tuned, 0.1)
     aligned = base_as_finetuned(base, tuned)
@@ -207,10 +264,15 @@ def test_fine_tuning_noise_level_is_applied_to_policy_and_base_alike():
     assert next(aligned.parameters()) is next(base.parameters())  # the same weights, not a copy
     states = random_observation(16)
     # same weights, same noise: the KL to the aligned base is 0; to the unaligned one it is not
-    assert measure_predictors(aligned, tuned, states, kl_states=16)["kl/forward"] == pytest.approx(0.0, abs=1e-9)
+    assert measure_predictors(aligned, tuned, states, kl_states=16)["kl/forward"] == pytest.approx(
+        0.0, abs=1e-9
+    )
     assert measure_predictors(base, tuned, states, kl_states=16)["kl/forward"] > 0.1
     with pytest.raises(ValueError, match="Flow-SDE"):
-        set_noise_level(make_policy("gaussian", {"hidden": 32, "num_layers": 1, "chunk_size": 4}, embed_language=False), 0.1)
+        set_noise_level(
+            make_policy("gaussian", {"hidden": 32, "num_layers": 1, "chunk_size": 4}, embed_language=False),
+            0.1,
+        )
     with pytest.raises(ValueError, match="noise_level must be >= 0"):
         FinetuneConfig(noise_level=-1)
 
@@ -225,11 +287,21 @@ def test_a_run_whose_process_dies_is_marked_failed_and_the_sweep_goes_on(tmp_pat
     scripts = {  # stand-ins for the runs' processes: one aborts (as SAPIEN can), one diverges, one finishes
         "aborts": "import os; print('simulating', flush=True); os.abort()",
         "diverges": "import sys; print('loss is nan at iteration 3', file=sys.stderr); sys.exit(3)",
-        "finishes": ("import pathlib, sys; p = pathlib.Path(sys.argv[1]) / 'eval'; p.mkdir(parents=True); "
-                     "(p / 'final.json').write_text('{}')"),
+        "finishes": (
+            "import pathlib, sys; p = pathlib.Path(sys.argv[1]) / 'eval'; p.mkdir(parents=True); "
+            "(p / 'final.json').write_text('{}')"
+        ),
     }
-    monkeypatch.setattr(sweep, "run_command", lambda spec, threads=0: [sys.executable, "-c", scripts[spec["name"]],
-                                                                     str(cfg.run_root / spec["name"])])
+    monkeypatch.setattr(
+        sweep,
+        "run_command",
+        lambda spec, threads=0: [
+            sys.executable,
+            "-c",
+            scripts[spec["name"]],
+            str(cfg.run_root / spec["name"]),
+        ],
+    )
     specs = [RunSpec(name, "rl", "robot", "ppo", ()) for name in scripts]
     statuses = {s["name"]: s for s in run_specs(cfg, specs)}
     assert statuses["aborts"]["status"] == "failed" and "died of SIGABRT" in statuses["aborts"]["error"]
@@ -247,7 +319,17 @@ def test_the_sweeps_run_command_is_the_cli_with_resume():
     from vla_razor.analysis.sweep import run_command
 
     cmd = run_command({"name": "x", "track": "llm", "algo": "grpo", "overrides": ["lr=0.001"]}, threads=1)
-    assert cmd[1:] == ["-m", "vla_razor.cli", "llm", "finetune", "--algo", "grpo", "--resume", "lr=0.001", "threads=1"]
+    assert cmd[1:] == [
+        "-m",
+        "vla_razor.cli",
+        "llm",
+        "finetune",
+        "--algo",
+        "grpo",
+        "--resume",
+        "lr=0.001",
+        "threads=1",
+    ]
 
 
 def test_per_task_fits_tell_a_tasks_own_kl_from_the_new_tasks():
@@ -257,9 +339,16 @@ def test_per_task_fits_tell_a_tasks_own_kl_from_the_new_tasks():
     points = []
     for i in range(12):
         own, new = rng.uniform(0, 5), rng.uniform(0, 5)
-        points.append({"method": "rl" if i % 2 else "sft", "kl/forward": new, "kl/forward/PushCube": own,
-                       "forgetting/PushCube": 0.1 * own,  # PushCube's forgetting follows the KL on its own states
-                       "kl/forward/PickCube": own, "forgetting/PickCube": 0.05 * new})  # PickCube's, the new task's
+        points.append(
+            {
+                "method": "rl" if i % 2 else "sft",
+                "kl/forward": new,
+                "kl/forward/PushCube": own,
+                "forgetting/PushCube": 0.1 * own,  # PushCube's forgetting follows the KL on its own states
+                "kl/forward/PickCube": own,
+                "forgetting/PickCube": 0.05 * new,
+            }
+        )  # PickCube's, the new task's
     rows = {r["task"]: r for r in per_task_fits(points, ["PushCube", "PickCube", "LiftPegUpright"])}
     assert set(rows) == {"PushCube", "PickCube"}  # no points carry LiftPegUpright's KL: no row
     assert rows["PushCube"]["own_states"]["r2_linear"] == pytest.approx(1.0)
@@ -274,8 +363,17 @@ def test_per_task_fits_tell_a_tasks_own_kl_from_the_new_tasks():
 
 
 def _minimal_analysis() -> dict:
-    return {"runs": {"rl": 1, "sft": 1, "sft_on_rl": 0}, "points": {"rl": 6, "sft": 6, "sft_on_rl": 0}, "frontier_area": {},
-            "fits": {}, "ranking": [], "control": [], "base": {}, "best": {}, "matched": None}
+    return {
+        "runs": {"rl": 1, "sft": 1, "sft_on_rl": 0},
+        "points": {"rl": 6, "sft": 6, "sft_on_rl": 0},
+        "frontier_area": {},
+        "fits": {},
+        "ranking": [],
+        "control": [],
+        "base": {},
+        "best": {},
+        "matched": None,
+    }
 
 
 def test_frontier_bootstrap_over_seeds():
@@ -287,16 +385,30 @@ def test_frontier_bootstrap_over_seeds():
     out = bootstrap_frontier_areas({"rl": same, "sft": worse}, base, samples=300)
     exact = frontier_area(np.array([0.2, 0.5, 0.9]), np.array([0.6, 0.5, 0.2]))
     # identical seeds: every resample has the same frontier, the interval is a point
-    assert out["area"]["rl"]["low"] == pytest.approx(exact) and out["area"]["rl"]["high"] == pytest.approx(exact)
+    assert out["area"]["rl"]["low"] == pytest.approx(exact) and out["area"]["rl"]["high"] == pytest.approx(
+        exact
+    )
     assert out["difference"]["low"] > 0 and out["difference"]["fraction_above_zero"] == 1.0
     assert out["area"]["sft"]["low"] < out["area"]["sft"]["high"]  # the seeds differ: a real interval
-    assert bootstrap_frontier_areas({"rl": {0: same[0]}, "sft": {0: worse[0]}}, base) is None  # one seed: no interval
+    assert (
+        bootstrap_frontier_areas({"rl": {0: same[0]}, "sft": {0: worse[0]}}, base) is None
+    )  # one seed: no interval
 
 
 def _counted(method, run, new, retention, kl, grid, tag="final", tasks=("A", "B"), episodes=50):
     successes = {f"successes/{t}": round(retention * episodes) for t in tasks}
-    return {"method": method, "run": run, "tag": tag, "grid": grid, "new_task_success": new, "retention": retention,
-            "forgetting": 0.8 - retention, "kl/forward": kl, **successes, **{f"episodes/{t}": episodes for t in tasks}}
+    return {
+        "method": method,
+        "run": run,
+        "tag": tag,
+        "grid": grid,
+        "new_task_success": new,
+        "retention": retention,
+        "forgetting": 0.8 - retention,
+        "kl/forward": kl,
+        **successes,
+        **{f"episodes/{t}": episodes for t in tasks},
+    }
 
 
 def test_penalty_runs_are_their_own_group_compared_at_matched_success():
@@ -307,20 +419,29 @@ def test_penalty_runs_are_their_own_group_compared_at_matched_success():
     assert point_method("rl", {"kl_penalty.kind": "adaptive", "seed": 0}) == "rl_kl"
     assert point_method("sft", {"kl_penalty.kind": "adaptive"}) == "sft"
     grid = {"kl_penalty.kind": "adaptive", "kl_penalty.direction": "forward", "seed": 0}
-    points = [_counted("base", "base", 0.2, 0.8, 0.0, {}, tag="base"),
-              _counted("rl", "ppo-0", 0.9, 0.4, 8.0, {"seed": 0}), _counted("rl", "ppo-1", 0.7, 0.5, 6.0, {"seed": 1}),
-              _counted("rl_kl", "pen-0", 0.86, 0.6, 3.0, grid)]
+    points = [
+        _counted("base", "base", 0.2, 0.8, 0.0, {}, tag="base"),
+        _counted("rl", "ppo-0", 0.9, 0.4, 8.0, {"seed": 0}),
+        _counted("rl", "ppo-1", 0.7, 0.5, 6.0, {"seed": 1}),
+        _counted("rl_kl", "pen-0", 0.86, 0.6, 3.0, grid),
+    ]
     out = penalty_comparison(points, ["A", "B"])
     rows = {r["setting"]: r for r in out["finals"]}
     assert rows["no penalty"]["runs"] == 2 and rows["no penalty"]["new_task_success"] == pytest.approx(0.8)
     assert rows["direction=forward, kind=adaptive"]["forgetting"] == pytest.approx(0.2)
     m = out["matched"]
     assert m["rl"]["run"] == "ppo-0" and m["rl_kl"]["run"] == "pen-0"  # within 10 points, the highest success
-    assert m["forgetting_difference"]["estimate"] == pytest.approx(-0.2)  # the penalised run forgets 20 points less
+    assert m["forgetting_difference"]["estimate"] == pytest.approx(
+        -0.2
+    )  # the penalised run forgets 20 points less
     assert m["forgetting_difference"]["ci_high"] < 0
     words = findings({**_minimal_analysis(), "penalty": out})
     assert any("the penalty lowers forgetting" in w for w in words)
-    text = _markdown({**_minimal_analysis(), "penalty": out}, [], {k: f"{k}.png" for k in ("pareto", "kl", "predictors", "curves")})
+    text = _markdown(
+        {**_minimal_analysis(), "penalty": out},
+        [],
+        {k: f"{k}.png" for k in ("pareto", "kl", "predictors", "curves")},
+    )
     assert "## Does an explicit KL penalty buy retention?" in text and "| no penalty | 2 | 80% |" in text
     assert penalty_comparison([p for p in points if p["method"] != "rl_kl"], ["A", "B"]) is None
 
@@ -333,10 +454,27 @@ def test_chain_vs_action_says_which_kl_fits_forgetting():
     for _ in range(10):
         action = rng.uniform(0, 3)
         chain = action * 2 + rng.uniform(0, 3)  # the chain KL: larger, and only loosely tied to the action KL
-        points.append({"kl/forward": chain, "kl/forward_action": action, "kl/forward_chain": chain,
-                       "forgetting": 0.1 * action})
+        points.append(
+            {
+                "kl/forward": chain,
+                "kl/forward_action": action,
+                "kl/forward_chain": chain,
+                "forgetting": 0.1 * action,
+            }
+        )
     out = chain_vs_action(points, {})
-    assert out["kl/forward_action"]["r2_linear"] == pytest.approx(1.0) and out["kl/forward"]["r2_linear"] < 0.9
-    assert 0 < out["action_over_chain"]["min"] <= out["action_over_chain"]["median"] <= out["action_over_chain"]["max"] < 0.5 + 1e-9
-    assert any("the action-marginal KL predicts forgetting better" in w for w in findings({**_minimal_analysis(), "chain_vs_action": out}))
+    assert (
+        out["kl/forward_action"]["r2_linear"] == pytest.approx(1.0) and out["kl/forward"]["r2_linear"] < 0.9
+    )
+    assert (
+        0
+        < out["action_over_chain"]["min"]
+        <= out["action_over_chain"]["median"]
+        <= out["action_over_chain"]["max"]
+        < 0.5 + 1e-9
+    )
+    assert any(
+        "the action-marginal KL predicts forgetting better" in w
+        for w in findings({**_minimal_analysis(), "chain_vs_action": out})
+    )
     assert chain_vs_action(points[:3], {}) is None

@@ -1,5 +1,6 @@
 """Overlapped rollouts: the worker process acts with exactly the weights of the previous call (one update
 stale), its log-probs are those of the policy that acted, and its failures reach the learner."""
+
 import copy
 import subprocess
 import sys
@@ -16,8 +17,18 @@ TINY = {"hidden": 32, "num_layers": 1, "num_heads": 4, "chunk_size": 4, "num_ste
 
 
 def _spec(task="PickCube"):
-    return RolloutSpec(task, num_envs=2, chunk_size=4, reward_mode="sparse", vectorization="sync", num_decisions=3,
-                       gamma=0.9, reward_scale=1.0, reset_seed=5, sampling_seed=7)
+    return RolloutSpec(
+        task,
+        num_envs=2,
+        chunk_size=4,
+        reward_mode="sparse",
+        vectorization="sync",
+        num_decisions=3,
+        gamma=0.9,
+        reward_scale=1.0,
+        reset_seed=5,
+        sampling_seed=7,
+    )
 
 
 def _log_probs_under(policy, rollout):
@@ -50,7 +61,11 @@ def test_worker_rollouts_are_one_update_stale_and_carry_the_actors_log_probs(wor
     finally:
         rollouts.close()
     assert first.chains.shape == (3, 2, 3, 4, 7) and first.log_probs.shape == (3, 2, 2)
-    for rollout, actor, other in ((first, weights[0], weights[1]), (second, weights[0], weights[1]), (third, weights[1], weights[0])):
+    for rollout, actor, other in (
+        (first, weights[0], weights[1]),
+        (second, weights[0], weights[1]),
+        (third, weights[1], weights[0]),
+    ):
         logged = rollout.flat_log_probs()
         assert torch.allclose(_log_probs_under(actor, rollout), logged, atol=1e-4)
         assert not torch.allclose(_log_probs_under(other, rollout), logged, atol=1e-2)
@@ -76,7 +91,10 @@ def test_inline_rollouts_act_with_the_current_weights_and_workers_reset_the_same
     finally:
         split.close()
     assert torch.equal(merged.obs["state"][0], first.obs["state"][0])
-    assert merged.obs["state"].shape == first.obs["state"].shape and merged.next_obs["state"].shape == first.next_obs["state"].shape
+    assert (
+        merged.obs["state"].shape == first.obs["state"].shape
+        and merged.next_obs["state"].shape == first.next_obs["state"].shape
+    )
 
 
 def test_rollout_workers_must_divide_the_sub_envs():
@@ -119,8 +137,20 @@ def test_a_dead_or_hung_worker_stops_the_run_with_a_named_error_in_bounded_time(
 
 
 def test_ppo_with_two_rollout_workers_runs_end_to_end(smoke_base, tmp_path):
-    cmd = [sys.executable, "-m", "vla_razor.cli", "finetune", "--algo", "ppo", "--smoke", f"runs_dir={tmp_path}",
-           f"base={smoke_base}/base-smoke/policy", "name=async", "rollout_workers=2", "total_env_steps=400"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vla_razor.cli",
+        "finetune",
+        "--algo",
+        "ppo",
+        "--smoke",
+        f"runs_dir={tmp_path}",
+        f"base={smoke_base}/base-smoke/policy",
+        "name=async",
+        "rollout_workers=2",
+        "total_env_steps=400",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     import json

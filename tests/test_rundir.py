@@ -1,4 +1,5 @@
 """The run directory: layout, metrics, atomic checkpoints, resume and corrupt-file errors."""
+
 import json
 import os
 from dataclasses import dataclass
@@ -57,12 +58,21 @@ def test_checkpoint_round_trip_with_optimizer_and_rng(tmp_path):
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     model(torch.randn(4, 3)).sum().backward()
     opt.step()
-    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "rng": torch.get_rng_state(),
-             "counters": {"env_steps": 123, "best": float("inf")}, "shape": (1, 2)}
+    state = {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "rng": torch.get_rng_state(),
+        "counters": {"env_steps": 123, "best": float("inf")},
+        "shape": (1, 2),
+    }
     path = run.save_checkpoint(7, state)
     assert path.name == "step_00000007" and run.latest_checkpoint() == path
     step, loaded = RunDir.load_checkpoint(path)
-    assert step == 7 and loaded["counters"] == {"env_steps": 123, "best": float("inf")} and loaded["shape"] == (1, 2)
+    assert (
+        step == 7
+        and loaded["counters"] == {"env_steps": 123, "best": float("inf")}
+        and loaded["shape"] == (1, 2)
+    )
     assert torch.equal(loaded["rng"], state["rng"])
     model2 = torch.nn.Linear(3, 2)
     model2.load_state_dict(loaded["model"])
@@ -84,7 +94,9 @@ def test_corrupt_and_incomplete_checkpoints_are_named(tmp_path):
     run = RunDir.create(tmp_path, "exp")
     path = run.save_checkpoint(1, {"x": torch.ones(10)})
     (path / "tensors.safetensors").write_bytes(b"garbage")
-    with pytest.raises(CheckpointError, match=r"step_00000001 is damaged: tensors.safetensors does not match the digest"):
+    with pytest.raises(
+        CheckpointError, match=r"step_00000001 is damaged: tensors.safetensors does not match the digest"
+    ):
         RunDir.load_checkpoint(path)
     (path / "state.json").write_text('{"step": 1, "sta')  # torn JSON
     with pytest.raises(CheckpointError, match=r"step_00000001 is corrupt.*delete it"):
@@ -175,13 +187,17 @@ def test_a_kill_inside_the_checkpoint_write_leaves_a_loadable_checkpoint(tmp_pat
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-c", _KILL_INSIDE_WRITE, str(tmp_path), where], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", _KILL_INSIDE_WRITE, str(tmp_path), where], capture_output=True, text=True
+    )
     assert done.returncode == -9, done.stderr  # really killed inside the write
     run = RunDir(tmp_path / "exp")
     path, step, state = run.load_latest_checkpoint()
     expected = 2 if where == "before_latest" else 1  # a complete step 2 is found even before LATEST names it
     assert step == expected and torch.equal(state["x"], torch.full((3,), float(expected)))
-    assert [p.name for p in run.list_checkpoints()] == ["step_00000001"] + (["step_00000002"] if expected == 2 else [])
+    assert [p.name for p in run.list_checkpoints()] == ["step_00000001"] + (
+        ["step_00000002"] if expected == 2 else []
+    )
     # The leftover temp directory is never mistaken for a checkpoint, and the next save succeeds.
     run.save_checkpoint(3, {"x": torch.zeros(3)})
     assert run.load_latest_checkpoint()[1] == 3

@@ -1,4 +1,5 @@
 """Evaluation videos: real rendering through ManiSkill, encoded with imageio, decoded back."""
+
 import imageio.v2 as imageio
 import numpy as np
 import pytest
@@ -17,7 +18,11 @@ def test_annotation_marks_outcome():
     frame = np.full((128, 128, 3), 128, np.uint8)
     running, success, failure = (annotate(frame, "pick up the cube", 3, o) for o in (None, True, False))
     assert not np.array_equal(running, frame)  # instruction drawn
-    assert tuple(success[64, 0]) == (40, 200, 90) and tuple(failure[64, 0]) == (220, 60, 50)  # coloured border
+    assert tuple(success[64, 0]) == (40, 200, 90) and tuple(failure[64, 0]) == (
+        220,
+        60,
+        50,
+    )  # coloured border
     assert tuple(running[64, 0]) == (128, 128, 128)  # no outcome yet: no border
 
 
@@ -25,8 +30,12 @@ def test_record_episodes_writes_a_decodable_grid(tmp_path):
     rng = np.random.default_rng(0)
     path = tmp_path / "videos" / "PushCube.mp4"
     result = record_episodes(
-        "PushCube", lambda obs: rng.uniform(-1, 1, (len(obs["proprio"]), 7)), path,
-        num_episodes=3, tile_size=64, max_episode_steps=6,
+        "PushCube",
+        lambda obs: rng.uniform(-1, 1, (len(obs["proprio"]), 7)),
+        path,
+        num_episodes=3,
+        tile_size=64,
+        max_episode_steps=6,
     )
     assert result.num_frames == 7 and result.episode_lengths == [6, 6, 6] and len(result.successes) == 3
     reader = imageio.get_reader(path)

@@ -1,10 +1,13 @@
 """The fine-tuning algorithms of the robot track, by name: their config classes and training loops."""
+
 from __future__ import annotations
 
 ALGORITHMS = ("ppo", "grpo", "sft")
 
 
-def load_algorithm(algo: str, config: str | None = None, overrides: list[str] | None = None, smoke: bool = False):
+def load_algorithm(
+    algo: str, config: str | None = None, overrides: list[str] | None = None, smoke: bool = False
+):
     """``(config, train)`` of a fine-tuning algorithm: its config file (default
     ``configs/finetune_<algo>.yaml``) with dotted overrides, at the ``--smoke`` budget when asked."""
     from .config import load_config, with_smoke

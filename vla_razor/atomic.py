@@ -1,4 +1,5 @@
 """Atomic file IO (the lowest layer): a result is either wholly written or not there at all."""
+
 from __future__ import annotations
 
 import contextlib
@@ -17,7 +18,6 @@ def _umask() -> int:
 
 # mkstemp creates 0600 files; results should get the permissions any other file would.
 _FILE_MODE = 0o666 & ~_umask()
-
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ how far the action distribution moved.
 - ``kl/forward`` = E_s[KL(pi_0(.|s) || pi(.|s))], chains sampled from the BASE policy (the razor metric).
 - ``kl/reverse`` = E_s[KL(pi(.|s) || pi_0(.|s))], chains sampled from the current policy.
 """
+
 from __future__ import annotations
 
 import copy
@@ -81,7 +82,9 @@ def measure_kl_to_base(base, policy, obs: dict, max_states: int = 256, seed: int
 
 
 @torch.no_grad()
-def measure_action_kl(base, policy, obs: dict, max_states: int = 64, chains: int = 32, seed: int = 0) -> dict[str, float]:
+def measure_action_kl(
+    base, policy, obs: dict, max_states: int = 64, chains: int = 32, seed: int = 0
+) -> dict[str, float]:
     """The forward KL between the ACTION marginals, ``kl/forward_action`` (with its standard error), and the
     chain KL on the same base chains, ``kl/forward_chain``: ``chains`` base-sampled chains per state on up to
     ``max_states`` of ``obs`` (:func:`vla_razor.divergence.marginal.marginal_forward_kl`)."""
@@ -104,9 +107,11 @@ def measure_action_kl(base, policy, obs: dict, max_states: int = 64, chains: int
         return x.reshape(n, chains, *x.shape[1:])
 
     points = per_state(chain.points.flatten(2))
-    marginal = marginal_forward_kl(GaussianChain(per_state(base_steps.mean), per_state(base_steps.log_std.expand_as(base_steps.mean))),
-                                   GaussianChain(per_state(on_policy.mean), per_state(on_policy.log_std.expand_as(on_policy.mean))),
-                                   points)
+    marginal = marginal_forward_kl(
+        GaussianChain(per_state(base_steps.mean), per_state(base_steps.log_std.expand_as(base_steps.mean))),
+        GaussianChain(per_state(on_policy.mean), per_state(on_policy.log_std.expand_as(on_policy.mean))),
+        points,
+    )
     chain_kl_values = forward_kl(base_steps, on_policy).reshape(n, chains).double().mean(1)
     out = {}
     for name, values in (("kl/forward_action", marginal), ("kl/forward_chain", chain_kl_values)):
@@ -178,8 +183,16 @@ class KLPenalty:
             out["weight"] = torch.ones(n)
         return out
 
-    def loss(self, policy, obs: dict, chains, prepared: dict, index: torch.Tensor,
-             current: GaussianChain | None = None, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss(
+        self,
+        policy,
+        obs: dict,
+        chains,
+        prepared: dict,
+        index: torch.Tensor,
+        current: GaussianChain | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(coef * weighted mean divergence, the unweighted mean divergence) on minibatch ``index``.
 
         ``current``: the policy's step Gaussians on the rollout chains of the minibatch, when the
@@ -198,7 +211,11 @@ class KLPenalty:
 
                 mb_obs = {k: v[index] for k, v in obs.items()}
                 current = policy.step_distributions(mb_obs, Chain(chains.points[index], True))
-            values = reverse_kl(base, current) if direction == "reverse" else gaussian_js_estimate(base, current, generator)
+            values = (
+                reverse_kl(base, current)
+                if direction == "reverse"
+                else gaussian_js_estimate(base, current, generator)
+            )
         weighted = (prepared["weight"][index].to(values.device) * values).mean()
         return self.coef * weighted, values.mean().detach()
 

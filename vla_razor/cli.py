@@ -1,4 +1,5 @@
 """The `vla-razor` command: one entry point, one sub-command per capability that really works."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,20 +10,38 @@ from .errors import EXIT_INTERRUPTED, BadInputError, ConfigError, NonFiniteError
 
 
 def _add_doctor(sub) -> None:
-    p = sub.add_parser("doctor", help="check the installation (torch, numpy, Vulkan, ManiSkill, divergence core)")
-    p.set_defaults(handler=lambda args: __import__("vla_razor.commands.doctor", fromlist=["run_doctor"]).run_doctor())
+    p = sub.add_parser(
+        "doctor", help="check the installation (torch, numpy, Vulkan, ManiSkill, divergence core)"
+    )
+    p.set_defaults(
+        handler=lambda args: __import__("vla_razor.commands.doctor", fromlist=["run_doctor"]).run_doctor()
+    )
 
 
 def _add_demos(sub) -> None:
-    p = sub.add_parser("demos", help="generate expert demonstrations (ManiSkill motion planning or an RL expert)")
-    p.add_argument("--task", action="append", required=True,
-                   help="task name (PickCube); repeat it or give a comma list for several")
+    p = sub.add_parser(
+        "demos", help="generate expert demonstrations (ManiSkill motion planning or an RL expert)"
+    )
+    p.add_argument(
+        "--task",
+        action="append",
+        required=True,
+        help="task name (PickCube); repeat it or give a comma list for several",
+    )
     p.add_argument("--episodes", type=int, help="number of demos to keep per task")
     p.add_argument("--out", default="runs/demos", help="output root (default: runs/demos)")
-    p.add_argument("--control-mode", default="pd_ee_delta_pose", help="target control mode (default: pd_ee_delta_pose)")
+    p.add_argument(
+        "--control-mode", default="pd_ee_delta_pose", help="target control mode (default: pd_ee_delta_pose)"
+    )
     p.add_argument("--seed", type=int, default=0, help="first episode seed (default: 0)")
-    p.add_argument("--rl-timesteps", type=int, help="PPO budget for tasks without a planner (default: 200000; 256 with --smoke)")
-    p.add_argument("--smoke", action="store_true", help="2 demos per task (and a tiny RL budget): checks the pipeline")
+    p.add_argument(
+        "--rl-timesteps",
+        type=int,
+        help="PPO budget for tasks without a planner (default: 200000; 256 with --smoke)",
+    )
+    p.add_argument(
+        "--smoke", action="store_true", help="2 demos per task (and a tiny RL budget): checks the pipeline"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(handler=lambda args: __import__("vla_razor.commands.demos", fromlist=["main"]).main(args))
 
@@ -31,41 +50,81 @@ def _add_config_args(p: argparse.ArgumentParser, default_config: str) -> None:
     """The config flags every configurable command shares: a YAML file, dotted overrides, --smoke."""
     p.add_argument("--config", default=default_config, help=f"YAML config (default: {default_config})")
     p.add_argument("--smoke", action="store_true", help="a tiny budget: checks the whole pipeline in minutes")
-    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="override config fields, e.g. demos_per_task=5")
+    p.add_argument(
+        "overrides", nargs="*", metavar="key.sub=value", help="override config fields, e.g. demos_per_task=5"
+    )
 
 
 def _add_quickstart(sub) -> None:
-    p = sub.add_parser("quickstart", help="the main job: demos, the base, an RL-vs-SFT sweep at matched success, the razor report")
+    p = sub.add_parser(
+        "quickstart",
+        help="the main job: demos, the base, an RL-vs-SFT sweep at matched success, the razor report",
+    )
     _add_config_args(p, "configs/quickstart.yaml")
-    p.add_argument("--retrain-base", action="store_true",
-                   help="pretrain the base from scratch (configs/pretrain.yaml) instead of using the shipped checkpoint")
-    p.set_defaults(handler=lambda args: __import__("vla_razor.commands.quickstart", fromlist=["main"]).main(args))
+    p.add_argument(
+        "--retrain-base",
+        action="store_true",
+        help="pretrain the base from scratch (configs/pretrain.yaml) instead of using the shipped checkpoint",
+    )
+    p.set_defaults(
+        handler=lambda args: __import__("vla_razor.commands.quickstart", fromlist=["main"]).main(args)
+    )
 
 
 def _add_pretrain(sub) -> None:
-    p = sub.add_parser("pretrain", help="multi-task behaviour cloning of the base policy on the suite's demonstrations")
+    p = sub.add_parser(
+        "pretrain", help="multi-task behaviour cloning of the base policy on the suite's demonstrations"
+    )
     _add_config_args(p, "configs/pretrain.yaml")
-    p.set_defaults(handler=lambda args: __import__("vla_razor.commands.pretrain", fromlist=["main"]).main(args))
+    p.set_defaults(
+        handler=lambda args: __import__("vla_razor.commands.pretrain", fromlist=["main"]).main(args)
+    )
 
 
 def _add_finetune(sub) -> None:
-    p = sub.add_parser("finetune", help="fine-tune a base policy on the suite's new task (PPO, GRPO or SFT), tracking the KL to the base")
+    p = sub.add_parser(
+        "finetune",
+        help="fine-tune a base policy on the suite's new task (PPO, GRPO or SFT), tracking the KL to the base",
+    )
     p.add_argument("--algo", choices=("ppo", "grpo", "sft"), required=True, help="fine-tuning algorithm")
     p.add_argument("--config", default=None, help="YAML config (default: configs/finetune_<algo>.yaml)")
     p.add_argument("--smoke", action="store_true", help="a tiny budget: checks the whole pipeline in minutes")
-    p.add_argument("--resume", action="store_true", help="continue the run of the same name from its last checkpoint")
-    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="override config fields, e.g. lr=1e-5 kl_penalty.kind=fixed")
-    p.set_defaults(handler=lambda args: __import__("vla_razor.commands.finetune", fromlist=["main"]).main(args))
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run of the same name from its last checkpoint"
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key.sub=value",
+        help="override config fields, e.g. lr=1e-5 kl_penalty.kind=fixed",
+    )
+    p.set_defaults(
+        handler=lambda args: __import__("vla_razor.commands.finetune", fromlist=["main"]).main(args)
+    )
 
 
 def _add_eval(sub) -> None:
-    p = sub.add_parser("eval", help="evaluate a policy on every task of a suite: success, 95%% intervals, forgetting vs the base")
-    p.add_argument("--checkpoint", required=True, help="a policy directory (save_pretrained) or a run directory (its policy/)")
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a policy on every task of a suite: success, 95%% intervals, forgetting vs the base",
+    )
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="a policy directory (save_pretrained) or a run directory (its policy/)",
+    )
     p.add_argument("--suite", default="default", help="suite name or YAML path (default: default)")
     p.add_argument("--episodes", type=int, default=50, help="episodes per task (default: 50)")
-    p.add_argument("--seed", type=int, default=10_000, help="first episode seed (default: 10000, the evaluation seeds)")
-    p.add_argument("--base", help="base policy to measure forgetting against (default: the run's base, from its config.yaml)")
-    p.add_argument("--workers", type=int, default=1, help="Ray workers for the per-task evaluations (default: 1, no Ray)")
+    p.add_argument(
+        "--seed", type=int, default=10_000, help="first episode seed (default: 10000, the evaluation seeds)"
+    )
+    p.add_argument(
+        "--base",
+        help="base policy to measure forgetting against (default: the run's base, from its config.yaml)",
+    )
+    p.add_argument(
+        "--workers", type=int, default=1, help="Ray workers for the per-task evaluations (default: 1, no Ray)"
+    )
     p.add_argument("--video", action="store_true", help="also record videos of every task")
     p.add_argument("--video-episodes", type=int, default=4, help="episodes per video (default: 4)")
     p.add_argument("--out", help="results JSON (default: <run>/eval/retention_<suite>.json)")
@@ -73,23 +132,41 @@ def _add_eval(sub) -> None:
 
 
 def _add_razor(sub) -> None:
-    p = sub.add_parser("razor", help="sweep RL and SFT runs from a base policy, then the RL's Razor analysis and report")
+    p = sub.add_parser(
+        "razor", help="sweep RL and SFT runs from a base policy, then the RL's Razor analysis and report"
+    )
     _add_config_args(p, "configs/razor.yaml")
-    p.add_argument("--report-only", action="store_true", help="skip the runs: analyse the run directories that exist")
+    p.add_argument(
+        "--report-only", action="store_true", help="skip the runs: analyse the run directories that exist"
+    )
     p.set_defaults(handler=lambda args: __import__("vla_razor.commands.razor", fromlist=["main"]).main(args))
 
 
 def _add_llm(sub) -> None:
-    p = sub.add_parser("llm", help="the LLM track: a tiny transformers LM on arithmetic, GRPO vs SFT, the same KL core")
+    p = sub.add_parser(
+        "llm", help="the LLM track: a tiny transformers LM on arithmetic, GRPO vs SFT, the same KL core"
+    )
     llm = p.add_subparsers(dest="llm_command", required=True, metavar="LLM_COMMAND")
     pre = llm.add_parser("pretrain", help="train the base LM from scratch on the prior arithmetic suite")
     _add_config_args(pre, "configs/llm_pretrain.yaml")
-    pre.set_defaults(handler=lambda args: __import__("vla_razor.commands.llm", fromlist=["pretrain_main"]).pretrain_main(args))
-    fin = llm.add_parser("finetune", help="GRPO or SFT on the new arithmetic task, tracking the token KL to the base")
+    pre.set_defaults(
+        handler=lambda args: __import__("vla_razor.commands.llm", fromlist=["pretrain_main"]).pretrain_main(
+            args
+        )
+    )
+    fin = llm.add_parser(
+        "finetune", help="GRPO or SFT on the new arithmetic task, tracking the token KL to the base"
+    )
     fin.add_argument("--algo", choices=("grpo", "sft"), required=True, help="fine-tuning algorithm")
-    fin.add_argument("--resume", action="store_true", help="continue the run of the same name from its last checkpoint")
+    fin.add_argument(
+        "--resume", action="store_true", help="continue the run of the same name from its last checkpoint"
+    )
     _add_config_args(fin, "configs/llm_finetune.yaml")
-    fin.set_defaults(handler=lambda args: __import__("vla_razor.commands.llm", fromlist=["finetune_main"]).finetune_main(args))
+    fin.set_defaults(
+        handler=lambda args: __import__("vla_razor.commands.llm", fromlist=["finetune_main"]).finetune_main(
+            args
+        )
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,7 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vla-razor {command}: {err}", file=sys.stderr)
         return BadInputError.exit_code
     except KeyboardInterrupt:
-        print(f"vla-razor {command}: interrupted; the last checkpoint is kept (--resume continues)", file=sys.stderr)
+        print(
+            f"vla-razor {command}: interrupted; the last checkpoint is kept (--resume continues)",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
 
 

@@ -7,6 +7,7 @@ fails with a :class:`ConfigError` that names the key, where it came from, and th
 Every float must be finite, and a numeric field annotated with a :class:`Range` (``PositiveInt``,
 ``Fraction``, ...) must lie in it: the checks live here once, not in each config class.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,13 +36,20 @@ class Range:
     lt: float | None = None
 
     def describe(self) -> str:
-        parts = [f"{op} {bound:g}" for op, bound in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
-                 if bound is not None]
+        parts = [
+            f"{op} {bound:g}"
+            for op, bound in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+            if bound is not None
+        ]
         return " and ".join(parts)
 
     def holds(self, value: float) -> bool:
-        return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
-                and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
+        return (
+            (self.ge is None or value >= self.ge)
+            and (self.gt is None or value > self.gt)
+            and (self.le is None or value <= self.le)
+            and (self.lt is None or value < self.lt)
+        )
 
 
 # The ranges most fields need; annotate a field with one of these (or Annotated[..., Range(...)]).
@@ -75,8 +83,6 @@ def read_yaml(text: str):
     return yaml.load(text, Loader=_Loader)
 
 
-
-
 def _closest(name: str, options: list[str]) -> str:
     close = difflib.get_close_matches(name, options, n=3, cutoff=0.5)
     if close:
@@ -101,6 +107,7 @@ def _type_name(tp) -> str:
 
 def _coerce(value: Any, tp, key: str, source: str):
     """Check ``value`` against the annotation ``tp`` and convert where it is lossless (int -> float, str -> Path)."""
+
     def fail(extra: str = ""):
         raise ConfigError(
             f"{source}: key '{key}' expects {_type_name(tp)}, got {type(value).__name__} {value!r}{extra}"
@@ -170,7 +177,9 @@ def _coerce(value: Any, tp, key: str, source: str):
         if not math.isfinite(value):
             # One check for every float field of every config: NaN passes every range test (nan <= 0 is
             # false) and inf would start a run that can only diverge.
-            raise ConfigError(f"{source}: key '{key}' expects a finite float, got {value!r}; give a number such as 3e-4")
+            raise ConfigError(
+                f"{source}: key '{key}' expects a finite float, got {value!r}; give a number such as 3e-4"
+            )
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -180,7 +189,9 @@ def _coerce(value: Any, tp, key: str, source: str):
         if not isinstance(value, (str, Path)):
             fail()
         return Path(value)
-    raise ConfigError(f"{source}: key '{key}' has an unsupported annotation {tp!r} (a bug in the config class)")
+    raise ConfigError(
+        f"{source}: key '{key}' has an unsupported annotation {tp!r} (a bug in the config class)"
+    )
 
 
 def build_config(cls: type[T], data: dict, prefix: str, source: str) -> T:
@@ -197,7 +208,8 @@ def build_config(cls: type[T], data: dict, prefix: str, source: str) -> T:
         full = f"{prefix}.{name}" if prefix else name
         kwargs[name] = _coerce(value, hints[name], full, source)
     missing = [
-        n for n, f in fields.items()
+        n
+        for n, f in fields.items()
         if n not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     ]
     if missing:
@@ -211,6 +223,7 @@ def build_config(cls: type[T], data: dict, prefix: str, source: str) -> T:
 
 def to_dict(config) -> dict:
     """A plain, YAML-safe dict of a config (Paths as strings, tuples as lists)."""
+
     def plain(v):
         if dataclasses.is_dataclass(v):
             return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
@@ -262,7 +275,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> T:
+def load_config(
+    cls: type[T], path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> T:
     """Load ``cls`` from a YAML file (or its defaults when ``path`` is None) plus dotted overrides."""
     data: dict = {}
     source = "defaults"

@@ -17,6 +17,7 @@ code   meaning
 130    interrupted (Ctrl-C); the last checkpoint is kept and ``--resume`` continues
 =====  ==============================================================
 """
+
 from __future__ import annotations
 
 EXIT_OK = 0
@@ -80,6 +81,6 @@ def refuse_pickles(directory, what: str) -> None:
         raise CheckpointError(
             f"{directory} holds only pickle files ({', '.join(pickles[:3])}) and no safetensors: vla-razor never "
             f"unpickles a {what} it is handed (it could run arbitrary code). Convert it where you trust the file: "
-            "python -c \"import torch, safetensors.torch as st; "
+            'python -c "import torch, safetensors.torch as st; '
             f"st.save_file(torch.load('{directory}/{pickles[0]}', weights_only=True), '{directory}/model.safetensors')\""
         )

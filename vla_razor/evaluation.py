@@ -3,6 +3,7 @@
 Episode ``i`` of a task starts from ``reset(seed=seed + i)``, so two policies evaluated with the same
 seed face the same initial states (paired comparisons: base vs fine-tuned).
 """
+
 from __future__ import annotations
 
 import math
@@ -29,7 +30,9 @@ class SuccessRate:
         return {**asdict(self), "rate": self.rate}
 
     def __str__(self) -> str:
-        return f"{self.rate:6.1%} [{self.ci_low:5.1%}, {self.ci_high:5.1%}] ({self.successes}/{self.episodes})"
+        return (
+            f"{self.rate:6.1%} [{self.ci_low:5.1%}, {self.ci_high:5.1%}] ({self.successes}/{self.episodes})"
+        )
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
@@ -44,9 +47,17 @@ def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tup
 
 
 @torch.no_grad()
-def evaluate_task(policy, task: str, episodes: int, seed: int = 0, mode: str = "deterministic",
-                  max_episode_steps: int | None = None, progress: bool = False,
-                  execute_steps: int | None = None, observations: list | None = None) -> SuccessRate:
+def evaluate_task(
+    policy,
+    task: str,
+    episodes: int,
+    seed: int = 0,
+    mode: str = "deterministic",
+    max_episode_steps: int | None = None,
+    progress: bool = False,
+    execute_steps: int | None = None,
+    observations: list | None = None,
+) -> SuccessRate:
     """Run ``episodes`` episodes of ``task`` in parallel sub-envs, one episode each; success = ManiSkill's
     flag at the episode's end (ManiSkill ends an episode when it succeeds).
 
@@ -58,7 +69,9 @@ def evaluate_task(policy, task: str, episodes: int, seed: int = 0, mode: str = "
     execute = execute_steps or policy.config.chunk_size
     if not 1 <= execute <= policy.config.chunk_size:
         raise ValueError(f"execute_steps must be in [1, {policy.config.chunk_size}], got {execute_steps}")
-    env = make_vec_env(task, num_envs=episodes, backend="cpu", chunk_size=execute, max_episode_steps=max_episode_steps)
+    env = make_vec_env(
+        task, num_envs=episodes, backend="cpu", chunk_size=execute, max_episode_steps=max_episode_steps
+    )
     was_training = policy.training
     policy.eval()
     try:
@@ -89,8 +102,9 @@ def evaluate_task(policy, task: str, episodes: int, seed: int = 0, mode: str = "
     return SuccessRate(k, episodes, *wilson_interval(k, episodes))
 
 
-def evaluate(policy, tasks: list[str], episodes: int, seed: int = 0, mode: str = "deterministic",
-             progress: bool = True) -> dict[str, SuccessRate]:
+def evaluate(
+    policy, tasks: list[str], episodes: int, seed: int = 0, mode: str = "deterministic", progress: bool = True
+) -> dict[str, SuccessRate]:
     return {task: evaluate_task(policy, task, episodes, seed, mode, progress=progress) for task in tasks}
 
 

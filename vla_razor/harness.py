@@ -12,6 +12,7 @@ the three are measured the same way and are directly comparable:
 - a NaN or inf in a loss or a KL stops the run, naming the quantity and the iteration, and leaves
   the last good checkpoint in place.
 """
+
 from __future__ import annotations
 
 import math
@@ -84,8 +85,15 @@ class FinetuneConfig:
     def __post_init__(self):
         if self.lr <= 0 or self.max_grad_norm <= 0:
             raise ValueError("lr and max_grad_norm must be > 0")
-        if self.eval_episodes < 1 or self.final_eval_episodes < 1 or self.retention_episodes < 0 or self.video_episodes < 0:
-            raise ValueError("need eval_episodes >= 1, final_eval_episodes >= 1, retention_episodes >= 0, video_episodes >= 0")
+        if (
+            self.eval_episodes < 1
+            or self.final_eval_episodes < 1
+            or self.retention_episodes < 0
+            or self.video_episodes < 0
+        ):
+            raise ValueError(
+                "need eval_episodes >= 1, final_eval_episodes >= 1, retention_episodes >= 0, video_episodes >= 0"
+            )
         if self.noise_level < 0:
             raise ValueError(f"noise_level must be >= 0 (0: the base's own), got {self.noise_level}")
         if self.checkpoint_every < 1 or self.kl_states < 2:
@@ -127,8 +135,12 @@ class FinetuneRun:
         self._last_eval: dict = {}
 
     # -- checkpoints -------------------------------------------------------------------------
-    def restore(self, modules: dict[str, torch.nn.Module], optimizers: dict[str, torch.optim.Optimizer],
-                generator: torch.Generator) -> dict:
+    def restore(
+        self,
+        modules: dict[str, torch.nn.Module],
+        optimizers: dict[str, torch.optim.Optimizer],
+        generator: torch.Generator,
+    ) -> dict:
         """Register what checkpoints hold, then load the latest checkpoint into it (if there is one);
         returns the checkpoint's extras."""
         self._state = (modules, optimizers, generator)
@@ -154,8 +166,14 @@ class FinetuneRun:
         modules, optimizers, generator = self._state
         state = {key: m.state_dict() for key, m in modules.items()}
         state.update({key: o.state_dict() for key, o in optimizers.items()})
-        state.update(generator=generator.get_state(), torch_rng=torch.get_rng_state(), iteration=self.iteration,
-                     env_steps=self.env_steps, kl_coef=self.penalty.coef, extra=extra or {})
+        state.update(
+            generator=generator.get_state(),
+            torch_rng=torch.get_rng_state(),
+            iteration=self.iteration,
+            env_steps=self.env_steps,
+            kl_coef=self.penalty.coef,
+            extra=extra or {},
+        )
         return self.run.save_checkpoint(self.iteration, state)
 
     def end_iteration(self, metrics: dict, bar: tqdm, advance: int, more_to_come: bool) -> None:
@@ -175,17 +193,27 @@ class FinetuneRun:
             v = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
             if not math.isfinite(v):
                 latest = self.run.latest_checkpoint()
-                where = (f"The last good checkpoint is {latest} (resume from it with a lower lr or a KL penalty)"
-                         if latest else "No checkpoint was written yet: start again with a lower lr")
-                raise NonFiniteError(f"{name} is {v} at iteration {self.iteration + 1}; the run stopped. {where}")
+                where = (
+                    f"The last good checkpoint is {latest} (resume from it with a lower lr or a KL penalty)"
+                    if latest
+                    else "No checkpoint was written yet: start again with a lower lr"
+                )
+                raise NonFiniteError(
+                    f"{name} is {v} at iteration {self.iteration + 1}; the run stopped. {where}"
+                )
 
     def track_kl(self, states: dict) -> dict[str, float]:
         """``kl/forward`` and ``kl/reverse`` to the base on this iteration's new-task states."""
         start = time.perf_counter()
         from vla_razor.policies.encoders import as_tensor_obs
 
-        out = measure_kl_to_base(self.base, self.policy, as_tensor_obs(states), self.cfg.kl_states,
-                                 seed=self.cfg.seed * 100_003 + self.iteration)
+        out = measure_kl_to_base(
+            self.base,
+            self.policy,
+            as_tensor_obs(states),
+            self.cfg.kl_states,
+            seed=self.cfg.seed * 100_003 + self.iteration,
+        )
         self.check_finite(**{"kl/forward": out["kl/forward"], "kl/reverse": out["kl/reverse"]})
         out["time/kl_s"] = time.perf_counter() - start
         self.penalty.update(out["kl/forward" if self.cfg.kl_penalty.direction == "forward" else "kl/reverse"])
@@ -208,8 +236,13 @@ class FinetuneRun:
         from vla_razor.evaluation import deterministic_actor
 
         for task in tasks:
-            record_episodes(task, deterministic_actor(self.policy), self.run.videos / f"{tag}_{task}.mp4",
-                            num_episodes=self.cfg.video_episodes, seed=self.cfg.eval_seed)
+            record_episodes(
+                task,
+                deterministic_actor(self.policy),
+                self.run.videos / f"{tag}_{task}.mp4",
+                num_episodes=self.cfg.video_episodes,
+                seed=self.cfg.eval_seed,
+            )
 
     def evaluate(self) -> dict[str, float]:
         """Periodic evaluation of the policy in memory: new task and retention suite (fixed seeds),
@@ -218,8 +251,15 @@ class FinetuneRun:
 
         cfg = self.cfg
         tasks = [self.task] + (self.prior_tasks if cfg.retention_episodes else [])
-        results = {t: evaluate_task(self.policy, t, cfg.eval_episodes if t == self.task else cfg.retention_episodes,
-                                    seed=cfg.eval_seed) for t in tasks}
+        results = {
+            t: evaluate_task(
+                self.policy,
+                t,
+                cfg.eval_episodes if t == self.task else cfg.retention_episodes,
+                seed=cfg.eval_seed,
+            )
+            for t in tasks
+        }
         metrics = {"success/new_task": results[self.task].rate}
         metrics.update({f"retention/{t}": results[t].rate for t in tasks[1:]})
         if len(tasks) > 1:
@@ -230,10 +270,15 @@ class FinetuneRun:
         snapshot = self.run.path / "snapshots" / tag
         self.policy.save_pretrained(snapshot)
         roles = {t: ("new" if t == self.task else "prior") for t in tasks}
-        write_json(self.run.eval / f"{tag}.json", {
-            "iteration": self.iteration, "env_steps": self.env_steps, "snapshot": str(snapshot),
-            "tasks": {t: {**r.as_dict(), "role": roles[t]} for t, r in results.items()},
-        })
+        write_json(
+            self.run.eval / f"{tag}.json",
+            {
+                "iteration": self.iteration,
+                "env_steps": self.env_steps,
+                "snapshot": str(snapshot),
+                "tasks": {t: {**r.as_dict(), "role": roles[t]} for t, r in results.items()},
+            },
+        )
         tqdm.write(f"iteration {self.iteration} ({self.env_steps} env steps)\n{format_table(results, roles)}")
         self._last_eval = metrics
         return metrics
@@ -245,15 +290,22 @@ class FinetuneRun:
 
         cfg = self.cfg
         if _fingerprint(self.base) != self._base_fingerprint:
-            raise RuntimeError("the frozen base policy changed during fine-tuning: every KL of this run is invalid (a bug)")
+            raise RuntimeError(
+                "the frozen base policy changed during fine-tuning: every KL of this run is invalid (a bug)"
+            )
         policy_dir = self.policy.save_pretrained(self.run.path / "policy")
-        result = evaluate_suite(policy_dir, self.eval_suite, cfg.final_eval_episodes, cfg.eval_seed, base_dir=cfg.base)
+        result = evaluate_suite(
+            policy_dir, self.eval_suite, cfg.final_eval_episodes, cfg.eval_seed, base_dir=cfg.base
+        )
         result.meta.update(iteration=self.iteration, env_steps=self.env_steps, algo=self.algo)
         write_json(self.run.eval / "final.json", result.as_dict())
         if cfg.video_episodes:
             self._record_videos("final", self.eval_suite.tasks)
-        metrics = {"final/success/new_task": result.new_task_success, "final/retention/mean": result.retention,
-                   "final/forgetting/mean": result.mean_forgetting}
+        metrics = {
+            "final/success/new_task": result.new_task_success,
+            "final/retention/mean": result.retention,
+            "final/forgetting/mean": result.mean_forgetting,
+        }
         metrics.update({f"final/retention/{t}": result.tasks[t].rate for t in result.prior_tasks})
         self.log(metrics)
         self.run.close()
@@ -262,8 +314,13 @@ class FinetuneRun:
         return self.run.path
 
     def progress(self, total: int, unit: str) -> tqdm:
-        return progress(total=total, initial=min(self.env_steps if unit == "env step" else self.iteration, total),
-                    desc=f"{self.algo} {self.task}", unit=unit, dynamic_ncols=True)
+        return progress(
+            total=total,
+            initial=min(self.env_steps if unit == "env step" else self.iteration, total),
+            desc=f"{self.algo} {self.task}",
+            unit=unit,
+            dynamic_ncols=True,
+        )
 
     def postfix(self, metrics: dict) -> dict:
         out = {k.split("/")[-1]: f"{metrics[k]:.3g}" for k in ("kl/forward", "kl/reverse") if k in metrics}
@@ -277,8 +334,10 @@ class FinetuneRun:
 def set_noise_level(policy, level: float) -> None:
     """Set a Flow-SDE policy's exploration noise (it is saved with the policy's config)."""
     if not hasattr(policy.config, "noise_level") or getattr(policy.config, "noise_method", "sde") != "sde":
-        raise ValueError(f"noise_level applies to Flow-SDE policies; this base is a {type(policy).__name__} "
-                         f"({getattr(policy.config, 'noise_method', 'no noise_level')})")
+        raise ValueError(
+            f"noise_level applies to Flow-SDE policies; this base is a {type(policy).__name__} "
+            f"({getattr(policy.config, 'noise_method', 'no noise_level')})"
+        )
     policy.config.noise_level = float(level)
 
 

@@ -5,6 +5,7 @@ so the base policy is good at the prior tasks and mediocre at the new one: the s
 every fine-tuning experiment. Reads top to bottom: data, policy, optimizer, one training loop with
 periodic evaluation and checkpoints; resumable.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,7 +41,9 @@ class PretrainConfig:
     """Demonstrations of the new task (few-shot)."""
     family: str = "flow"
     """Policy family: flow, diffusion or gaussian."""
-    policy: dict[str, Any] = field(default_factory=lambda: {"chunk_size": 8, "num_steps": 5, "hidden": 128, "num_layers": 2})
+    policy: dict[str, Any] = field(
+        default_factory=lambda: {"chunk_size": 8, "num_steps": 5, "hidden": 128, "num_layers": 2}
+    )
     """Fields of the family's config (e.g. hidden, num_layers, chunk_size, num_steps)."""
     steps: PositiveInt = 30_000
     """Gradient steps."""
@@ -70,9 +73,20 @@ class PretrainConfig:
     """torch threads (0: torch's default)."""
 
 
-SMOKE = dict(name="base-smoke", suite="smoke", prior_demos=2, new_demos=1, steps=20, batch_size=32, warmup_steps=5,
-             eval_every=0, eval_episodes=2, final_eval_episodes=2, checkpoint_every=10,
-             policy={"chunk_size": 8, "num_steps": 3, "hidden": 32, "num_layers": 1})
+SMOKE = dict(
+    name="base-smoke",
+    suite="smoke",
+    prior_demos=2,
+    new_demos=1,
+    steps=20,
+    batch_size=32,
+    warmup_steps=5,
+    eval_every=0,
+    eval_episodes=2,
+    final_eval_episodes=2,
+    checkpoint_every=10,
+    policy={"chunk_size": 8, "num_steps": 3, "hidden": 32, "num_layers": 1},
+)
 
 
 def lr_at(step: int, cfg: PretrainConfig) -> float:
@@ -137,13 +151,25 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     def evaluate_and_log(step: int, episodes: int) -> dict:
         results = evaluate(policy, suite.tasks, episodes, seed=cfg.eval_seed)
         prior = [results[t].rate for t in suite.prior_tasks]
-        run.log(step, {**{f"success/{t}": r.rate for t, r in results.items()},
-                       "success/prior_mean": sum(prior) / len(prior), "success/new_task": results[suite.new_task].rate})
+        run.log(
+            step,
+            {
+                **{f"success/{t}": r.rate for t, r in results.items()},
+                "success/prior_mean": sum(prior) / len(prior),
+                "success/new_task": results[suite.new_task].rate,
+            },
+        )
         tqdm.write(f"step {step}\n{format_table(results, roles)}")
         return results
 
     policy.train()
-    bar = progress(range(start_step, cfg.steps), desc=f"pretrain {cfg.family}", unit="step", initial=start_step, total=cfg.steps)
+    bar = progress(
+        range(start_step, cfg.steps),
+        desc=f"pretrain {cfg.family}",
+        unit="step",
+        initial=start_step,
+        total=cfg.steps,
+    )
     last_log = time.perf_counter()
     for step in bar:
         for group in optimizer.param_groups:
@@ -152,7 +178,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
         obs, actions = data.batch(index)
         loss = policy.bc_loss(obs, actions, generator=generator)
         if not torch.isfinite(loss):
-            raise NonFiniteError(f"bc loss is {loss.item()} at step {step}; the last good checkpoint is {run.latest_checkpoint()}")
+            raise NonFiniteError(
+                f"bc loss is {loss.item()} at step {step}; the last good checkpoint is {run.latest_checkpoint()}"
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
@@ -160,23 +188,43 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
         done = step + 1
         if done % 50 == 0 or done == cfg.steps:
             now = time.perf_counter()
-            run.log(done, {"loss/bc": loss.item(), "grad_norm": grad_norm.item(), "lr": lr_at(step, cfg),
-                           "time/steps_per_s": 50 / max(now - last_log, 1e-9)})
+            run.log(
+                done,
+                {
+                    "loss/bc": loss.item(),
+                    "grad_norm": grad_norm.item(),
+                    "lr": lr_at(step, cfg),
+                    "time/steps_per_s": 50 / max(now - last_log, 1e-9),
+                },
+            )
             last_log = now
             bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps:
             evaluate_and_log(done, cfg.eval_episodes)
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-            run.save_checkpoint(done, {"policy": policy.state_dict(), "optimizer": optimizer.state_dict(),
-                                       "generator": generator.get_state(), "torch_rng": torch.get_rng_state()})
+            run.save_checkpoint(
+                done,
+                {
+                    "policy": policy.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "generator": generator.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                },
+            )
     bar.close()
 
     policy.save_pretrained(run.path / "policy")
     results = evaluate_and_log(cfg.steps, cfg.final_eval_episodes)
-    write_json(run.eval / "success.json", {
-        "suite": suite.name, "episodes_per_task": cfg.final_eval_episodes, "eval_seed": cfg.eval_seed,
-        "demos": data.task_counts, "tasks": {t: {**r.as_dict(), "role": roles[t]} for t, r in results.items()},
-    })
+    write_json(
+        run.eval / "success.json",
+        {
+            "suite": suite.name,
+            "episodes_per_task": cfg.final_eval_episodes,
+            "eval_seed": cfg.eval_seed,
+            "demos": data.task_counts,
+            "tasks": {t: {**r.as_dict(), "role": roles[t]} for t, r in results.items()},
+        },
+    )
     run.close()
     print(format_table(results, roles))
     print(f"base policy: {run.path / 'policy'}")

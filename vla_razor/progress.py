@@ -8,6 +8,7 @@ is set (once per iteration of a fine-tuning run), plus one line when it closes.
 
 ``VLA_RAZOR_PROGRESS=bars`` or ``=lines`` forces one style.
 """
+
 from __future__ import annotations
 
 import os
@@ -71,8 +72,11 @@ class LogLines(tqdm):
     def _line(self) -> str:
         # The bar graphics mean nothing in a log: "desc: n/total [elapsed<remaining, rate, postfix]".
         fmt = dict(self.format_dict)
-        fmt["bar_format"] = ("{desc}: {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
-                             if fmt.get("total") else "{desc}: {n_fmt} [{elapsed}, {rate_fmt}{postfix}]")
+        fmt["bar_format"] = (
+            "{desc}: {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
+            if fmt.get("total")
+            else "{desc}: {n_fmt} [{elapsed}, {rate_fmt}{postfix}]"
+        )
         return self.format_meter(**fmt).strip()
 
     def display(self, msg=None, pos=None):

@@ -15,6 +15,7 @@ leaves either the old file or the new one, never half of one; the temp names sta
 resumed run deletes them. A checkpoint directory is assembled
 under a temporary name and renamed into place, and LATEST is updated after it.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,7 +48,12 @@ def _flatten_state(state: Any, prefix: str, tensors: dict[str, torch.Tensor]) ->
         for k in state:
             if not isinstance(k, (str, int)):
                 raise TypeError(f"checkpoint state key {k!r} at '{prefix}' must be a str or int")
-        return {"__dict__": [[k, _flatten_state(v, f"{prefix}/{k}" if prefix else str(k), tensors)] for k, v in state.items()]}
+        return {
+            "__dict__": [
+                [k, _flatten_state(v, f"{prefix}/{k}" if prefix else str(k), tensors)]
+                for k, v in state.items()
+            ]
+        }
     if isinstance(state, (list, tuple)):
         items = [_flatten_state(v, f"{prefix}/{i}", tensors) for i, v in enumerate(state)]
         return {"__tuple__": items} if isinstance(state, tuple) else items
@@ -55,7 +61,9 @@ def _flatten_state(state: Any, prefix: str, tensors: dict[str, torch.Tensor]) ->
         return {"__float__": repr(state)}
     if state is None or isinstance(state, (bool, int, float, str)):
         return state
-    raise TypeError(f"checkpoint state at '{prefix}' has a {type(state).__name__}; use tensors or JSON values")
+    raise TypeError(
+        f"checkpoint state at '{prefix}' has a {type(state).__name__}; use tensors or JSON values"
+    )
 
 
 def _unflatten_state(node: Any, tensors: dict[str, torch.Tensor]) -> Any:
@@ -198,8 +206,11 @@ class RunDir:
     def truncate_metrics(self, after_step: int) -> None:
         """Drop records past ``after_step``, and the final evaluation's (``final/...``): what a resumed run
         will log again."""
-        kept = [r for r in self.read_metrics()
-                if r.get("step", 0) <= after_step and not any(str(k).startswith("final/") for k in r)]
+        kept = [
+            r
+            for r in self.read_metrics()
+            if r.get("step", 0) <= after_step and not any(str(k).startswith("final/") for k in r)
+        ]
         with atomic_write(self.metrics_path) as f:
             for r in kept:
                 f.write(json.dumps(r) + "\n")
@@ -225,7 +236,10 @@ class RunDir:
             fsync(tensor_file)
             # state.json is written last and names the tensors' digest: a checkpoint is complete exactly when
             # its state.json exists, and verified against its tensors when it is loaded.
-            write_json(tmp / "state.json", {"step": int(step), "state": skeleton, "tensors_sha256": sha256_file(tensor_file)})
+            write_json(
+                tmp / "state.json",
+                {"step": int(step), "state": skeleton, "tensors_sha256": sha256_file(tensor_file)},
+            )
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
@@ -271,12 +285,17 @@ class RunDir:
                 damaged.append(path.name)
                 continue
             if damaged:
-                print(f"warning: resuming from {path.name}, the newest checkpoint that verifies "
-                      f"({', '.join(damaged)} damaged)", file=sys.stderr)
+                print(
+                    f"warning: resuming from {path.name}, the newest checkpoint that verifies "
+                    f"({', '.join(damaged)} damaged)",
+                    file=sys.stderr,
+                )
             return path, step, state
         if damaged:
-            raise CheckpointError(f"every checkpoint of {self.path} is damaged ({', '.join(damaged)}); start a new run "
-                                  "name, or delete checkpoints/ to restart this run from scratch")
+            raise CheckpointError(
+                f"every checkpoint of {self.path} is damaged ({', '.join(damaged)}); start a new run "
+                "name, or delete checkpoints/ to restart this run from scratch"
+            )
         return None
 
     @staticmethod
@@ -289,13 +308,17 @@ class RunDir:
         state_file, tensor_file = path / "state.json", path / "tensors.safetensors"
         for f in (state_file, tensor_file):
             if not f.exists():
-                raise CheckpointError(f"checkpoint {path} is incomplete: {f.name} is missing; use an earlier checkpoint")
+                raise CheckpointError(
+                    f"checkpoint {path} is incomplete: {f.name} is missing; use an earlier checkpoint"
+                )
         try:
             meta = json.loads(state_file.read_text())
             digest = meta.get("tensors_sha256")
             if digest is not None and digest != sha256_file(tensor_file):
-                raise CheckpointError(f"checkpoint {path} is damaged: tensors.safetensors does not match the digest in "
-                                      "state.json; an earlier checkpoint is used when there is one")
+                raise CheckpointError(
+                    f"checkpoint {path} is damaged: tensors.safetensors does not match the digest in "
+                    "state.json; an earlier checkpoint is used when there is one"
+                )
             tensors = load_file(str(tensor_file))
             return int(meta["step"]), _unflatten_state(meta["state"], tensors)
         except (json.JSONDecodeError, KeyError, SafetensorError, OSError) as err:

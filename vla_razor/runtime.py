@@ -1,4 +1,5 @@
 """Process runtime settings every long-running command applies (the lowest layer: no project imports)."""
+
 from __future__ import annotations
 
 import ctypes

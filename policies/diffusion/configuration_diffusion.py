@@ -1,4 +1,5 @@
 """Configuration of the diffusion (DDPM) policy."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,4 +32,6 @@ class DiffusionConfig(PolicyConfig):
         if self.beta_schedule not in ("cosine", "linear"):
             raise ValueError(f"beta_schedule must be 'cosine' or 'linear', got {self.beta_schedule!r}")
         if not self.min_std > 0:
-            raise ValueError(f"min_std must be > 0 (every step needs a finite log-density), got {self.min_std}")
+            raise ValueError(
+                f"min_std must be > 0 (every step needs a finite log-density), got {self.min_std}"
+            )

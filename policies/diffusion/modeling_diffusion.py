@@ -12,6 +12,7 @@ where ``mu_i`` and ``beta_tilde_i`` are the mean and variance of the DDPM poster
 so every step, and therefore the whole chain, has a finite log-density. The sampled action is NOT
 clipped (a clipped point would have no density under the chain); the env clips actions.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,7 +44,9 @@ def linear_betas(num_steps: int) -> torch.Tensor:
     ``beta_i = 1 - exp(-int beta(tau) dtau)``. For K = 1000 these are DDPM's 1e-4 .. 0.02 (to 2e-4); unlike
     ``linspace(1e-4, 0.02, K)`` they still reach pure noise when K is small."""
     i = torch.arange(1, num_steps + 1, dtype=torch.float64)
-    integral = LINEAR_BETA_MIN / num_steps + (LINEAR_BETA_MAX - LINEAR_BETA_MIN) * (2 * i - 1) / (2 * num_steps**2)
+    integral = LINEAR_BETA_MIN / num_steps + (LINEAR_BETA_MAX - LINEAR_BETA_MIN) * (2 * i - 1) / (
+        2 * num_steps**2
+    )
     return 1 - torch.exp(-integral)
 
 
@@ -80,8 +83,14 @@ class DiffusionPolicy(DenoisingChainPolicy):
 
     def __init__(self, config: DiffusionConfig, embed_language: bool = True):
         super().__init__(config, embed_language)
-        self.expert = ActionExpert(config.hidden, config.num_layers, config.num_heads, config.chunk_size, config.action_dim)
-        betas = cosine_betas(config.num_steps) if config.beta_schedule == "cosine" else linear_betas(config.num_steps)
+        self.expert = ActionExpert(
+            config.hidden, config.num_layers, config.num_heads, config.chunk_size, config.action_dim
+        )
+        betas = (
+            cosine_betas(config.num_steps)
+            if config.beta_schedule == "cosine"
+            else linear_betas(config.num_steps)
+        )
         # Not persistent: the schedule follows from the config, so it is not part of the weights file.
         for name, value in ddpm_schedule(betas, config.min_std).items():
             self.register_buffer(name, value, persistent=False)
@@ -103,7 +112,9 @@ class DiffusionPolicy(DenoisingChainPolicy):
         x0 = (x - self._at("sqrt_one_minus_alpha_bar", i) * eps) / self._at("sqrt_alpha_bar", i)
         return x0.clamp(-1.0, 1.0) if self.config.clip_sample else x0
 
-    def posterior(self, x0: torch.Tensor, x: torch.Tensor, i: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def posterior(
+        self, x0: torch.Tensor, x: torch.Tensor, i: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and variance of ``q(x_{i-1} | x_i = x, x_0 = x0)`` (i >= 1)."""
         mean = self._at("coef_x0", i) * x0 + self._at("coef_xt", i) * x
         return mean, self._at("posterior_var", i).expand_as(mean)
@@ -115,7 +126,9 @@ class DiffusionPolicy(DenoisingChainPolicy):
         mean, _ = self.posterior(self.predict_x0(x, i, eps), x, i)
         return mean, mean, self._at("step_log_std", i).expand_as(mean)
 
-    def bc_loss(self, obs: dict, actions: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def bc_loss(
+        self, obs: dict, actions: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """DDPM's simple loss: regress the network on the noise eps of x_i at i ~ U{1, ..., K}."""
         actions = self._normalized_targets(actions)
         tokens = self.encode(obs)

@@ -1,4 +1,5 @@
 """Flow-matching VLA (rectified flow; Flow-SDE and Flow-Noise stochastic chains)."""
+
 from .configuration_flow import FlowConfig
 from .modeling_flow import FlowPolicy, flow_sde_step
 

@@ -1,4 +1,5 @@
 """Configuration of the flow-matching VLA."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -10,6 +10,7 @@ Convention: ``x_t = (1 - t) a + t eps`` (t = 1 noise, t = 0 action); the network
   where sigma_t diverges, sigma is evaluated at t = 1 - dt.
 - Flow-Noise (stochastic): ``x <- N(x - dt v, std^2)`` with std from a learned head, bounded.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,7 +27,9 @@ def sde_sigma(t: torch.Tensor, dt: float, noise_level: float) -> torch.Tensor:
     return noise_level * torch.sqrt(t_safe / (1.0 - t_safe))
 
 
-def flow_sde_step(x: torch.Tensor, v: torch.Tensor, t: torch.Tensor, dt: float, noise_level: float) -> tuple[torch.Tensor, torch.Tensor]:
+def flow_sde_step(
+    x: torch.Tensor, v: torch.Tensor, t: torch.Tensor, dt: float, noise_level: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and std of one Flow-SDE step from time t to t - dt (t broadcastable to x)."""
     sigma = sde_sigma(t, dt, noise_level)
     mean = x - dt * (v + sigma.square() / (2.0 * t) * (x + (1.0 - t) * v))
@@ -41,15 +44,23 @@ class FlowPolicy(DenoisingChainPolicy):
     def __init__(self, config: FlowConfig, embed_language: bool = True):
         super().__init__(config, embed_language)
         outputs = 2 if config.noise_method == "noise" else 1
-        self.expert = ActionExpert(config.hidden, config.num_layers, config.num_heads, config.chunk_size, config.action_dim, outputs)
+        self.expert = ActionExpert(
+            config.hidden, config.num_layers, config.num_heads, config.chunk_size, config.action_dim, outputs
+        )
         if outputs == 2:
             # Start the noise head at noise_init_std for every output.
             with torch.no_grad():
-                self.expert.head.bias[config.action_dim:] = self._std_to_raw(torch.tensor(config.noise_init_std))
+                self.expert.head.bias[config.action_dim :] = self._std_to_raw(
+                    torch.tensor(config.noise_init_std)
+                )
 
     # times t_k = 1 - k/K for k = 0..K: step k goes from t_k to t_{k+1}
     def times(self) -> torch.Tensor:
-        return 1.0 - torch.arange(self.config.num_steps + 1, device=self.device, dtype=torch.float32) / self.config.num_steps
+        return (
+            1.0
+            - torch.arange(self.config.num_steps + 1, device=self.device, dtype=torch.float32)
+            / self.config.num_steps
+        )
 
     def _std_to_raw(self, std: torch.Tensor) -> torch.Tensor:
         lo, hi = math.log(self.config.noise_min_std), math.log(self.config.noise_max_std)
@@ -72,7 +83,7 @@ class FlowPolicy(DenoisingChainPolicy):
             mean, std = flow_sde_step(x, v, t3, dt, cfg.noise_level)
             log_std = torch.log(std).expand_as(mean)
         else:
-            mean, log_std = ode_mean, self._raw_to_log_std(out[..., cfg.action_dim:])
+            mean, log_std = ode_mean, self._raw_to_log_std(out[..., cfg.action_dim :])
         return v, ode_mean, mean, log_std
 
     def _step(self, x: torch.Tensor, k: torch.Tensor, obs_tokens: torch.Tensor):
@@ -80,7 +91,9 @@ class FlowPolicy(DenoisingChainPolicy):
         _, ode_mean, mean, log_std = self._predict(x, self.times()[k], obs_tokens)
         return ode_mean, mean, log_std
 
-    def bc_loss(self, obs: dict, actions: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def bc_loss(
+        self, obs: dict, actions: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Rectified-flow matching: regress v(x_t, t) on eps - a at t ~ U(0, 1)."""
         actions = self._normalized_targets(actions)
         tokens = self.encode(obs)

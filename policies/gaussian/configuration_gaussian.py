@@ -1,4 +1,5 @@
 """Configuration of the Gaussian MLP policy (a chain of K = 1 step)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

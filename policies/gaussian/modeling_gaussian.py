@@ -9,6 +9,7 @@ KL of their action Gaussians.
 The log-std is bounded smoothly, ``log_std = min + (max - min) sigmoid(raw)``, so its gradient never
 dies at a bound (a hard clamp would freeze it there).
 """
+
 from __future__ import annotations
 
 import math
@@ -36,7 +37,9 @@ class GaussianPolicy(ChainPolicy):
             width = config.hidden
         self.trunk = nn.Sequential(*layers)
         self.mean_head = nn.Linear(config.hidden, out)
-        nn.init.zeros_(self.mean_head.weight)  # start at the centre of the action range, as the chain families do
+        nn.init.zeros_(
+            self.mean_head.weight
+        )  # start at the centre of the action range, as the chain families do
         nn.init.zeros_(self.mean_head.bias)
         raw = self._log_std_to_raw(config.init_log_std)
         if config.state_dependent_std:
@@ -62,7 +65,9 @@ class GaussianPolicy(ChainPolicy):
         log_std = self._raw_to_log_std(raw).expand_as(mean)
         # From normalised to action units (an affine map of the Gaussian), chunk-flattened.
         scale = self.action_scale.repeat(self.config.chunk_size)
-        return DiagGaussian(mean * scale + self.action_center.repeat(self.config.chunk_size), log_std + scale.log())
+        return DiagGaussian(
+            mean * scale + self.action_center.repeat(self.config.chunk_size), log_std + scale.log()
+        )
 
     @torch.no_grad()
     def sample(self, obs: dict, mode: SampleMode = "stochastic", generator: torch.Generator | None = None):
@@ -71,8 +76,11 @@ class GaussianPolicy(ChainPolicy):
         dist = self.distribution(obs)
         flat = dist.mean if mode == "deterministic" else dist.sample(generator)
         actions = flat.reshape(-1, self.config.chunk_size, self.config.action_dim)
-        chain = Chain(torch.stack([torch.zeros_like(actions), actions], dim=1), stochastic=mode == "stochastic",
-                      steps=GaussianChain(dist.mean[:, None], dist.log_std[:, None]))
+        chain = Chain(
+            torch.stack([torch.zeros_like(actions), actions], dim=1),
+            stochastic=mode == "stochastic",
+            steps=GaussianChain(dist.mean[:, None], dist.log_std[:, None]),
+        )
         return chain.actions, chain
 
     def step_distributions(self, obs: dict, chain: Chain) -> GaussianChain:
@@ -80,7 +88,9 @@ class GaussianPolicy(ChainPolicy):
         dist = self.distribution(obs)
         return GaussianChain(dist.mean[:, None], dist.log_std[:, None])
 
-    def bc_loss(self, obs: dict, actions: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def bc_loss(
+        self, obs: dict, actions: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """MSE of the mean on the demonstrated chunk; the std is not trained by BC.
 
         Why not the NLL: on near-deterministic demonstrations the NLL drives the std to its lower bound

@@ -8,6 +8,7 @@ RL run's, which the SFT-on-RL-data control clones. A sweep given ``archive=DIR``
 run its run directory lacks, so the sweep continues on another machine or in a fresh checkout, and the
 report is rebuilt from the archive alone.
 """
+
 from __future__ import annotations
 
 import json

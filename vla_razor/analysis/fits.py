@@ -2,6 +2,7 @@
 
 Plain numpy on small arrays (one point per evaluated checkpoint); checked against scipy in the tests.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -70,14 +71,21 @@ def polyfit(x, y, degree: int) -> Fit:
     return Fit(degree, tuple(float(c) for c in coefficients), float(r2), len(x))
 
 
-def rank_predictors(predictors: dict[str, np.ndarray], target: np.ndarray, degree: int = 1) -> list[tuple[str, Fit]]:
+def rank_predictors(
+    predictors: dict[str, np.ndarray], target: np.ndarray, degree: int = 1
+) -> list[tuple[str, Fit]]:
     """Fit ``target`` on each predictor; sorted by R^2, best first (nan last)."""
     fits = [(name, polyfit(values, target, degree)) for name, values in predictors.items()]
     return sorted(fits, key=lambda item: (np.isnan(item[1].r2), -np.nan_to_num(item[1].r2, nan=0.0)))
 
 
-def bootstrap_frontier_areas(groups: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]], base: tuple[np.ndarray, np.ndarray],
-                             samples: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+def bootstrap_frontier_areas(
+    groups: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]],
+    base: tuple[np.ndarray, np.ndarray],
+    samples: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict:
     """Percentile intervals of each method's frontier area, and of the first two methods' difference, over
     seeds: every bootstrap sample draws the seeds with replacement (the same draw for all methods, so
     the difference is paired by seed) and takes the frontier of the drawn seeds' points plus the base's.
@@ -97,10 +105,21 @@ def bootstrap_frontier_areas(groups: dict[str, dict[int, tuple[np.ndarray, np.nd
             y = np.concatenate([base[1], *(groups[m][s][1] for s in drawn)])
             areas[m].append(frontier_area(x, y))
     tail = (1.0 - level) / 2 * 100
-    out = {"seeds": seeds, "samples": samples, "level": level,
-           "area": {m: {"low": float(np.percentile(a, tail)), "high": float(np.percentile(a, 100 - tail))} for m, a in areas.items()}}
+    out = {
+        "seeds": seeds,
+        "samples": samples,
+        "level": level,
+        "area": {
+            m: {"low": float(np.percentile(a, tail)), "high": float(np.percentile(a, 100 - tail))}
+            for m, a in areas.items()
+        },
+    }
     if len(methods) >= 2:
         diff = np.array(areas[methods[0]]) - np.array(areas[methods[1]])
-        out["difference"] = {"methods": methods[:2], "low": float(np.percentile(diff, tail)),
-                             "high": float(np.percentile(diff, 100 - tail)), "fraction_above_zero": float((diff > 0).mean())}
+        out["difference"] = {
+            "methods": methods[:2],
+            "low": float(np.percentile(diff, tail)),
+            "high": float(np.percentile(diff, 100 - tail)),
+            "fraction_above_zero": float((diff > 0).mean()),
+        }
     return out

@@ -9,6 +9,7 @@ variance (every task's count plus one success and one failure): the plain Wald v
 when a policy forgets a task completely (rate 0) and its interval then under-covers (0.80 for rates
 of a few percent in tests/test_matched.py); this one stays at or above 95% there.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,7 +26,9 @@ def adjusted_mean(successes: list[int], episodes: list[int]) -> tuple[float, flo
     return sum(rates) / len(rates), var
 
 
-def difference_interval(a: tuple[list[int], list[int]], b: tuple[list[int], list[int]], z: float = Z95) -> dict:
+def difference_interval(
+    a: tuple[list[int], list[int]], b: tuple[list[int], list[int]], z: float = Z95
+) -> dict:
     """Mean success of ``a`` minus that of ``b`` over the same tasks (``(successes, episodes)`` each):
     the estimate and its 95% interval (Agresti-Caffo variance, centred on the estimate)."""
     (xa, na), (xb, nb) = a, b
@@ -42,8 +45,9 @@ def _counts(point: dict, tasks: list[str]) -> tuple[list[int], list[int]]:
     return [int(point[f"successes/{t}"]) for t in tasks], [int(point[f"episodes/{t}"]) for t in tasks]
 
 
-def matched_points(points: list[dict], prior_tasks: list[str], first: str, second: str,
-                   tolerance: float = 0.10) -> tuple[dict, dict, dict] | None:
+def matched_points(
+    points: list[dict], prior_tasks: list[str], first: str, second: str, tolerance: float = 0.10
+) -> tuple[dict, dict, dict] | None:
     """A point of method ``first`` and one of ``second`` at matched new-task success, and the difference of
     their forgetting (``second`` minus ``first``, with its 95% interval).
 
@@ -59,15 +63,20 @@ def matched_points(points: list[dict], prior_tasks: list[str], first: str, secon
 
     a = [p for p in points if p["method"] == first and usable(p)]
     b = [p for p in points if p["method"] == second and usable(p)]
-    pairs = [(r, s) for r in a for s in b if abs(r["new_task_success"] - s["new_task_success"]) <= tolerance + 1e-9]
+    pairs = [
+        (r, s) for r in a for s in b if abs(r["new_task_success"] - s["new_task_success"]) <= tolerance + 1e-9
+    ]
     if not pairs:
         return None
 
     def key(pair):
         r, s = pair
         episodes = min(min(_counts(p, prior_tasks)[1]) for p in pair)
-        return (episodes, min(r["new_task_success"], s["new_task_success"]),
-                -abs(r["new_task_success"] - s["new_task_success"]))
+        return (
+            episodes,
+            min(r["new_task_success"], s["new_task_success"]),
+            -abs(r["new_task_success"] - s["new_task_success"]),
+        )
 
     r, s = max(pairs, key=key)
     # forgetting_second - forgetting_first = retention_first - retention_second (the base cancels)
@@ -84,6 +93,10 @@ def matched_pair(points: list[dict], prior_tasks: list[str], tolerance: float = 
     if found is None:
         return None
     r, s, diff = found
-    return {"tolerance": tolerance, "rl": {k: r.get(k) for k in BRIEF}, "sft": {k: s.get(k) for k in BRIEF},
-            "episodes_per_prior_task": min(min(_counts(p, prior_tasks)[1]) for p in (r, s)),
-            "forgetting_difference": diff}
+    return {
+        "tolerance": tolerance,
+        "rl": {k: r.get(k) for k in BRIEF},
+        "sft": {k: s.get(k) for k in BRIEF},
+        "episodes_per_prior_task": min(min(_counts(p, prior_tasks)[1]) for p in (r, s)),
+        "forgetting_difference": diff,
+    }

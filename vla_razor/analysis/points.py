@@ -6,6 +6,7 @@ success, the retention (mean success over prior tasks), the forgetting against t
 on the same seeds and episode count, and every predictor of :mod:`.predictors`, measured on the same
 new-task states for all runs. Predictors are cached per snapshot in ``<run>/analysis/``.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,6 +25,7 @@ def _rate(task: dict) -> float:
 def _evaluations(run_dir: Path) -> list[tuple[str, Path, dict]]:
     """(tag, policy directory, evaluation) of every evaluation of a run, in training order: those whose policy
     is on disk, and those of an archived run (:mod:`.archive`) whose predictors were measured before."""
+
     def usable(tag: str, policy_dir: Path) -> bool:
         return (policy_dir / "config.json").is_file() or (run_dir / "analysis" / f"{tag}.json").is_file()
 
@@ -31,14 +33,31 @@ def _evaluations(run_dir: Path) -> list[tuple[str, Path, dict]]:
     for path in sorted((run_dir / "eval").glob("iter_*.json")):
         ev = json.loads(path.read_text())
         if usable(path.stem, run_dir / "snapshots" / path.stem):
-            out.append((path.stem, run_dir / "snapshots" / path.stem,
-                        {"iteration": ev["iteration"], "env_steps": ev["env_steps"],
-                         "tasks": {t: {**x, "rate": _rate(x)} for t, x in ev["tasks"].items()}}))
+            out.append(
+                (
+                    path.stem,
+                    run_dir / "snapshots" / path.stem,
+                    {
+                        "iteration": ev["iteration"],
+                        "env_steps": ev["env_steps"],
+                        "tasks": {t: {**x, "rate": _rate(x)} for t, x in ev["tasks"].items()},
+                    },
+                )
+            )
     final = run_dir / "eval" / "final.json"
     if final.is_file() and usable("final", run_dir / "policy"):
         ev = json.loads(final.read_text())
-        out.append(("final", run_dir / "policy", {"iteration": ev["meta"].get("iteration"), "env_steps": ev["meta"].get("env_steps"),
-                                                  "tasks": {t: {**x, "rate": _rate(x)} for t, x in ev["tasks"].items()}}))
+        out.append(
+            (
+                "final",
+                run_dir / "policy",
+                {
+                    "iteration": ev["meta"].get("iteration"),
+                    "env_steps": ev["meta"].get("env_steps"),
+                    "tasks": {t: {**x, "rate": _rate(x)} for t, x in ev["tasks"].items()},
+                },
+            )
+        )
     return out
 
 
@@ -70,7 +89,15 @@ class RobotTrack:
     Each point also gets the forward and reverse KL on every prior task's own states (the base's rollouts
     there): ``kl/forward/<task>``, ``kl/reverse/<task>``, for "where forgetting happens"."""
 
-    def __init__(self, base_dir: str, suite, state_episodes: int, state_seed: int, kl_states: int, eval_seed: int = 10_000):
+    def __init__(
+        self,
+        base_dir: str,
+        suite,
+        state_episodes: int,
+        state_seed: int,
+        kl_states: int,
+        eval_seed: int = 10_000,
+    ):
         from vla_razor.base_kl import freeze
         from vla_razor.policies import ChainPolicy
 
@@ -78,16 +105,22 @@ class RobotTrack:
         self.new_task, self.prior_tasks = suite.new_task, list(suite.prior_tasks)
         self.base = freeze(ChainPolicy.from_pretrained(base_dir))
         self.states = task_states(base_dir, suite.new_task, state_episodes, state_seed)
-        self.prior_states = {t: task_states(base_dir, t, state_episodes, state_seed) for t in self.prior_tasks}
+        self.prior_states = {
+            t: task_states(base_dir, t, state_episodes, state_seed) for t in self.prior_tasks
+        }
         self.kl_states, self.seed = kl_states, state_seed
         # "+action": the predictors include the action-marginal KL (caches measured before it are re-measured)
-        self.key = (f"{suite.new_task}-{state_episodes}ep-seed{state_seed}-{kl_states}-priors:{','.join(self.prior_tasks)}"
-                    "+action")
+        self.key = (
+            f"{suite.new_task}-{state_episodes}ep-seed{state_seed}-{kl_states}-priors:{','.join(self.prior_tasks)}"
+            "+action"
+        )
 
     def base_rates(self, episodes: int) -> dict[str, float]:
         from vla_razor.retention import base_results
 
-        return {t: r.rate for t, r in base_results(self.base_dir, self.suite, episodes, self.eval_seed).items()}
+        return {
+            t: r.rate for t, r in base_results(self.base_dir, self.suite, episodes, self.eval_seed).items()
+        }
 
     def predictors(self, policy_dir: Path) -> dict[str, float]:
         import torch
@@ -101,7 +134,10 @@ class RobotTrack:
             out = measure_predictors(base, policy, self.states, self.kl_states, seed=self.seed)
             for task, states in self.prior_states.items():
                 on_task = measure_kl_to_base(base, policy, states, self.kl_states, seed=self.seed)
-                out[f"kl/forward/{task}"], out[f"kl/reverse/{task}"] = on_task["kl/forward"], on_task["kl/reverse"]
+                out[f"kl/forward/{task}"], out[f"kl/reverse/{task}"] = (
+                    on_task["kl/forward"],
+                    on_task["kl/reverse"],
+                )
         return out
 
 
@@ -121,8 +157,13 @@ def collect_points(run_root: Path, plan: list[dict], track) -> list[dict]:
         priors = [t for t in track.prior_tasks if t in tasks]
         forgetting = {t: base_rates(tasks[t]["episodes"])[t] - tasks[t]["rate"] for t in priors}
         return {
-            "run": run, "method": method, "algo": algo, "grid": grid, "tag": tag,
-            "iteration": ev["iteration"], "env_steps": ev["env_steps"],
+            "run": run,
+            "method": method,
+            "algo": algo,
+            "grid": grid,
+            "tag": tag,
+            "iteration": ev["iteration"],
+            "env_steps": ev["env_steps"],
             "new_task_success": tasks[track.new_task]["rate"],
             "retention": sum(tasks[t]["rate"] for t in priors) / len(priors) if priors else float("nan"),
             "forgetting": sum(forgetting.values()) / len(forgetting) if forgetting else float("nan"),
@@ -135,10 +176,26 @@ def collect_points(run_root: Path, plan: list[dict], track) -> list[dict]:
     points = []
     base_ev = base_rates(max(1, _largest_episode_count(run_root, plan)))
     priors = track.prior_tasks
-    points.append({"run": "base", "method": "base", "algo": "", "grid": {}, "tag": "base", "iteration": 0, "env_steps": 0,
-                   "new_task_success": base_ev[track.new_task], "retention": sum(base_ev[t] for t in priors) / len(priors),
-                   "forgetting": 0.0, "kl/forward": 0.0, "kl/reverse": 0.0, "kl/forward_action": 0.0, "weights/l2_change": 0.0,
-                   "weights/update_density": 0.0, "features/change": 0.0})
+    points.append(
+        {
+            "run": "base",
+            "method": "base",
+            "algo": "",
+            "grid": {},
+            "tag": "base",
+            "iteration": 0,
+            "env_steps": 0,
+            "new_task_success": base_ev[track.new_task],
+            "retention": sum(base_ev[t] for t in priors) / len(priors),
+            "forgetting": 0.0,
+            "kl/forward": 0.0,
+            "kl/reverse": 0.0,
+            "kl/forward_action": 0.0,
+            "weights/l2_change": 0.0,
+            "weights/update_density": 0.0,
+            "features/change": 0.0,
+        }
+    )
     runs = [(spec, run_root / spec["name"]) for spec in plan]
     entries = [(spec, run_dir, tag, ev) for spec, run_dir in runs for tag, _, ev in _evaluations(run_dir)]
     measured: dict[str, dict] = {}
@@ -148,7 +205,9 @@ def collect_points(run_root: Path, plan: list[dict], track) -> list[dict]:
         predictors = measured[spec["name"]].get(tag)
         if predictors is None:  # archived without its policy, measured on other states: cannot be a point
             continue
-        points.append({**row(spec["name"], spec["method"], spec["algo"], spec.get("grid", {}), tag, ev), **predictors})
+        points.append(
+            {**row(spec["name"], spec["method"], spec["algo"], spec.get("grid", {}), tag, ev), **predictors}
+        )
     return points
 
 

@@ -15,13 +15,21 @@ measured identically:
 The states are the new task's, as the base policy meets them: observations of the base's own
 stochastic rollouts on fixed seeds, computed once per base and cached beside its weights.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
 
-PREDICTORS = ("kl/forward", "kl/reverse", "kl/forward_action", "weights/l2_change", "weights/update_density", "features/change")
+PREDICTORS = (
+    "kl/forward",
+    "kl/reverse",
+    "kl/forward_action",
+    "weights/l2_change",
+    "weights/update_density",
+    "features/change",
+)
 DENSITY_RELATIVE_TOLERANCE = 1e-3
 
 
@@ -46,7 +54,9 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
     """Linear centred kernel alignment of two feature matrices ``[n, d1]`` and ``[n, d2]`` (Kornblith et al. 2019):
     ||Y_c^T X_c||_F^2 / (||X_c^T X_c||_F ||Y_c^T Y_c||_F); 1 for identical features up to rotation and scale."""
     if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
-        raise ValueError(f"need feature matrices [n, d] with the same n, got {tuple(x.shape)} and {tuple(y.shape)}")
+        raise ValueError(
+            f"need feature matrices [n, d] with the same n, got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
     x = (x - x.mean(0)).double()
     y = (y - y.mean(0)).double()
     cross = torch.linalg.matrix_norm(y.T @ x) ** 2
@@ -76,7 +86,9 @@ def measure_predictors(base, policy, states: dict, kl_states: int = 512, seed: i
     return out
 
 
-def task_states(base_dir: str | Path, task: str, episodes: int = 16, seed: int = 20_000) -> dict[str, torch.Tensor]:
+def task_states(
+    base_dir: str | Path, task: str, episodes: int = 16, seed: int = 20_000
+) -> dict[str, torch.Tensor]:
     """Observations of the base policy's stochastic rollouts on ``task`` (``episodes`` episodes from
     ``seed``), cached in ``<base_dir>/razor_cache`` keyed by the weights' hash."""
     from safetensors.torch import load_file, save_file
@@ -87,7 +99,11 @@ def task_states(base_dir: str | Path, task: str, episodes: int = 16, seed: int =
     from vla_razor.retention.evaluate import weights_hash
 
     base_dir = Path(base_dir)
-    cache = base_dir / "razor_cache" / f"states-{task}-{episodes}ep-seed{seed}-{weights_hash(base_dir)}.safetensors"
+    cache = (
+        base_dir
+        / "razor_cache"
+        / f"states-{task}-{episodes}ep-seed{seed}-{weights_hash(base_dir)}.safetensors"
+    )
     if cache.exists():
         try:
             return load_file(cache)

@@ -9,6 +9,7 @@ interrupted one resumes from its checkpoint, so re-running the command continues
 After the RL runs, the "SFT on RL data" control clones the successful rollouts of the RL run with the
 best new-task success (the paper's control: RL's data, SFT's update).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -89,7 +90,9 @@ class RazorConfig:
         grids += [(f"rl_extra_grids[{i}]", g) for i, g in enumerate(self.rl_extra_grids)]
         for name, grid in grids:
             if not isinstance(grid, dict):
-                raise ValueError(f"{name} must be a mapping of config fields to lists of values, got {grid!r}")
+                raise ValueError(
+                    f"{name} must be a mapping of config fields to lists of values, got {grid!r}"
+                )
             for key, values in grid.items():
                 if not isinstance(values, list) or not values:
                     raise ValueError(f"{name}.{key} must be a non-empty list of values, got {values!r}")
@@ -106,7 +109,9 @@ class RazorConfig:
 
         from .points import RobotTrack
 
-        return RobotTrack(self.base, load_suite(self.suite), self.state_episodes, self.state_seed, self.kl_states)
+        return RobotTrack(
+            self.base, load_suite(self.suite), self.state_episodes, self.state_seed, self.kl_states
+        )
 
     @property
     def path(self) -> Path:
@@ -122,22 +127,65 @@ class RazorConfig:
         return Path(self.archive) / "runs"
 
 
-SMOKE = dict(name="razor-smoke", suite="smoke", base="runs/base-smoke/policy", rl_grid={"lr": [1e-5, 1e-4]},
-             rl_extra_grids=[], rl_extra_seeds=[], control_grid={"lr": [1e-3]}, archive="",
-             sft_grid={"lr": [1e-4, 1e-3]}, seeds=[0], state_episodes=2, kl_states=16, report_videos=True,
-             common={"eval_every": 1, "eval_episodes": 2, "retention_episodes": 2, "final_eval_episodes": 2,
-                     "video_episodes": 1, "kl_states": 8},
-             rl={"total_env_steps": 128, "num_envs": 2, "num_decisions": 4, "update_epochs": 1, "num_minibatches": 2,
-                 "critic_warmup_iterations": 1},
-             sft={"iterations": 2, "steps_per_iteration": 2, "batch_size": 8, "demos": 1})
+SMOKE = dict(
+    name="razor-smoke",
+    suite="smoke",
+    base="runs/base-smoke/policy",
+    rl_grid={"lr": [1e-5, 1e-4]},
+    rl_extra_grids=[],
+    rl_extra_seeds=[],
+    control_grid={"lr": [1e-3]},
+    archive="",
+    sft_grid={"lr": [1e-4, 1e-3]},
+    seeds=[0],
+    state_episodes=2,
+    kl_states=16,
+    report_videos=True,
+    common={
+        "eval_every": 1,
+        "eval_episodes": 2,
+        "retention_episodes": 2,
+        "final_eval_episodes": 2,
+        "video_episodes": 1,
+        "kl_states": 8,
+    },
+    rl={
+        "total_env_steps": 128,
+        "num_envs": 2,
+        "num_decisions": 4,
+        "update_epochs": 1,
+        "num_minibatches": 2,
+        "critic_warmup_iterations": 1,
+    },
+    sft={"iterations": 2, "steps_per_iteration": 2, "batch_size": 8, "demos": 1},
+)
 
 
-LLM_SMOKE = dict(name="razor-llm-smoke", base="runs/llm-base-smoke/policy", rl_grid={"lr": [1e-4, 1e-3]}, rl_extra_grids=[],
-                 rl_extra_seeds=[], archive="",
-                 sft_grid={"lr": [1e-4, 1e-3]}, seeds=[0], state_episodes=1, kl_states=8, control_grid={"lr": [1e-3]},
-                 rl={}, sft={},
-                 common={"iterations": 2, "num_prompts": 2, "group_size": 2, "kl_prompts": 4, "eval_every": 1,
-                         "eval_problems": 4, "final_eval_problems": 4, "checkpoint_every": 1})
+LLM_SMOKE = dict(
+    name="razor-llm-smoke",
+    base="runs/llm-base-smoke/policy",
+    rl_grid={"lr": [1e-4, 1e-3]},
+    rl_extra_grids=[],
+    rl_extra_seeds=[],
+    archive="",
+    sft_grid={"lr": [1e-4, 1e-3]},
+    seeds=[0],
+    state_episodes=1,
+    kl_states=8,
+    control_grid={"lr": [1e-3]},
+    rl={},
+    sft={},
+    common={
+        "iterations": 2,
+        "num_prompts": 2,
+        "group_size": 2,
+        "kl_prompts": 4,
+        "eval_every": 1,
+        "eval_problems": 4,
+        "final_eval_problems": 4,
+        "checkpoint_every": 1,
+    },
+)
 
 
 @dataclass(frozen=True)
@@ -185,11 +233,26 @@ def plan_runs(cfg: RazorConfig) -> list[RunSpec]:
         for method, algo, point, overrides_of_method in groups:
             values = {**point, "seed": seed}
             name = "-".join([algo] + [_label(k, v) for k, v in values.items()])
-            overrides = {**cfg.common, **overrides_of_method, **values, "base": cfg.base, "runs_dir": str(cfg.run_root),
-                         "name": name}
+            overrides = {
+                **cfg.common,
+                **overrides_of_method,
+                **values,
+                "base": cfg.base,
+                "runs_dir": str(cfg.run_root),
+                "name": name,
+            }
             if cfg.track == "robot":
                 overrides["suite"] = cfg.suite
-            specs.append(RunSpec(name, method, cfg.track, algo, tuple(_override(k, v) for k, v in overrides.items()), values))
+            specs.append(
+                RunSpec(
+                    name,
+                    method,
+                    cfg.track,
+                    algo,
+                    tuple(_override(k, v) for k, v in overrides.items()),
+                    values,
+                )
+            )
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise ValueError("two runs of the sweep got the same name: make the grid values distinct")
@@ -201,11 +264,28 @@ def plan_control(cfg: RazorConfig, rl_policy: str) -> list[RunSpec]:
     for point in _grid(cfg.control_grid) if cfg.control_grid else []:
         values = {"seed": cfg.seeds[0], **point}  # the control grid may set its own seeds
         name = "-".join(["sft_on_rl"] + [_label(k, v) for k, v in values.items()])
-        overrides = {**cfg.common, **cfg.sft, **values, "rl_policy": rl_policy, "data": "rl", "base": cfg.base,
-                     "runs_dir": str(cfg.run_root), "name": name}
+        overrides = {
+            **cfg.common,
+            **cfg.sft,
+            **values,
+            "rl_policy": rl_policy,
+            "data": "rl",
+            "base": cfg.base,
+            "runs_dir": str(cfg.run_root),
+            "name": name,
+        }
         if cfg.track == "robot":
             overrides["suite"] = cfg.suite
-        specs.append(RunSpec(name, "sft_on_rl", cfg.track, "sft", tuple(_override(k, v) for k, v in overrides.items()), values))
+        specs.append(
+            RunSpec(
+                name,
+                "sft_on_rl",
+                cfg.track,
+                "sft",
+                tuple(_override(k, v) for k, v in overrides.items()),
+                values,
+            )
+        )
     return specs
 
 
@@ -219,7 +299,17 @@ def run_command(spec: dict, threads: int = 0) -> list[str]:
 
     overrides = list(spec["overrides"]) + ([f"threads={threads}"] if threads else [])
     track = ["llm"] if spec.get("track") == "llm" else []
-    return [sys.executable, "-m", "vla_razor.cli", *track, "finetune", "--algo", spec["algo"], "--resume", *overrides]
+    return [
+        sys.executable,
+        "-m",
+        "vla_razor.cli",
+        *track,
+        "finetune",
+        "--algo",
+        spec["algo"],
+        "--resume",
+        *overrides,
+    ]
 
 
 def execute_run(spec: dict, threads: int = 0) -> dict:
@@ -314,7 +404,11 @@ class Archiver:
         for spec in self.specs:
             run_dir = self.cfg.run_root / spec.name
             if spec.method == "rl" and run_is_done(run_dir):
-                archive_run(run_dir, self.cfg.archive_runs, with_policy=run_dir == best and (run_dir / "policy").is_dir())
+                archive_run(
+                    run_dir,
+                    self.cfg.archive_runs,
+                    with_policy=run_dir == best and (run_dir / "policy").is_dir(),
+                )
 
 
 def run_specs(cfg: RazorConfig, specs: list[RunSpec], on_done=None) -> list[dict]:
@@ -335,7 +429,11 @@ def run_specs(cfg: RazorConfig, specs: list[RunSpec], on_done=None) -> list[dict
 
     started_here = not ray.is_initialized()
     if started_here:
-        kwargs = {"address": cfg.ray_address} if cfg.ray_address else {"num_cpus": cfg.workers, "include_dashboard": False}
+        kwargs = (
+            {"address": cfg.ray_address}
+            if cfg.ray_address
+            else {"num_cpus": cfg.workers, "include_dashboard": False}
+        )
         ray.init(log_to_driver=False, configure_logging=False, **kwargs)
     try:
         remote = ray.remote(num_cpus=1, max_retries=0)(execute_run)
@@ -347,8 +445,13 @@ def run_specs(cfg: RazorConfig, specs: list[RunSpec], on_done=None) -> list[dict
                 try:
                     statuses.append(ray.get(done[0]))
                 except ray.exceptions.RayError as err:  # the Ray worker itself died or was lost with its node
-                    statuses.append({"name": spec.name, "status": "failed",
-                                     "error": f"its Ray worker was lost ({type(err).__name__}: {str(err)[:300]})"})
+                    statuses.append(
+                        {
+                            "name": spec.name,
+                            "status": "failed",
+                            "error": f"its Ray worker was lost ({type(err).__name__}: {str(err)[:300]})",
+                        }
+                    )
                 on_done(spec, statuses[-1])
                 bar.update(1)
     finally:
@@ -393,11 +496,18 @@ def run_sweep(cfg: RazorConfig) -> list[RunSpec]:
     if best is not None and cfg.control_grid:
         control = plan_control(cfg, str(best / "policy"))
         specs += control
-        write_json(cfg.path / "plan.json", {"runs": [s.as_dict() for s in specs], "control_teacher": str(best)})
+        write_json(
+            cfg.path / "plan.json", {"runs": [s.as_dict() for s in specs], "control_teacher": str(best)}
+        )
         statuses += run_specs(cfg, control, archiver)
     elif cfg.control_grid:
-        write_json(cfg.path / "plan.json", {"runs": [s.as_dict() for s in specs], "control_skipped":
-                   "no RL run succeeded on the new task in its final evaluation: there is no RL data to clone"})
+        write_json(
+            cfg.path / "plan.json",
+            {
+                "runs": [s.as_dict() for s in specs],
+                "control_skipped": "no RL run succeeded on the new task in its final evaluation: there is no RL data to clone",
+            },
+        )
     write_json(cfg.path / "status.json", {"runs": statuses})
     for status in statuses:
         if status["status"] != "done":
@@ -412,8 +522,10 @@ def razor(cfg: RazorConfig, report_only: bool = False) -> Path:
 
     if not (Path(cfg.base) / "config.json").is_file():
         command = "vla-razor llm pretrain" if cfg.track == "llm" else "vla-razor pretrain"
-        raise FileNotFoundError(f"base policy {cfg.base} not found: run `{command}` first "
-                                f"(or `{command} --smoke` for the --smoke sweep), or pass base=<policy dir>")
+        raise FileNotFoundError(
+            f"base policy {cfg.base} not found: run `{command}` first "
+            f"(or `{command} --smoke` for the --smoke sweep), or pass base=<policy dir>"
+        )
     if not report_only:
         run_sweep(cfg)
     elif cfg.archive:
@@ -428,7 +540,9 @@ def razor(cfg: RazorConfig, report_only: bool = False) -> Path:
         from .archive import archive_report
 
         plan = json.loads((cfg.path / "plan.json").read_text())
-        Archiver(cfg, [RunSpec(**{**r, "overrides": tuple(r["overrides"])}) for r in plan["runs"]]).archive_all()
+        Archiver(
+            cfg, [RunSpec(**{**r, "overrides": tuple(r["overrides"])}) for r in plan["runs"]]
+        ).archive_all()
         archive_report(report.parent, Path(cfg.archive))
         write_json(Path(cfg.archive) / "plan.json", plan)
     return report

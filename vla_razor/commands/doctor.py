@@ -1,4 +1,5 @@
 """`vla-razor doctor`: check that the installation can do real work, and say how to fix what cannot."""
+
 from __future__ import annotations
 
 import platform

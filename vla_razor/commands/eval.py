@@ -1,4 +1,5 @@
 """`vla-razor eval`: a policy on every task of a suite, with forgetting against its base."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,8 +12,12 @@ def main(args) -> int:
     from vla_razor.policies import ChainPolicy
     from vla_razor.retention import evaluate_suite
 
-    for flag, value, low in (("--episodes", args.episodes, 1), ("--workers", args.workers, 1),
-                             ("--video-episodes", args.video_episodes, 1), ("--seed", args.seed, 0)):
+    for flag, value, low in (
+        ("--episodes", args.episodes, 1),
+        ("--workers", args.workers, 1),
+        ("--video-episodes", args.video_episodes, 1),
+        ("--seed", args.seed, 0),
+    ):
         if value < low:
             raise BadInputError(f"{flag} must be >= {low}, got {value}")
     suite = load_suite(args.suite)
@@ -32,8 +37,13 @@ def main(args) -> int:
 
         policy = ChainPolicy.from_pretrained(checkpoint).eval()
         for task in suite.tasks:
-            video = record_episodes(task, deterministic_actor(policy), out.parent / "videos" / f"{suite.name}_{task}.mp4",
-                                    num_episodes=args.video_episodes, seed=args.seed)
+            video = record_episodes(
+                task,
+                deterministic_actor(policy),
+                out.parent / "videos" / f"{suite.name}_{task}.mp4",
+                num_episodes=args.video_episodes,
+                seed=args.seed,
+            )
             print(f"video: {video.path}")
     return 0
 

@@ -1,4 +1,5 @@
 """`vla-razor finetune --algo ppo|grpo|sft`."""
+
 from __future__ import annotations
 
 

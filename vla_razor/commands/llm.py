@@ -1,4 +1,5 @@
 """`vla-razor llm pretrain` and `vla-razor llm finetune --algo grpo|sft`."""
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """`vla-razor pretrain`."""
+
 from __future__ import annotations
 
 

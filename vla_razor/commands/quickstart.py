@@ -12,6 +12,7 @@
 Every stage is cached and resumable: a re-run reuses what exists and continues what was interrupted.
 The wall time of every stage goes to ``eval/timings.json`` and the summary.
 """
+
 from __future__ import annotations
 
 import json
@@ -60,8 +61,16 @@ class QuickstartConfig:
             raise ValueError("demos_per_task must be >= 1 and video_episodes >= 0")
 
 
-SMOKE = dict(name="quickstart-smoke", suite="smoke", demos_per_task=2, video_episodes=2, video_tile_size=96,
-             retrain_base=True, pretrain={}, razor={})
+SMOKE = dict(
+    name="quickstart-smoke",
+    suite="smoke",
+    demos_per_task=2,
+    video_episodes=2,
+    video_tile_size=96,
+    retrain_base=True,
+    pretrain={},
+    razor={},
+)
 
 
 def _overrides(values: dict[str, Any]) -> list[str]:
@@ -76,15 +85,22 @@ def pretrain_stage(config: QuickstartConfig, smoke: bool) -> Path:
     if not config.retrain_base:
         base = Path(config.base)
         if not (base / "config.json").is_file() or not (base / "model.safetensors").is_file():
-            raise FileNotFoundError(f"base policy {base} not found (config.json and model.safetensors): pass "
-                                    "base=<a save_pretrained directory>, or retrain it with --retrain-base")
+            raise FileNotFoundError(
+                f"base policy {base} not found (config.json and model.safetensors): pass "
+                "base=<a save_pretrained directory>, or retrain it with --retrain-base"
+            )
         return base
     from vla_razor.config import load_config
     from vla_razor.pretrain import SMOKE as PRETRAIN_SMOKE
     from vla_razor.pretrain import PretrainConfig, pretrain
 
-    values = {"name": f"{config.name}-base", "runs_dir": config.runs_dir, "suite": config.suite,
-              "demo_dir": config.demo_dir, **config.pretrain}
+    values = {
+        "name": f"{config.name}-base",
+        "runs_dir": config.runs_dir,
+        "suite": config.suite,
+        "demo_dir": config.demo_dir,
+        **config.pretrain,
+    }
     cfg = load_config(PretrainConfig, "configs/pretrain.yaml", _overrides(values))
     if smoke:
         cfg = with_smoke(cfg, PRETRAIN_SMOKE, list(values))
@@ -100,8 +116,13 @@ def razor_config(config: QuickstartConfig, base: Path, smoke: bool):
     from vla_razor.analysis.sweep import RazorConfig
     from vla_razor.config import load_config
 
-    values = {"name": f"{config.name}-razor", "runs_dir": config.runs_dir, "suite": config.suite, "base": str(base),
-              **config.razor}
+    values = {
+        "name": f"{config.name}-razor",
+        "runs_dir": config.runs_dir,
+        "suite": config.suite,
+        "base": str(base),
+        **config.razor,
+    }
     cfg = load_config(RazorConfig, "configs/razor.yaml", _overrides(values))
     if smoke:
         cfg = with_smoke(cfg, RAZOR_SMOKE, list(values))
@@ -139,8 +160,10 @@ def run_quickstart(config: QuickstartConfig, smoke: bool = False) -> Path:
         from vla_razor.policies import ChainPolicy
 
         if not (Path(config.base) / "config.json").is_file():
-            raise CheckpointError(f"base policy {config.base} not found (config.json and model.safetensors): pass "
-                                  "base=<a save_pretrained directory>, or retrain it with --retrain-base")
+            raise CheckpointError(
+                f"base policy {config.base} not found (config.json and model.safetensors): pass "
+                "base=<a save_pretrained directory>, or retrain it with --retrain-base"
+            )
         ChainPolicy.from_pretrained(config.base)
     razor_config(config, Path(config.base), smoke)  # the sweep's overrides are checked before any work
     run = RunDir.create(config.runs_dir, config.name, config, resume=True)
@@ -193,17 +216,38 @@ def demos_stage(config: QuickstartConfig, suite, run: RunDir) -> list[dict]:
                 row["replay_success"] = json.loads(cached.read_text())["replay_success"]
             else:
                 result = record_episodes(
-                    task, replay_policy([e.actions for e in episodes]), video, num_episodes=len(episodes),
-                    seed=[e.seed for e in episodes], tile_size=config.video_tile_size,
+                    task,
+                    replay_policy([e.actions for e in episodes]),
+                    video,
+                    num_episodes=len(episodes),
+                    seed=[e.seed for e in episodes],
+                    tile_size=config.video_tile_size,
                 )
                 row["replay_success"] = sum(result.successes) / len(result.successes)
-                write_json(cached, {"replay_success": row["replay_success"], "successes": result.successes,
-                                    "lengths": result.episode_lengths, "demo_lengths": [e.length for e in episodes]})
+                write_json(
+                    cached,
+                    {
+                        "replay_success": row["replay_success"],
+                        "successes": result.successes,
+                        "lengths": result.episode_lengths,
+                        "demo_lengths": [e.length for e in episodes],
+                    },
+                )
             row["video"] = str(video.relative_to(run.path))
         rows.append(row)
-        run.log(step, {f"demos/{task}/kept": row["demos"], f"demos/{task}/expert_success_rate": row["expert_success_rate"],
-                       f"demos/{task}/seconds_per_demo": row["seconds_per_demo"],
-                       **({f"demos/{task}/replay_success": row["replay_success"]} if row["replay_success"] is not None else {})})
+        run.log(
+            step,
+            {
+                f"demos/{task}/kept": row["demos"],
+                f"demos/{task}/expert_success_rate": row["expert_success_rate"],
+                f"demos/{task}/seconds_per_demo": row["seconds_per_demo"],
+                **(
+                    {f"demos/{task}/replay_success": row["replay_success"]}
+                    if row["replay_success"] is not None
+                    else {}
+                ),
+            },
+        )
     run.close()
     write_json(run.eval / "demos.json", rows)
     return rows
@@ -220,7 +264,9 @@ def _link(target: Path, start: Path) -> str:
     return Path(os.path.relpath(Path(target).resolve(), Path(start).resolve())).as_posix()
 
 
-def _write_summary(path: Path, suite, rows: list[dict], base: Path, report: Path, seconds: dict[str, float]) -> None:
+def _write_summary(
+    path: Path, suite, rows: list[dict], base: Path, report: Path, seconds: dict[str, float]
+) -> None:
     import re
 
     from vla_razor.atomic import atomic_write
@@ -243,18 +289,27 @@ def _write_summary(path: Path, suite, rows: list[dict], base: Path, report: Path
             f"| {r['task']} | {r['role']} | {r['instruction']} | {r['demos']} | {r['expert_success_rate']:.0%} | "
             f"{r['seconds_per_demo']:.2f} | {r['median_length']} | {replay} | {video} |"
         )
-    lines += ["", "Expert success: kept demonstrations / attempted seeds. Replay success: recorded actions replayed",
-              "open-loop from the demo's seed in vla-razor's own environment.", "",
-              f"Base policy: [{base.name}]({_link(base / 'config.json', here)}) (its success table: "
-              f"[success.json]({_link(_success_table(base), here)})).", "",
-              f"RL's Razor report: [report.html]({_link(report, here)}) "
-              f"(summary: [summary.md]({_link(report_dir / 'summary.md', here)})).", "",
-              "| stage | wall time (min) |", "|---|---|"]
+    lines += [
+        "",
+        "Expert success: kept demonstrations / attempted seeds. Replay success: recorded actions replayed",
+        "open-loop from the demo's seed in vla-razor's own environment.",
+        "",
+        f"Base policy: [{base.name}]({_link(base / 'config.json', here)}) (its success table: "
+        f"[success.json]({_link(_success_table(base), here)})).",
+        "",
+        f"RL's Razor report: [report.html]({_link(report, here)}) "
+        f"(summary: [summary.md]({_link(report_dir / 'summary.md', here)})).",
+        "",
+        "| stage | wall time (min) |",
+        "|---|---|",
+    ]
     lines += [f"| {stage} | {s / 60:.1f} |" for stage, s in seconds.items()]
     lines += [f"| total | {sum(seconds.values()) / 60:.1f} |", ""]
     # The report's own links are relative to its directory: re-base them on this file's.
     text = report_dir.joinpath("summary.md").read_text()
-    text = re.sub(r"\]\((?!https?:|/|#)([^)]+)\)", lambda m: f"]({_link(report_dir / m.group(1), here)})", text)
+    text = re.sub(
+        r"\]\((?!https?:|/|#)([^)]+)\)", lambda m: f"]({_link(report_dir / m.group(1), here)})", text
+    )
     lines += [text.replace("# RL's Razor report", "## RL's Razor report", 1), ""]
     with atomic_write(path) as f:
         f.write("\n".join(lines))

@@ -1,4 +1,5 @@
 """`vla-razor razor`: the sweep and its report."""
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """Demonstration datasets for behaviour cloning."""
+
 from .chunks import ChunkDataset
 
 __all__ = ["ChunkDataset"]

@@ -5,6 +5,7 @@ Every step t of every episode gives one sample: the canonical observation at t a
 (zero end-effector motion, the last gripper command), which is what the robot should do once the
 task is done.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -56,4 +57,3 @@ class ChunkDataset:
 
     def batch(self, index: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         return {k: v[index] for k, v in self.obs.items()}, self.actions[index]
-

@@ -5,6 +5,7 @@ Gaussians, Gaussian denoising chains) or log-probabilities of samples; it return
 direction and estimator are part of the name. The headline metric of the project is the forward KL
 ``KL(pi_0 || pi)`` (base policy first, expectation under the base): :func:`forward_kl`.
 """
+
 from .distributions import Categorical, DiagGaussian, GaussianChain
 from .estimators import Estimate, gaussian_js_estimate, kl_from_logprobs, mean_and_stderr
 from .kl import f_divergence, forward_kl, kl, reduce, reverse_kl

@@ -12,6 +12,7 @@ Shapes
     K x D outputs of the chain. Two policies' chains are comparable only when both were evaluated at
     the SAME intermediate points (the sampled chain of one of them).
 """
+
 from __future__ import annotations
 
 import math
@@ -42,7 +43,9 @@ class Categorical:
     def __post_init__(self):
         _check_tensor("Categorical.logits", self.logits)
         if self.logits.dim() < 1 or self.logits.shape[-1] < 1:
-            raise ValueError(f"Categorical.logits needs shape [..., V] with V >= 1, got {tuple(self.logits.shape)}")
+            raise ValueError(
+                f"Categorical.logits needs shape [..., V] with V >= 1, got {tuple(self.logits.shape)}"
+            )
 
     @property
     def batch_shape(self) -> torch.Size:
@@ -59,7 +62,9 @@ class Categorical:
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """Log-probability of integer categories ``value`` of shape ``batch_shape``."""
         if value.shape != self.batch_shape:
-            raise ValueError(f"Categorical.log_prob: value shape {tuple(value.shape)} != batch shape {tuple(self.batch_shape)}")
+            raise ValueError(
+                f"Categorical.log_prob: value shape {tuple(value.shape)} != batch shape {tuple(self.batch_shape)}"
+            )
         return self.log_probs.gather(-1, value.long().unsqueeze(-1)).squeeze(-1)
 
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:

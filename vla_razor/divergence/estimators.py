@@ -19,6 +19,7 @@ name      per-sample value           bias        notes
 Samples must come from p (the first argument): for the project's forward KL KL(pi_0 || pi) that is
 the base policy.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,8 +37,9 @@ MAX_LOG_RATIO = 50.0
 """k3's ratio term uses ``log r`` clamped at this value (r <= e^50, about 5e21) before the exponential."""
 
 
-def kl_from_logprobs(logp: torch.Tensor, logq: torch.Tensor, estimator: Estimator = "k3",
-                     max_log_ratio: float = MAX_LOG_RATIO) -> torch.Tensor:
+def kl_from_logprobs(
+    logp: torch.Tensor, logq: torch.Tensor, estimator: Estimator = "k3", max_log_ratio: float = MAX_LOG_RATIO
+) -> torch.Tensor:
     """Per-sample estimates of KL(p || q) from ``logp = log p(x)`` and ``logq = log q(x)``, x ~ p.
 
     Computed in float64 (the result too) and never inf for finite inputs: k1 and k2 are polynomials of
@@ -50,7 +52,9 @@ def kl_from_logprobs(logp: torch.Tensor, logq: torch.Tensor, estimator: Estimato
     exact KL where the distributions are explicit.)
     """
     if logp.shape != logq.shape:
-        raise ValueError(f"logp and logq must have the same shape, got {tuple(logp.shape)} and {tuple(logq.shape)}")
+        raise ValueError(
+            f"logp and logq must have the same shape, got {tuple(logp.shape)} and {tuple(logq.shape)}"
+        )
     log_ratio = logq.double() - logp.double()
     if estimator == "k1":
         return -log_ratio
@@ -87,7 +91,9 @@ def mean_and_stderr(values: torch.Tensor, mask: torch.Tensor | None = None) -> E
     return Estimate(mean=mean, stderr=stderr, n=n)
 
 
-def gaussian_js_estimate(p: DiagGaussian, q: DiagGaussian, generator: torch.Generator | None = None) -> torch.Tensor:
+def gaussian_js_estimate(
+    p: DiagGaussian, q: DiagGaussian, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """A one-sample, reparameterised (so differentiable) estimate of the Jensen-Shannon divergence
     between diagonal Gaussians, which has no closed form:
 
@@ -96,6 +102,7 @@ def gaussian_js_estimate(p: DiagGaussian, q: DiagGaussian, generator: torch.Gene
     one draw from p and one from q per Gaussian. For a :class:`GaussianChain` ``[..., K, D]`` it is the sum
     of the K per-step estimates (each step's JS lies in [0, ln 2]); returns the batch shape.
     """
+
     def step(d: DiagGaussian) -> DiagGaussian:  # per-step densities: the last dim is the event
         return DiagGaussian(d.mean, d.log_std)
 

@@ -10,6 +10,7 @@ per-step Gaussian KLs. Averaged over chains sampled from p, it is the exact KL b
 (path) distributions, which upper-bounds the KL between their final action marginals
 (data-processing inequality).
 """
+
 from __future__ import annotations
 
 from typing import Callable, Literal, Union
@@ -23,7 +24,9 @@ Distribution = Union[Categorical, DiagGaussian, GaussianChain]
 Reduction = Literal["none", "sum", "mean", "sequence_mean"]
 
 
-def reduce(values: torch.Tensor, mask: torch.Tensor | None = None, reduction: Reduction = "none") -> torch.Tensor:
+def reduce(
+    values: torch.Tensor, mask: torch.Tensor | None = None, reduction: Reduction = "none"
+) -> torch.Tensor:
     """Reduce per-position divergences ``values`` (shape ``[..., T]`` for sequences) under ``mask``.
 
     - ``none``: the values, with masked-out positions set to 0.
@@ -35,7 +38,9 @@ def reduce(values: torch.Tensor, mask: torch.Tensor | None = None, reduction: Re
     """
     if mask is not None:
         if mask.shape != values.shape:
-            raise ValueError(f"mask shape {tuple(mask.shape)} must equal the divergence shape {tuple(values.shape)}")
+            raise ValueError(
+                f"mask shape {tuple(mask.shape)} must equal the divergence shape {tuple(values.shape)}"
+            )
         values = values.masked_fill(~mask.to(torch.bool), 0.0)
     if reduction == "none":
         return values
@@ -70,14 +75,18 @@ def _check_same_family(p, q) -> None:
                 f"expected a vla_razor.divergence distribution (Categorical, DiagGaussian, GaussianChain), got {type(dist).__name__}"
             )
     if type(p) is not type(q):
-        raise TypeError(f"cannot compare a {type(p).__name__} with a {type(q).__name__}: both must be of the same family")
+        raise TypeError(
+            f"cannot compare a {type(p).__name__} with a {type(q).__name__}: both must be of the same family"
+        )
     if isinstance(p, DiagGaussian) and p.event_shape != q.event_shape:
         what = "[K, D] (steps, action dims)" if isinstance(p, GaussianChain) else "[D]"
         raise ValueError(
             f"{type(p).__name__} event shapes differ: {tuple(p.event_shape)} vs {tuple(q.event_shape)}; both must be {what}"
         )
     if isinstance(p, Categorical) and p.logits.shape[-1] != q.logits.shape[-1]:
-        raise ValueError(f"Categorical vocabularies differ: {p.logits.shape[-1]} vs {q.logits.shape[-1]} categories")
+        raise ValueError(
+            f"Categorical vocabularies differ: {p.logits.shape[-1]} vs {q.logits.shape[-1]} categories"
+        )
 
 
 def kl(
@@ -129,7 +138,9 @@ def reverse_kl(base: Distribution, policy: Distribution, **kwargs) -> torch.Tens
 
 # --- f-divergences for categoricals -------------------------------------------------------------
 
-FDivergenceKind = Union[Literal["forward_kl", "reverse_kl", "js", "tv", "chi2"], Callable[[torch.Tensor], torch.Tensor]]
+FDivergenceKind = Union[
+    Literal["forward_kl", "reverse_kl", "js", "tv", "chi2"], Callable[[torch.Tensor], torch.Tensor]
+]
 
 
 def f_divergence(
@@ -155,7 +166,11 @@ def f_divergence(
     _check_same_family(p, q)
     if not isinstance(p, Categorical):
         if kind in ("forward_kl", "reverse_kl"):
-            return kl(p, q, mask=mask, reduction=reduction) if kind == "forward_kl" else kl(q, p, mask=mask, reduction=reduction)
+            return (
+                kl(p, q, mask=mask, reduction=reduction)
+                if kind == "forward_kl"
+                else kl(q, p, mask=mask, reduction=reduction)
+            )
         raise TypeError(
             f"f_divergence kind {kind!r} has no closed form for {type(p).__name__}; "
             "estimate it from samples (gaussian_js_estimate for js, kl_from_logprobs for KL) or use kind='forward_kl'/'reverse_kl'"
@@ -185,5 +200,7 @@ def f_divergence(
         support_gap = (~positive_q & (pp > 0)).any(-1)
         values = terms.sum(-1).masked_fill(support_gap, float("inf"))
     else:
-        raise ValueError(f"unknown f-divergence kind {kind!r}; choose forward_kl, reverse_kl, js, tv, chi2 or pass a generator f(t)")
+        raise ValueError(
+            f"unknown f-divergence kind {kind!r}; choose forward_kl, reverse_kl, js, tv, chi2 or pass a generator f(t)"
+        )
     return reduce(values, mask, reduction)

@@ -25,6 +25,7 @@ log-weight, that is, toward the chain KL. So in high dimension or with a sharp l
 between the marginal KL and the chain KL, and the gap it reports against the chain KL is a lower bound
 of the true gap.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,8 +38,10 @@ from .estimators import Estimate, mean_and_stderr
 
 def _check(base: GaussianChain, policy: GaussianChain, points: torch.Tensor) -> None:
     if base.mean.shape != policy.mean.shape or base.mean.dim() != 4:
-        raise ValueError(f"need two chains of shape [S, M, K, D] evaluated at the same points, got "
-                         f"{tuple(base.mean.shape)} and {tuple(policy.mean.shape)}")
+        raise ValueError(
+            f"need two chains of shape [S, M, K, D] evaluated at the same points, got "
+            f"{tuple(base.mean.shape)} and {tuple(policy.mean.shape)}"
+        )
     s, m, k, d = base.mean.shape
     if points.shape != (s, m, k + 1, d):
         raise ValueError(f"points must be [S, M, K+1, D] = {(s, m, k + 1, d)}, got {tuple(points.shape)}")
@@ -76,11 +79,14 @@ def marginal_forward_kl(base: GaussianChain, policy: GaussianChain, points: torc
     actions = points[:, :, -1]
     log_w = prefix_log_weights(base, policy, points)  # [S, M(j)]
     log_p0 = torch.logsumexp(_last_step_log_densities(base, actions), dim=-1) - math.log(m)
-    log_p = torch.logsumexp(log_w[:, None, :] + _last_step_log_densities(policy, actions), dim=-1) \
-        - torch.logsumexp(log_w, dim=-1, keepdim=True)
+    log_p = torch.logsumexp(
+        log_w[:, None, :] + _last_step_log_densities(policy, actions), dim=-1
+    ) - torch.logsumexp(log_w, dim=-1, keepdim=True)
     return (log_p0 - log_p).mean(-1)
 
 
-def marginal_forward_kl_estimate(base: GaussianChain, policy: GaussianChain, points: torch.Tensor) -> Estimate:
+def marginal_forward_kl_estimate(
+    base: GaussianChain, policy: GaussianChain, points: torch.Tensor
+) -> Estimate:
     """:func:`marginal_forward_kl` averaged over states, with its standard error over states."""
     return mean_and_stderr(marginal_forward_kl(base, policy, points))

@@ -10,6 +10,7 @@ inputs with the closed-form gradients
 
 so training through the KL never stores a full softmax either.
 """
+
 from __future__ import annotations
 
 import torch

@@ -4,6 +4,7 @@ A training sequence is ``<bos> prompt answer <eos>``; the loss (and every KL) co
 and the end of sequence, not the prompt. Evaluation decodes greedily and checks the answer exactly,
 with Wilson 95% intervals, on problems from a seed range disjoint from training.
 """
+
 from __future__ import annotations
 
 import torch
@@ -13,8 +14,12 @@ from vla_razor.errors import NonFiniteError
 from .tasks import Problem, generate, is_correct
 
 
-def encode_batch(tokenizer, problems: list[Problem], responses: list[list[int]] | None = None,
-                 ended: list[bool] | None = None) -> dict[str, torch.Tensor]:
+def encode_batch(
+    tokenizer,
+    problems: list[Problem],
+    responses: list[list[int]] | None = None,
+    ended: list[bool] | None = None,
+) -> dict[str, torch.Tensor]:
     """Left-padded ``input_ids``, ``attention_mask`` and ``response_mask`` of ``<bos> prompt response [eos]``.
 
     ``responses`` are token ids (default: the correct answers); eos is appended where ``ended`` says the
@@ -32,12 +37,16 @@ def encode_batch(tokenizer, problems: list[Problem], responses: list[list[int]] 
     response = torch.zeros_like(ids, dtype=torch.bool)
     for i, (p, a) in enumerate(zip(prompts, answers)):
         seq = p + a
-        ids[i, length - len(seq):] = torch.tensor(seq)
-        attention[i, length - len(seq):] = 1
+        ids[i, length - len(seq) :] = torch.tensor(seq)
+        attention[i, length - len(seq) :] = 1
         if a:
-            response[i, length - len(a):] = True
+            response[i, length - len(a) :] = True
     device = batch_device(tokenizer)
-    return {"input_ids": ids.to(device), "attention_mask": attention.to(device), "response_mask": response.to(device)}
+    return {
+        "input_ids": ids.to(device),
+        "attention_mask": attention.to(device),
+        "response_mask": response.to(device),
+    }
 
 
 def batch_device(tokenizer) -> torch.device:
@@ -54,8 +63,16 @@ def answer_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def sample_responses(model, tokenizer, problems: list[Problem], max_new_tokens: int = 8, sample: bool = False,
-                     temperature: float = 1.0, generator: torch.Generator | None = None, return_logits: bool = False):
+def sample_responses(
+    model,
+    tokenizer,
+    problems: list[Problem],
+    max_new_tokens: int = 8,
+    sample: bool = False,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+    return_logits: bool = False,
+):
     """Response token ids (eos excluded) and whether each ended with eos, decoding greedily or sampling
     at ``temperature``; incremental decoding with a KV cache (matches ``model.generate`` greedy).
 
@@ -68,12 +85,20 @@ def sample_responses(model, tokenizer, problems: list[Problem], max_new_tokens: 
     done = torch.zeros(len(problems), dtype=torch.bool, device=device)
     tokens, step_logits, past = [], [], None
     for _ in range(max_new_tokens):
-        result = model(input_ids=step_ids, attention_mask=attention, position_ids=positions, past_key_values=past, use_cache=True)
+        result = model(
+            input_ids=step_ids,
+            attention_mask=attention,
+            position_ids=positions,
+            past_key_values=past,
+            use_cache=True,
+        )
         past = result.past_key_values
         logits = result.logits[:, -1].float()
         if not torch.isfinite(logits).all():
-            raise NonFiniteError(f"the model's logits hold NaN or inf at decoding step {len(tokens) + 1}: its weights "
-                                 "diverged (a learning rate too high?); resume from an earlier checkpoint")
+            raise NonFiniteError(
+                f"the model's logits hold NaN or inf at decoding step {len(tokens) + 1}: its weights "
+                "diverged (a learning rate too high?); resume from an earlier checkpoint"
+            )
         if return_logits:
             step_logits.append(logits)
         if sample:
@@ -96,14 +121,27 @@ def sample_responses(model, tokenizer, problems: list[Problem], max_new_tokens: 
         responses.append(row[:stop])
         ended.append(stop < len(row))
     if return_logits:
-        return responses, ended, torch.stack(step_logits, 1) if step_logits else torch.zeros(len(problems), 0, 0)
+        return (
+            responses,
+            ended,
+            torch.stack(step_logits, 1) if step_logits else torch.zeros(len(problems), 0, 0),
+        )
     return responses, ended
 
 
-def complete(model, tokenizer, problems: list[Problem], max_new_tokens: int = 8, sample: bool = False,
-             temperature: float = 1.0, generator: torch.Generator | None = None) -> list[str]:
+def complete(
+    model,
+    tokenizer,
+    problems: list[Problem],
+    max_new_tokens: int = 8,
+    sample: bool = False,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> list[str]:
     """Completions of the prompts as text, up to eos."""
-    responses, _ = sample_responses(model, tokenizer, problems, max_new_tokens, sample, temperature, generator)
+    responses, _ = sample_responses(
+        model, tokenizer, problems, max_new_tokens, sample, temperature, generator
+    )
     return [tokenizer.decode(r, skip_special_tokens=True) for r in responses]
 
 
@@ -117,9 +155,11 @@ def evaluate_accuracy(model, tokenizer, task: str, problems: int, seed: int = 10
         items = generate(task, problems, seed=seed)
         correct = 0
         for start in range(0, len(items), batch_size):
-            chunk = items[start:start + batch_size]
+            chunk = items[start : start + batch_size]
             longest = max(len(p.answer) for p in chunk)
-            correct += sum(is_correct(p, c) for p, c in zip(chunk, complete(model, tokenizer, chunk, longest + 2)))
+            correct += sum(
+                is_correct(p, c) for p, c in zip(chunk, complete(model, tokenizer, chunk, longest + 2))
+            )
     finally:
         model.train(was_training)
     return SuccessRate(correct, problems, *wilson_interval(correct, problems))

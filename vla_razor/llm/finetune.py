@@ -16,6 +16,7 @@ against the base. Optional penalty toward the base: the exact token KL, forward 
 ``critical_weighting`` lowering it on tokens where the base is unsure (low max-probability), the
 critical tokens of "Ignore the KL Penalty!".
 """
+
 from __future__ import annotations
 
 import copy
@@ -110,8 +111,17 @@ class LLMFinetuneConfig:
             raise ValueError("data: rl needs rl_policy=<a GRPO run's policy directory>")
 
 
-SMOKE = dict(iterations=2, num_prompts=2, group_size=2, kl_prompts=4, eval_every=1, eval_problems=4,
-             final_eval_problems=4, checkpoint_every=1, base="runs/llm-base-smoke/policy")
+SMOKE = dict(
+    iterations=2,
+    num_prompts=2,
+    group_size=2,
+    kl_prompts=4,
+    eval_every=1,
+    eval_problems=4,
+    final_eval_problems=4,
+    checkpoint_every=1,
+    base="runs/llm-base-smoke/policy",
+)
 
 
 def token_log_probs(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -124,7 +134,9 @@ def token_log_probs(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 def group_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     """(r - group mean) / (group std + 1e-6), per group of ``group_size`` consecutive responses."""
     groups = rewards.view(-1, group_size)
-    return ((groups - groups.mean(1, keepdim=True)) / (groups.std(1, unbiased=False, keepdim=True) + 1e-6)).view(-1)
+    return (
+        (groups - groups.mean(1, keepdim=True)) / (groups.std(1, unbiased=False, keepdim=True) + 1e-6)
+    ).view(-1)
 
 
 def kl_penalty(policy, base, batch: dict[str, torch.Tensor], cfg: LLMFinetuneConfig) -> torch.Tensor:
@@ -135,8 +147,11 @@ def kl_penalty(policy, base, batch: dict[str, torch.Tensor], cfg: LLMFinetuneCon
     logits = response_logits(policy, batch)
     with torch.no_grad():
         base_logits = response_logits(base, batch)
-    per_token = (categorical_kl(base_logits, logits, mask) if cfg.kl_penalty == "forward"
-                 else categorical_kl(logits, base_logits, mask))
+    per_token = (
+        categorical_kl(base_logits, logits, mask)
+        if cfg.kl_penalty == "forward"
+        else categorical_kl(logits, base_logits, mask)
+    )
     if cfg.critical_weighting:
         per_token = per_token * torch.softmax(base_logits, -1).amax(-1)  # low where the base is unsure
     return per_token.sum(-1).mean()
@@ -160,7 +175,9 @@ def train(cfg: LLMFinetuneConfig, algo: str, resume: bool = False) -> Path:
         teacher, _ = load_policy(cfg.rl_policy)
         place(teacher, tokenizer, cfg.device)
         teacher.eval().requires_grad_(False)
-    run = RunDir.create(cfg.runs_dir, cfg.name or f"llm-{algo}{'-rl' if teacher else ''}-{cfg.task}", cfg, resume=resume)
+    run = RunDir.create(
+        cfg.runs_dir, cfg.name or f"llm-{algo}{'-rl' if teacher else ''}-{cfg.task}", cfg, resume=resume
+    )
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(cfg.seed)
     iteration = 0
@@ -178,16 +195,28 @@ def train(cfg: LLMFinetuneConfig, algo: str, resume: bool = False) -> Path:
     max_new = max(len(p.answer) for p in generate(cfg.task, 256, seed=cfg.eval_seed)) + 3
 
     def evaluate(problems: int) -> dict:
-        results = {t: evaluate_accuracy(policy, tokenizer, t, problems, seed=cfg.eval_seed) for t in [cfg.task, *cfg.prior_tasks]}
+        results = {
+            t: evaluate_accuracy(policy, tokenizer, t, problems, seed=cfg.eval_seed)
+            for t in [cfg.task, *cfg.prior_tasks]
+        }
         return results
 
     def snapshot(tag: str, results: dict) -> None:
         directory = run.path / "snapshots" / tag
         policy.save_pretrained(directory)
         tokenizer.save_pretrained(directory)
-        write_json(run.eval / f"{tag}.json", {"iteration": iteration, "env_steps": iteration, "snapshot": str(directory),
-                                              "tasks": {t: {**r.as_dict(), "role": "new" if t == cfg.task else "prior"}
-                                                        for t, r in results.items()}})
+        write_json(
+            run.eval / f"{tag}.json",
+            {
+                "iteration": iteration,
+                "env_steps": iteration,
+                "snapshot": str(directory),
+                "tasks": {
+                    t: {**r.as_dict(), "role": "new" if t == cfg.task else "prior"}
+                    for t, r in results.items()
+                },
+            },
+        )
 
     def update(loss: torch.Tensor, batch: dict) -> torch.Tensor:
         """One optimizer step on the algorithm's loss plus the optional penalty toward the base."""
@@ -204,9 +233,14 @@ def train(cfg: LLMFinetuneConfig, algo: str, resume: bool = False) -> Path:
         """Before ``backward`` and before a checkpoint: a NaN or inf stops the run with its last good checkpoint."""
         if not torch.isfinite(torch.as_tensor(value)).all():
             latest = run.latest_checkpoint()
-            where = (f"The last good checkpoint is {latest} (resume from it with a lower lr)" if latest
-                     else "No checkpoint was written yet: start again with a lower lr")
-            raise NonFiniteError(f"{name} is {float(value)} at iteration {iteration + 1}; the run stopped. {where}")
+            where = (
+                f"The last good checkpoint is {latest} (resume from it with a lower lr)"
+                if latest
+                else "No checkpoint was written yet: start again with a lower lr"
+            )
+            raise NonFiniteError(
+                f"{name} is {float(value)} at iteration {iteration + 1}; the run stopped. {where}"
+            )
 
     bar = progress(total=cfg.iterations, initial=iteration, desc=f"llm {algo} {cfg.task}", unit="iter")
     while iteration < cfg.iterations:
@@ -218,43 +252,82 @@ def train(cfg: LLMFinetuneConfig, algo: str, resume: bool = False) -> Path:
         if algo == "grpo":
             prompts = [p for p in problems[: cfg.num_prompts] for _ in range(cfg.group_size)]
             policy.eval()
-            responses, ended = sample_responses(policy, tokenizer, prompts, max_new, sample=True,
-                                                temperature=cfg.temperature, generator=generator)
+            responses, ended = sample_responses(
+                policy,
+                tokenizer,
+                prompts,
+                max_new,
+                sample=True,
+                temperature=cfg.temperature,
+                generator=generator,
+            )
             policy.train()
             texts = [tokenizer.decode(r, skip_special_tokens=True) for r in responses]
-            rewards = torch.tensor([float(e and is_correct(p, t)) for p, t, e in zip(prompts, texts, ended)],
-                                   device=batch_device(tokenizer))
+            rewards = torch.tensor(
+                [float(e and is_correct(p, t)) for p, t, e in zip(prompts, texts, ended)],
+                device=batch_device(tokenizer),
+            )
             advantages = group_advantages(rewards, cfg.group_size)
             batch = encode_batch(tokenizer, prompts, responses, ended)
             mask = batch["response_mask"][:, 1:].float()
             old = None
             for _ in range(cfg.update_epochs):
                 log_probs = token_log_probs(policy, batch)
-                if old is None:  # before the first step the policy is the sampler: its own log-probs are the old ones
+                if (
+                    old is None
+                ):  # before the first step the policy is the sampler: its own log-probs are the old ones
                     old = log_probs.detach()
                 ratio = torch.exp(log_probs - old)
-                surrogate = torch.min(ratio * advantages[:, None],
-                                      ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef) * advantages[:, None])
+                surrogate = torch.min(
+                    ratio * advantages[:, None],
+                    ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef) * advantages[:, None],
+                )
                 loss = update(-((surrogate * mask).sum(-1) / mask.sum(-1).clamp(min=1)).mean(), batch)
-            metrics.update({"reward/mean": rewards.mean().item(), "loss/policy": loss.item(),
-                            "tokens/sampled": float(mask.sum().item()),
-                            "grpo/groups_with_signal": (rewards.view(-1, cfg.group_size).std(1) > 0).float().mean().item()})
+            metrics.update(
+                {
+                    "reward/mean": rewards.mean().item(),
+                    "loss/policy": loss.item(),
+                    "tokens/sampled": float(mask.sum().item()),
+                    "grpo/groups_with_signal": (rewards.view(-1, cfg.group_size).std(1) > 0)
+                    .float()
+                    .mean()
+                    .item(),
+                }
+            )
         else:
             if teacher is not None:  # keep the problems the RL policy answers correctly, with its responses
-                responses, ended = sample_responses(teacher, tokenizer, problems, max_new, sample=True,
-                                                    temperature=cfg.temperature, generator=generator)
-                solved = [i for i, (p, r, e) in enumerate(zip(problems, responses, ended))
-                          if e and is_correct(p, tokenizer.decode(r, skip_special_tokens=True))]
+                responses, ended = sample_responses(
+                    teacher,
+                    tokenizer,
+                    problems,
+                    max_new,
+                    sample=True,
+                    temperature=cfg.temperature,
+                    generator=generator,
+                )
+                solved = [
+                    i
+                    for i, (p, r, e) in enumerate(zip(problems, responses, ended))
+                    if e and is_correct(p, tokenizer.decode(r, skip_special_tokens=True))
+                ]
                 metrics["sft/rl_solved"] = len(solved) / len(problems)
                 if not solved:
-                    raise NoRLDataError(f"{cfg.rl_policy} solved none of {len(problems)} {cfg.task} problems at "
-                                     f"iteration {iteration + 1}: no RL data to clone")
+                    raise NoRLDataError(
+                        f"{cfg.rl_policy} solved none of {len(problems)} {cfg.task} problems at "
+                        f"iteration {iteration + 1}: no RL data to clone"
+                    )
                 # clone the teacher's own correct responses (where several forms are correct, its form)
-                batch = encode_batch(tokenizer, [problems[i] for i in solved], [responses[i] for i in solved],
-                                     [True] * len(solved))
+                batch = encode_batch(
+                    tokenizer,
+                    [problems[i] for i in solved],
+                    [responses[i] for i in solved],
+                    [True] * len(solved),
+                )
             else:
                 batch = encode_batch(tokenizer, problems)
-            loss = update(-(token_log_probs(policy, batch).sum() / batch["response_mask"][:, 1:].sum()), batch)
+            loss = update(
+                -(token_log_probs(policy, batch).sum() / batch["response_mask"][:, 1:].sum()), batch
+            )
             metrics["loss/sft"] = loss.item()
         kl_started = time.perf_counter()
         kl_problems = generate(cfg.task, cfg.kl_prompts, seed=cfg.eval_seed + 1_000_001 + iteration)
@@ -272,31 +345,64 @@ def train(cfg: LLMFinetuneConfig, algo: str, resume: bool = False) -> Path:
             snapshot(f"iter_{iteration:06d}", results)
         run.log(iteration, metrics)
         bar.update(1)
-        bar.set_postfix({k.split("/")[-1]: f"{metrics[k]:.3g}" for k in ("kl/forward", "reward/mean", "success/new_task") if k in metrics})
+        bar.set_postfix(
+            {
+                k.split("/")[-1]: f"{metrics[k]:.3g}"
+                for k in ("kl/forward", "reward/mean", "success/new_task")
+                if k in metrics
+            }
+        )
         if iteration % cfg.checkpoint_every == 0 or iteration == cfg.iterations:
-            run.save_checkpoint(iteration, {"policy": policy.state_dict(), "optimizer": optimizer.state_dict(),
-                                            "generator": generator.get_state(), "torch_rng": torch.get_rng_state()})
+            run.save_checkpoint(
+                iteration,
+                {
+                    "policy": policy.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "generator": generator.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                },
+            )
     bar.close()
     policy_dir = run.path / "policy"
     policy.save_pretrained(policy_dir)
     tokenizer.save_pretrained(policy_dir)
     results = evaluate(cfg.final_eval_problems)
-    base_results = {t: evaluate_accuracy(base, tokenizer, t, cfg.final_eval_problems, seed=cfg.eval_seed)
-                    for t in [cfg.task, *cfg.prior_tasks]}
+    base_results = {
+        t: evaluate_accuracy(base, tokenizer, t, cfg.final_eval_problems, seed=cfg.eval_seed)
+        for t in [cfg.task, *cfg.prior_tasks]
+    }
     forgetting = {t: base_results[t].rate - results[t].rate for t in cfg.prior_tasks}
-    final = {"new_task": cfg.task, "prior_tasks": cfg.prior_tasks, "episodes": cfg.final_eval_problems,
-             "new_task_success": results[cfg.task].rate,
-             "retention": sum(results[t].rate for t in cfg.prior_tasks) / len(cfg.prior_tasks),
-             "mean_forgetting": sum(forgetting.values()) / len(forgetting),
-             "meta": {"iteration": iteration, "env_steps": iteration, "algo": algo if teacher is None else "sft-rl"},
-             "tasks": {t: {**r.as_dict(), "role": "new" if t == cfg.task else "prior", "forgetting": forgetting.get(t)}
-                       for t, r in results.items()},
-             "base": {t: r.as_dict() for t, r in base_results.items()}}
+    final = {
+        "new_task": cfg.task,
+        "prior_tasks": cfg.prior_tasks,
+        "episodes": cfg.final_eval_problems,
+        "new_task_success": results[cfg.task].rate,
+        "retention": sum(results[t].rate for t in cfg.prior_tasks) / len(cfg.prior_tasks),
+        "mean_forgetting": sum(forgetting.values()) / len(forgetting),
+        "meta": {
+            "iteration": iteration,
+            "env_steps": iteration,
+            "algo": algo if teacher is None else "sft-rl",
+        },
+        "tasks": {
+            t: {**r.as_dict(), "role": "new" if t == cfg.task else "prior", "forgetting": forgetting.get(t)}
+            for t, r in results.items()
+        },
+        "base": {t: r.as_dict() for t, r in base_results.items()},
+    }
     write_json(run.eval / "final.json", final)
-    run.log(iteration, {"final/success/new_task": final["new_task_success"], "final/retention/mean": final["retention"],
-                        "final/forgetting/mean": final["mean_forgetting"]})
+    run.log(
+        iteration,
+        {
+            "final/success/new_task": final["new_task_success"],
+            "final/retention/mean": final["retention"],
+            "final/forgetting/mean": final["mean_forgetting"],
+        },
+    )
     run.close()
-    print(f"new task {cfg.task}: {final['new_task_success']:.1%} | retention {final['retention']:.1%} | "
-          f"mean forgetting {final['mean_forgetting']:+.1%}")
+    print(
+        f"new task {cfg.task}: {final['new_task_success']:.1%} | retention {final['retention']:.1%} | "
+        f"mean forgetting {final['mean_forgetting']:+.1%}"
+    )
     print(f"fine-tuned model: {policy_dir}")
     return run.path

@@ -7,6 +7,7 @@ sequences uses sequences sampled from the distribution in the KL's first argumen
 - ``kl/forward`` = E_{y ~ pi_0}[sum_t KL(pi_0(.|x, y_<t) || pi(.|x, y_<t))], responses sampled from the BASE;
 - ``kl/reverse`` = E_{y ~ pi}[sum_t KL(pi(.|x, y_<t) || pi_0(.|x, y_<t))], responses sampled from the policy.
 """
+
 from __future__ import annotations
 
 import torch
@@ -28,8 +29,14 @@ def sequence_kl(p_model, q_model, batch: dict[str, torch.Tensor]) -> torch.Tenso
     return per_token.sum(-1)
 
 
-def sampled_sequence_kl(step_logits: torch.Tensor, responses: list[list[int]], ended: list[bool], q_model, tokenizer,
-                        problems: list) -> torch.Tensor:
+def sampled_sequence_kl(
+    step_logits: torch.Tensor,
+    responses: list[list[int]],
+    ended: list[bool],
+    q_model,
+    tokenizer,
+    problems: list,
+) -> torch.Tensor:
     """Per-sequence exact KL(p || q) summed over the response, where p's logits are the sampler's own
     decoding-step logits (``sample_responses(..., return_logits=True)``): only q needs a forward pass."""
     batch = encode_batch(tokenizer, problems, responses, ended)
@@ -44,7 +51,9 @@ def sampled_sequence_kl(step_logits: torch.Tensor, responses: list[list[int]], e
 
 
 @torch.no_grad()
-def measure_token_kl(base, policy, tokenizer, problems: list, max_new_tokens: int, generator: torch.Generator) -> dict[str, float]:
+def measure_token_kl(
+    base, policy, tokenizer, problems: list, max_new_tokens: int, generator: torch.Generator
+) -> dict[str, float]:
     """``kl/forward`` and ``kl/reverse`` (with standard errors) on responses to ``problems``.
 
     The sampler's decoding logits are reused as the KL's first argument, so each direction costs one
@@ -54,8 +63,15 @@ def measure_token_kl(base, policy, tokenizer, problems: list, max_new_tokens: in
     try:
         out = {}
         for name, sampler, other in (("forward", base, policy), ("reverse", policy, base)):
-            responses, ended, logits = sample_responses(sampler, tokenizer, problems, max_new_tokens, sample=True,
-                                                        generator=generator, return_logits=True)
+            responses, ended, logits = sample_responses(
+                sampler,
+                tokenizer,
+                problems,
+                max_new_tokens,
+                sample=True,
+                generator=generator,
+                return_logits=True,
+            )
             values = sampled_sequence_kl(logits, responses, ended, other, tokenizer, problems)
             est = mean_and_stderr(values)
             out[f"kl/{name}"], out[f"kl/{name}_stderr"] = est.mean, est.stderr

@@ -4,6 +4,7 @@ Reads top to bottom: tokenizer and model, an AdamW loop over fresh batches of pr
 (uniform over tasks, seeded), periodic greedy evaluation on held-out problems of every task (the new
 task included, where the base should be weak), checkpoints, ``save_pretrained`` at the end.
 """
+
 from __future__ import annotations
 
 import random
@@ -79,21 +80,33 @@ class LLMPretrainConfig:
             raise ValueError("steps, batch_size and eval_problems must be >= 1")
 
 
-SMOKE = dict(name="llm-base-smoke", steps=30, batch_size=16, warmup_steps=5, eval_every=0, eval_problems=8,
-             checkpoint_every=10, model=TinyLMConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64))
+SMOKE = dict(
+    name="llm-base-smoke",
+    steps=30,
+    batch_size=16,
+    warmup_steps=5,
+    eval_every=0,
+    eval_problems=8,
+    checkpoint_every=10,
+    model=TinyLMConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64),
+)
 
 
 def training_batch(cfg: LLMPretrainConfig, step: int) -> list:
     """The problems of ``step``: a pure function of (seed, step), so a resumed run sees the same stream."""
     rng = random.Random(cfg.seed * 1_000_003 + step)
-    tasks = [cfg.exposure_task if rng.random() < cfg.exposure_fraction else rng.choice(cfg.prior_tasks)
-             for _ in range(cfg.batch_size)]
+    tasks = [
+        cfg.exposure_task if rng.random() < cfg.exposure_fraction else rng.choice(cfg.prior_tasks)
+        for _ in range(cfg.batch_size)
+    ]
     return [generate(t, 1, seed=rng.randrange(1, 2**31))[0] for t in tasks]
 
 
 def evaluate_all(model, tokenizer, cfg: LLMPretrainConfig, problems: int) -> dict:
-    return {task: evaluate_accuracy(model, tokenizer, task, problems, seed=cfg.eval_seed)
-            for task in dict.fromkeys([*cfg.prior_tasks, cfg.new_task, cfg.exposure_task])}
+    return {
+        task: evaluate_accuracy(model, tokenizer, task, problems, seed=cfg.eval_seed)
+        for task in dict.fromkeys([*cfg.prior_tasks, cfg.new_task, cfg.exposure_task])
+    }
 
 
 def pretrain(cfg: LLMPretrainConfig):
@@ -122,8 +135,14 @@ def pretrain(cfg: LLMPretrainConfig):
     def log_eval(step: int, problems: int) -> dict:
         results = evaluate_all(model, tokenizer, cfg, problems)
         prior = [results[t].rate for t in cfg.prior_tasks]
-        run.log(step, {**{f"accuracy/{t}": r.rate for t, r in results.items()},
-                       "accuracy/prior_mean": sum(prior) / len(prior), "accuracy/new_task": results[cfg.new_task].rate})
+        run.log(
+            step,
+            {
+                **{f"accuracy/{t}": r.rate for t, r in results.items()},
+                "accuracy/prior_mean": sum(prior) / len(prior),
+                "accuracy/new_task": results[cfg.new_task].rate,
+            },
+        )
         tqdm.write(f"step {step}: " + ", ".join(f"{t} {r.rate:.0%}" for t, r in results.items()))
         return results
 
@@ -134,7 +153,9 @@ def pretrain(cfg: LLMPretrainConfig):
             group["lr"] = lr_at(step, cfg)
         loss = answer_loss(model, encode_batch(tokenizer, training_batch(cfg, step)))
         if not torch.isfinite(loss):
-            raise NonFiniteError(f"loss is {loss.item()} at step {step}; the last good checkpoint is {run.latest_checkpoint()}")
+            raise NonFiniteError(
+                f"loss is {loss.item()} at step {step}; the last good checkpoint is {run.latest_checkpoint()}"
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -146,16 +167,33 @@ def pretrain(cfg: LLMPretrainConfig):
         if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps:
             log_eval(done, cfg.eval_problems)
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-            run.save_checkpoint(done, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                       "torch_rng": torch.get_rng_state()})
+            run.save_checkpoint(
+                done,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                },
+            )
     bar.close()
     policy_dir = run.path / "policy"
     model.save_pretrained(policy_dir)
     tokenizer.save_pretrained(policy_dir)
     results = log_eval(cfg.steps, cfg.eval_problems)
-    write_json(run.eval / "accuracy.json", {"problems_per_task": cfg.eval_problems, "eval_seed": cfg.eval_seed,
-                                           "tasks": {t: {**r.as_dict(), "role": "new" if t == cfg.new_task else "exposure" if t == cfg.exposure_task else "prior"}
-                                                     for t, r in results.items()}})
+    write_json(
+        run.eval / "accuracy.json",
+        {
+            "problems_per_task": cfg.eval_problems,
+            "eval_seed": cfg.eval_seed,
+            "tasks": {
+                t: {
+                    **r.as_dict(),
+                    "role": "new" if t == cfg.new_task else "exposure" if t == cfg.exposure_task else "prior",
+                }
+                for t, r in results.items()
+            },
+        },
+    )
     run.close()
     print(f"base model: {policy_dir}")
     return run.path

@@ -5,6 +5,7 @@
 - ``weights/*``: the same weight-change measures as the robot track;
 - ``features/change``: 1 - linear CKA of the last layer's hidden state at the prompt's last token.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,7 +53,11 @@ class LLMTrack:
         from vla_razor.retention.evaluate import weights_hash
 
         tasks = [self.new_task, *self.prior_tasks]
-        cache = self.base_dir / "razor_cache" / f"accuracy-{problems}p-{'-'.join(tasks)}-{weights_hash(self.base_dir)}.json"
+        cache = (
+            self.base_dir
+            / "razor_cache"
+            / f"accuracy-{problems}p-{'-'.join(tasks)}-{weights_hash(self.base_dir)}.json"
+        )
         if cache.is_file():
             return json.loads(cache.read_text())
         rates = {t: evaluate_accuracy(self.base, self.tokenizer, t, problems).rate for t in tasks}
@@ -62,13 +67,21 @@ class LLMTrack:
     @torch.no_grad()
     def _features(self, model) -> torch.Tensor:
         batch = self.tokenizer([p.prompt for p in self.problems], padding=True, return_tensors="pt")
-        return model(**batch, output_hidden_states=True).hidden_states[-1][:, -1].float()  # left padding: the last prompt token
+        return (
+            model(**batch, output_hidden_states=True).hidden_states[-1][:, -1].float()
+        )  # left padding: the last prompt token
 
     def predictors(self, policy_dir: Path) -> dict[str, float]:
         policy, _ = load_policy(policy_dir)
         policy.eval()
-        out = measure_token_kl(self.base, policy, self.tokenizer, self.problems, self.max_new,
-                               torch.Generator().manual_seed(self.seed))
+        out = measure_token_kl(
+            self.base,
+            policy,
+            self.tokenizer,
+            self.problems,
+            self.max_new,
+            torch.Generator().manual_seed(self.seed),
+        )
         out.update(weight_change(self.base, policy))
         out["features/change"] = 1.0 - linear_cka(self._features(self.base), self._features(policy))
         return out

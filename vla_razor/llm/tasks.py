@@ -10,6 +10,7 @@ additions longer than any the base saw).
 Generators are seeded and deterministic: ``generate(task, n, seed)`` returns the same problems on every
 machine (Python's ``random.Random`` with a seed derived from the task name and ``seed``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,16 +48,19 @@ class Problem:
     """Any digit string with the answer's value is correct, not only ``answer`` itself."""
 
 
-TASKS = {t.name: t for t in (
-    Task("add_1_3", "add", 1, 3),
-    Task("sub_1_3", "sub", 1, 3),
-    Task("cmp_1_4", "cmp", 1, 4),
-    Task("copy_1_6", "copy", 1, 6),
-    Task("rev_1_6", "rev", 1, 6),
-    Task("add_4_5", "add", 4, 5),
-    Task("add_4_4", "add", 4, 4),
-    Task("add_4_4_zeropad", "add", 4, 4, pad_to=6),
-)}
+TASKS = {
+    t.name: t
+    for t in (
+        Task("add_1_3", "add", 1, 3),
+        Task("sub_1_3", "sub", 1, 3),
+        Task("cmp_1_4", "cmp", 1, 4),
+        Task("copy_1_6", "copy", 1, 6),
+        Task("rev_1_6", "rev", 1, 6),
+        Task("add_4_5", "add", 4, 5),
+        Task("add_4_4", "add", 4, 4),
+        Task("add_4_4_zeropad", "add", 4, 4, pad_to=6),
+    )
+}
 PRIOR_TASKS = ("add_1_3", "sub_1_3", "cmp_1_4", "copy_1_6", "rev_1_6")
 NEW_TASK = "add_4_4"
 EXPOSURE_TASK = "add_4_5"

@@ -9,6 +9,7 @@ suite, the episode count and the seed: they are computed once, whatever evaluate
 Evaluations fan out over (checkpoint, task) pairs as Ray tasks when there is more than one
 (``vla_razor.retention.parallel``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -56,11 +57,24 @@ class SuiteResult:
 
     def as_dict(self) -> dict:
         return {
-            "suite": self.suite, "new_task": self.new_task, "prior_tasks": self.prior_tasks, "episodes": self.episodes,
-            "seed": self.seed, "policy": self.policy, "meta": self.meta,
-            "new_task_success": self.new_task_success, "retention": self.retention, "mean_forgetting": self.mean_forgetting,
-            "tasks": {t: {**r.as_dict(), "role": "new" if t == self.new_task else "prior", "forgetting": self.forgetting(t)}
-                      for t, r in self.tasks.items()},
+            "suite": self.suite,
+            "new_task": self.new_task,
+            "prior_tasks": self.prior_tasks,
+            "episodes": self.episodes,
+            "seed": self.seed,
+            "policy": self.policy,
+            "meta": self.meta,
+            "new_task_success": self.new_task_success,
+            "retention": self.retention,
+            "mean_forgetting": self.mean_forgetting,
+            "tasks": {
+                t: {
+                    **r.as_dict(),
+                    "role": "new" if t == self.new_task else "prior",
+                    "forgetting": self.forgetting(t),
+                }
+                for t, r in self.tasks.items()
+            },
             "base": {t: r.as_dict() for t, r in self.base.items()} if self.base else None,
         }
 
@@ -69,9 +83,17 @@ class SuiteResult:
         def rate(x):
             return SuccessRate(x["successes"], x["episodes"], x["ci_low"], x["ci_high"])
 
-        return cls(d["suite"], d["new_task"], d["prior_tasks"], d["episodes"], d["seed"],
-                   {t: rate(x) for t, x in d["tasks"].items()},
-                   {t: rate(x) for t, x in d["base"].items()} if d.get("base") else None, d.get("policy", ""), d.get("meta", {}))
+        return cls(
+            d["suite"],
+            d["new_task"],
+            d["prior_tasks"],
+            d["episodes"],
+            d["seed"],
+            {t: rate(x) for t, x in d["tasks"].items()},
+            {t: rate(x) for t, x in d["base"].items()} if d.get("base") else None,
+            d.get("policy", ""),
+            d.get("meta", {}),
+        )
 
     def table(self) -> str:
         lines = [f"{'task':<18}{'role':<7}{'success [95% CI]':<36}forgetting vs base"]
@@ -93,15 +115,20 @@ def weights_hash(policy_dir: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def evaluate_policy_dir(policy_dir: str | Path, tasks: list[str], episodes: int, seed: int,
-                        workers: int = 1) -> dict[str, SuccessRate]:
+def evaluate_policy_dir(
+    policy_dir: str | Path, tasks: list[str], episodes: int, seed: int, workers: int = 1
+) -> dict[str, SuccessRate]:
     """Success of the saved policy on each task (Ray tasks over tasks when ``workers > 1``)."""
     from .parallel import run_evaluations
 
-    return run_evaluations([(str(policy_dir), task) for task in tasks], episodes, seed, workers)[str(policy_dir)]
+    return run_evaluations([(str(policy_dir), task) for task in tasks], episodes, seed, workers)[
+        str(policy_dir)
+    ]
 
 
-def base_results(base_dir: str | Path, suite, episodes: int, seed: int, workers: int = 1) -> dict[str, SuccessRate]:
+def base_results(
+    base_dir: str | Path, suite, episodes: int, seed: int, workers: int = 1
+) -> dict[str, SuccessRate]:
     """The base policy's success on every suite task, computed once and cached beside its weights."""
     base_dir = Path(base_dir)
     key = f"{suite.name}-{episodes}ep-seed{seed}-{weights_hash(base_dir)}"
@@ -109,7 +136,10 @@ def base_results(base_dir: str | Path, suite, episodes: int, seed: int, workers:
     if cache.exists():
         try:
             cached = json.loads(cache.read_text())
-            return {t: SuccessRate(**{k: x[k] for k in ("successes", "episodes", "ci_low", "ci_high")}) for t, x in cached.items()}
+            return {
+                t: SuccessRate(**{k: x[k] for k in ("successes", "episodes", "ci_low", "ci_high")})
+                for t, x in cached.items()
+            }
         except (json.JSONDecodeError, KeyError, TypeError):
             pass  # a damaged cache is recomputed
     results = evaluate_policy_dir(base_dir, suite.tasks, episodes, seed, workers)
@@ -118,9 +148,17 @@ def base_results(base_dir: str | Path, suite, episodes: int, seed: int, workers:
     return results
 
 
-def evaluate_suite(policy_dir: str | Path, suite, episodes: int, seed: int = 10_000, base_dir: str | Path | None = None,
-                   workers: int = 1) -> SuiteResult:
+def evaluate_suite(
+    policy_dir: str | Path,
+    suite,
+    episodes: int,
+    seed: int = 10_000,
+    base_dir: str | Path | None = None,
+    workers: int = 1,
+) -> SuiteResult:
     """Evaluate a saved policy on every suite task; with ``base_dir``, forgetting against the (cached) base."""
     tasks = evaluate_policy_dir(policy_dir, suite.tasks, episodes, seed, workers)
     base = base_results(base_dir, suite, episodes, seed, workers) if base_dir else None
-    return SuiteResult(suite.name, suite.new_task, list(suite.prior_tasks), episodes, seed, tasks, base, str(policy_dir))
+    return SuiteResult(
+        suite.name, suite.new_task, list(suite.prior_tasks), episodes, seed, tasks, base, str(policy_dir)
+    )

@@ -4,6 +4,7 @@ Local Ray by default (``workers`` CPUs); ``address`` (or the ``RAY_ADDRESS`` env
 joins an existing cluster instead. One job, or ``workers=1``, runs in this process: starting Ray
 costs seconds that a single evaluation does not repay.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,9 @@ def evaluate_one(policy_dir: str, task: str, episodes: int, seed: int, threads: 
     return evaluate_task(policy, task, episodes, seed=seed).as_dict()
 
 
-def run_evaluations(jobs: list[tuple[str, str]], episodes: int, seed: int, workers: int = 1,
-                    address: str | None = None) -> dict[str, dict[str, SuccessRate]]:
+def run_evaluations(
+    jobs: list[tuple[str, str]], episodes: int, seed: int, workers: int = 1, address: str | None = None
+) -> dict[str, dict[str, SuccessRate]]:
     """``{policy_dir: {task: SuccessRate}}`` for every (policy_dir, task) job."""
     address = address or os.environ.get("RAY_ADDRESS")
     results: dict[str, dict[str, SuccessRate]] = defaultdict(dict)
@@ -48,7 +50,9 @@ def run_evaluations(jobs: list[tuple[str, str]], episodes: int, seed: int, worke
     try:
         remote = ray.remote(num_cpus=1)(evaluate_one)
         pending = {remote.remote(p, t, episodes, seed, 1): (p, t) for p, t in jobs}
-        with progress(total=len(jobs), desc=f"evaluate ({workers} Ray workers)", unit="task", leave=False) as bar:
+        with progress(
+            total=len(jobs), desc=f"evaluate ({workers} Ray workers)", unit="task", leave=False
+        ) as bar:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
@@ -58,9 +62,11 @@ def run_evaluations(jobs: list[tuple[str, str]], episodes: int, seed: int, worke
                     except ray.exceptions.RayError as err:  # Ray retried the task and its worker died again
                         from vla_razor.errors import WorkerError
 
-                        raise WorkerError(f"the Ray worker evaluating {job[0]} on {job[1]} was lost "
-                                          f"({type(err).__name__}: {str(err)[:300]}); run again, or with "
-                                          "--workers 1 to see the failure in this process") from None
+                        raise WorkerError(
+                            f"the Ray worker evaluating {job[0]} on {job[1]} was lost "
+                            f"({type(err).__name__}: {str(err)[:300]}); run again, or with "
+                            "--workers 1 to see the failure in this process"
+                        ) from None
                     bar.update(1)
     finally:
         if started_here:

@@ -6,6 +6,7 @@ every episode to its end, and scores it (success, or its summed reward). An epis
 score normalised within its group; every decision and every denoising step of the episode shares it.
 The update is PPO's clipped per-step ratio without a value function.
 """
+
 from __future__ import annotations
 
 import time
@@ -35,14 +36,30 @@ class GRPOConfig(ClippedPolicyGradientConfig):
     def __post_init__(self):
         super().__post_init__()
         if self.num_groups < 1 or self.group_size < 2:
-            raise ValueError("GRPO needs num_groups >= 1 and group_size >= 2 (a group normalises within itself)")
+            raise ValueError(
+                "GRPO needs num_groups >= 1 and group_size >= 2 (a group normalises within itself)"
+            )
         if self.score not in ("success", "return"):
             raise ValueError(f"score must be 'success' or 'return', got {self.score!r}")
 
 
-SMOKE = dict(total_env_steps=200, num_groups=1, group_size=2, score="return", update_epochs=1, num_minibatches=1, eval_every=0,
-             eval_episodes=1, retention_episodes=1, final_eval_episodes=1, video_episodes=1, checkpoint_every=1,
-             kl_states=8, suite="smoke", base="runs/base-smoke/policy")
+SMOKE = dict(
+    total_env_steps=200,
+    num_groups=1,
+    group_size=2,
+    score="return",
+    update_epochs=1,
+    num_minibatches=1,
+    eval_every=0,
+    eval_episodes=1,
+    retention_episodes=1,
+    final_eval_episodes=1,
+    video_episodes=1,
+    checkpoint_every=1,
+    kl_states=8,
+    suite="smoke",
+    base="runs/base-smoke/policy",
+)
 
 
 def group_advantages(scores: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -79,8 +96,15 @@ def collect_groups(env, policy, seeds: list[int], max_decisions: int, generator:
         success[done] = np.asarray(info["success"])[done]
         alive &= ~done
     flat_obs = {k: torch.cat([o[k] for o in obs_rows]) for k in obs_rows[0]}
-    return (flat_obs, Chain(torch.cat(chain_rows), True), torch.cat(log_prob_rows), torch.cat(owner),
-            returns, success, env_steps)
+    return (
+        flat_obs,
+        Chain(torch.cat(chain_rows), True),
+        torch.cat(log_prob_rows),
+        torch.cat(owner),
+        returns,
+        success,
+        env_steps,
+    )
 
 
 def train(cfg: GRPOConfig, resume: bool = False):
@@ -94,7 +118,9 @@ def train(cfg: GRPOConfig, resume: bool = False):
 
     num_envs = cfg.num_groups * cfg.group_size
     chunk = policy.config.chunk_size
-    env = make_vec_env(ft.task, num_envs=num_envs, backend="cpu", chunk_size=chunk, vectorization=cfg.vectorization)
+    env = make_vec_env(
+        ft.task, num_envs=num_envs, backend="cpu", chunk_size=chunk, vectorization=cfg.vectorization
+    )
     max_decisions = -(-get_task(ft.task).max_episode_steps // chunk)
     bar = ft.progress(cfg.total_env_steps, "env step")
     try:
@@ -104,7 +130,9 @@ def train(cfg: GRPOConfig, resume: bool = False):
             first = cfg.seed * 1_000_003 + ft.iteration * cfg.num_groups
             seeds = [first + g for g in range(cfg.num_groups) for _ in range(cfg.group_size)]
             policy.eval()
-            obs, chains, old_log_prob, owner, returns, success, env_steps = collect_groups(env, policy, seeds, max_decisions, generator)
+            obs, chains, old_log_prob, owner, returns, success, env_steps = collect_groups(
+                env, policy, seeds, max_decisions, generator
+            )
             rollout_s = time.perf_counter() - started
             scores = torch.as_tensor(success if cfg.score == "success" else returns, dtype=torch.float32)
             advantages = group_advantages(scores.reshape(cfg.num_groups, cfg.group_size)).flatten()[owner]
@@ -121,7 +149,7 @@ def train(cfg: GRPOConfig, resume: bool = False):
             for epoch in range(cfg.update_epochs):
                 order = torch.randperm(batch, generator=generator)
                 for start in range(0, batch, minibatch):
-                    index = order[start:start + minibatch]
+                    index = order[start : start + minibatch]
                     mb_obs = {k: v[index] for k, v in obs.items()}
                     mb_chain = Chain(chains.points[index], True)
                     steps = policy.step_distributions(mb_obs, mb_chain)
@@ -131,7 +159,9 @@ def train(cfg: GRPOConfig, resume: bool = False):
                     stats["grpo/approx_kl"] += surrogate["approx_kl"]
                     stats["grpo/clipfrac"] += surrogate["clipfrac"]
                     if ft.penalty.active:
-                        penalty, _ = ft.penalty.loss(policy, obs, chains, prepared, index, current=steps, generator=generator)
+                        penalty, _ = ft.penalty.loss(
+                            policy, obs, chains, prepared, index, current=steps, generator=generator
+                        )
                         loss = loss + penalty
                         stats["loss/kl_penalty"] += float(penalty.detach())
                     ft.check_finite(**{"loss/total": loss})
@@ -147,10 +177,18 @@ def train(cfg: GRPOConfig, resume: bool = False):
             ft.env_steps += env_steps
             metrics = {k: v / max(updates, 1) for k, v in stats.items()}
             metrics.update(ft.track_kl(obs))
-            metrics.update({"success/train": float(success.mean()), "reward/episode_return": float(returns.mean()),
-                            "grpo/informative_groups": float((scores.reshape(cfg.num_groups, -1).std(1) > 0).float().mean()),
-                            "grpo/epochs": epoch + 1, "time/rollout_s": rollout_s,
-                            "time/iteration_s": time.perf_counter() - started})
+            metrics.update(
+                {
+                    "success/train": float(success.mean()),
+                    "reward/episode_return": float(returns.mean()),
+                    "grpo/informative_groups": float(
+                        (scores.reshape(cfg.num_groups, -1).std(1) > 0).float().mean()
+                    ),
+                    "grpo/epochs": epoch + 1,
+                    "time/rollout_s": rollout_s,
+                    "time/iteration_s": time.perf_counter() - started,
+                }
+            )
             ft.end_iteration(metrics, bar, advance=env_steps, more_to_come=ft.env_steps < cfg.total_env_steps)
     finally:
         bar.close()

@@ -1,4 +1,5 @@
 """What PPO and GRPO share: their common hyper-parameters and the clipped per-step surrogate."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -28,13 +29,19 @@ class ClippedPolicyGradientConfig(FinetuneConfig):
     def __post_init__(self):
         super().__post_init__()
         if min(self.total_env_steps, self.update_epochs, self.num_minibatches) < 1 or self.clip_coef <= 0:
-            raise ValueError("total_env_steps, update_epochs and num_minibatches must be >= 1 and clip_coef > 0")
+            raise ValueError(
+                "total_env_steps, update_epochs and num_minibatches must be >= 1 and clip_coef > 0"
+            )
         if self.vectorization not in ("sync", "async"):
             raise ValueError(f"vectorization must be 'sync' or 'async', got {self.vectorization!r}")
 
 
-def clipped_surrogate(log_ratio: torch.Tensor, advantages: torch.Tensor, clip: float,
-                      behaviour_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+def clipped_surrogate(
+    log_ratio: torch.Tensor,
+    advantages: torch.Tensor,
+    clip: float,
+    behaviour_weight: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
     """PPO's clipped objective (as a loss) for per-step log-ratios ``[B, K]`` and per-decision
     advantages ``[B]`` (every denoising step shares its decision's advantage), with the old-vs-new
     approximate KL (k3) and the clipped fraction.
@@ -48,6 +55,8 @@ def clipped_surrogate(log_ratio: torch.Tensor, advantages: torch.Tensor, clip: f
     terms = torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip))
     loss = (terms * behaviour_weight).mean() if behaviour_weight is not None else terms.mean()
     with torch.no_grad():
-        stats = {"approx_kl": float(((ratio - 1) - log_ratio).mean()),
-                 "clipfrac": float(((ratio - 1).abs() > clip).float().mean())}
+        stats = {
+            "approx_kl": float(((ratio - 1) - log_ratio).mean()),
+            "clipfrac": float(((ratio - 1).abs() > clip).float().mean()),
+        }
     return loss, stats

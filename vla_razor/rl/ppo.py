@@ -9,6 +9,7 @@ Two different KLs appear here, with different names:
 - ``ppo/approx_kl``: old vs new policy within an update (the trust region; early stopping);
 - ``kl/forward``, ``kl/reverse``: the current policy vs the frozen BASE policy (the razor metrics).
 """
+
 from __future__ import annotations
 
 import time
@@ -76,12 +77,28 @@ class PPOConfig(ClippedPolicyGradientConfig):
         if self.max_behaviour_weight < 1:
             raise ValueError(f"max_behaviour_weight must be >= 1, got {self.max_behaviour_weight}")
         if self.rollout_workers < 0 or (self.rollout_workers and self.num_envs % self.rollout_workers):
-            raise ValueError(f"rollout_workers must be 0 or divide num_envs ({self.num_envs}), got {self.rollout_workers}")
+            raise ValueError(
+                f"rollout_workers must be 0 or divide num_envs ({self.num_envs}), got {self.rollout_workers}"
+            )
 
 
-SMOKE = dict(total_env_steps=256, num_envs=2, num_decisions=4, update_epochs=1, num_minibatches=2, eval_every=0,
-             eval_episodes=1, retention_episodes=1, final_eval_episodes=1, video_episodes=1, critic_warmup_iterations=1,
-             checkpoint_every=1, kl_states=8, suite="smoke", base="runs/base-smoke/policy")
+SMOKE = dict(
+    total_env_steps=256,
+    num_envs=2,
+    num_decisions=4,
+    update_epochs=1,
+    num_minibatches=2,
+    eval_every=0,
+    eval_episodes=1,
+    retention_episodes=1,
+    final_eval_episodes=1,
+    video_episodes=1,
+    critic_warmup_iterations=1,
+    checkpoint_every=1,
+    kl_states=8,
+    suite="smoke",
+    base="runs/base-smoke/policy",
+)
 
 
 def train(cfg: PPOConfig, resume: bool = False):
@@ -92,18 +109,31 @@ def train(cfg: PPOConfig, resume: bool = False):
     critic = ValueCritic(CriticConfig(hidden=policy.config.hidden), embed_language=False)
     # The critic sees observations the way the policy does: reuse the base's normalisation statistics.
     critic.obs_encoder.load_state_dict(policy.obs_encoder.state_dict(), strict=False)
-    optimizer = torch.optim.Adam([{"params": policy.parameters(), "lr": cfg.lr},
-                                  {"params": critic.parameters(), "lr": cfg.critic_lr}], eps=1e-5)
+    optimizer = torch.optim.Adam(
+        [{"params": policy.parameters(), "lr": cfg.lr}, {"params": critic.parameters(), "lr": cfg.critic_lr}],
+        eps=1e-5,
+    )
     generator = torch.Generator().manual_seed(cfg.seed)
     ft.restore({"policy": policy, "critic": critic}, {"optimizer": optimizer}, generator)
 
     # A resumed run starts fresh episodes, seeded by the iteration it resumes at.
-    spec = RolloutSpec(ft.task, cfg.num_envs, policy.config.chunk_size, cfg.reward_mode, cfg.vectorization, cfg.num_decisions,
-                       cfg.gamma, cfg.reward_scale, reset_seed=cfg.seed * 1_000_003 + ft.iteration * cfg.num_envs,
-                       sampling_seed=cfg.seed * 1_000_003 + ft.iteration + 1, threads=torch.get_num_threads())
+    spec = RolloutSpec(
+        ft.task,
+        cfg.num_envs,
+        policy.config.chunk_size,
+        cfg.reward_mode,
+        cfg.vectorization,
+        cfg.num_decisions,
+        cfg.gamma,
+        cfg.reward_scale,
+        reset_seed=cfg.seed * 1_000_003 + ft.iteration * cfg.num_envs,
+        sampling_seed=cfg.seed * 1_000_003 + ft.iteration + 1,
+        threads=torch.get_num_threads(),
+    )
     if cfg.rollout_workers:
-        rollouts = OverlappedRollouts(spec, policy, critic, workers=cfg.rollout_workers,
-                                      timeout_s=cfg.worker_timeout_s)
+        rollouts = OverlappedRollouts(
+            spec, policy, critic, workers=cfg.rollout_workers, timeout_s=cfg.worker_timeout_s
+        )
     else:
         rollouts = InlineRollouts(spec, generator)
     batch = cfg.num_envs * cfg.num_decisions
@@ -123,24 +153,40 @@ def train(cfg: PPOConfig, resume: bool = False):
                 if cfg.rollout_workers and cfg.decoupled_clip:
                     # Stale data: clip around the learner's current weights, correct for the acting ones.
                     behaviour_log_prob = old_log_prob
-                    old_log_prob = per_step_log_prob(policy.step_distributions(flat_obs, chains), chains.points)
-                    behaviour_weight = (old_log_prob - behaviour_log_prob).exp().clamp(max=cfg.max_behaviour_weight)
+                    old_log_prob = per_step_log_prob(
+                        policy.step_distributions(flat_obs, chains), chains.points
+                    )
+                    behaviour_weight = (
+                        (old_log_prob - behaviour_log_prob).exp().clamp(max=cfg.max_behaviour_weight)
+                    )
                 values = critic(flat_obs).reshape(cfg.num_decisions, cfg.num_envs)
-                advantages, returns = gae(rollout.rewards, values, rollout.dones, critic(rollout.next_obs),
-                                          cfg.gamma, cfg.gae_lambda)
+                advantages, returns = gae(
+                    rollout.rewards,
+                    values,
+                    rollout.dones,
+                    critic(rollout.next_obs),
+                    cfg.gamma,
+                    cfg.gae_lambda,
+                )
                 advantages, returns = advantages.flatten(), returns.flatten()
                 prepared = ft.penalty.prepare(base, flat_obs, chains, generator)
 
             # 3. Clipped-ratio updates over minibatches, stopping early on the trust region.
             policy.train()
             update_policy = ft.iteration >= cfg.critic_warmup_iterations
-            stats = {"ppo/approx_kl": 0.0, "ppo/clipfrac": 0.0, "loss/policy": 0.0, "loss/value": 0.0, "loss/kl_penalty": 0.0}
+            stats = {
+                "ppo/approx_kl": 0.0,
+                "ppo/clipfrac": 0.0,
+                "loss/policy": 0.0,
+                "loss/value": 0.0,
+                "loss/kl_penalty": 0.0,
+            }
             updates = 0
             update_started = time.perf_counter()
             for epoch in range(cfg.update_epochs):
                 order = torch.randperm(batch, generator=generator)
                 for start in range(0, batch - minibatch + 1, minibatch):
-                    index = order[start:start + minibatch]
+                    index = order[start : start + minibatch]
                     mb_obs = {k: v[index] for k, v in flat_obs.items()}
                     value_loss = 0.5 * (critic(mb_obs) - returns[index]).square().mean()
                     loss = cfg.vf_coef * value_loss
@@ -155,7 +201,9 @@ def train(cfg: PPOConfig, resume: bool = False):
                         policy_loss, surrogate = clipped_surrogate(log_ratio, adv, cfg.clip_coef, weight)
                         loss = loss + policy_loss
                         if ft.penalty.active:
-                            penalty, _ = ft.penalty.loss(policy, flat_obs, chains, prepared, index, current=steps, generator=generator)
+                            penalty, _ = ft.penalty.loss(
+                                policy, flat_obs, chains, prepared, index, current=steps, generator=generator
+                            )
                             loss = loss + penalty
                             stats["loss/kl_penalty"] += float(penalty.detach())
                         stats["ppo/approx_kl"] += surrogate["approx_kl"]
@@ -182,11 +230,20 @@ def train(cfg: PPOConfig, resume: bool = False):
                 metrics["ppo/behaviour_weight"] = float(behaviour_weight.mean())
             if rollout.episode_successes:
                 metrics["success/train"] = sum(rollout.episode_successes) / len(rollout.episode_successes)
-            metrics.update({"reward/mean_chunk": float(rollout.rewards.mean()), "ppo/epochs": epoch + 1,
-                            "ppo/policy_updated": float(update_policy), "time/rollout_s": rollout_s,
-                            "time/update_s": update_s, "time/iteration_s": time.perf_counter() - started,
-                            "time/env_steps_per_s": rollout.env_steps / (time.perf_counter() - started)})
-            ft.end_iteration(metrics, bar, advance=rollout.env_steps, more_to_come=ft.env_steps < cfg.total_env_steps)
+            metrics.update(
+                {
+                    "reward/mean_chunk": float(rollout.rewards.mean()),
+                    "ppo/epochs": epoch + 1,
+                    "ppo/policy_updated": float(update_policy),
+                    "time/rollout_s": rollout_s,
+                    "time/update_s": update_s,
+                    "time/iteration_s": time.perf_counter() - started,
+                    "time/env_steps_per_s": rollout.env_steps / (time.perf_counter() - started),
+                }
+            )
+            ft.end_iteration(
+                metrics, bar, advance=rollout.env_steps, more_to_come=ft.env_steps < cfg.total_env_steps
+            )
     finally:
         bar.close()
         rollouts.close()

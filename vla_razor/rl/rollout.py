@@ -5,6 +5,7 @@ chunk; the inner one is the denoising chain that produced the chunk. A rollout s
 decision, the observation, the whole chain, the chunk's summed reward and the episode flags; the
 per-step log-probabilities and values are computed afterwards in one batched pass.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -57,8 +58,16 @@ class Rollout:
 
 
 @torch.no_grad()
-def collect(env, policy, obs: dict, num_decisions: int, generator: torch.Generator, critic=None,
-            gamma: float = 0.99, reward_scale: float = 1.0):
+def collect(
+    env,
+    policy,
+    obs: dict,
+    num_decisions: int,
+    generator: torch.Generator,
+    critic=None,
+    gamma: float = 0.99,
+    reward_scale: float = 1.0,
+):
     """Run ``num_decisions`` stochastic decisions in every sub-env from ``obs``; returns (rollout, last obs).
 
     Truncated episodes (time limit) are bootstrapped with the critic's value of their final
@@ -88,12 +97,27 @@ def collect(env, policy, obs: dict, num_decisions: int, generator: torch.Generat
         for t, rows, final in truncated_at:
             rewards[t, rows] += gamma * critic(as_tensor_obs(final)).float()
     stacked = {k: torch.stack([o[k] for o in obs_steps]) for k in obs_steps[0]}
-    rollout = Rollout(stacked, torch.stack(chains), torch.stack(log_probs), rewards, torch.stack(dones), as_tensor_obs(obs), env_steps, successes)
+    rollout = Rollout(
+        stacked,
+        torch.stack(chains),
+        torch.stack(log_probs),
+        rewards,
+        torch.stack(dones),
+        as_tensor_obs(obs),
+        env_steps,
+        successes,
+    )
     return rollout, obs
 
 
-def gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, next_value: torch.Tensor,
-        gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+def gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    dones: torch.Tensor,
+    next_value: torch.Tensor,
+    gamma: float,
+    lam: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimation over ``[T, N]``; returns (advantages, returns).
 
     ``dones[t]`` means decision t ended its episode: no bootstrapping across it (the next observation

@@ -14,6 +14,7 @@ Workers are started with the ``spawn`` method (fresh interpreters), so a script 
 :class:`OverlappedRollouts` directly must guard its entry point with ``if __name__ == "__main__":``;
 ``vla-razor finetune`` already does.
 """
+
 from __future__ import annotations
 
 import copy
@@ -53,8 +54,14 @@ class RolloutSpec:
 def _make_env(spec: RolloutSpec):
     from vla_razor.envs import make_vec_env
 
-    return make_vec_env(spec.task, num_envs=spec.num_envs, backend="cpu", chunk_size=spec.chunk_size,
-                        reward_mode=spec.reward_mode, vectorization=spec.vectorization)
+    return make_vec_env(
+        spec.task,
+        num_envs=spec.num_envs,
+        backend="cpu",
+        chunk_size=spec.chunk_size,
+        reward_mode=spec.reward_mode,
+        vectorization=spec.vectorization,
+    )
 
 
 class InlineRollouts:
@@ -67,8 +74,16 @@ class InlineRollouts:
 
     def next(self, policy, critic) -> Rollout:
         policy.eval()
-        rollout, self.obs = collect(self.env, policy, self.obs, self.spec.num_decisions, self.generator, critic,
-                                    self.spec.gamma, self.spec.reward_scale)
+        rollout, self.obs = collect(
+            self.env,
+            policy,
+            self.obs,
+            self.spec.num_decisions,
+            self.generator,
+            critic,
+            self.spec.gamma,
+            self.spec.reward_scale,
+        )
         return rollout
 
     def close(self) -> None:
@@ -114,7 +129,9 @@ def _worker_main(conn, spec: RolloutSpec, policy, critic) -> None:
             policy_state, critic_state = payload
             policy.load_state_dict(policy_state)
             critic.load_state_dict(critic_state)
-            rollout, obs = collect(env, policy, obs, spec.num_decisions, generator, critic, spec.gamma, spec.reward_scale)
+            rollout, obs = collect(
+                env, policy, obs, spec.num_decisions, generator, critic, spec.gamma, spec.reward_scale
+            )
             conn.send_bytes(_dumps(("rollout", _rollout_fields(rollout))))
     except (KeyboardInterrupt, EOFError, BrokenPipeError):
         pass  # the learner went away: nothing to report to
@@ -149,8 +166,15 @@ def split_spec(spec: RolloutSpec, workers: int) -> list[RolloutSpec]:
     if workers < 1 or spec.num_envs % workers:
         raise ValueError(f"num_envs ({spec.num_envs}) must be a multiple of rollout_workers ({workers})")
     size = spec.num_envs // workers
-    return [dataclasses.replace(spec, num_envs=size, reset_seed=spec.reset_seed + i * size,
-                                sampling_seed=spec.sampling_seed + 7919 * i) for i in range(workers)]
+    return [
+        dataclasses.replace(
+            spec,
+            num_envs=size,
+            reset_seed=spec.reset_seed + i * size,
+            sampling_seed=spec.sampling_seed + 7919 * i,
+        )
+        for i in range(workers)
+    ]
 
 
 class _Worker:
@@ -158,8 +182,12 @@ class _Worker:
 
     def __init__(self, context, spec: RolloutSpec, policy, critic, index: int):
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_worker_main, args=(child, spec, policy, critic), daemon=True,
-                                       name=f"vla-razor-rollouts-{index}")
+        self.process = context.Process(
+            target=_worker_main,
+            args=(child, spec, policy, critic),
+            daemon=True,
+            name=f"vla-razor-rollouts-{index}",
+        )
         self.process.start()
         child.close()
 
@@ -174,18 +202,22 @@ class _Worker:
                 raise RolloutWorkerError(
                     f"the rollout worker process {self.process.name} died (exit code {self.process.exitcode}) before "
                     f"sending {expected!r}; rerun with rollout_workers=0 to see the failure in this process, then "
-                    "--resume from the last checkpoint")
+                    "--resume from the last checkpoint"
+                )
             if deadline is not None and time.monotonic() > deadline:
                 self.process.kill()  # SIGKILL: a stopped or wedged process ignores SIGTERM
                 self.process.join(timeout=10)
                 raise RolloutWorkerError(
                     f"the rollout worker {self.process.name} sent nothing in {timeout_s:.0f} s (expected {expected!r}): "
-                    "it hangs; it was stopped. Raise worker_timeout_s if rollouts are really that slow, else --resume")
+                    "it hangs; it was stopped. Raise worker_timeout_s if rollouts are really that slow, else --resume"
+                )
         try:
             kind, payload = _loads(self.conn.recv_bytes())
         except (EOFError, ConnectionResetError):
-            raise RolloutWorkerError(f"the rollout worker process died (exit code {self.process.exitcode}) before sending "
-                                     f"{expected!r}; rerun with rollout_workers=0 to see the failure in this process") from None
+            raise RolloutWorkerError(
+                f"the rollout worker process died (exit code {self.process.exitcode}) before sending "
+                f"{expected!r}; rerun with rollout_workers=0 to see the failure in this process"
+            ) from None
         if kind == "error":
             raise RolloutWorkerError(f"the rollout worker failed:\n{payload}")
         return payload
@@ -213,13 +245,22 @@ class OverlappedRollouts:
     first call also asks for (and waits on) one rollout.
     """
 
-    def __init__(self, spec: RolloutSpec, policy, critic, workers: int = 1, start_timeout_s: float = 300.0,
-                 timeout_s: float | None = 600.0):
+    def __init__(
+        self,
+        spec: RolloutSpec,
+        policy,
+        critic,
+        workers: int = 1,
+        start_timeout_s: float = 300.0,
+        timeout_s: float | None = 600.0,
+    ):
         specs = split_spec(spec, workers)
         context = mp.get_context("spawn")  # fresh interpreters: no forked torch threads or simulator state
         # Copies: multiprocessing hands tensors to a child through shared memory, and the learner's own
         # parameters, updated in place, must not be the ones the workers act with.
-        self._workers = [_Worker(context, s, copy.deepcopy(policy), copy.deepcopy(critic), i) for i, s in enumerate(specs)]
+        self._workers = [
+            _Worker(context, s, copy.deepcopy(policy), copy.deepcopy(critic), i) for i, s in enumerate(specs)
+        ]
         self._pending = False
         self.timeout_s = timeout_s
         self._receive_all("ready", start_timeout_s)
@@ -240,7 +281,9 @@ class OverlappedRollouts:
     def next(self, policy, critic) -> Rollout:
         if not self._pending:
             self._request(policy, critic)
-        rollout = merge_rollouts([Rollout(**fields) for fields in self._receive_all("rollout", self.timeout_s)])
+        rollout = merge_rollouts(
+            [Rollout(**fields) for fields in self._receive_all("rollout", self.timeout_s)]
+        )
         self._request(policy, critic)
         return rollout
 

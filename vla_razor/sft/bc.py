@@ -9,6 +9,7 @@ Two data sources:
 - ``data: rl``: successful rollouts of an RL-fine-tuned policy (``rl_policy``), the paper's "SFT on RL
   data" control: same data distribution as RL, trained by SFT.
 """
+
 from __future__ import annotations
 
 import math
@@ -61,12 +62,27 @@ class SFTConfig(FinetuneConfig):
         if self.data == "rl" and not self.rl_policy:
             raise ValueError("data: rl needs rl_policy=<an RL run's policy directory>")
         if min(self.iterations, self.steps_per_iteration, self.batch_size, self.demos, self.rl_episodes) < 1:
-            raise ValueError("iterations, steps_per_iteration, batch_size, demos and rl_episodes must be >= 1")
+            raise ValueError(
+                "iterations, steps_per_iteration, batch_size, demos and rl_episodes must be >= 1"
+            )
 
 
-SMOKE = dict(iterations=2, steps_per_iteration=2, batch_size=8, demos=1, eval_every=0, eval_episodes=1,
-             retention_episodes=1, final_eval_episodes=1, video_episodes=1, checkpoint_every=1, kl_states=8,
-             rl_episodes=2, suite="smoke", base="runs/base-smoke/policy")
+SMOKE = dict(
+    iterations=2,
+    steps_per_iteration=2,
+    batch_size=8,
+    demos=1,
+    eval_every=0,
+    eval_episodes=1,
+    retention_episodes=1,
+    final_eval_episodes=1,
+    video_episodes=1,
+    checkpoint_every=1,
+    kl_states=8,
+    rl_episodes=2,
+    suite="smoke",
+    base="runs/base-smoke/policy",
+)
 
 
 def demo_dataset(cfg: SFTConfig, task: str, chunk_size: int):
@@ -89,7 +105,9 @@ def rl_dataset(cfg: SFTConfig, task: str, chunk_size: int):
 
     teacher = ChainPolicy.from_pretrained(cfg.rl_policy).eval()
     if teacher.config.chunk_size != chunk_size:
-        raise ValueError(f"{cfg.rl_policy} acts in chunks of {teacher.config.chunk_size}, the base in {chunk_size}")
+        raise ValueError(
+            f"{cfg.rl_policy} acts in chunks of {teacher.config.chunk_size}, the base in {chunk_size}"
+        )
     n = cfg.rl_episodes
     env = make_vec_env(task, num_envs=n, backend="cpu", chunk_size=chunk_size)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -114,7 +132,9 @@ def rl_dataset(cfg: SFTConfig, task: str, chunk_size: int):
     kept = [(o, a) for i, o, a in pairs if success[i]]
     if not kept:
         raise NoRLDataError(f"{cfg.rl_policy} succeeded in none of {n} episodes of {task}: no data to clone")
-    tqdm.write(f"SFT on RL data: {int(success.sum())}/{n} successful episodes, {len(kept)} (observation, chunk) pairs")
+    tqdm.write(
+        f"SFT on RL data: {int(success.sum())}/{n} successful episodes, {len(kept)} (observation, chunk) pairs"
+    )
     obs = {k: torch.stack([o[k] for o, _ in kept]) for k in kept[0][0]}
     return ChunkDataset(obs, torch.stack([a for _, a in kept]).float(), {task: int(success.sum())})
 
@@ -158,7 +178,11 @@ def train(cfg: SFTConfig, resume: bool = False):
                 states.append(obs)
             ft.iteration += 1
             iteration_states = {k: torch.cat([s[k] for s in states]) for k in states[0]}
-            metrics = {"loss/bc": sum(losses) / len(losses), "lr": lr, "sft/samples_seen": ft.iteration * cfg.steps_per_iteration * cfg.batch_size}
+            metrics = {
+                "loss/bc": sum(losses) / len(losses),
+                "lr": lr,
+                "sft/samples_seen": ft.iteration * cfg.steps_per_iteration * cfg.batch_size,
+            }
             metrics.update(ft.track_kl(iteration_states))
             metrics["time/iteration_s"] = time.perf_counter() - started
             ft.end_iteration(metrics, bar, advance=1, more_to_come=ft.iteration < cfg.iterations)
