@@ -62,7 +62,7 @@ def test_predictors_are_ranked_by_r2():
 def test_report_html_renders_lists_tables_and_inlines_figures(tmp_path):
     import base64
 
-    from vla_razor.analysis.report import render_html
+    from vla_razor.analysis.render import render_html
 
     png = tmp_path / "pareto.png"
     import matplotlib.pyplot as plt

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from vla_razor.algorithms import load_algorithm
+from vla_razor.analysis.numbers import analyse, findings
 from vla_razor.analysis.predictors import (
     PREDICTORS,
     feature_change,
@@ -15,7 +16,7 @@ from vla_razor.analysis.predictors import (
     measure_predictors,
     weight_change,
 )
-from vla_razor.analysis.report import analyse, findings, render_html
+from vla_razor.analysis.render import render_html
 from vla_razor.analysis.sweep import RazorConfig, plan_control, plan_runs
 from vla_razor.config import ConfigError, load_config
 from vla_razor.envs.observations import random_observation
@@ -333,7 +334,8 @@ def test_the_sweeps_run_command_is_the_cli_with_resume():
 
 
 def test_per_task_fits_tell_a_tasks_own_kl_from_the_new_tasks():
-    from vla_razor.analysis.report import _markdown, per_task_fits
+    from vla_razor.analysis.numbers import per_task_fits
+    from vla_razor.analysis.render import summary_markdown as _markdown
 
     rng = np.random.default_rng(0)
     points = []
@@ -412,8 +414,9 @@ def _counted(method, run, new, retention, kl, grid, tag="final", tasks=("A", "B"
 
 
 def test_penalty_runs_are_their_own_group_compared_at_matched_success():
+    from vla_razor.analysis.numbers import penalty_comparison
     from vla_razor.analysis.points import point_method
-    from vla_razor.analysis.report import _markdown, penalty_comparison
+    from vla_razor.analysis.render import summary_markdown as _markdown
 
     assert point_method("rl", {"lr": 1e-5, "seed": 0}) == "rl"
     assert point_method("rl", {"kl_penalty.kind": "adaptive", "seed": 0}) == "rl_kl"
@@ -447,7 +450,7 @@ def test_penalty_runs_are_their_own_group_compared_at_matched_success():
 
 
 def test_chain_vs_action_says_which_kl_fits_forgetting():
-    from vla_razor.analysis.report import chain_vs_action
+    from vla_razor.analysis.numbers import chain_vs_action
 
     rng = np.random.default_rng(1)
     points = []

@@ -1,0 +1,316 @@
+"""The razor report's numbers: frontiers, forgetting fits, the predictor ranking, the matched comparisons and
+the findings in words, from the points alone (:mod:`.points`)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .fits import bootstrap_frontier_areas, frontier_area, polyfit, rank_predictors
+from .matched import BRIEF, matched_pair, matched_points
+from .predictors import PREDICTORS
+
+METHOD_LABELS = {
+    "rl": "RL",
+    "rl_kl": "RL + KL penalty",
+    "sft": "SFT",
+    "sft_on_rl": "SFT on RL data",
+    "base": "base",
+}
+"""The analysis's methods (:func:`.points.point_method`) as the report names them."""
+PREDICTOR_LABELS = {
+    "kl/forward": "forward KL E[KL(π0‖π)]",
+    "kl/reverse": "reverse KL E[KL(π‖π0)]",
+    "kl/forward_action": "forward KL of the action marginals",
+    "weights/l2_change": "L2 weight change",
+    "weights/update_density": "update density",
+    "features/change": "representation change (1 − CKA)",
+}
+
+
+def analyse(points: list[dict], prior_tasks: list[str] | None = None, match_tolerance: float = 0.10) -> dict:
+    """Frontiers per method, forgetting fits per predictor (pooled over every fine-tuned point), the ranking,
+    the lift of each method over the base, and the RL/SFT pair at matched new-task success."""
+    tuned = [p for p in points if p["method"] != "base"]
+    methods = ("rl", "rl_kl", "sft", "sft_on_rl")
+    out: dict = {
+        "points": {m: sum(p["method"] == m for p in tuned) for m in methods},
+        "runs": {m: len({p["run"] for p in tuned if p["method"] == m}) for m in methods},
+    }
+    base = [p for p in points if p["method"] == "base"]
+    out["frontier_area"] = {}
+    for method in ("rl", "sft"):
+        pts = base + [p for p in tuned if p["method"] == method]
+        if pts:
+            x = np.array([p["new_task_success"] for p in pts])
+            y = np.array([p["retention"] for p in pts])
+            out["frontier_area"][method] = frontier_area(x, y)
+    out["frontier_bootstrap"] = _frontier_bootstrap(base, tuned)
+    y = np.array([p["forgetting"] for p in tuned], float)
+    fits = {}
+    for name in PREDICTORS:
+        x = np.array([p.get(name, math.nan) for p in tuned], float)
+        ok = np.isfinite(x) & np.isfinite(y)
+        fits[name] = {
+            label: polyfit(x[ok], y[ok], degree).as_dict()
+            for degree, label in ((1, "linear"), (2, "quadratic"))
+            if ok.sum() > degree + 1 and np.ptp(x[ok]) > 0
+        }
+    out["fits"] = fits
+    # Ranked by the quadratic fit's R^2 (never below the nested linear fit's) when every predictor has one,
+    # else by the linear fit's (too few points), with fits.rank_predictors.
+    # Every predictor is ranked on the same points: those where all of them (and the forgetting) are measured.
+    fittable = [n for n in PREDICTORS if "linear" in fits[n]]
+    degree = 2 if all("quadratic" in fits[n] for n in fittable) else 1
+    columns = {n: np.array([p.get(n, math.nan) for p in tuned], float) for n in fittable}
+    ok = (
+        np.isfinite(y) & np.all([np.isfinite(c) for c in columns.values()], axis=0)
+        if columns
+        else np.isfinite(y)
+    )
+    ranked = rank_predictors({n: c[ok] for n, c in columns.items()}, y[ok], degree)
+    out["ranking"] = [
+        {
+            "predictor": n,
+            "r2_linear": fits[n]["linear"]["r2"],
+            "r2_quadratic": fits[n].get("quadratic", {}).get("r2"),
+        }
+        for n, _ in ranked
+    ]
+    control = [p for p in tuned if p["method"] == "sft_on_rl" and p["tag"] == "final"]
+    out["control"] = control
+    out["base"] = {k: base[0][k] for k in ("new_task_success", "retention")} if base else {}
+    out["best"] = {}
+    for method in ("rl", "sft", "sft_on_rl"):
+        finals = [p for p in tuned if p["method"] == method and p["tag"] == "final"]
+        if finals:
+            best = max(finals, key=lambda p: (p["new_task_success"], p["retention"]))
+            out["best"][method] = {
+                "run": best["run"],
+                "new_task_success": best["new_task_success"],
+                "retention": best["retention"],
+                "forgetting": best["forgetting"],
+                "lift": best["new_task_success"] - out["base"].get("new_task_success", math.nan),
+            }
+    if prior_tasks is None:
+        prior_tasks = sorted({k.split("/", 1)[1] for p in tuned for k in p if k.startswith("retention/")})
+    out["matched"] = matched_pair(points, prior_tasks, match_tolerance)
+    out["per_task"] = per_task_fits(tuned, prior_tasks)
+    out["chain_vs_action"] = chain_vs_action(tuned, fits)
+    out["penalty"] = penalty_comparison(points, prior_tasks, match_tolerance)
+    return out
+
+
+def _seed(point: dict):
+    return point.get("grid", {}).get("seed")
+
+
+def _frontier_bootstrap(base: list[dict], tuned: list[dict]) -> dict | None:
+    """Bootstrap intervals over seeds of the RL and SFT frontier areas and of their difference."""
+    groups: dict = {}
+    for method in ("rl", "sft"):
+        for p in tuned:
+            if p["method"] == method and _seed(p) is not None:
+                groups.setdefault(method, {}).setdefault(_seed(p), []).append(
+                    (p["new_task_success"], p["retention"])
+                )
+    if set(groups) != {"rl", "sft"}:
+        return None
+    arrays = {
+        m: {s: (np.array([a for a, _ in v]), np.array([b for _, b in v])) for s, v in g.items()}
+        for m, g in groups.items()
+    }
+    base_xy = (np.array([p["new_task_success"] for p in base]), np.array([p["retention"] for p in base]))
+    return bootstrap_frontier_areas({"rl": arrays["rl"], "sft": arrays["sft"]}, base_xy)
+
+
+def chain_vs_action(tuned: list[dict], fits: dict) -> dict | None:
+    """Which KL predicts forgetting better, the chain KL (``kl/forward``) or the action-marginal one
+    (``kl/forward_action``), on the points that have both; and how much smaller the action KL is than the
+    chain KL on the same base chains (``kl/forward_chain``)."""
+    pts = [
+        p
+        for p in tuned
+        if all(math.isfinite(p.get(k, math.nan)) for k in ("kl/forward", "kl/forward_action", "forgetting"))
+    ]
+    if len(pts) < 4:
+        return None
+    y = np.array([p["forgetting"] for p in pts], float)
+    out: dict = {"n": len(pts)}
+    for key in ("kl/forward", "kl/forward_action"):
+        x = np.array([p[key] for p in pts], float)
+        if np.ptp(x) > 0 and np.ptp(y) > 0:
+            out[key] = {"r2_linear": polyfit(x, y, 1).r2, "r2_quadratic": polyfit(x, y, 2).r2}
+    same = [(p["kl/forward_action"], p["kl/forward_chain"]) for p in pts if p.get("kl/forward_chain", 0) > 0]
+    if same:
+        ratios = np.array([a / c for a, c in same])
+        out["action_over_chain"] = {
+            "median": float(np.median(ratios)),
+            "min": float(ratios.min()),
+            "max": float(ratios.max()),
+        }
+    return out
+
+
+def penalty_comparison(points: list[dict], prior_tasks: list[str], tolerance: float = 0.10) -> dict | None:
+    """PPO with an explicit KL penalty against penalty-free PPO: each penalty setting's final points (mean
+    over seeds) and the pair at matched new-task success with the difference of forgetting."""
+    penalised = [p for p in points if p["method"] == "rl_kl"]
+    if not penalised:
+        return None
+
+    def setting(p):
+        return ", ".join(
+            f"{k.split('.')[-1]}={v}" for k, v in sorted(p["grid"].items()) if k.startswith("kl_penalty")
+        )
+
+    rows = []
+    groups = [("no penalty", [p for p in points if p["method"] == "rl" and p["tag"] == "final"])]
+    groups += [
+        (name, [p for p in penalised if p["tag"] == "final" and setting(p) == name])
+        for name in sorted({setting(p) for p in penalised})
+    ]
+    for name, finals in groups:
+        if finals:
+            rows.append(
+                {
+                    "setting": name,
+                    "runs": len(finals),
+                    **{
+                        k: float(np.mean([p[k] for p in finals]))
+                        for k in ("new_task_success", "forgetting", "kl/forward")
+                    },
+                }
+            )
+    matched = matched_points(points, prior_tasks, "rl", "rl_kl", tolerance)
+    out: dict = {"finals": rows, "matched": None}
+    if matched:
+        r, s, diff = matched
+        out["matched"] = {
+            "tolerance": tolerance,
+            "rl": {k: r.get(k) for k in BRIEF},
+            "rl_kl": {k: s.get(k) for k in BRIEF},
+            "setting": setting(s),
+            "forgetting_difference": diff,
+        }
+    return out
+
+
+def per_task_fits(tuned: list[dict], prior_tasks: list[str]) -> list[dict]:
+    """Where forgetting happens: for each prior task, its own forgetting (``forgetting/<task>``) fitted on the
+    forward KL measured on that task's states (``kl/forward/<task>``) and on the new task's (``kl/forward``),
+    over the points that have both. Empty where the points carry no per-task KL (the LLM track)."""
+    rows = []
+    for task in prior_tasks:
+        own = f"kl/forward/{task}"
+        pts = [
+            p
+            for p in tuned
+            if all(math.isfinite(p.get(k, math.nan)) for k in (f"forgetting/{task}", own, "kl/forward"))
+        ]
+        if len(pts) < 4:
+            continue
+        y = np.array([p[f"forgetting/{task}"] for p in pts], float)
+        row: dict = {"task": task, "n": len(pts)}
+        for label, key in (("own_states", own), ("new_task_states", "kl/forward")):
+            x = np.array([p[key] for p in pts], float)
+            if np.ptp(x) > 0 and np.ptp(y) > 0:
+                row[label] = {"r2_linear": polyfit(x, y, 1).r2, "r2_quadratic": polyfit(x, y, 2).r2}
+        rows.append(row)
+    return rows
+
+
+def findings(analysis: dict) -> list[str]:
+    """The headline answers, in words, from the analysis numbers (no claim the numbers do not make)."""
+    out = []
+    base, best = analysis.get("base", {}), analysis.get("best", {})
+    if base:
+        out.append(
+            f"The base solves the new task {base['new_task_success']:.0%} of the time and its prior tasks "
+            f"{base['retention']:.0%} on average."
+        )
+    for method in ("rl", "sft"):
+        if method in best:
+            b = best[method]
+            out.append(
+                f"The best {METHOD_LABELS[method]} run ({b['run']}) reaches {b['new_task_success']:.0%} on the new "
+                f"task ({b['lift'] * 100:+.0f} points over the base) and forgets {b['forgetting'] * 100:.0f} points."
+            )
+    matched = analysis.get("matched")
+    if matched:
+        d, rl, sft = matched["forgetting_difference"], matched["rl"], matched["sft"]
+        span = f"[{d['ci_low'] * 100:+.0f}, {d['ci_high'] * 100:+.0f}]"
+        if d["ci_low"] > 0:
+            verdict = f"SFT forgets {d['estimate'] * 100:.0f} points more than RL, 95% CI {span}"
+        elif d["ci_high"] < 0:
+            verdict = f"RL forgets {-d['estimate'] * 100:.0f} points more than SFT, 95% CI {span}"
+        else:
+            verdict = f"the forgetting differs by {d['estimate'] * 100:+.0f} points (SFT − RL), 95% CI {span}: no difference shown"
+        out.append(
+            f"At matched new-task success (RL {rl['new_task_success']:.0%}, SFT {sft['new_task_success']:.0%}), "
+            f"{verdict}; the interval's half-width is {d['half_width'] * 100:.0f} points "
+            f"({matched['episodes_per_prior_task']} episodes per prior task)."
+        )
+    elif "rl" in best and "sft" in best:
+        out.append(
+            f"No RL and SFT points lie within {analysis.get('match_tolerance', 0.10) * 100:.0f} points of new-task "
+            "success of each other: no matched comparison."
+        )
+    area = analysis["frontier_area"]
+    if "rl" in area and "sft" in area:
+        verdict = (
+            "above" if area["rl"] > area["sft"] else "below" if area["rl"] < area["sft"] else "level with"
+        )
+        out.append(f"RL's Pareto frontier lies {verdict} SFT's (area {area['rl']:.3f} vs {area['sft']:.3f}).")
+    fits = analysis["fits"].get("kl/forward", {})
+    if "linear" in fits and math.isfinite(fits["linear"]["r2"]):
+        rank = [r["predictor"] for r in analysis["ranking"]].index("kl/forward") + 1
+        quad = f", quadratic R² = {fits['quadratic']['r2']:.2f}" if "quadratic" in fits else ""
+        out.append(
+            f"Forward KL predicts forgetting with linear R² = {fits['linear']['r2']:.2f}{quad}; "
+            f"it ranks {rank} of {len(analysis['ranking'])} predictors."
+        )
+    else:
+        out.append(
+            "Forward KL could not be fitted (fewer than three points, or no spread in KL or in forgetting)."
+        )
+    cva = analysis.get("chain_vs_action") or {}
+    if "kl/forward" in cva and "kl/forward_action" in cva:
+        chain, action = cva["kl/forward"]["r2_linear"], cva["kl/forward_action"]["r2_linear"]
+        better = "the action-marginal KL" if action > chain else "the chain KL"
+        out.append(
+            f"Chain KL or action KL: {better} predicts forgetting better (linear R² {chain:.2f} chain, {action:.2f} action)."
+        )
+    boot = analysis.get("frontier_bootstrap")
+    if boot:
+        d = boot["difference"]
+        out.append(
+            f"Over seeds, RL's frontier area minus SFT's lies in [{d['low']:+.3f}, {d['high']:+.3f}] (bootstrap "
+            f"{boot['level']:.0%}, {len(boot['seeds'])} seeds)."
+        )
+    pen = (analysis.get("penalty") or {}).get("matched")
+    if pen:
+        d = pen["forgetting_difference"]
+        verdict = (
+            "the penalty lowers forgetting"
+            if d["ci_high"] < 0
+            else "the penalty raises forgetting"
+            if d["ci_low"] > 0
+            else "no difference shown"
+        )
+        out.append(
+            f"Explicit KL penalty ({pen['setting']}) against none at matched success: {d['estimate'] * 100:+.0f} points of "
+            f"forgetting, 95% CI [{d['ci_low'] * 100:+.0f}, {d['ci_high'] * 100:+.0f}]: {verdict}."
+        )
+    compared = [r for r in analysis.get("per_task", []) if "own_states" in r and "new_task_states" in r]
+    if compared:
+        better = [
+            r["task"] for r in compared if r["own_states"]["r2_linear"] > r["new_task_states"]["r2_linear"]
+        ]
+        out.append(
+            f"Per prior task, the forward KL on that task's own states predicts its forgetting better than the KL "
+            f"on the new task's states for {len(better)} of {len(compared)} tasks"
+            + (f" ({', '.join(better)})." if better else ".")
+        )
+    return out
