@@ -208,7 +208,7 @@ CASES = [
     (
         "unknown-family",
         lambda b, t: [*PPO, f"base={_edit_config(_policy_copy(b, t), lambda m: m.update(family='vae'))}"],
-        r"unknown policy family 'vae'; known: flow",
+        r"unknown policy family 'vae'; known: diffusion, flow, gaussian",
     ),
     # checkpoints handed in
     ("base-missing", lambda b, t: [*PPO, f"base={t}/nowhere"], r"base policy .*nowhere not found"),

@@ -481,3 +481,43 @@ def test_chain_vs_action_says_which_kl_fits_forgetting():
         for w in findings({**_minimal_analysis(), "chain_vs_action": out})
     )
     assert chain_vs_action(points[:3], {}) is None
+
+
+def test_the_archive_keeps_kilobytes_and_one_policy(tmp_path):
+    from vla_razor.analysis.archive import archive_run, restore_runs
+
+    run = tmp_path / "runs" / "ppo-a"
+    for name, text in {
+        "config.yaml": "lr: 1\n",
+        "metrics.jsonl": "{}\n",
+        "eval/final.json": '{"new_task_success": 0.5}',
+        "analysis/final.json": "{}",
+        "checkpoints/step_1/tensors.safetensors": "x",
+        "snapshots/iter_1/model.safetensors": "x",
+        "policy/config.json": "{}",
+        "policy/model.safetensors": "w",
+        "videos/final_PushCube.mp4": "v",
+        "tb/events": "e",
+    }.items():
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_text(text)
+    archive = tmp_path / "archive"
+    assert archive_run(run, archive, with_policy=True) == 7
+    kept = sorted(
+        str(p.relative_to(archive / "ppo-a")) for p in (archive / "ppo-a").rglob("*") if p.is_file()
+    )
+    assert kept == [
+        "analysis/final.json",
+        "config.yaml",
+        "eval/final.json",
+        "metrics.jsonl",
+        "policy/config.json",
+        "policy/model.safetensors",
+        "videos/final_PushCube.mp4",
+    ]
+    assert archive_run(run, archive, with_policy=True) == 0  # nothing changed: nothing copied
+    archive_run(run, archive)  # no longer the best RL run: its policy and videos leave the archive
+    assert not (archive / "ppo-a" / "policy").exists() and not (archive / "ppo-a" / "videos").exists()
+    fresh = tmp_path / "fresh"
+    assert restore_runs(archive, fresh) == ["ppo-a"] and (fresh / "ppo-a" / "eval" / "final.json").is_file()
+    assert restore_runs(archive, fresh) == []  # already there

@@ -3,8 +3,8 @@
 A run directory holds megabytes of checkpoints and snapshots; the razor analysis needs only the run's
 evaluations (``eval/*.json``), its metrics, its config and the predictors measured on its snapshots
 (``analysis/*.json``, :func:`vla_razor.analysis.points.collect_points`). The archive keeps those
-(kilobytes per run), the final-policy videos, and the final policy's weights of one run only: the best
-RL run's, which the SFT-on-RL-data control clones. A sweep given ``archive=DIR`` restores from it every
+(kilobytes per run), and the final policy's weights and videos of one run only: the best RL run's,
+which the SFT-on-RL-data control clones. A sweep given ``archive=DIR`` restores from it every
 run its run directory lacks, so the sweep continues on another machine or in a fresh checkout, and the
 report is rebuilt from the archive alone.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from vla_razor.atomic import atomic_path
 
-KEPT = ("config.yaml", "metrics.jsonl", "eval/*.json", "analysis/*.json", "videos/final_*.mp4")
+KEPT = ("config.yaml", "metrics.jsonl", "eval/*.json", "analysis/*.json")
 """What of a finished run the archive keeps (glob patterns relative to the run directory)."""
 POLICY = "policy"
 """The final policy's directory: archived for the best RL run only."""
@@ -35,18 +35,22 @@ def _same(a: Path, b: Path) -> bool:
 
 def archive_run(run_dir: Path, archive_root: Path, with_policy: bool = False) -> int:
     """Copy the kept files of ``run_dir`` (a finished run) to ``archive_root/<run name>``; returns how many
-    files changed. ``with_policy`` also keeps its final policy (config.json and weights)."""
+    files changed. ``with_policy`` also keeps its final policy (config.json and weights) and its videos."""
     dest = archive_root / run_dir.name
     changed = 0
-    patterns = KEPT + ((f"{POLICY}/config.json", f"{POLICY}/model.safetensors") if with_policy else ())
+    patterns = KEPT + (
+        (f"{POLICY}/config.json", f"{POLICY}/model.safetensors", "videos/final_*.mp4") if with_policy else ()
+    )
     for pattern in patterns:
         for src in sorted(run_dir.glob(pattern)):
             target = dest / src.relative_to(run_dir)
             if not _same(src, target):
                 _copy(src, target)
                 changed += 1
-    if not with_policy and (dest / POLICY).is_dir():
-        shutil.rmtree(dest / POLICY)
+    if not with_policy:
+        for extra in (dest / POLICY, dest / "videos"):
+            if extra.is_dir():
+                shutil.rmtree(extra)
     return changed
 
 

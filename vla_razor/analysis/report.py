@@ -87,7 +87,17 @@ def write_report(cfg) -> Path:
             "base_policy": cfg.base,
         },
     )
-    summary = summary_markdown(analysis, points, figures, plan_data.get("control_skipped", ""))
+    summary = summary_markdown(
+        analysis,
+        points,
+        figures,
+        plan_data.get("control_skipped", "")
+        or (
+            "the sweep has not reached it yet"
+            if cfg.control_grid and not any(r["method"] == "sft_on_rl" for r in plan)
+            else ""
+        ),
+    )
     with atomic_write(out / "summary.md") as f:
         f.write(summary)
     videos = {}
