@@ -231,62 +231,40 @@ def plan_runs(cfg: RazorConfig) -> list[RunSpec]:
     for seed in dict.fromkeys([*cfg.seeds, *extra_seeds]):
         groups = (main if seed in cfg.seeds else []) + (extra if seed in extra_seeds else [])
         for method, algo, point, overrides_of_method in groups:
-            values = {**point, "seed": seed}
-            name = "-".join([algo] + [_label(k, v) for k, v in values.items()])
-            overrides = {
-                **cfg.common,
-                **overrides_of_method,
-                **values,
-                "base": cfg.base,
-                "runs_dir": str(cfg.run_root),
-                "name": name,
-            }
-            if cfg.track == "robot":
-                overrides["suite"] = cfg.suite
-            specs.append(
-                RunSpec(
-                    name,
-                    method,
-                    cfg.track,
-                    algo,
-                    tuple(_override(k, v) for k, v in overrides.items()),
-                    values,
-                )
-            )
+            specs.append(_spec(cfg, method, algo, algo, {**point, "seed": seed}, overrides_of_method))
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise ValueError("two runs of the sweep got the same name: make the grid values distinct")
     return specs
 
 
+def _spec(cfg: RazorConfig, method: str, algo: str, prefix: str, values: dict, extra: dict) -> RunSpec:
+    """One run: named by ``prefix`` and its swept ``values``, configured by the sweep's common overrides,
+    then ``extra`` (the method's), then the values, then where it starts from and writes to."""
+    name = "-".join([prefix] + [_label(k, v) for k, v in values.items()])
+    overrides = {
+        **cfg.common,
+        **extra,
+        **values,
+        "base": cfg.base,
+        "runs_dir": str(cfg.run_root),
+        "name": name,
+    }
+    if cfg.track == "robot":
+        overrides["suite"] = cfg.suite
+    return RunSpec(
+        name, method, cfg.track, algo, tuple(_override(k, v) for k, v in overrides.items()), values
+    )
+
+
 def plan_control(cfg: RazorConfig, rl_policy: str) -> list[RunSpec]:
-    specs = []
-    for point in _grid(cfg.control_grid) if cfg.control_grid else []:
-        values = {"seed": cfg.seeds[0], **point}  # the control grid may set its own seeds
-        name = "-".join(["sft_on_rl"] + [_label(k, v) for k, v in values.items()])
-        overrides = {
-            **cfg.common,
-            **cfg.sft,
-            **values,
-            "rl_policy": rl_policy,
-            "data": "rl",
-            "base": cfg.base,
-            "runs_dir": str(cfg.run_root),
-            "name": name,
-        }
-        if cfg.track == "robot":
-            overrides["suite"] = cfg.suite
-        specs.append(
-            RunSpec(
-                name,
-                "sft_on_rl",
-                cfg.track,
-                "sft",
-                tuple(_override(k, v) for k, v in overrides.items()),
-                values,
-            )
-        )
-    return specs
+    """The SFT-on-RL-data runs: SFT on the successful rollouts of ``rl_policy``."""
+    extra = {**cfg.sft, "rl_policy": rl_policy, "data": "rl"}
+    # the control grid may set its own seeds
+    return [
+        _spec(cfg, "sft_on_rl", "sft", "sft_on_rl", {"seed": cfg.seeds[0], **point}, extra)
+        for point in (_grid(cfg.control_grid) if cfg.control_grid else [])
+    ]
 
 
 def run_is_done(run_dir: Path) -> bool:
