@@ -65,3 +65,21 @@ def test_doctor_explains_a_missing_vulkan_driver():
     )
     assert result.returncode == 1
     assert "FAIL  vulkan" in result.stdout and "scripts/setup.sh" in result.stdout
+
+
+def test_sweep_archives_are_not_git_ignored():
+    """A sweep's archive is committed so that a fresh clone resumes the sweep: no ignore rule may hide the
+    archived runs (the run directories of the repo's own ``runs/`` are ignored, the archive's are not)."""
+    import yaml
+
+    for config in sorted((ROOT / "configs").glob("*.yaml")):
+        archive = (yaml.safe_load(config.read_text()) or {}).get("archive")
+        if not archive:
+            continue
+        probe = f"{archive}/runs/ppo-seed0/eval/final.json"
+        ignored = subprocess.run(
+            ["git", "check-ignore", "-q", probe], cwd=ROOT, capture_output=True, check=False
+        )
+        assert ignored.returncode == 1, f"{config.name}: git ignores its archive ({probe})"
+    kept = subprocess.run(["git", "check-ignore", "-q", "runs/x/eval.json"], cwd=ROOT, check=False)
+    assert kept.returncode == 0, "the repo's own runs/ should stay ignored"
