@@ -18,7 +18,7 @@ from vla_razor.base_kl import KLPenalty, KLPenaltyConfig, freeze, measure_kl_to_
 from vla_razor.divergence import GaussianChain, gaussian_js_estimate
 from vla_razor.envs.observations import random_observation
 from vla_razor.policies import make_policy
-from vla_razor.rl.grpo import group_advantages
+from vla_razor.rl.objective import group_advantages
 from vla_razor.rl.rollout import gae
 
 TINY = {"hidden": 32, "num_layers": 1, "num_heads": 4, "chunk_size": 4}
@@ -328,6 +328,8 @@ def test_a_diverging_llm_run_stops_with_exit_code_3_and_a_message(tmp_path, caps
         assert code == 3, err
         line = [x for x in err.splitlines() if x.startswith("vla-razor llm finetune:")]
         assert len(line) == 1 and ("nan" in line[0].lower() or "inf" in line[0].lower()), err
+        # the harness's message, as on the robot track: where it stopped and what to resume from
+        assert "iteration" in line[0] and "the run stopped" in line[0] and "checkpoint" in line[0], err
         assert not (tmp_path / f"diverge-{algo}" / "policy").exists()
 
 

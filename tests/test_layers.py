@@ -30,6 +30,7 @@ LAYERS = [
             "vla_razor.progress",
             "vla_razor.runtime",
             "vla_razor.rundir",
+            "vla_razor.seeding",
         ],
     ),
     ("divergence", ["vla_razor.divergence"]),
@@ -55,7 +56,7 @@ LAYERS = [
             "vla_razor.llm.data",
         ],
     ),
-    ("training harness", ["vla_razor.harness"]),
+    ("training harness", ["vla_razor.training", "vla_razor.harness", "vla_razor.llm.harness"]),
     (
         "algorithms",
         [
@@ -64,6 +65,8 @@ LAYERS = [
             "vla_razor.pretrain",
             "vla_razor.algorithms",
             "vla_razor.llm.finetune",
+            "vla_razor.llm.grpo",
+            "vla_razor.llm.sft",
             "vla_razor.llm.pretrain",
         ],
     ),

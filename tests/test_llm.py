@@ -211,9 +211,10 @@ def test_group_advantages_and_token_log_probs():
     import torch
 
     from vla_razor.llm.data import encode_batch
-    from vla_razor.llm.finetune import group_advantages, token_log_probs
+    from vla_razor.llm.finetune import token_log_probs
+    from vla_razor.rl.objective import group_advantages
 
-    adv = group_advantages(torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]), 4)
+    adv = group_advantages(torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]).view(2, 4)).flatten()
     assert torch.allclose(adv[:4], torch.tensor([3.0, -1.0, -1.0, -1.0]) / 3**0.5, atol=1e-5)
     assert torch.all(adv[4:].abs() < 1e-5)  # no signal in a group that all succeeded
     model, tok = _random_model()
@@ -442,3 +443,113 @@ def test_an_llm_run_resumed_from_a_checkpoint_ends_bit_identical_to_an_uninterru
     assert whole.keys() == resumed.keys() and all(torch.equal(whole[k], resumed[k]) for k in whole)
     steps = [r["step"] for r in cut.read_metrics() if "kl/forward" in r]
     assert steps == [1, 2, 3, 4]
+
+
+@pytest.mark.slow
+def test_both_tracks_write_the_same_run_directory_and_metric_names(tmp_path, smoke_base):
+    """A robot PPO smoke run and an LLM GRPO smoke run go through one harness: the same files, the same
+    shared metric names on every iteration and evaluation, the same final.json schema."""
+    import json
+    import subprocess
+    import sys
+
+    from vla_razor.cli import main
+
+    robot = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vla_razor.cli",
+            "finetune",
+            "--algo",
+            "ppo",
+            "--smoke",
+            f"runs_dir={tmp_path}",
+            f"base={smoke_base}/base-smoke/policy",
+            "eval_every=1",
+            "total_env_steps=96",
+            "num_decisions=2",
+            "name=robot",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert robot.returncode == 0, robot.stdout[-2000:] + robot.stderr[-2000:]
+    assert main(["llm", "pretrain", "--smoke", f"runs_dir={tmp_path}"]) == 0
+    base = tmp_path / "llm-base-smoke" / "policy"
+    assert (
+        main(
+            [
+                "llm",
+                "finetune",
+                "--algo",
+                "grpo",
+                "--smoke",
+                f"runs_dir={tmp_path}",
+                f"base={base}",
+                "name=llm",
+            ]
+        )
+        == 0
+    )
+
+    def layout(run):
+        return sorted(p.name for p in run.iterdir() if p.name not in ("videos", "critic"))
+
+    def rows(run):
+        return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+    robot_run, llm_run = tmp_path / "robot", tmp_path / "llm"
+    assert layout(robot_run) == layout(llm_run)
+    assert (robot_run / "eval" / "iter_000001.json").is_file()
+    assert (llm_run / "eval" / "iter_000001.json").is_file()
+    shared = {
+        "env_steps",
+        "kl/forward",
+        "kl/reverse",
+        "kl/states",
+        "kl/penalty_coef",
+        "time/kl_s",
+    }
+    evaluated = {"success/new_task", "retention/mean"}
+    for run in (robot_run, llm_run):
+        iterations = [r for r in rows(run) if "kl/forward" in r]
+        assert iterations and all(shared <= set(r) for r in iterations), (run, sorted(iterations[0]))
+        assert any(evaluated <= set(r) for r in iterations)
+        finals = [r for r in rows(run) if "final/success/new_task" in r]
+        assert len(finals) == 1 and {"final/retention/mean", "final/forgetting/mean"} <= set(finals[0])
+    robot_final = json.loads((robot_run / "eval" / "final.json").read_text())
+    llm_final = json.loads((llm_run / "eval" / "final.json").read_text())
+    assert set(robot_final) == set(llm_final) and robot_final["meta"]["algo"] == "ppo"
+    assert llm_final["meta"]["algo"] == "grpo" and llm_final["base"] is not None
+    assert llm_final["meta"]["env_steps"] == 2 * 2 * 2  # responses sampled: 2 iterations x 2 prompts x 2
+
+
+@pytest.mark.slow
+def test_a_diverging_run_in_an_llm_sweep_is_reported_and_the_others_finish(tmp_path):
+    """One LLM run that diverges (lr 1e30) is marked diverged with its message; the sweep goes on."""
+    import json
+
+    from vla_razor.cli import main
+
+    assert main(["llm", "pretrain", "--smoke", f"runs_dir={tmp_path}"]) == 0
+    base = tmp_path / "llm-base-smoke" / "policy"
+    code = main(
+        [
+            "razor",
+            "--smoke",
+            "track=llm",
+            f"runs_dir={tmp_path}",
+            f"base={base}",
+            "sft_grid={'lr': [1e-4, 1e30]}",
+        ]
+    )
+    assert code == 0
+    statuses = {
+        s["name"]: s for s in json.loads((tmp_path / "razor-llm-smoke" / "status.json").read_text())["runs"]
+    }
+    diverged = [s for s in statuses.values() if s["status"] == "diverged"]
+    assert [s["name"] for s in diverged] == ["sft-lr1e+30-seed0"], statuses
+    assert "the run stopped" in diverged[0]["error"]
+    assert all(s["status"] == "done" for n, s in statuses.items() if n != "sft-lr1e+30-seed0"), statuses

@@ -17,17 +17,13 @@ how far the action distribution moved.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
 from vla_razor.divergence import GaussianChain, forward_kl, gaussian_js_estimate, mean_and_stderr, reverse_kl
+from vla_razor.divergence.penalty import KLPenaltyConfig, PenaltyCoefficient
 
-from .config import NonNegativeFloat, PositiveFloat, PositiveInt
-
-PenaltyKind = Literal["none", "fixed", "adaptive"]
-PenaltyDirection = Literal["forward", "reverse", "js"]
+__all__ = ["KLPenalty", "KLPenaltyConfig", "freeze", "measure_action_kl", "measure_kl_to_base"]
 
 
 def freeze(policy: torch.nn.Module) -> torch.nn.Module:
@@ -120,42 +116,9 @@ def measure_action_kl(
     return out
 
 
-@dataclass
-class KLPenaltyConfig:
-    kind: PenaltyKind = "none"
-    """'none' (as in the paper: the KL is measured, not optimised), 'fixed' or 'adaptive' coefficient."""
-    direction: PenaltyDirection = "reverse"
-    """Which divergence to the base is penalised: 'forward' (on base-sampled chains), 'reverse' (on the
-    rollout's chains) or 'js' (Jensen-Shannon, one-sample estimate on the rollout's chains)."""
-    coef: NonNegativeFloat = 0.01
-    """Penalty coefficient (the starting value for 'adaptive')."""
-    target: PositiveFloat = 1.0
-    """'adaptive': the KL (nats per state) the coefficient steers toward (doubled above 1.5x, halved below /1.5)."""
-    critical_weighting: bool = False
-    """Lower the penalty where the base policy is uncertain: weight min(1, median(u) / u(s)) with u(s)
-    the spread of the base policy's actions at s (the robot analogue of critical tokens)."""
-    critical_samples: PositiveInt = 4
-    """Base action samples per state used to measure u(s)."""
-
-    def __post_init__(self):
-        if self.kind not in ("none", "fixed", "adaptive"):
-            raise ValueError(f"kl_penalty.kind must be none, fixed or adaptive, got {self.kind!r}")
-        if self.direction not in ("forward", "reverse", "js"):
-            raise ValueError(f"kl_penalty.direction must be forward, reverse or js, got {self.direction!r}")
-        if self.coef < 0 or self.target <= 0 or self.critical_samples < 2:
-            raise ValueError("kl_penalty needs coef >= 0, target > 0 and critical_samples >= 2")
-
-
-class KLPenalty:
-    """The penalty toward the base policy in a fine-tuning loss, with its (adaptive) coefficient."""
-
-    def __init__(self, config: KLPenaltyConfig):
-        self.config = config
-        self.coef = config.coef
-
-    @property
-    def active(self) -> bool:
-        return self.config.kind != "none"
+class KLPenalty(PenaltyCoefficient):
+    """The penalty toward the base policy in a chain policy's fine-tuning loss, with its (adaptive)
+    coefficient (:class:`~vla_razor.divergence.penalty.PenaltyCoefficient`)."""
 
     @torch.no_grad()
     def prepare(self, base, obs: dict, chains, generator: torch.Generator | None = None) -> dict:
@@ -218,13 +181,3 @@ class KLPenalty:
             )
         weighted = (prepared["weight"][index].to(values.device) * values).mean()
         return self.coef * weighted, values.mean().detach()
-
-    def update(self, measured: float) -> None:
-        """Adaptive coefficient (PPO's adaptive-KL rule) from this iteration's measured divergence."""
-        if self.config.kind != "adaptive":
-            return
-        if measured > 1.5 * self.config.target:
-            self.coef *= 2.0
-        elif measured < self.config.target / 1.5:
-            self.coef /= 2.0
-        self.coef = min(max(self.coef, 1e-6), 1e3)

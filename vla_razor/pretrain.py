@@ -17,20 +17,16 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from vla_razor.progress import progress
-
+from . import seeding as streams
 from .atomic import write_json
 from .config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
-from .errors import NonFiniteError
-from .rundir import RunDir
+from .training import HarnessConfig, TrainingLoop
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(HarnessConfig):
     name: str = "base"
     """Run directory name under ``runs_dir``."""
-    runs_dir: str = "runs"
-    """Where run directories go."""
     suite: str = "default"
     """Task suite: prior tasks get ``prior_demos`` demonstrations each, the new task ``new_demos``."""
     demo_dir: str = "runs/demos"
@@ -46,7 +42,7 @@ class PretrainConfig:
     )
     """Fields of the family's config (e.g. hidden, num_layers, chunk_size, num_steps)."""
     steps: PositiveInt = 30_000
-    """Gradient steps."""
+    """Gradient steps (the loop's iterations)."""
     batch_size: PositiveInt = 256
     """Samples (observation, action chunk) per step."""
     lr: PositiveFloat = 3e-4
@@ -55,8 +51,6 @@ class PretrainConfig:
     """Linear warm-up steps."""
     weight_decay: NonNegativeFloat = 1e-4
     """AdamW weight decay."""
-    grad_clip: PositiveFloat = 1.0
-    """Global gradient-norm clip."""
     eval_every: NonNegativeInt = 10_000
     """Steps between evaluations on every suite task (0: only at the end)."""
     eval_episodes: PositiveInt = 10
@@ -65,12 +59,6 @@ class PretrainConfig:
     """Episodes per task in the final evaluation (the success table)."""
     checkpoint_every: PositiveInt = 1_000
     """Steps between checkpoints (resumable)."""
-    seed: NonNegativeInt = 0
-    """Seed of initialisation, batches and demonstrations."""
-    eval_seed: NonNegativeInt = 10_000
-    """First episode seed of evaluation (disjoint from demonstration seeds)."""
-    threads: NonNegativeInt = 0
-    """torch threads (0: torch's default)."""
 
 
 SMOKE = dict(
@@ -117,104 +105,75 @@ def load_dataset(cfg: PretrainConfig, suite, chunk_size: int):
 
 
 def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
+    """Train the base; a run directory that exists is resumed from its last checkpoint."""
     from vla_razor.envs import load_suite
     from vla_razor.evaluation import evaluate, format_table
     from vla_razor.policies.factory import make_policy
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     suite = load_suite(cfg.suite)
-    run = RunDir.create(cfg.runs_dir, cfg.name, cfg, resume=True)
-    torch.manual_seed(cfg.seed)
+    loop = TrainingLoop(cfg, cfg.name, resume=True)
+    run = loop.run
     policy = make_policy(cfg.family, cfg.policy)
     data = load_dataset(cfg, suite, policy.config.chunk_size)
     policy.set_normalization(data.obs, data.actions)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    start_step = 0
-
-    found = run.load_latest_checkpoint()
-    if found is None:
-        run.truncate_metrics(0)  # a killed first attempt may have logged before its first checkpoint
-    else:
-        _, step, state = found
-        policy.load_state_dict(state["policy"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        start_step = step
-        run.truncate_metrics(step)
-        print(f"resuming {run.path} from step {step}")
-
+    generator = torch.Generator().manual_seed(streams.minibatches(cfg.seed))
+    loop.restore({"policy": policy}, {"optimizer": optimizer}, generator)
     roles = {t: ("new" if t == suite.new_task else "prior") for t in suite.tasks}
 
-    def evaluate_and_log(step: int, episodes: int) -> dict:
+    def evaluate_and_log(episodes: int) -> dict:
         results = evaluate(policy, suite.tasks, episodes, seed=cfg.eval_seed)
         prior = [results[t].rate for t in suite.prior_tasks]
         run.log(
-            step,
+            loop.iteration,
             {
                 **{f"success/{t}": r.rate for t, r in results.items()},
                 "success/prior_mean": sum(prior) / len(prior),
                 "success/new_task": results[suite.new_task].rate,
             },
         )
-        tqdm.write(f"step {step}\n{format_table(results, roles)}")
+        tqdm.write(f"step {loop.iteration}\n{format_table(results, roles)}")
         return results
 
     policy.train()
-    bar = progress(
-        range(start_step, cfg.steps),
-        desc=f"pretrain {cfg.family}",
-        unit="step",
-        initial=start_step,
-        total=cfg.steps,
-    )
+    loop.start(cfg.steps, "step", desc=f"pretrain {cfg.family}")
     last_log = time.perf_counter()
-    for step in bar:
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, cfg)
-        index = torch.randint(0, len(data), (cfg.batch_size,), generator=generator)
-        obs, actions = data.batch(index)
-        loss = policy.bc_loss(obs, actions, generator=generator)
-        if not torch.isfinite(loss):
-            raise NonFiniteError(
-                f"bc loss is {loss.item()} at step {step}; the last good checkpoint is {run.latest_checkpoint()}"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
-        optimizer.step()
-        done = step + 1
-        if done % 50 == 0 or done == cfg.steps:
-            now = time.perf_counter()
-            run.log(
-                done,
-                {
-                    "loss/bc": loss.item(),
-                    "grad_norm": grad_norm.item(),
-                    "lr": lr_at(step, cfg),
-                    "time/steps_per_s": 50 / max(now - last_log, 1e-9),
-                },
-            )
-            last_log = now
-            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-        if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps:
-            evaluate_and_log(done, cfg.eval_episodes)
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-            run.save_checkpoint(
-                done,
-                {
-                    "policy": policy.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "generator": generator.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                },
-            )
-    bar.close()
+    try:
+        while not loop.done:
+            before = loop.progress_count
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(loop.iteration, cfg)
+            index = torch.randint(0, len(data), (cfg.batch_size,), generator=generator)
+            obs, actions = data.batch(index)
+            loss = policy.bc_loss(obs, actions, generator=generator)
+            loop.check_finite(**{"loss/bc": loss})
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            loop.step()
+            postfix = None
+            if loop.iteration % 50 == 0 or loop.done:
+                now = time.perf_counter()
+                run.log(
+                    loop.iteration,
+                    {
+                        "loss/bc": loss.item(),
+                        "grad_norm": grad_norm.item(),
+                        "lr": lr_at(loop.iteration - 1, cfg),
+                        "time/steps_per_s": 50 / max(now - last_log, 1e-9),
+                    },
+                )
+                last_log, postfix = now, {"loss": f"{loss.item():.4f}"}
+            loop.advance(before, postfix)
+            if loop.due(cfg.eval_every):
+                evaluate_and_log(cfg.eval_episodes)
+            loop.checkpoint_if_due()
+    finally:
+        loop.close()
 
     policy.save_pretrained(run.path / "policy")
-    results = evaluate_and_log(cfg.steps, cfg.final_eval_episodes)
+    results = evaluate_and_log(cfg.final_eval_episodes)
     write_json(
         run.eval / "success.json",
         {

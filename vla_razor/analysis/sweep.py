@@ -179,10 +179,10 @@ LLM_SMOKE = dict(
         "iterations": 2,
         "num_prompts": 2,
         "group_size": 2,
-        "kl_prompts": 4,
+        "kl_states": 4,
         "eval_every": 1,
-        "eval_problems": 4,
-        "final_eval_problems": 4,
+        "eval_episodes": 4,
+        "final_eval_episodes": 4,
         "checkpoint_every": 1,
     },
 )

@@ -13,13 +13,10 @@ from dataclasses import dataclass, field
 import torch
 from tqdm import tqdm
 
+from vla_razor import seeding as streams
 from vla_razor.atomic import write_json
-from vla_razor.errors import NonFiniteError
-from vla_razor.pretrain import (
-    lr_at,  # the same warm-up + cosine schedule as the robot base
-)
-from vla_razor.progress import progress
-from vla_razor.rundir import RunDir
+from vla_razor.pretrain import lr_at  # the same warm-up + cosine schedule as the robot base
+from vla_razor.training import HarnessConfig, TrainingLoop
 
 from ..config import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from .data import answer_loss, encode_batch, evaluate_accuracy
@@ -28,11 +25,9 @@ from .tasks import EXPOSURE_TASK, NEW_TASK, PRIOR_TASKS, generate, get_task
 
 
 @dataclass
-class LLMPretrainConfig:
+class LLMPretrainConfig(HarnessConfig):
     name: str = "llm-base"
     """Run directory name under ``runs_dir``."""
-    runs_dir: str = "runs"
-    """Where run directories go."""
     model: TinyLMConfig = field(default_factory=TinyLMConfig)
     """Architecture and size of the tiny LM."""
     prior_tasks: list[str] = field(default_factory=lambda: list(PRIOR_TASKS))
@@ -58,26 +53,21 @@ class LLMPretrainConfig:
     """AdamW weight decay."""
     eval_every: NonNegativeInt = 1000
     """Steps between evaluations (0: only at the end)."""
-    eval_problems: PositiveInt = 200
-    """Held-out problems per task per evaluation."""
+    eval_episodes: PositiveInt = 200
+    """Held-out problems per task per evaluation (and at the end)."""
     checkpoint_every: PositiveInt = 500
     """Steps between checkpoints (resumable)."""
-    seed: NonNegativeInt = 0
-    """Seed of initialisation and training problems."""
-    eval_seed: NonNegativeInt = 10_000
-    """Seed of the held-out evaluation problems (disjoint from training streams)."""
-    threads: NonNegativeInt = 0
-    """torch threads (0: torch's default)."""
     device: str = "cpu"
     """cpu, cuda or auto (cuda when available)."""
 
     def __post_init__(self):
+        super().__post_init__()
         for task in [*self.prior_tasks, self.new_task, self.exposure_task]:
             get_task(task)  # a clear KeyError for an unknown task
         if not 0 <= self.exposure_fraction < 1:
             raise ValueError(f"exposure_fraction must be in [0, 1), got {self.exposure_fraction}")
-        if self.steps < 1 or self.batch_size < 1 or self.eval_problems < 1:
-            raise ValueError("steps, batch_size and eval_problems must be >= 1")
+        if self.steps < 1 or self.batch_size < 1 or self.eval_episodes < 1:
+            raise ValueError("steps, batch_size and eval_episodes must be >= 1")
 
 
 SMOKE = dict(
@@ -86,7 +76,7 @@ SMOKE = dict(
     batch_size=16,
     warmup_steps=5,
     eval_every=0,
-    eval_problems=8,
+    eval_episodes=8,
     checkpoint_every=10,
     model=TinyLMConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64),
 )
@@ -94,7 +84,7 @@ SMOKE = dict(
 
 def training_batch(cfg: LLMPretrainConfig, step: int) -> list:
     """The problems of ``step``: a pure function of (seed, step), so a resumed run sees the same stream."""
-    rng = random.Random(cfg.seed * 1_000_003 + step)
+    rng = random.Random(streams.problems(cfg.seed, step))
     tasks = [
         cfg.exposure_task if rng.random() < cfg.exposure_fraction else rng.choice(cfg.prior_tasks)
         for _ in range(cfg.batch_size)
@@ -110,80 +100,62 @@ def evaluate_all(model, tokenizer, cfg: LLMPretrainConfig, problems: int) -> dic
 
 
 def pretrain(cfg: LLMPretrainConfig):
+    """Train the base LM; a run directory that exists is resumed from its last checkpoint."""
     from .tokenizer import build_tokenizer
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    run = RunDir.create(cfg.runs_dir, cfg.name, cfg, resume=True)
-    torch.manual_seed(cfg.seed)
+    loop = TrainingLoop(cfg, cfg.name, resume=True)
+    run = loop.run
     tokenizer = build_tokenizer()
     model = place(build_model(cfg.model, tokenizer), tokenizer, cfg.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    start = 0
-    found = run.load_latest_checkpoint()
-    if found is None:
-        run.truncate_metrics(0)  # a killed first attempt may have logged before its first checkpoint
-    else:
-        _, start, state = found
-        model.load_state_dict({k: v.to(next(model.parameters()).device) for k, v in state["model"].items()})
-        optimizer.load_state_dict(state["optimizer"])
-        if "torch_rng" in state:
-            torch.set_rng_state(state["torch_rng"])
-        run.truncate_metrics(start)
-        tqdm.write(f"resuming {run.path} from step {start}")
+    loop.restore({"policy": model}, {"optimizer": optimizer})
 
-    def log_eval(step: int, problems: int) -> dict:
+    def log_eval(problems: int) -> dict:
         results = evaluate_all(model, tokenizer, cfg, problems)
         prior = [results[t].rate for t in cfg.prior_tasks]
         run.log(
-            step,
+            loop.iteration,
             {
                 **{f"accuracy/{t}": r.rate for t, r in results.items()},
                 "accuracy/prior_mean": sum(prior) / len(prior),
                 "accuracy/new_task": results[cfg.new_task].rate,
             },
         )
-        tqdm.write(f"step {step}: " + ", ".join(f"{t} {r.rate:.0%}" for t, r in results.items()))
+        tqdm.write(f"step {loop.iteration}: " + ", ".join(f"{t} {r.rate:.0%}" for t, r in results.items()))
         return results
 
     model.train()
-    bar = progress(range(start, cfg.steps), desc="llm pretrain", unit="step", initial=start, total=cfg.steps)
-    for step in bar:
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, cfg)
-        loss = answer_loss(model, encode_batch(tokenizer, training_batch(cfg, step)))
-        if not torch.isfinite(loss):
-            raise NonFiniteError(
-                f"loss is {loss.item()} at step {step}; the last good checkpoint is {run.latest_checkpoint()}"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        done = step + 1
-        if done % 50 == 0 or done == cfg.steps:
-            run.log(done, {"loss/answer": loss.item(), "lr": lr_at(step, cfg)})
-            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-        if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps:
-            log_eval(done, cfg.eval_problems)
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-            run.save_checkpoint(
-                done,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "torch_rng": torch.get_rng_state(),
-                },
-            )
-    bar.close()
+    loop.start(cfg.steps, "step", desc="llm pretrain")
+    try:
+        while not loop.done:
+            before = loop.progress_count
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(loop.iteration, cfg)
+            loss = answer_loss(model, encode_batch(tokenizer, training_batch(cfg, loop.iteration)))
+            loop.check_finite(**{"loss/answer": loss})
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            loop.step()
+            postfix = None
+            if loop.iteration % 50 == 0 or loop.done:
+                run.log(loop.iteration, {"loss/answer": loss.item(), "lr": lr_at(loop.iteration - 1, cfg)})
+                postfix = {"loss": f"{loss.item():.4f}"}
+            loop.advance(before, postfix)
+            if loop.due(cfg.eval_every):
+                log_eval(cfg.eval_episodes)
+            loop.checkpoint_if_due()
+    finally:
+        loop.close()
     policy_dir = run.path / "policy"
     model.save_pretrained(policy_dir)
     tokenizer.save_pretrained(policy_dir)
-    results = log_eval(cfg.steps, cfg.eval_problems)
+    results = log_eval(cfg.eval_episodes)
     write_json(
         run.eval / "accuracy.json",
         {
-            "problems_per_task": cfg.eval_problems,
+            "problems_per_task": cfg.eval_episodes,
             "eval_seed": cfg.eval_seed,
             "tasks": {
                 t: {

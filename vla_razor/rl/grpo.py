@@ -15,12 +15,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from vla_razor import seeding as streams
 from vla_razor.harness import FinetuneRun
 from vla_razor.policies.base import Chain
 from vla_razor.policies.encoders import as_tensor_obs
 
 from ..config import PositiveInt
-from .objective import ClippedPolicyGradientConfig, clipped_surrogate
+from .config import ClippedPolicyGradientConfig
+from .objective import clipped_surrogate, group_advantages
 from .rollout import per_step_log_prob
 
 
@@ -60,13 +62,6 @@ SMOKE = dict(
     suite="smoke",
     base="runs/base-smoke/policy",
 )
-
-
-def group_advantages(scores: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """``[G, S]`` scores -> advantages normalised within each group (zero where a group is unanimous)."""
-    mean = scores.mean(1, keepdim=True)
-    std = scores.std(1, keepdim=True, unbiased=False)
-    return (scores - mean) / (std + eps)
 
 
 @torch.no_grad()
@@ -113,7 +108,7 @@ def train(cfg: GRPOConfig, resume: bool = False):
     ft = FinetuneRun(cfg, "grpo", resume=resume)
     policy, base = ft.policy, ft.base
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
-    generator = torch.Generator().manual_seed(cfg.seed)
+    generator = torch.Generator().manual_seed(streams.minibatches(cfg.seed))
     ft.restore({"policy": policy}, {"optimizer": optimizer}, generator)
 
     num_envs = cfg.num_groups * cfg.group_size
@@ -122,12 +117,12 @@ def train(cfg: GRPOConfig, resume: bool = False):
         ft.task, num_envs=num_envs, backend="cpu", chunk_size=chunk, vectorization=cfg.vectorization
     )
     max_decisions = -(-get_task(ft.task).max_episode_steps // chunk)
-    bar = ft.progress(cfg.total_env_steps, "env step")
+    ft.start(cfg.total_env_steps, "env step")
     try:
-        while ft.env_steps < cfg.total_env_steps:
-            started = time.perf_counter()
+        while not ft.done:
+            started, before = time.perf_counter(), ft.progress_count
             # 1. Groups: every sub-env of group g starts from the same seed.
-            first = cfg.seed * 1_000_003 + ft.iteration * cfg.num_groups
+            first = streams.group_resets(cfg.seed, ft.iteration, cfg.num_groups)
             seeds = [first + g for g in range(cfg.num_groups) for _ in range(cfg.group_size)]
             policy.eval()
             obs, chains, old_log_prob, owner, returns, success, env_steps = collect_groups(
@@ -173,8 +168,7 @@ def train(cfg: GRPOConfig, resume: bool = False):
                 if cfg.target_kl and stats["grpo/approx_kl"] / updates > cfg.target_kl:
                     break
 
-            ft.iteration += 1
-            ft.env_steps += env_steps
+            ft.step(env_steps=env_steps)
             metrics = {k: v / max(updates, 1) for k, v in stats.items()}
             metrics.update(ft.track_kl(obs))
             metrics.update(
@@ -189,9 +183,8 @@ def train(cfg: GRPOConfig, resume: bool = False):
                     "time/iteration_s": time.perf_counter() - started,
                 }
             )
-            ft.end_iteration(metrics, bar, advance=env_steps, more_to_come=ft.env_steps < cfg.total_env_steps)
+            ft.end_iteration(metrics, before)
     finally:
-        bar.close()
+        ft.close()
         env.close()
-    ft.checkpoint()
     return ft.finish()

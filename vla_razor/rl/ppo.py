@@ -17,11 +17,13 @@ from dataclasses import dataclass
 
 import torch
 
+from vla_razor import seeding as streams
 from vla_razor.harness import FinetuneRun
 from vla_razor.policies.base import Chain
 
 from ..config import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
-from .objective import ClippedPolicyGradientConfig, clipped_surrogate
+from .config import ClippedPolicyGradientConfig
+from .objective import clipped_surrogate
 from .rollout import gae, per_step_log_prob
 from .rollout_worker import InlineRollouts, OverlappedRollouts, RolloutSpec
 
@@ -113,21 +115,21 @@ def train(cfg: PPOConfig, resume: bool = False):
         [{"params": policy.parameters(), "lr": cfg.lr}, {"params": critic.parameters(), "lr": cfg.critic_lr}],
         eps=1e-5,
     )
-    generator = torch.Generator().manual_seed(cfg.seed)
+    generator = torch.Generator().manual_seed(streams.minibatches(cfg.seed))
     ft.restore({"policy": policy, "critic": critic}, {"optimizer": optimizer}, generator)
 
     # A resumed run starts fresh episodes, seeded by the iteration it resumes at.
     spec = RolloutSpec(
-        ft.task,
-        cfg.num_envs,
-        policy.config.chunk_size,
-        cfg.reward_mode,
-        cfg.vectorization,
-        cfg.num_decisions,
-        cfg.gamma,
-        cfg.reward_scale,
-        reset_seed=cfg.seed * 1_000_003 + ft.iteration * cfg.num_envs,
-        sampling_seed=cfg.seed * 1_000_003 + ft.iteration + 1,
+        task=ft.task,
+        num_envs=cfg.num_envs,
+        chunk_size=policy.config.chunk_size,
+        reward_mode=cfg.reward_mode,
+        vectorization=cfg.vectorization,
+        num_decisions=cfg.num_decisions,
+        gamma=cfg.gamma,
+        reward_scale=cfg.reward_scale,
+        reset_seed=streams.episode_resets(cfg.seed, ft.iteration, cfg.num_envs),
+        sampling_seed=streams.rollout_sampling(cfg.seed, ft.iteration),
         threads=torch.get_num_threads(),
     )
     if cfg.rollout_workers:
@@ -136,32 +138,36 @@ def train(cfg: PPOConfig, resume: bool = False):
         )
     else:
         rollouts = InlineRollouts(spec, generator)
+    decoupled = bool(cfg.rollout_workers and cfg.decoupled_clip)
     batch = cfg.num_envs * cfg.num_decisions
     minibatch = batch // cfg.num_minibatches
-    bar = ft.progress(cfg.total_env_steps, "env step")
+    ft.start(cfg.total_env_steps, "env step")
     try:
-        while ft.env_steps < cfg.total_env_steps:
-            started = time.perf_counter()
+        while not ft.done:
+            started, before = time.perf_counter(), ft.progress_count
             # 1. Rollout (stochastic chains) with the current policy, or with the previous one from rollout workers.
             rollout = rollouts.next(policy, critic)
             rollout_s = time.perf_counter() - started
             flat_obs, chains = rollout.flat_obs(), rollout.flat_chains()
 
-            # 2. Values in one batched pass (the old log-probs came with the sampled chains); GAE on the decision rewards.
-            old_log_prob, behaviour_weight = rollout.flat_log_probs(), None
+            # 2. Log-probs, values and advantages in one batched pass, before any update.
+            #    behaviour: the policy that acted (it sampled the chains); proximal: the learner's weights now
+            #    (the same policy on-policy; one update newer with rollout workers).
+            behaviour_log_prob, behaviour_weight = rollout.flat_log_probs(), None
             with torch.no_grad():
-                if cfg.rollout_workers and cfg.decoupled_clip:
-                    # Stale data: clip around the learner's current weights, correct for the acting ones.
-                    behaviour_log_prob = old_log_prob
-                    old_log_prob = per_step_log_prob(
+                if decoupled:
+                    proximal_log_prob = per_step_log_prob(
                         policy.step_distributions(flat_obs, chains), chains.points
                     )
                     behaviour_weight = (
-                        (old_log_prob - behaviour_log_prob).exp().clamp(max=cfg.max_behaviour_weight)
+                        (proximal_log_prob - behaviour_log_prob).exp().clamp(max=cfg.max_behaviour_weight)
                     )
+                # the ratio is clipped around the proximal policy (decoupled PPO) or the behaviour one
+                clip_anchor = proximal_log_prob if decoupled else behaviour_log_prob
                 values = critic(flat_obs).reshape(cfg.num_decisions, cfg.num_envs)
+                # bootstrap if not done: a time-limit truncation gets gamma * V(final observation)
                 advantages, returns = gae(
-                    rollout.rewards,
+                    rollout.rewards + rollout.bootstrap,
                     values,
                     rollout.dones,
                     critic(rollout.next_obs),
@@ -169,7 +175,7 @@ def train(cfg: PPOConfig, resume: bool = False):
                     cfg.gae_lambda,
                 )
                 advantages, returns = advantages.flatten(), returns.flatten()
-                prepared = ft.penalty.prepare(base, flat_obs, chains, generator)
+                penalty = ft.penalty.prepare(base, flat_obs, chains, generator)
 
             # 3. Clipped-ratio updates over minibatches, stopping early on the trust region.
             policy.train()
@@ -193,7 +199,7 @@ def train(cfg: PPOConfig, resume: bool = False):
                     if update_policy:
                         mb_chain = Chain(chains.points[index], True)
                         steps = policy.step_distributions(mb_obs, mb_chain)
-                        log_ratio = per_step_log_prob(steps, mb_chain.points) - old_log_prob[index]
+                        log_ratio = per_step_log_prob(steps, mb_chain.points) - clip_anchor[index]
                         adv = advantages[index]
                         if cfg.norm_advantages:
                             adv = (adv - adv.mean()) / (adv.std() + 1e-8)
@@ -201,11 +207,11 @@ def train(cfg: PPOConfig, resume: bool = False):
                         policy_loss, surrogate = clipped_surrogate(log_ratio, adv, cfg.clip_coef, weight)
                         loss = loss + policy_loss
                         if ft.penalty.active:
-                            penalty, _ = ft.penalty.loss(
-                                policy, flat_obs, chains, prepared, index, current=steps, generator=generator
+                            penalty_loss, _ = ft.penalty.loss(
+                                policy, flat_obs, chains, penalty, index, current=steps, generator=generator
                             )
-                            loss = loss + penalty
-                            stats["loss/kl_penalty"] += float(penalty.detach())
+                            loss = loss + penalty_loss
+                            stats["loss/kl_penalty"] += float(penalty_loss.detach())
                         stats["ppo/approx_kl"] += surrogate["approx_kl"]
                         stats["ppo/clipfrac"] += surrogate["clipfrac"]
                         stats["loss/policy"] += float(policy_loss.detach())
@@ -217,13 +223,13 @@ def train(cfg: PPOConfig, resume: bool = False):
                     torch.nn.utils.clip_grad_norm_(critic.parameters(), cfg.max_grad_norm)
                     optimizer.step()
                     updates += 1
+                # early stop on the mean approximate KL over this iteration's minibatches so far
                 if update_policy and cfg.target_kl and stats["ppo/approx_kl"] / updates > cfg.target_kl:
                     break
             update_s = time.perf_counter() - update_started
 
             # 4. Bookkeeping: KL to the base on this iteration's states, metrics, evaluation, checkpoint.
-            ft.iteration += 1
-            ft.env_steps += rollout.env_steps
+            ft.step(env_steps=rollout.env_steps)
             metrics = {k: v / max(updates, 1) for k, v in stats.items()}
             metrics.update(ft.track_kl(flat_obs))
             if behaviour_weight is not None:
@@ -241,12 +247,9 @@ def train(cfg: PPOConfig, resume: bool = False):
                     "time/env_steps_per_s": rollout.env_steps / (time.perf_counter() - started),
                 }
             )
-            ft.end_iteration(
-                metrics, bar, advance=rollout.env_steps, more_to_come=ft.env_steps < cfg.total_env_steps
-            )
+            ft.end_iteration(metrics, before)
     finally:
-        bar.close()
+        ft.close()
         rollouts.close()
-    ft.checkpoint()
     critic.save_pretrained(ft.run.path / "critic")
     return ft.finish()

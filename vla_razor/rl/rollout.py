@@ -33,7 +33,10 @@ class Rollout:
     log_probs: torch.Tensor
     """``[T, N, K]``: each denoising step's log-density under the policy that sampled it (PPO's old policy)."""
     rewards: torch.Tensor
-    """Summed chunk rewards, with ``gamma * V(final_obs)`` added where an episode was truncated."""
+    """Summed chunk rewards (times ``reward_scale``): the environment's, nothing added."""
+    bootstrap: torch.Tensor
+    """``gamma * V(final_obs)`` where an episode was truncated by its time limit, else 0: added to the
+    rewards for the advantages, so a time limit does not look like a failure to the value function."""
     dones: torch.Tensor
     """The episode ended (terminated or truncated) with this decision."""
     next_obs: dict[str, torch.Tensor]
@@ -70,8 +73,8 @@ def collect(
 ):
     """Run ``num_decisions`` stochastic decisions in every sub-env from ``obs``; returns (rollout, last obs).
 
-    Truncated episodes (time limit) are bootstrapped with the critic's value of their final
-    observation, so a time limit does not look like a failure to the value function.
+    Truncated episodes (time limit) get the critic's value of their final observation in
+    ``rollout.bootstrap`` (kept apart from the rewards).
     """
     obs_steps, chains, log_probs, rewards, dones = [], [], [], [], []
     truncated_at: list[tuple[int, np.ndarray, dict]] = []
@@ -93,19 +96,20 @@ def collect(
         if cut.any():
             truncated_at.append((t, np.flatnonzero(cut), {k: v[cut] for k, v in info["final_obs"].items()}))
     rewards = torch.stack(rewards)
+    bootstrap = torch.zeros_like(rewards)
     if critic is not None:
         for t, rows, final in truncated_at:
-            rewards[t, rows] += gamma * critic(as_tensor_obs(final)).float()
-    stacked = {k: torch.stack([o[k] for o in obs_steps]) for k in obs_steps[0]}
+            bootstrap[t, rows] = gamma * critic(as_tensor_obs(final)).float()
     rollout = Rollout(
-        stacked,
-        torch.stack(chains),
-        torch.stack(log_probs),
-        rewards,
-        torch.stack(dones),
-        as_tensor_obs(obs),
-        env_steps,
-        successes,
+        obs={k: torch.stack([o[k] for o in obs_steps]) for k in obs_steps[0]},
+        chains=torch.stack(chains),
+        log_probs=torch.stack(log_probs),
+        rewards=rewards,
+        bootstrap=bootstrap,
+        dones=torch.stack(dones),
+        next_obs=as_tensor_obs(obs),
+        env_steps=env_steps,
+        episode_successes=successes,
     )
     return rollout, obs
 

@@ -154,6 +154,7 @@ def merge_rollouts(parts: list[Rollout]) -> Rollout:
         chains=torch.cat([p.chains for p in parts], dim=1),
         log_probs=torch.cat([p.log_probs for p in parts], dim=1),
         rewards=torch.cat([p.rewards for p in parts], dim=1),
+        bootstrap=torch.cat([p.bootstrap for p in parts], dim=1),
         dones=torch.cat([p.dones for p in parts], dim=1),
         next_obs={k: torch.cat([p.next_obs[k] for p in parts], dim=0) for k in parts[0].next_obs},
         env_steps=sum(p.env_steps for p in parts),

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from vla_razor import seeding as streams
 from vla_razor.errors import NoRLDataError
 from vla_razor.harness import FinetuneConfig, FinetuneRun
 from vla_razor.progress import progress
@@ -111,7 +112,7 @@ def rl_dataset(cfg: SFTConfig, task: str, chunk_size: int):
     n = cfg.rl_episodes
     env = make_vec_env(task, num_envs=n, backend="cpu", chunk_size=chunk_size)
     generator = torch.Generator().manual_seed(cfg.seed)
-    obs, _ = env.reset(seed=[cfg.seed * 1_000_003 + 500_000 + i for i in range(n)])
+    obs, _ = env.reset(seed=[streams.teacher_episodes(cfg.seed) + i for i in range(n)])
     alive, success = np.ones(n, bool), np.zeros(n, bool)
     pairs: list[tuple[int, dict, torch.Tensor]] = []
     bar = progress(total=n, desc=f"rollouts of {cfg.rl_policy}", unit="ep")
@@ -153,13 +154,13 @@ def train(cfg: SFTConfig, resume: bool = False):
     chunk = policy.config.chunk_size
     data = demo_dataset(cfg, ft.task, chunk) if cfg.data == "demos" else rl_dataset(cfg, ft.task, chunk)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    generator = torch.Generator().manual_seed(cfg.seed)
+    generator = torch.Generator().manual_seed(streams.minibatches(cfg.seed))
     ft.restore({"policy": policy}, {"optimizer": optimizer}, generator)
 
-    bar = ft.progress(cfg.iterations, "iteration")
+    ft.start(cfg.iterations, "iteration")
     try:
-        while ft.iteration < cfg.iterations:
-            started = time.perf_counter()
+        while not ft.done:
+            started, before = time.perf_counter(), ft.progress_count
             policy.train()
             losses, states = [], []
             for j in range(cfg.steps_per_iteration):
@@ -176,7 +177,7 @@ def train(cfg: SFTConfig, resume: bool = False):
                 optimizer.step()
                 losses.append(float(loss.detach()))
                 states.append(obs)
-            ft.iteration += 1
+            ft.step()
             iteration_states = {k: torch.cat([s[k] for s in states]) for k in states[0]}
             metrics = {
                 "loss/bc": sum(losses) / len(losses),
@@ -185,8 +186,7 @@ def train(cfg: SFTConfig, resume: bool = False):
             }
             metrics.update(ft.track_kl(iteration_states))
             metrics["time/iteration_s"] = time.perf_counter() - started
-            ft.end_iteration(metrics, bar, advance=1, more_to_come=ft.iteration < cfg.iterations)
+            ft.end_iteration(metrics, before)
     finally:
-        bar.close()
-    ft.checkpoint()
+        ft.close()
     return ft.finish()

@@ -1,0 +1,103 @@
+"""GRPO on a causal LM (`vla-razor llm finetune --algo grpo`), read top to bottom.
+
+Each iteration: ``num_prompts`` fresh new-task prompts, ``group_size`` responses each sampled from the
+current policy, a binary reward (the exact answer), advantages normalised within each group (no critic),
+then ``update_epochs`` passes of the clipped token-level surrogate against the sampling policy, plus the
+optional penalty toward the base. The harness (:class:`~vla_razor.llm.harness.LLMFinetuneRun`) measures
+``kl/forward`` and ``kl/reverse`` to the base every iteration and evaluates, snapshots and checkpoints on
+its schedule, exactly as on the robot track.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from vla_razor import seeding as streams
+from vla_razor.rl.objective import clipped_surrogate, group_advantages
+
+from .data import encode_batch, sample_responses
+from .harness import LLMFinetuneConfig, LLMFinetuneRun, token_log_probs
+from .tasks import generate, is_correct
+
+
+def train(cfg: LLMFinetuneConfig, resume: bool = False) -> Path:
+    if cfg.data == "rl":
+        raise ValueError("data: rl is the SFT-on-RL-data control: use --algo sft")
+    ft = LLMFinetuneRun(cfg, "grpo", resume=resume)
+    policy, tokenizer = ft.policy, ft.tokenizer
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
+    generator = torch.Generator().manual_seed(streams.minibatches(cfg.seed))
+    ft.restore({"policy": policy}, {"optimizer": optimizer}, generator)
+
+    ft.start(cfg.iterations)
+    try:
+        while not ft.done:
+            started, before = time.perf_counter(), ft.progress_count
+            # 1. Groups: fresh problems every iteration (a pure function of seed and iteration), each prompt
+            #    answered group_size times by the current policy.
+            problems = generate(cfg.task, cfg.num_prompts, seed=streams.problems(cfg.seed, ft.iteration))
+            prompts = [p for p in problems for _ in range(cfg.group_size)]
+            policy.eval()
+            responses, ended = sample_responses(
+                policy,
+                tokenizer,
+                prompts,
+                ft.max_new,
+                sample=True,
+                temperature=cfg.temperature,
+                generator=generator,
+            )
+            texts = [tokenizer.decode(r, skip_special_tokens=True) for r in responses]
+            rewards = torch.tensor(
+                [float(e and is_correct(p, t)) for p, t, e in zip(prompts, texts, ended)], device=ft.device
+            )
+            grouped = rewards.view(cfg.num_prompts, cfg.group_size)
+            advantages = group_advantages(grouped).flatten()
+            batch = encode_batch(tokenizer, prompts, responses, ended)
+            mask = batch["response_mask"][:, 1:].float()
+            rollout_s = time.perf_counter() - started
+
+            # 2. Clipped token-ratio updates; responses of unanimous groups carry zero advantage.
+            policy.train()
+            stats = {"grpo/approx_kl": 0.0, "grpo/clipfrac": 0.0, "loss/policy": 0.0, "loss/kl_penalty": 0.0}
+            sampler_log_prob = None
+            for _ in range(cfg.update_epochs):
+                log_prob = token_log_probs(policy, batch)
+                if sampler_log_prob is None:  # before the first step the policy is the sampler
+                    sampler_log_prob = log_prob.detach()
+                policy_loss, surrogate = clipped_surrogate(
+                    log_prob - sampler_log_prob, advantages, cfg.clip_coef, mask=mask
+                )
+                penalty_loss = ft.penalty_loss(batch)
+                loss = policy_loss + penalty_loss
+                ft.check_finite(**{"loss/total": loss})
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                stats["grpo/approx_kl"] += surrogate["approx_kl"]
+                stats["grpo/clipfrac"] += surrogate["clipfrac"]
+                stats["loss/policy"] += float(policy_loss.detach())
+                stats["loss/kl_penalty"] += float(penalty_loss.detach())
+
+            # 3. Bookkeeping: KL to the base on fresh prompts, metrics, evaluation, checkpoint.
+            ft.step(env_steps=len(prompts))
+            metrics = {k: v / cfg.update_epochs for k, v in stats.items()}
+            metrics.update(ft.track_kl(ft.kl_problems()))
+            metrics.update(
+                {
+                    "success/train": float(rewards.mean()),
+                    "reward/mean": float(rewards.mean()),
+                    "tokens/sampled": float(mask.sum()),
+                    "grpo/informative_groups": float((grouped.std(1) > 0).float().mean()),
+                    "time/rollout_s": rollout_s,
+                    "time/iteration_s": time.perf_counter() - started,
+                }
+            )
+            ft.end_iteration(metrics, before)
+    finally:
+        ft.close()
+    return ft.finish()
