@@ -11,6 +11,7 @@ tile freezes on that frame with its outcome shown until the longest episode ends
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -46,17 +47,6 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def _wrap(text: str, max_chars: int) -> list[str]:
-    lines, line = [], ""
-    for word in text.split():
-        if line and len(line) + 1 + len(word) > max_chars:
-            lines.append(line)
-            line = word
-        else:
-            line = f"{line} {word}".strip()
-    return lines + ([line] if line else [])
-
-
 def annotate(frame: np.ndarray, instruction: str, step: int, outcome: bool | None) -> np.ndarray:
     """Overlay the instruction (top), the step counter and, once known, the outcome (bottom)."""
     from PIL import Image, ImageDraw
@@ -66,7 +56,7 @@ def annotate(frame: np.ndarray, instruction: str, step: int, outcome: bool | Non
     image = Image.fromarray(frame)
     draw = ImageDraw.Draw(image)
     font = _font(size)
-    lines = _wrap(instruction, max(10, int(width / (size * 0.55))))
+    lines = textwrap.wrap(instruction, max(10, int(width / (size * 0.55))))
     draw.rectangle([0, 0, width, len(lines) * (size + 2) + 4], fill=_BLACK)
     for i, line in enumerate(lines):
         draw.text((4, 2 + i * (size + 2)), line, fill=_WHITE, font=font)

@@ -16,8 +16,8 @@ from torch import nn
 
 from vla_razor.config import PositiveInt
 
-from .base import CONFIG_NAME, build_saved_config, load_weights, read_saved_config, save_module
 from .encoders import ObservationEncoder, as_tensor_obs
+from .serialization import CONFIG_NAME, build_saved_config, load_weights, read_saved_config, save_module
 
 CRITIC_KIND = "value_critic"
 

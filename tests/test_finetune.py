@@ -394,14 +394,29 @@ def test_clipped_surrogate_matches_the_ppo_formula():
     assert weighted.item() == pytest.approx(-(0.5 * 2.2 + 2.0 * 2.4 - 1.0 * 0.8 - 1.5 * 0.95) / 4)
 
 
-def test_sft_cosine_schedule_matches_the_closed_form():
-    from vla_razor.sft.bc import SFTConfig, learning_rate
+def test_learning_rate_schedules_match_the_closed_form():
+    import torch
 
-    cfg = SFTConfig(lr=1e-4, iterations=10, steps_per_iteration=5, lr_schedule="cosine")
-    assert learning_rate(cfg, 0) == pytest.approx(1e-4)
-    assert learning_rate(cfg, 25) == pytest.approx(0.5e-4)
-    assert learning_rate(cfg, 40) == pytest.approx(1e-4 * 0.5 * (1 + math.cos(math.pi * 0.8)))
-    assert learning_rate(cfg, 50) == pytest.approx(0.0, abs=1e-12)
-    assert learning_rate(SFTConfig(lr=1e-4), 999) == 1e-4  # constant by default
+    from vla_razor.sft.bc import SFTConfig
+    from vla_razor.training.schedules import lr_scheduler
+
+    def lrs(schedule, total, warmup=0, steps=None):
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-4)
+        scheduler, out = lr_scheduler(optimizer, schedule, total, warmup), []
+        for _ in range(steps or total + 1):
+            out.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        return out
+
+    cosine = lrs("cosine", 50)  # SFT: 10 iterations x 5 steps, cosine to zero
+    assert cosine[0] == pytest.approx(1e-4) and cosine[25] == pytest.approx(0.5e-4)
+    assert cosine[40] == pytest.approx(1e-4 * 0.5 * (1 + math.cos(math.pi * 0.8)))
+    assert cosine[50] == pytest.approx(0.0, abs=1e-12)
+    assert set(lrs("constant", 50, steps=999)) == {1e-4}
+    warm = lrs("cosine", 100, warmup=10)  # pretraining: linear warm-up from 0, then cosine
+    assert [warm[s] for s in (0, 5, 10)] == pytest.approx([0.0, 0.5e-4, 1e-4])
+    assert warm[55] == pytest.approx(1e-4 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert SFTConfig().lr_schedule == "constant"
     with pytest.raises(ValueError, match="lr_schedule"):
         SFTConfig(lr_schedule="linear")

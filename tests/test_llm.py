@@ -553,3 +553,28 @@ def test_a_diverging_run_in_an_llm_sweep_is_reported_and_the_others_finish(tmp_p
     assert [s["name"] for s in diverged] == ["sft-lr1e+30-seed0"], statuses
     assert "the run stopped" in diverged[0]["error"]
     assert all(s["status"] == "done" for n, s in statuses.items() if n != "sft-lr1e+30-seed0"), statuses
+
+
+def test_weights_an_update_overflowed_stop_the_run_with_the_harness_message(tmp_path):
+    """An update that leaves inf in the weights (GRPO or SFT: the harness checks after every iteration)
+    stops the run with NonFiniteError naming the weight, before any NaN reaches a sample or a KL."""
+    import torch
+
+    from vla_razor.errors import NonFiniteError
+    from vla_razor.llm.harness import LLMFinetuneConfig, LLMFinetuneRun
+
+    model, tok = _random_model()
+    model.save_pretrained(tmp_path / "base")
+    tok.save_pretrained(tmp_path / "base")
+    cfg = LLMFinetuneConfig(base=str(tmp_path / "base"), runs_dir=str(tmp_path), name="inf", kl_states=4)
+    ft = LLMFinetuneRun(cfg, "grpo")
+    healthy = ft.track_kl(ft.kl_problems())  # the base against itself: zero KL, no error
+    assert abs(healthy["kl/forward"]) < 1e-5 and healthy["kl/states"] == 4
+    name, weight = next(iter(ft.policy.named_parameters()))
+    with torch.no_grad():
+        weight.view(-1)[0] = float("inf")
+    ft.step()
+    with pytest.raises(
+        NonFiniteError, match=rf"weight {name} holds NaN or inf.*iteration 1; the run stopped"
+    ):
+        ft.track_kl(ft.kl_problems())

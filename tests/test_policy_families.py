@@ -17,10 +17,11 @@ from vla_razor.divergence import DiagGaussian, GaussianChain, kl
 from vla_razor.envs.observations import random_observation
 from vla_razor.envs.registry import TASKS
 from vla_razor.errors import CheckpointError
-from vla_razor.policies.base import CONFIG_NAME, WEIGHTS_NAME, Chain, ChainPolicy
+from vla_razor.policies.base import Chain, ChainPolicy
 from vla_razor.policies.critic import CriticConfig, ValueCritic
 from vla_razor.policies.diffusion import DiffusionConfig, DiffusionPolicy, cosine_betas, linear_betas
 from vla_razor.policies.factory import make_policy
+from vla_razor.policies.serialization import CONFIG_NAME, WEIGHTS_NAME
 
 TINY = {"hidden": 32, "num_layers": 1, "chunk_size": 4}
 H, A = TINY["chunk_size"], 7

@@ -9,6 +9,7 @@ import torch
 
 from vla_razor.algorithms import load_algorithm
 from vla_razor.analysis.numbers import analyse, findings
+from vla_razor.analysis.plan import RazorConfig, plan_control, plan_runs
 from vla_razor.analysis.predictors import (
     PREDICTORS,
     feature_change,
@@ -17,7 +18,6 @@ from vla_razor.analysis.predictors import (
     weight_change,
 )
 from vla_razor.analysis.render import render_html
-from vla_razor.analysis.sweep import RazorConfig, plan_control, plan_runs
 from vla_razor.config import ConfigError, load_config
 from vla_razor.envs.observations import random_observation
 from vla_razor.policies import make_policy
@@ -281,8 +281,9 @@ def test_fine_tuning_noise_level_is_applied_to_policy_and_base_alike():
 def test_a_run_whose_process_dies_is_marked_failed_and_the_sweep_goes_on(tmp_path, monkeypatch):
     import sys
 
-    from vla_razor.analysis import sweep
-    from vla_razor.analysis.sweep import RunSpec, run_specs
+    from vla_razor.analysis import runner
+    from vla_razor.analysis.plan import RunSpec
+    from vla_razor.analysis.runner import run_specs
 
     cfg = RazorConfig(runs_dir=str(tmp_path), name="crashy")
     scripts = {  # stand-ins for the runs' processes: one aborts (as SAPIEN can), one diverges, one finishes
@@ -294,7 +295,7 @@ def test_a_run_whose_process_dies_is_marked_failed_and_the_sweep_goes_on(tmp_pat
         ),
     }
     monkeypatch.setattr(
-        sweep,
+        runner,
         "run_command",
         lambda spec, threads=0: [
             sys.executable,
@@ -317,7 +318,7 @@ def test_a_run_whose_process_dies_is_marked_failed_and_the_sweep_goes_on(tmp_pat
 
 
 def test_the_sweeps_run_command_is_the_cli_with_resume():
-    from vla_razor.analysis.sweep import run_command
+    from vla_razor.analysis.runner import run_command
 
     cmd = run_command({"name": "x", "track": "llm", "algo": "grpo", "overrides": ["lr=0.001"]}, threads=1)
     assert cmd[1:] == [

@@ -109,10 +109,13 @@ def evaluate(
 
 
 def format_table(results: dict[str, SuccessRate], roles: dict[str, str] | None = None) -> str:
-    lines = [f"{'task':<18}{'role':<7}success [95% CI]"]
-    for task, rate in results.items():
-        lines.append(f"{task:<18}{(roles or {}).get(task, ''):<7}{rate}")
-    return "\n".join(lines)
+    """A plain-text table of success rates per task (with each task's role)."""
+    from tabulate import tabulate
+
+    rows = [(task, (roles or {}).get(task, ""), str(rate)) for task, rate in results.items()]
+    return tabulate(
+        rows, headers=("task", "role", "success [95% CI]"), tablefmt="simple", disable_numparse=True
+    )
 
 
 def deterministic_actor(policy):

@@ -8,7 +8,6 @@ periodic evaluation and checkpoints; resumable.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from . import seeding as streams
 from .atomic import write_json
 from .config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from .training import HarnessConfig, TrainingLoop
+from .training.schedules import lr_scheduler
 
 
 @dataclass
@@ -46,7 +46,7 @@ class PretrainConfig(HarnessConfig):
     batch_size: PositiveInt = 256
     """Samples (observation, action chunk) per step."""
     lr: PositiveFloat = 3e-4
-    """Peak AdamW learning rate (linear warm-up, cosine decay)."""
+    """Peak AdamW learning rate (linear warm-up from 0, cosine decay to 0)."""
     warmup_steps: NonNegativeInt = 500
     """Linear warm-up steps."""
     weight_decay: NonNegativeFloat = 1e-4
@@ -75,13 +75,6 @@ SMOKE = dict(
     checkpoint_every=10,
     policy={"chunk_size": 8, "num_steps": 3, "hidden": 32, "num_layers": 1},
 )
-
-
-def lr_at(step: int, cfg: PretrainConfig) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
 def load_dataset(cfg: PretrainConfig, suite, chunk_size: int):
@@ -117,8 +110,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     data = load_dataset(cfg, suite, policy.config.chunk_size)
     policy.set_normalization(data.obs, data.actions)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = lr_scheduler(optimizer, "cosine", cfg.steps, cfg.warmup_steps)
     generator = torch.Generator().manual_seed(streams.minibatches(cfg.seed))
-    loop.restore({"policy": policy}, {"optimizer": optimizer}, generator)
+    loop.restore({"policy": policy}, {"optimizer": optimizer, "scheduler": scheduler}, generator)
     roles = {t: ("new" if t == suite.new_task else "prior") for t in suite.tasks}
 
     def evaluate_and_log(episodes: int) -> dict:
@@ -141,8 +135,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     try:
         while not loop.done:
             before = loop.progress_count
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(loop.iteration, cfg)
+            lr = scheduler.get_last_lr()[0]
             index = torch.randint(0, len(data), (cfg.batch_size,), generator=generator)
             obs, actions = data.batch(index)
             loss = policy.bc_loss(obs, actions, generator=generator)
@@ -151,6 +144,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
             optimizer.step()
+            scheduler.step()
             loop.step()
             postfix = None
             if loop.iteration % 50 == 0 or loop.done:
@@ -160,7 +154,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
                     {
                         "loss/bc": loss.item(),
                         "grad_norm": grad_norm.item(),
-                        "lr": lr_at(loop.iteration - 1, cfg),
+                        "lr": lr,
                         "time/steps_per_s": 50 / max(now - last_log, 1e-9),
                     },
                 )

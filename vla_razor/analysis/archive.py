@@ -17,6 +17,9 @@ from pathlib import Path
 
 from vla_razor.atomic import atomic_path
 
+from .plan import RazorConfig, RunSpec
+from .runner import best_rl_run, run_is_done
+
 KEPT = ("config.yaml", "metrics.jsonl", "eval/*.json", "analysis/*.json")
 """What of a finished run the archive keeps (glob patterns relative to the run directory)."""
 POLICY = "policy"
@@ -93,3 +96,49 @@ def archive_report(report_dir: Path, archive_root: Path) -> None:
         for src in sorted(report_dir.glob(pattern)):
             if not _same(src, archive_root / src.name):
                 _copy(src, archive_root / src.name)
+
+
+class Archiver:
+    """Keeps the sweep's archive (``cfg.archive``) up to date as runs finish: measures each finished run's
+    predictors (the analysis's, cached in the run), copies what the analysis needs (:mod:`.archive`), and
+    keeps the final policy of the best RL run so far (the control's teacher) and no other."""
+
+    def __init__(self, cfg: RazorConfig, specs: list[RunSpec]):
+        self.cfg, self.specs, self._track = cfg, specs, None
+
+    def __call__(self, spec: RunSpec, status: dict) -> None:
+        if not self.cfg.archive or status.get("status") != "done":
+            return
+        from .points import measure_run
+
+        if self._track is None:
+            self._track = self.cfg.make_track()
+        run_dir = self.cfg.run_root / spec.name
+        measure_run(run_dir, self._track)
+        archive_run(run_dir, self.cfg.archive_runs)
+        if spec.method == "rl":
+            self.keep_best_policy()
+
+    def archive_all(self) -> None:
+        """Every finished run of the plan (their predictors measured by the report), then the best RL policy."""
+        if not self.cfg.archive:
+            return
+
+        for spec in self.specs:
+            if spec.method != "rl" and run_is_done(self.cfg.run_root / spec.name):
+                archive_run(self.cfg.run_root / spec.name, self.cfg.archive_runs)
+        self.keep_best_policy()
+
+    def keep_best_policy(self) -> None:
+        if not self.cfg.archive:
+            return
+
+        best = best_rl_run(self.cfg, self.specs)
+        for spec in self.specs:
+            run_dir = self.cfg.run_root / spec.name
+            if spec.method == "rl" and run_is_done(run_dir):
+                archive_run(
+                    run_dir,
+                    self.cfg.archive_runs,
+                    with_policy=run_dir == best and (run_dir / "policy").is_dir(),
+                )

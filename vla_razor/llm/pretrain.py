@@ -15,8 +15,8 @@ from tqdm import tqdm
 
 from vla_razor import seeding as streams
 from vla_razor.atomic import write_json
-from vla_razor.pretrain import lr_at  # the same warm-up + cosine schedule as the robot base
 from vla_razor.training import HarnessConfig, TrainingLoop
+from vla_razor.training.schedules import lr_scheduler
 
 from ..config import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from .data import answer_loss, encode_batch, evaluate_accuracy
@@ -46,7 +46,7 @@ class LLMPretrainConfig(HarnessConfig):
     batch_size: PositiveInt = 128
     """Problems per step."""
     lr: PositiveFloat = 1e-3
-    """Peak AdamW learning rate (linear warm-up, cosine decay)."""
+    """Peak AdamW learning rate (linear warm-up from 0, cosine decay to 0)."""
     warmup_steps: NonNegativeInt = 200
     """Linear warm-up steps."""
     weight_decay: NonNegativeFloat = 0.01
@@ -108,7 +108,8 @@ def pretrain(cfg: LLMPretrainConfig):
     tokenizer = build_tokenizer()
     model = place(build_model(cfg.model, tokenizer), tokenizer, cfg.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loop.restore({"policy": model}, {"optimizer": optimizer})
+    scheduler = lr_scheduler(optimizer, "cosine", cfg.steps, cfg.warmup_steps)  # as the robot base's
+    loop.restore({"policy": model}, {"optimizer": optimizer, "scheduler": scheduler})
 
     def log_eval(problems: int) -> dict:
         results = evaluate_all(model, tokenizer, cfg, problems)
@@ -129,18 +130,18 @@ def pretrain(cfg: LLMPretrainConfig):
     try:
         while not loop.done:
             before = loop.progress_count
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(loop.iteration, cfg)
+            lr = scheduler.get_last_lr()[0]
             loss = answer_loss(model, encode_batch(tokenizer, training_batch(cfg, loop.iteration)))
             loop.check_finite(**{"loss/answer": loss})
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
+            scheduler.step()
             loop.step()
             postfix = None
             if loop.iteration % 50 == 0 or loop.done:
-                run.log(loop.iteration, {"loss/answer": loss.item(), "lr": lr_at(loop.iteration - 1, cfg)})
+                run.log(loop.iteration, {"loss/answer": loss.item(), "lr": lr})
                 postfix = {"loss": f"{loss.item():.4f}"}
             loop.advance(before, postfix)
             if loop.due(cfg.eval_every):

@@ -96,11 +96,16 @@ class SuiteResult:
         )
 
     def table(self) -> str:
-        lines = [f"{'task':<18}{'role':<7}{'success [95% CI]':<36}forgetting vs base"]
+        from tabulate import tabulate
+
+        rows = []
         for task, r in self.tasks.items():
             f = self.forgetting(task)
-            role = "new" if task == self.new_task else "prior"
-            lines.append(f"{task:<18}{role:<7}{str(r):<36}{'' if f is None else f'{f:+.1%}'}")
+            rows.append(
+                (task, "new" if task == self.new_task else "prior", str(r), "" if f is None else f"{f:+.1%}")
+            )
+        headers = ("task", "role", "success [95% CI]", "forgetting vs base")
+        lines = [tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)]
         summary = f"new task {self.new_task_success:.1%} | retention (prior mean) {self.retention:.1%}"
         if self.mean_forgetting is not None:
             summary += f" | mean forgetting {self.mean_forgetting:+.1%}"

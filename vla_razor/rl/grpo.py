@@ -64,10 +64,31 @@ SMOKE = dict(
 )
 
 
+@dataclass
+class GroupRollout:
+    """One episode per sub-env, its decisions flattened in the order they were taken."""
+
+    obs: dict[str, torch.Tensor]
+    """Observations of every decision ``[N, ...]``."""
+    chains: Chain
+    """The denoising chains sampled at those decisions."""
+    log_probs: torch.Tensor
+    """``[N, K]`` per-step log-probabilities of the chains under the sampling policy."""
+    owner: torch.Tensor
+    """``[N]`` the sub-env each decision belongs to."""
+    returns: np.ndarray
+    """``[num_envs]`` episode returns."""
+    success: np.ndarray
+    """``[num_envs]`` episode successes."""
+    env_steps: int
+    """Environment steps taken (every action of every chunk)."""
+
+
 @torch.no_grad()
-def collect_groups(env, policy, seeds: list[int], max_decisions: int, generator: torch.Generator):
-    """One episode per sub-env from ``reset(seed=seeds)``: per-decision observations, chains and their
-    per-step log-probabilities under the sampling policy, the owning sub-env, and episode outcomes."""
+def collect_groups(
+    env, policy, seeds: list[int], max_decisions: int, generator: torch.Generator
+) -> GroupRollout:
+    """One episode per sub-env from ``reset(seed=seeds)``, sampled stochastically by ``policy``."""
     obs, _ = env.reset(seed=seeds)
     n = len(seeds)
     alive = np.ones(n, bool)
@@ -91,14 +112,14 @@ def collect_groups(env, policy, seeds: list[int], max_decisions: int, generator:
         success[done] = np.asarray(info["success"])[done]
         alive &= ~done
     flat_obs = {k: torch.cat([o[k] for o in obs_rows]) for k in obs_rows[0]}
-    return (
-        flat_obs,
-        Chain(torch.cat(chain_rows), True),
-        torch.cat(log_prob_rows),
-        torch.cat(owner),
-        returns,
-        success,
-        env_steps,
+    return GroupRollout(
+        obs=flat_obs,
+        chains=Chain(torch.cat(chain_rows), True),
+        log_probs=torch.cat(log_prob_rows),
+        owner=torch.cat(owner),
+        returns=returns,
+        success=success,
+        env_steps=env_steps,
     )
 
 
@@ -125,19 +146,22 @@ def train(cfg: GRPOConfig, resume: bool = False):
             first = streams.group_resets(cfg.seed, ft.iteration, cfg.num_groups)
             seeds = [first + g for g in range(cfg.num_groups) for _ in range(cfg.group_size)]
             policy.eval()
-            obs, chains, old_log_prob, owner, returns, success, env_steps = collect_groups(
-                env, policy, seeds, max_decisions, generator
-            )
+            group = collect_groups(env, policy, seeds, max_decisions, generator)
+            obs, chains, sampler_log_prob = group.obs, group.chains, group.log_probs
             rollout_s = time.perf_counter() - started
-            scores = torch.as_tensor(success if cfg.score == "success" else returns, dtype=torch.float32)
-            advantages = group_advantages(scores.reshape(cfg.num_groups, cfg.group_size)).flatten()[owner]
+            outcome = group.success if cfg.score == "success" else group.returns
+            scores = torch.as_tensor(outcome, dtype=torch.float32)
+            # each decision carries the advantage of its episode within the episode's group
+            advantages = group_advantages(scores.reshape(cfg.num_groups, cfg.group_size)).flatten()[
+                group.owner
+            ]
 
             with torch.no_grad():
                 prepared = ft.penalty.prepare(base, obs, chains, generator)
 
             # 2. Clipped per-step ratio updates; decisions of unanimous groups carry zero advantage.
             policy.train()
-            batch = owner.shape[0]
+            batch = group.owner.shape[0]
             minibatch = max(1, batch // cfg.num_minibatches)
             stats = {"grpo/approx_kl": 0.0, "grpo/clipfrac": 0.0, "loss/policy": 0.0, "loss/kl_penalty": 0.0}
             updates = 0
@@ -148,7 +172,7 @@ def train(cfg: GRPOConfig, resume: bool = False):
                     mb_obs = {k: v[index] for k, v in obs.items()}
                     mb_chain = Chain(chains.points[index], True)
                     steps = policy.step_distributions(mb_obs, mb_chain)
-                    log_ratio = per_step_log_prob(steps, mb_chain.points) - old_log_prob[index]
+                    log_ratio = per_step_log_prob(steps, mb_chain.points) - sampler_log_prob[index]
                     loss, surrogate = clipped_surrogate(log_ratio, advantages[index], cfg.clip_coef)
                     stats["loss/policy"] += float(loss.detach())
                     stats["grpo/approx_kl"] += surrogate["approx_kl"]
@@ -168,13 +192,13 @@ def train(cfg: GRPOConfig, resume: bool = False):
                 if cfg.target_kl and stats["grpo/approx_kl"] / updates > cfg.target_kl:
                     break
 
-            ft.step(env_steps=env_steps)
+            ft.step(env_steps=group.env_steps)
             metrics = {k: v / max(updates, 1) for k, v in stats.items()}
             metrics.update(ft.track_kl(obs))
             metrics.update(
                 {
-                    "success/train": float(success.mean()),
-                    "reward/episode_return": float(returns.mean()),
+                    "success/train": float(group.success.mean()),
+                    "reward/episode_return": float(group.returns.mean()),
                     "grpo/informative_groups": float(
                         (scores.reshape(cfg.num_groups, -1).std(1) > 0).float().mean()
                     ),

@@ -12,7 +12,6 @@ Two data sources:
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -24,6 +23,7 @@ from vla_razor import seeding as streams
 from vla_razor.errors import NoRLDataError
 from vla_razor.harness import FinetuneConfig, FinetuneRun
 from vla_razor.progress import progress
+from vla_razor.training.schedules import lr_scheduler
 
 from ..config import NonNegativeFloat, PositiveFloat, PositiveInt
 
@@ -140,22 +140,15 @@ def rl_dataset(cfg: SFTConfig, task: str, chunk_size: int):
     return ChunkDataset(obs, torch.stack([a for _, a in kept]).float(), {task: int(success.sum())})
 
 
-def learning_rate(cfg: SFTConfig, step: int) -> float:
-    """The learning rate of gradient step ``step`` (0-based, counted over the whole run)."""
-    if cfg.lr_schedule == "constant":
-        return cfg.lr
-    total = cfg.iterations * cfg.steps_per_iteration
-    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(step / total, 1.0)))
-
-
 def train(cfg: SFTConfig, resume: bool = False):
     ft = FinetuneRun(cfg, "sft" if cfg.data == "demos" else "sft-rl", resume=resume)
     policy = ft.policy
     chunk = policy.config.chunk_size
     data = demo_dataset(cfg, ft.task, chunk) if cfg.data == "demos" else rl_dataset(cfg, ft.task, chunk)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = lr_scheduler(optimizer, cfg.lr_schedule, cfg.iterations * cfg.steps_per_iteration)
     generator = torch.Generator().manual_seed(streams.minibatches(cfg.seed))
-    ft.restore({"policy": policy}, {"optimizer": optimizer}, generator)
+    ft.restore({"policy": policy}, {"optimizer": optimizer, "scheduler": scheduler}, generator)
 
     ft.start(cfg.iterations, "iteration")
     try:
@@ -164,9 +157,7 @@ def train(cfg: SFTConfig, resume: bool = False):
             policy.train()
             losses, states = [], []
             for j in range(cfg.steps_per_iteration):
-                lr = learning_rate(cfg, ft.iteration * cfg.steps_per_iteration + j)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
+                lr = scheduler.get_last_lr()[0]
                 index = torch.randint(0, len(data), (cfg.batch_size,), generator=generator)
                 obs, actions = data.batch(index)
                 loss = policy.bc_loss(obs, actions, generator=generator)
@@ -175,6 +166,7 @@ def train(cfg: SFTConfig, resume: bool = False):
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
                 optimizer.step()
+                scheduler.step()
                 losses.append(float(loss.detach()))
                 states.append(obs)
             ft.step()

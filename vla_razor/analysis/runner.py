@@ -1,0 +1,145 @@
+"""Running a sweep's runs: one process per run (a run that dies or diverges is recorded, the sweep goes
+on), one after another or fanned out as Ray tasks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from vla_razor.progress import progress
+
+from .plan import RazorConfig, RunSpec
+
+
+def run_is_done(run_dir: Path) -> bool:
+    return (run_dir / "eval" / "final.json").is_file()
+
+
+def run_command(spec: dict, threads: int = 0) -> list[str]:
+    """The command line of one run: ``vla-razor [llm] finetune --algo A --resume <overrides>``."""
+    import sys
+
+    overrides = list(spec["overrides"]) + ([f"threads={threads}"] if threads else [])
+    track = ["llm"] if spec.get("track") == "llm" else []
+    return [
+        sys.executable,
+        "-m",
+        "vla_razor.cli",
+        *track,
+        "finetune",
+        "--algo",
+        spec["algo"],
+        "--resume",
+        *overrides,
+    ]
+
+
+def execute_run(spec: dict, threads: int = 0) -> dict:
+    """Run (or resume) one fine-tuning run in its own process; returns its status. A Ray task when the sweep
+    fans out.
+
+    A process per run keeps the sweep alive whatever a run does: a run that diverges (exit 3), is given bad
+    input (exit 2), raises, or dies (a signal, an abort in the simulator, the kernel's OOM killer) is
+    marked ``diverged`` or ``failed`` with its reason and the last lines it printed, and the sweep goes on;
+    a re-run of the sweep retries every run without a final evaluation."""
+    import collections
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    from vla_razor.errors import EXIT_BAD_INPUT, EXIT_DIVERGED
+
+    command = run_command(spec, threads)
+    tail: collections.deque[str] = collections.deque(maxlen=12)
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, errors="replace")
+
+    def relay():  # the run's log stays visible; its last lines are kept for the status
+        for line in process.stderr:
+            sys.stderr.write(line)
+            if line.strip():
+                tail.append(line.rstrip())
+
+    reader = threading.Thread(target=relay, daemon=True)
+    reader.start()
+    try:
+        code = process.wait()
+    except BaseException:  # Ctrl-C or the sweep stopped: the run stops too (it resumes next time)
+        process.terminate()
+        process.wait(timeout=30)
+        raise
+    reader.join(timeout=10)
+    status = {"name": spec["name"], "exit_code": code}
+    if code == 0:
+        return {**status, "status": "done"}
+    last = "\n".join(tail)
+    if code == EXIT_DIVERGED:
+        return {**status, "status": "diverged", "error": last}
+    if code < 0:
+        reason = f"the run's process died of {signal.Signals(-code).name}"
+    elif code == EXIT_BAD_INPUT:
+        reason = "the run refused its input"
+    else:
+        reason = f"the run's process exited with code {code}"
+    return {**status, "status": "failed", "error": f"{reason}; its last lines:\n{last}"}
+
+
+def run_specs(cfg: RazorConfig, specs: list[RunSpec], on_done=None) -> list[dict]:
+    """Run the specs not finished yet (Ray tasks when ``workers > 1`` or a cluster is named); ``on_done(spec,
+    status)`` is called as each run ends."""
+    todo = [s for s in specs if not run_is_done(cfg.run_root / s.name)]
+    statuses = [{"name": s.name, "status": "done"} for s in specs if s not in todo]
+    on_done = on_done or (lambda spec, status: None)
+    if not todo:
+        return statuses
+    if cfg.workers <= 1 and not cfg.ray_address:
+        for spec in progress(todo, desc="sweep", unit="run"):
+            statuses.append(execute_run(spec.as_dict()))
+            on_done(spec, statuses[-1])
+        return statuses
+
+    import ray
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        kwargs = (
+            {"address": cfg.ray_address}
+            if cfg.ray_address
+            else {"num_cpus": cfg.workers, "include_dashboard": False}
+        )
+        ray.init(log_to_driver=False, configure_logging=False, **kwargs)
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=0)(execute_run)
+        pending = {remote.remote(spec.as_dict(), 1): spec for spec in todo}
+        with progress(total=len(pending), desc=f"sweep ({cfg.workers} Ray workers)", unit="run") as bar:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                spec = pending.pop(done[0])
+                try:
+                    statuses.append(ray.get(done[0]))
+                except ray.exceptions.RayError as err:  # the Ray worker itself died or was lost with its node
+                    statuses.append(
+                        {
+                            "name": spec.name,
+                            "status": "failed",
+                            "error": f"its Ray worker was lost ({type(err).__name__}: {str(err)[:300]})",
+                        }
+                    )
+                on_done(spec, statuses[-1])
+                bar.update(1)
+    finally:
+        if started_here:
+            ray.shutdown()
+    return statuses
+
+
+def best_rl_run(cfg: RazorConfig, specs: list[RunSpec]) -> Path | None:
+    """The RL run with the highest final new-task success (None when no RL run succeeded at all)."""
+    best, best_rate = None, 0.0
+    for spec in specs:
+        final = cfg.run_root / spec.name / "eval" / "final.json"
+        if spec.method == "rl" and final.is_file():
+            rate = json.loads(final.read_text())["new_task_success"]
+            if rate > best_rate:
+                best, best_rate = cfg.run_root / spec.name, rate
+    return best
