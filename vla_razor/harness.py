@@ -14,6 +14,7 @@ from pathlib import Path
 from .base_kl import KLPenalty, freeze, measure_kl_to_base
 from .config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from .errors import CheckpointError
+from .runtime import tune_malloc
 from .training import FinetuneHarness, FinetuneHarnessConfig
 
 
@@ -71,6 +72,9 @@ class FinetuneRun(FinetuneHarness):
                 f"base policy {base_dir} not found: pass base=runs/<pretrain run>/policy "
                 "(vla-razor pretrain writes one) or any directory written by save_pretrained"
             )
+        # autograd's large buffers stay mapped between minibatches (the LLM track's small decoding
+        # tensors run slower with it: not for every loop)
+        tune_malloc()
         super().__init__(cfg, cfg.name or f"{algo}-{self.task}", resume=resume)
         self.policy = ChainPolicy.from_pretrained(base_dir)
         if cfg.noise_level:

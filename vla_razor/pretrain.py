@@ -112,7 +112,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = lr_scheduler(optimizer, "cosine", cfg.steps, cfg.warmup_steps)
     generator = torch.Generator().manual_seed(streams.minibatches(cfg.seed))
-    loop.restore({"policy": policy}, {"optimizer": optimizer, "scheduler": scheduler}, generator)
+    loop.restore({"policy": policy}, {"optimizer": optimizer, "scheduler": scheduler}, generator, unit="step")
     roles = {t: ("new" if t == suite.new_task else "prior") for t in suite.tasks}
 
     def evaluate_and_log(episodes: int) -> dict:

@@ -109,7 +109,7 @@ def pretrain(cfg: LLMPretrainConfig):
     model = place(build_model(cfg.model, tokenizer), tokenizer, cfg.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = lr_scheduler(optimizer, "cosine", cfg.steps, cfg.warmup_steps)  # as the robot base's
-    loop.restore({"policy": model}, {"optimizer": optimizer, "scheduler": scheduler})
+    loop.restore({"policy": model}, {"optimizer": optimizer, "scheduler": scheduler}, unit="step")
 
     def log_eval(problems: int) -> dict:
         results = evaluate_all(model, tokenizer, cfg, problems)

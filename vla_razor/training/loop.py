@@ -25,7 +25,6 @@ from vla_razor.config import NonNegativeInt, PositiveFloat, PositiveInt
 from vla_razor.errors import CheckpointError, NonFiniteError
 from vla_razor.progress import progress
 from vla_razor.rundir import RunDir
-from vla_razor.runtime import tune_malloc
 
 
 @dataclass
@@ -62,7 +61,6 @@ class TrainingLoop:
     """The run directory, counters, checkpoints, NaN guard and progress of one training run."""
 
     def __init__(self, cfg: HarnessConfig, name: str, resume: bool = False):
-        tune_malloc()
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
@@ -121,6 +119,7 @@ class TrainingLoop:
         modules: dict[str, torch.nn.Module],
         optimizers: dict[str, Any],
         generator: torch.Generator | None = None,
+        unit: str = "iteration",
     ) -> dict:
         """Register what checkpoints hold (modules, and optimizers or LR schedulers: anything with a
         ``state_dict``), then load the latest checkpoint into it, if there is one; returns its extras."""
@@ -148,7 +147,8 @@ class TrainingLoop:
         self.run.truncate_metrics(self.iteration)
         extra = state.get("extra", {})
         self.restore_extra(extra)
-        tqdm.write(f"resuming {self.run.path} from iteration {self.iteration} ({self.env_steps} env steps)")
+        steps = f" ({self.env_steps} env steps)" if self.env_steps else ""
+        tqdm.write(f"resuming {self.run.path} from {unit} {self.iteration}{steps}")
         return extra
 
     def restore_extra(self, extra: dict) -> None:
