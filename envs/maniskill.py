@@ -84,20 +84,29 @@ def _item(x) -> Any:
     return x.item() if isinstance(x, (torch.Tensor, np.ndarray)) else x
 
 
+_freeze_depth = 0
+_FROZEN_AT_IMPORT = gc.get_freeze_count()
+
+
 @contextlib.contextmanager
 def frozen_python_heap():
     """ManiSkill calls ``gc.collect()`` whenever an env is built or closed (to release GPU memory). With
     torch and transformers loaded that walks some 350k objects, about 0.3 s a call, half the time of a
     short evaluation. Frozen objects are skipped by the collector, so it only scans what is new; the
-    heap is unfrozen afterwards (nothing is kept from collection for good). No-op when already frozen."""
-    if gc.get_freeze_count():
+    heap is unfrozen afterwards (nothing is kept from collection for good). No-op when nested, or when
+    someone else froze the heap: Python 3.12 starts with a few hundred objects already frozen, so that is
+    "more frozen than when this module was imported", not "any"."""
+    global _freeze_depth
+    if _freeze_depth or gc.get_freeze_count() > _FROZEN_AT_IMPORT:
         yield
         return
+    _freeze_depth += 1
     gc.freeze()
     try:
         yield
     finally:
         gc.unfreeze()
+        _freeze_depth -= 1
 
 
 class ManiSkillTaskEnv(gym.Env):
@@ -150,6 +159,11 @@ class ManiSkillTaskEnv(gym.Env):
     @property
     def instruction(self) -> str:
         return self.task.instruction
+
+    @property
+    def control_freq(self) -> int:
+        """Actions per simulated second (ManiSkill's ``control_freq``): a dataset's fps."""
+        return int(self._env.unwrapped.control_freq)
 
     def _obs(self, raw) -> dict[str, np.ndarray]:
         if self._layout is not None:

@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 PYTHON=${PYTHON:-python3.11}
 TORCH_PIN="torch==2.13.0"
+# mplib, ManiSkill's motion planner (demonstrations), segfaults on numpy 2; the package itself takes both.
+NUMPY_PIN="numpy<2"
 MIN_MESA="24.3"
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
@@ -109,7 +111,7 @@ install_python() {
   want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     say "installing vla-razor (editable) with its test extras"
-    $py -m pip install -q -e ".[test]" "$TORCH_PIN"
+    $py -m pip install -q -e ".[test]" "$TORCH_PIN" "$NUMPY_PIN"
     echo "$want" > "$stamp"
   else
     say "python packages up to date"

@@ -7,6 +7,8 @@ any expensive work, so the whole table takes seconds.
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -350,3 +352,34 @@ def test_a_truncated_demo_file_is_a_named_error_and_the_demo_store_regenerates_i
     # A command that needs the demos (pretrain, SFT) asks the store, which sees the damage and regenerates.
     index = generate_demos("PickCube", 1, out_dir=store, progress=False)
     assert len(load_demos(index.path)) == 1
+
+
+def test_lerobot_commands_without_lerobot_say_where_it_lives(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("lerobot") is not None:
+        pytest.skip("LeRobot is installed here")
+    from vla_razor.data.lerobot import load_lerobot_episodes
+    from vla_razor.errors import DatasetError
+
+    (tmp_path / "d" / "meta").mkdir(parents=True)
+    (tmp_path / "d" / "meta" / "info.json").write_text("{}")
+    with pytest.raises(DatasetError, match="make setup-lerobot"):
+        load_lerobot_episodes(tmp_path / "d")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vla_razor.cli",
+            "dataset",
+            "export",
+            "--demos",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2 and ".venv-lerobot" in done.stderr, done.stderr

@@ -162,3 +162,16 @@ def test_ranges_and_finiteness_are_checked_for_every_field_of_every_config():
     ]:
         with pytest.raises(ConfigError, match=message):
             build_config(Outer, data, "", "t")
+
+
+@dataclass
+class WithMapping:
+    policy: dict[str, int] = field(default_factory=lambda: {"hidden": 128, "layers": 2})
+    keys: dict[str, str] = field(default_factory=dict)
+
+
+def test_a_dotted_override_sets_one_key_of_a_mapping_on_top_of_its_default():
+    cfg = load_config(WithMapping, None, ["policy.hidden=64", "keys.proprio=observation.joints.pos"])
+    assert cfg.policy == {"hidden": 64, "layers": 2}  # the other default keys stay
+    assert cfg.keys == {"proprio": "observation.joints.pos"}  # the key is everything after the field
+    assert WithMapping().policy == {"hidden": 128, "layers": 2}  # the default itself is untouched

@@ -24,6 +24,8 @@ PLANNED = ("PickCube", "PushCube", "PullCube")
 
 @pytest.fixture(scope="module")
 def demos(tmp_path_factory):
+    if int(np.__version__.split(".")[0]) >= 2:  # .venv-lerobot; test_lerobot.py checks the named error
+        pytest.skip("ManiSkill's motion planner needs numpy<2: .venv runs these")
     out = tmp_path_factory.mktemp("demos")
     return out, {task: generate_demos(task, 2, out_dir=out, progress=False) for task in PLANNED}
 

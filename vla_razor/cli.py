@@ -46,6 +46,43 @@ def _add_demos(sub) -> None:
     p.set_defaults(handler=lambda args: __import__("vla_razor.commands.demos", fromlist=["main"]).main(args))
 
 
+def _add_dataset(sub) -> None:
+    p = sub.add_parser(
+        "dataset", help="LeRobot datasets: export demonstrations, inspect a dataset (.venv-lerobot)"
+    )
+    ds = p.add_subparsers(dest="dataset_command", required=True, metavar="DATASET_COMMAND")
+    ex = ds.add_parser("export", help="write demonstrations as a LeRobotDataset v3 through LeRobot's API")
+    ex.add_argument(
+        "--demos", action="append", help="a demo folder (runs/demos/<Task>/<control mode>); repeatable"
+    )
+    ex.add_argument("--suite", help="every task of this suite, from --demo-dir")
+    ex.add_argument("--demo-dir", default="runs/demos", help="demo store for --suite (default: runs/demos)")
+    ex.add_argument(
+        "--control-mode",
+        default="pd_ee_delta_pose",
+        help="control mode for --suite (default: pd_ee_delta_pose)",
+    )
+    ex.add_argument("--out", required=True, help="the dataset's directory (must not exist)")
+    ex.add_argument("--video", action="store_true", help="also camera video, rendered by replaying the demos")
+    ex.add_argument(
+        "--image-size", type=int, default=64, help="video frames are this many px square (default 64)"
+    )
+    ex.add_argument("--repo-id", help="the dataset's repo_id in its metadata (default: vla-razor/<out name>)")
+    ex.add_argument("--episodes", type=int, help="at most this many episodes of each demo folder")
+    ex.add_argument("--successful-only", action="store_true", help="leave out unsuccessful episodes")
+    ex.add_argument("--smoke", action="store_true", help="2 episodes of each demo folder")
+    ex.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ex.set_defaults(
+        handler=lambda args: __import__("vla_razor.commands.dataset", fromlist=["export"]).export(args)
+    )
+    ins = ds.add_parser("inspect", help="how a local LeRobotDataset maps to canonical demonstrations")
+    ins.add_argument("root", help="the dataset's local directory")
+    ins.add_argument("--key", action="append", help="canonical=feature, e.g. proprio=observation.joints")
+    ins.set_defaults(
+        handler=lambda args: __import__("vla_razor.commands.dataset", fromlist=["inspect"]).inspect(args)
+    )
+
+
 def _add_config_args(p: argparse.ArgumentParser, default_config: str) -> None:
     """The config flags every configurable command shares: a YAML file, dotted overrides, --smoke."""
     p.add_argument("--config", default=default_config, help=f"YAML config (default: {default_config})")
@@ -177,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_doctor(sub)
     _add_demos(sub)
+    _add_dataset(sub)
     _add_quickstart(sub)
     _add_pretrain(sub)
     _add_finetune(sub)
@@ -191,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     :mod:`vla_razor.errors`). Errors a user can cause print one line, never a traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    command = args.command + (f" {args.llm_command}" if getattr(args, "llm_command", None) else "")
+    sub_command = getattr(args, "llm_command", None) or getattr(args, "dataset_command", None)
+    command = args.command + (f" {sub_command}" if sub_command else "")
     try:
         return int(args.handler(args) or 0)
     except ConfigError as err:

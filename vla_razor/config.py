@@ -254,6 +254,13 @@ def _set_dotted(data: dict, dotted: str, value: Any, cls, source: str) -> None:
             node[part] = value
             return
         hint = typing.get_type_hints(tp)[part]
+        if typing.get_origin(hint) is dict:  # a mapping field: the rest of the path is one key of it,
+            if not isinstance(node.get(part), dict):  # set on top of the field's default mapping
+                spec = next(f for f in dataclasses.fields(tp) if f.name == part)
+                default = spec.default_factory() if spec.default_factory is not dataclasses.MISSING else {}
+                node[part] = dict(default or {})
+            node[part][".".join(parts[i + 1 :])] = value
+            return
         tp = next((a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)), hint)
         if not isinstance(node.get(part), dict):
             node[part] = {}

@@ -45,6 +45,11 @@ class DemoError(BadInputError):
     """A demonstration file is missing, truncated or recorded for another task or control mode."""
 
 
+class DatasetError(BadInputError):
+    """A LeRobot dataset cannot be written or read: LeRobot missing, features that do not map, a target
+    that exists."""
+
+
 class RunDirError(BadInputError):
     """A run directory exists where a new run would go, or a resume would change the run's config."""
 

@@ -19,16 +19,20 @@ from tqdm import tqdm
 from . import seeding as streams
 from .atomic import write_json
 from .config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from .data.lerobot import LeRobotSource
 from .training import HarnessConfig, TrainingLoop
 from .training.schedules import lr_scheduler
 
 
 @dataclass
-class PretrainConfig(HarnessConfig):
+class PretrainConfig(HarnessConfig, LeRobotSource):
     name: str = "base"
     """Run directory name under ``runs_dir``."""
     suite: str = "default"
     """Task suite: prior tasks get ``prior_demos`` demonstrations each, the new task ``new_demos``."""
+    data: str = "demos"
+    """'demos' (the demonstration store, generated on demand) or 'lerobot' (a local LeRobotDataset at
+    ``lerobot_root``: its episodes of the suite's tasks, up to ``prior_demos`` / ``new_demos`` each)."""
     demo_dir: str = "runs/demos"
     """Shared demonstration store (generated on demand)."""
     prior_demos: PositiveInt = 50
@@ -60,6 +64,13 @@ class PretrainConfig(HarnessConfig):
     checkpoint_every: PositiveInt = 1_000
     """Steps between checkpoints (resumable)."""
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.data not in ("demos", "lerobot"):
+            raise ValueError(f"data must be 'demos' or 'lerobot', got {self.data!r}")
+        if self.data == "lerobot" and not self.lerobot_root:
+            raise ValueError("data: lerobot needs lerobot_root=<a local LeRobotDataset directory>")
+
 
 SMOKE = dict(
     name="base-smoke",
@@ -77,20 +88,48 @@ SMOKE = dict(
 )
 
 
+def _suite_episodes(cfg: PretrainConfig, suite) -> dict[str, list]:
+    """Each suite task's successful demonstrations, from the store or from a LeRobotDataset."""
+    from vla_razor.data.lerobot import episodes_by_task, load_lerobot_episodes
+    from vla_razor.envs.demos import generate_demos, load_demos
+    from vla_razor.errors import DatasetError
+
+    if cfg.data == "demos":
+        out = {}
+        for task in suite.tasks:
+            wanted = cfg.new_demos if task == suite.new_task else cfg.prior_demos
+            index = generate_demos(task, wanted, out_dir=cfg.demo_dir, seed=cfg.seed, progress=True)
+            out[task] = load_demos(index.path, successful_only=True)
+        return out
+    found = episodes_by_task(
+        [
+            ep
+            for ep in load_lerobot_episodes(cfg.lerobot_root, cfg.lerobot_keys, cfg.lerobot_tasks)
+            if ep.success
+        ]
+    )
+    if not set(found) & set(suite.tasks):
+        raise DatasetError(
+            f"{cfg.lerobot_root} holds episodes of {sorted(found)}, none a task of suite {cfg.suite!r} "
+            f"({', '.join(suite.tasks)})"
+        )
+    for task in sorted(set(found) - set(suite.tasks)):
+        tqdm.write(f"{cfg.lerobot_root}: {len(found[task])} episode(s) of {task} left out (not in the suite)")
+    return {task: found.get(task, []) for task in suite.tasks}
+
+
 def load_dataset(cfg: PretrainConfig, suite, chunk_size: int):
     from vla_razor.data import ChunkDataset
     from vla_razor.envs import get_task
-    from vla_razor.envs.demos import generate_demos, load_demos
 
     episodes = []
-    for task in suite.tasks:
+    for task, found in _suite_episodes(cfg, suite).items():
         wanted = cfg.new_demos if task == suite.new_task else cfg.prior_demos
-        index = generate_demos(task, wanted, out_dir=cfg.demo_dir, seed=cfg.seed, progress=True)
         # A demo longer than the task's horizon teaches a pace the policy cannot finish in time
         # (e.g. a 702-step LiftPegUpright plan against a 220-step horizon): leave it out, say so.
         horizon = get_task(task).max_episode_steps
-        usable = [ep for ep in load_demos(index.path, successful_only=True) if ep.length <= horizon]
-        dropped = index.num_kept - len(usable)
+        usable = [ep for ep in found if ep.length <= horizon]
+        dropped = len(found) - len(usable)
         if dropped:
             tqdm.write(f"{task}: {dropped} demo(s) longer than the {horizon}-step horizon left out")
         episodes += usable[:wanted]

@@ -30,7 +30,7 @@ from .index import (
     length_stats,
     trajectory_name,
 )
-from .planning import _motion_planning_round, _solver
+from .planning import _motion_planning_round, _solver, require_motion_planning
 from .rl_expert import _rl_round, train_rl_expert
 
 
@@ -84,6 +84,8 @@ def generate_demos(
             _update_stats(index)
             write_json(directory / INDEX_NAME, index.to_json())
         return index
+    if spec.demo_source == "motion_planning":
+        require_motion_planning()  # numpy 2 (.venv-lerobot): reuse works, planning does not
     if index is None:
         index = wanted
         # A stale set (other seed, version, ...) must not be merged with the new one. The index goes

@@ -17,6 +17,19 @@ from .index import (
 )
 
 
+def require_motion_planning() -> None:
+    """Raise :class:`DemoGenerationError` where ManiSkill's motion planner cannot run: mplib 0.1.1
+    segfaults under numpy 2 (it would kill the process, not raise), e.g. in ``.venv-lerobot``."""
+    import numpy
+
+    if int(numpy.__version__.split(".")[0]) >= 2:
+        raise DemoGenerationError(
+            f"motion-planning demonstrations need numpy<2 (mplib crashes on numpy {numpy.__version__}); "
+            "generate them in the main environment (`.venv/bin/vla-razor demos --task ...`): both "
+            "environments read the demos it writes"
+        )
+
+
 def _solver(spec: TaskSpec):
     from mani_skill.examples.motionplanning.panda.run import MP_SOLUTIONS
 
@@ -48,6 +61,7 @@ def _plan(spec: TaskSpec, seeds: range, need: int, staging: Path, progress: bool
 
     from vla_razor.progress import progress as progress_bar
 
+    require_motion_planning()
     solve = _solver(spec)
     # As ManiSkill's run.py: joint-position control (what the planner outputs), no observations
     # (the replay records them), no rewards.

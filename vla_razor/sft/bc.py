@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from vla_razor import seeding as streams
+from vla_razor.data.lerobot import LeRobotSource
 from vla_razor.errors import NoRLDataError
 from vla_razor.harness import FinetuneConfig, FinetuneRun
 from vla_razor.progress import progress
@@ -29,7 +30,7 @@ from ..config import NonNegativeFloat, PositiveFloat, PositiveInt
 
 
 @dataclass
-class SFTConfig(FinetuneConfig):
+class SFTConfig(FinetuneConfig, LeRobotSource):
     lr: PositiveFloat = 1e-4
     """Learning rate (AdamW)."""
     lr_schedule: str = "constant"
@@ -44,7 +45,8 @@ class SFTConfig(FinetuneConfig):
     weight_decay: NonNegativeFloat = 0.0
     """AdamW weight decay."""
     data: str = "demos"
-    """'demos' (demonstrations of the new task) or 'rl' (successful rollouts of ``rl_policy``)."""
+    """'demos' (demonstrations of the new task), 'rl' (successful rollouts of ``rl_policy``) or 'lerobot'
+    (the new task's successful episodes in the LeRobotDataset at ``lerobot_root``, up to ``demos``)."""
     demos: PositiveInt = 50
     """Demonstrations of the new task (data: demos)."""
     demo_dir: str = "runs/demos"
@@ -56,8 +58,10 @@ class SFTConfig(FinetuneConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.data not in ("demos", "rl"):
-            raise ValueError(f"data must be 'demos' or 'rl', got {self.data!r}")
+        if self.data not in ("demos", "rl", "lerobot"):
+            raise ValueError(f"data must be 'demos', 'rl' or 'lerobot', got {self.data!r}")
+        if self.data == "lerobot" and not self.lerobot_root:
+            raise ValueError("data: lerobot needs lerobot_root=<a local LeRobotDataset directory>")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
         if self.data == "rl" and not self.rl_policy:
@@ -90,6 +94,18 @@ def demo_dataset(cfg: SFTConfig, task: str, chunk_size: int):
     from vla_razor.data import ChunkDataset
     from vla_razor.envs.demos import generate_demos, load_demos
 
+    if cfg.data == "lerobot":
+        from vla_razor.data.lerobot import load_lerobot_episodes
+        from vla_razor.errors import DatasetError
+
+        found = load_lerobot_episodes(cfg.lerobot_root, cfg.lerobot_keys, cfg.lerobot_tasks)
+        episodes = [ep for ep in found if ep.task == task and ep.success][: cfg.demos]
+        if not episodes:
+            raise DatasetError(
+                f"{cfg.lerobot_root} holds no successful episode of {task} "
+                f"(it has: {sorted({ep.task for ep in found})})"
+            )
+        return ChunkDataset.from_episodes(episodes, chunk_size)
     index = generate_demos(task, cfg.demos, out_dir=cfg.demo_dir, seed=cfg.seed, progress=True)
     episodes = load_demos(index.path, successful_only=True)[: cfg.demos]
     return ChunkDataset.from_episodes(episodes, chunk_size)
@@ -144,7 +160,7 @@ def train(cfg: SFTConfig, resume: bool = False):
     ft = FinetuneRun(cfg, "sft" if cfg.data == "demos" else "sft-rl", resume=resume)
     policy = ft.policy
     chunk = policy.config.chunk_size
-    data = demo_dataset(cfg, ft.task, chunk) if cfg.data == "demos" else rl_dataset(cfg, ft.task, chunk)
+    data = rl_dataset(cfg, ft.task, chunk) if cfg.data == "rl" else demo_dataset(cfg, ft.task, chunk)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = lr_scheduler(optimizer, cfg.lr_schedule, cfg.iterations * cfg.steps_per_iteration)
     generator = torch.Generator().manual_seed(streams.minibatches(cfg.seed))
