@@ -237,3 +237,17 @@ def test_motion_planning_says_where_it_runs_under_numpy_2(demos, tmp_path):
     assert index.reused and index.num_kept == 2
     with pytest.raises(DemoGenerationError, match="numpy<2"):
         generate_demos("PushCube", 2, out_dir=tmp_path, progress=False)
+
+
+def test_cli_exports_a_suite_and_inspects_it(demos, tmp_path):
+    store = demos["PushCube"].parents[1]
+    out = tmp_path / "smoke-suite"
+    done = _cli(
+        "dataset", "export", "--suite", "smoke", "--demo-dir", str(store), "--out", str(out), "--smoke"
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "4 episodes (PushCube 2, PickCube 2)" in done.stdout and "20 fps" in done.stdout
+    done = _cli("dataset", "inspect", str(out))
+    assert done.returncode == 0 and "PickCube: 2 episodes (2 successful)" in done.stdout, done.stdout
+    done = _cli("dataset", "export", "--suite", "smoke", "--demo-dir", str(store), "--out", str(out))
+    assert done.returncode == 2 and "exists" in done.stderr  # never over an existing dataset

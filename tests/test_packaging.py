@@ -6,6 +6,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -40,7 +42,17 @@ def test_cli_lists_working_commands():
     out = subprocess.run(
         [sys.executable, "-m", "vla_razor.cli", "--help"], capture_output=True, text=True, check=True
     ).stdout
-    for command in ("doctor", "demos", "quickstart", "pretrain", "finetune", "eval", "razor", "llm"):
+    for command in (
+        "doctor",
+        "demos",
+        "dataset",
+        "quickstart",
+        "pretrain",
+        "finetune",
+        "eval",
+        "razor",
+        "llm",
+    ):
         assert command in out
 
 
@@ -83,3 +95,24 @@ def test_sweep_archives_are_not_git_ignored():
         assert ignored.returncode == 1, f"{config.name}: git ignores its archive ({probe})"
     kept = subprocess.run(["git", "check-ignore", "-q", "runs/x/eval.json"], cwd=ROOT, check=False)
     assert kept.returncode == 0, "the repo's own runs/ should stay ignored"
+
+
+def test_lerobot_setup_without_python_312_says_how_to_get_it(tmp_path):
+    import shutil
+
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "setup_lerobot.sh", tmp_path / "scripts")
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHON312": "/nonexistent/python3.12"}
+    done = subprocess.run(
+        ["bash", "scripts/setup_lerobot.sh"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if done.returncode == 0:
+        pytest.skip("a Python 3.12 is installed system-wide here")
+    assert done.returncode == 1 and "needs Python 3.12" in done.stderr and "PYTHON312=" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / ".venv-lerobot").exists()
