@@ -7,9 +7,12 @@ One process, the same env (the suite's new task, ``num_envs`` CPU sub-envs, acti
    observations): rollout with the policy, old log-probs and values, GAE, clipped updates, and
    the KL to the base; env steps per second over the whole iteration (evaluation excluded).
    Once per ``--workers`` entry: 0 is on-policy (everything in this process); N >= 1 is
-   ``rollout_workers=N``, the rollouts overlapped with the update in N worker processes.
+   ``rollout_workers=N``, the rollouts overlapped with the update in N workers, once per
+   ``--backends`` entry (``process``: spawned processes; ``ray``: Ray actors).
 
-Prints JSON with ``ppo_over_raw`` per mode (target >= 0.85) and ``kl_share`` (target <= 0.10).
+Prints JSON with, per mode, ``ppo_over_raw`` (against one raw process) and ``ppo_over_raw_parallel``
+(against N raw processes stepping the same N blocks of sub-envs at once: like against like), and
+``kl_share``. The raw rates are measured before and after the PPO runs and averaged.
 
     .venv/bin/python benchmarks/bench_ppo_throughput.py [--base runs/base/policy] [--iterations 6]
 """
@@ -45,6 +48,31 @@ def raw_rate(task: str, num_envs: int, chunk: int, decisions: int, seed: int = 0
     return steps / elapsed
 
 
+def _raw_block(args) -> tuple[int, float, float]:
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    rate = raw_rate(*args)
+    return rate, start, time.perf_counter()
+
+
+def raw_rate_parallel(
+    task: str, num_envs: int, chunk: int, decisions: int, workers: int, seed: int = 0
+) -> float:
+    """``workers`` spawned processes, each stepping ``num_envs / workers`` sub-envs: total env steps per
+    second while they all run (process start-up excluded: each times its own stepping)."""
+    import multiprocessing as mp
+
+    if workers <= 1:
+        return raw_rate(task, num_envs, chunk, decisions, seed)
+    size = num_envs // workers
+    with mp.get_context("spawn").Pool(workers) as pool:
+        parts = pool.map(
+            _raw_block, [(task, size, chunk, decisions, seed + i * size) for i in range(workers)]
+        )
+    # each block's own rate, summed: the blocks run side by side
+    return sum(rate for rate, _, _ in parts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -60,6 +88,13 @@ def main() -> None:
         nargs="+",
         default=[0, 1],
         help="rollout_workers settings to time (0: on-policy)",
+    )
+    parser.add_argument(
+        "--backends",
+        nargs="+",
+        default=["process", "ray"],
+        choices=["process", "ray"],
+        help="rollout worker backends to time for each workers >= 1",
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -77,10 +112,15 @@ def main() -> None:
                 "flow", {"chunk_size": 8, "num_steps": 5, "hidden": 128, "num_layers": 2}
             ).save_pretrained(base)
         chunk = 8
-        raw_before = raw_rate(task, args.num_envs, chunk, args.num_decisions * 2)
-        modes = {}
+        parallel = sorted({1} | {max(w, 1) for w in args.workers})
+        raw_before = {
+            n: raw_rate_parallel(task, args.num_envs, chunk, args.num_decisions * 2, n) for n in parallel
+        }
+        modes, runs = {}, []
         for workers in args.workers:
-            mode = f"rollout_workers_{workers}"
+            runs += [(workers, "process")] if workers == 0 else [(workers, b) for b in args.backends]
+        for workers, backend in runs:
+            mode = f"rollout_workers_{workers}" + (f"_{backend}" if workers else "")
             cfg = PPOConfig(
                 name=mode,
                 runs_dir=tmp,
@@ -95,14 +135,20 @@ def main() -> None:
                 critic_warmup_iterations=1,
                 checkpoint_every=1000,
                 rollout_workers=workers,
+                rollout_backend=backend,
             )
             with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON
                 train(cfg)
-            modes[mode] = [
-                json.loads(line) for line in (Path(tmp) / mode / "metrics.jsonl").read_text().splitlines()
-            ]
-        raw_after = raw_rate(task, args.num_envs, chunk, args.num_decisions * 2, seed=1)
-    raw = statistics.mean([raw_before, raw_after])
+            records = (Path(tmp) / mode / "metrics.jsonl").read_text().splitlines()
+            modes[mode] = (max(workers, 1), [json.loads(line) for line in records])
+        raw_after = {
+            n: raw_rate_parallel(task, args.num_envs, chunk, args.num_decisions * 2, n, seed=1)
+            for n in parallel
+        }
+    raws = {n: statistics.mean([raw_before[n], raw_after[n]]) for n in parallel}
+    raw = (
+        raws[1] if 1 in raws else statistics.mean([raw_rate(task, args.num_envs, chunk, args.num_decisions)])
+    )
     out = {
         "task": task,
         "num_envs": args.num_envs,
@@ -110,9 +156,10 @@ def main() -> None:
         "chunk": chunk,
         "torch_threads": torch.get_num_threads(),
         "raw_env_steps_per_s": round(raw, 1),
-        "raw_before_after": [round(raw_before, 1), round(raw_after, 1)],
+        "raw_before_after": [round(raw_before[1], 1), round(raw_after[1], 1)],
+        "raw_parallel_env_steps_per_s": {str(n): round(r, 1) for n, r in raws.items()},
     }
-    for mode, records in modes.items():
+    for mode, (parallelism, records) in modes.items():
         every = [r for r in records if "time/iteration_s" in r]
         iterations = every[1:]  # the first pays one-off warm-up costs
         total_time = sum(r["time/iteration_s"] for r in iterations)
@@ -122,6 +169,7 @@ def main() -> None:
             "iterations_timed": len(iterations),
             "ppo_env_steps_per_s": round(ppo, 1),
             "ppo_over_raw": round(ppo / raw, 3),
+            "ppo_over_raw_parallel": round(ppo / raws[parallelism], 3),
             # on-policy: the rollout itself; with rollout workers: the learner's wait for a rollout
             "rollout_share": round(sum(r["time/rollout_s"] for r in iterations) / total_time, 3),
             "update_share": round(sum(r["time/update_s"] for r in iterations) / total_time, 3),

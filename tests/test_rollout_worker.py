@@ -13,6 +13,7 @@ from vla_razor.policies.critic import CriticConfig, ValueCritic
 from vla_razor.rl.rollout import per_step_log_prob
 from vla_razor.rl.rollout_worker import InlineRollouts, OverlappedRollouts, RolloutSpec, RolloutWorkerError
 
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 TINY = {"hidden": 32, "num_layers": 1, "num_heads": 4, "chunk_size": 4, "num_steps": 2}
 
 
@@ -45,12 +46,12 @@ def _perturb(policy, seed):
             p.add_(0.1 * torch.randn(p.shape, generator=g))
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_worker_rollouts_are_one_update_stale_and_carry_the_actors_log_probs(workers):
+@pytest.mark.parametrize("workers, backend", [(1, "process"), (2, "process"), (2, "ray")])
+def test_worker_rollouts_are_one_update_stale_and_carry_the_actors_log_probs(workers, backend):
     policy = make_policy("flow", TINY, embed_language=False)
     critic = ValueCritic(CriticConfig(hidden=32), embed_language=False)
     weights = [copy.deepcopy(policy)]
-    rollouts = OverlappedRollouts(_spec(), policy, critic, workers=workers)
+    rollouts = OverlappedRollouts(_spec(), policy, critic, workers=workers, backend=backend)
     try:
         first = rollouts.next(policy, critic)  # acted with weights[0]
         _perturb(policy, 1)
@@ -105,15 +106,28 @@ def test_rollout_workers_must_divide_the_sub_envs():
     assert PPOConfig(num_envs=16, rollout_workers=4).rollout_workers == 4
 
 
-def test_a_failing_worker_reports_its_traceback():
+@pytest.mark.parametrize("backend", ["process", "ray"])
+def test_a_failing_worker_reports_its_traceback(backend):
     policy = make_policy("flow", TINY, embed_language=False)
     critic = ValueCritic(CriticConfig(hidden=32), embed_language=False)
-    with pytest.raises(RolloutWorkerError, match="(?s)rollout worker failed.*NoSuchTask"):
-        OverlappedRollouts(_spec("NoSuchTask"), policy, critic)
+    with pytest.raises(RolloutWorkerError, match="(?s)rollout (worker|actor .*) failed.*NoSuchTask"):
+        OverlappedRollouts(_spec("NoSuchTask"), policy, critic, backend=backend)
 
 
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie is dead too
+        return f.read().split()[2] != "Z"
+
+
+@pytest.mark.parametrize("backend", ["process", "ray"])
 @pytest.mark.parametrize("fault", ["killed", "hung"])
-def test_a_dead_or_hung_worker_stops_the_run_with_a_named_error_in_bounded_time(fault):
+def test_a_dead_or_hung_worker_stops_the_run_with_a_named_error_in_bounded_time(fault, backend):
     import os
     import signal
     import time
@@ -122,16 +136,21 @@ def test_a_dead_or_hung_worker_stops_the_run_with_a_named_error_in_bounded_time(
 
     policy = make_policy("flow", TINY, embed_language=False)
     critic = ValueCritic(CriticConfig(hidden=32), embed_language=False)
-    rollouts = OverlappedRollouts(_spec(), policy, critic, timeout_s=4.0)
+    rollouts = OverlappedRollouts(_spec(), policy, critic, timeout_s=4.0, backend=backend)
     try:
+        worker = rollouts._workers[0]
+        # (asked before the rollouts: an actor answers its calls in order, after any rollout in progress)
+        pid = worker.process.pid if backend == "process" else rollouts._ray.get(worker.actor.pid.remote())
         rollouts.next(policy, critic)  # the first rollout arrives; the second is now being collected
-        pid = rollouts._workers[0].process.pid
         os.kill(pid, signal.SIGKILL if fault == "killed" else signal.SIGSTOP)
         started = time.monotonic()
         with pytest.raises(WorkerError, match="died" if fault == "killed" else "sent nothing in 4 s"):
             rollouts.next(policy, critic)
         assert time.monotonic() - started < 15  # noticed within seconds, not never
-        assert not rollouts._workers[0].process.is_alive()  # the hung worker was stopped, not left behind
+        deadline = time.monotonic() + 10
+        while _alive(pid) and time.monotonic() < deadline:  # Ray kills its actor asynchronously
+            time.sleep(0.2)
+        assert not _alive(pid)  # the hung worker was stopped, not left behind
     finally:
         rollouts.close()
 
@@ -165,3 +184,57 @@ def test_ppo_with_two_rollout_workers_runs_end_to_end(smoke_base, tmp_path):
     assert weights[0] == pytest.approx(1.0, abs=1e-4) and weights[1] == pytest.approx(1.0, abs=1e-4)
     assert abs(weights[2] - 1.0) > 1e-4 and all(0 < w <= 2.0 for w in weights)
     assert (tmp_path / "async" / "policy" / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_rollout_actors_join_a_ray_cluster_at_its_address():
+    """A Ray head started apart from this process (as on a cluster): the actors are placed through
+    ``ray_address`` and the rollouts come back as with a local Ray."""
+    import os
+    import shutil
+    import socket
+    import tempfile
+    from pathlib import Path
+
+    ray_cli = Path(sys.executable).parent / "ray"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay under 108 bytes
+    import secrets
+
+    # Ray 2.60's token authentication (the head and every driver share the token), in a short temp dir.
+    cluster = {"RAY_TMPDIR": ray_tmp, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    env = {**os.environ, **cluster}
+    start = [str(ray_cli), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false"]
+    start.append("--disable-usage-stats")
+    started = subprocess.run(start, capture_output=True, text=True, timeout=180, env=env)
+    assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
+    # The learner is a fresh process, as on a cluster (a driver that ran a local Ray before keeps its state).
+    driver = f"""
+import ray, torch
+from tests.test_rollout_worker import TINY, _log_probs_under, _spec
+from vla_razor.policies import make_policy
+from vla_razor.policies.critic import CriticConfig, ValueCritic
+from vla_razor.rl.rollout_worker import OverlappedRollouts
+policy = make_policy("flow", TINY, embed_language=False)
+critic = ValueCritic(CriticConfig(hidden=32), embed_language=False)
+rollouts = OverlappedRollouts(_spec(), policy, critic, workers=2, backend="ray", ray_address="127.0.0.1:{port}")
+try:
+    address = ray.get_runtime_context().gcs_address
+    rollout = rollouts.next(policy, critic)
+finally:
+    rollouts.close()
+assert address.endswith(":{port}"), address  # the cluster, not a new local Ray
+assert rollout.chains.shape == (3, 2, 3, 4, 7)
+assert torch.allclose(_log_probs_under(policy, rollout), rollout.flat_log_probs(), atol=1e-4)
+print("rollout from the cluster at", address)
+"""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", driver], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT
+        )
+        assert done.returncode == 0 and "rollout from the cluster" in done.stdout, done.stderr[-3000:]
+    finally:
+        subprocess.run([str(ray_cli), "stop", "--force"], capture_output=True, timeout=120, env=env)
+        shutil.rmtree(ray_tmp, ignore_errors=True)

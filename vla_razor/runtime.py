@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 
 
@@ -18,3 +19,24 @@ def tune_malloc() -> None:
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
     libc.mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024)
     libc.mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024)
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None, num_cpus: int | None = None):
+    """Ray for the duration of the block: joined when already initialised (e.g. inside a sweep's Ray
+    task), else started, on the cluster at ``address`` (or ``$RAY_ADDRESS``) or locally with
+    ``num_cpus``, and shut down again afterwards. Yields the ``ray`` module."""
+    import os
+
+    import ray
+
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    started_here = not ray.is_initialized()
+    if started_here:
+        kwargs = {"address": address} if address else {"num_cpus": num_cpus, "include_dashboard": False}
+        ray.init(log_to_driver=False, configure_logging=False, **kwargs)
+    try:
+        yield ray
+    finally:
+        if started_here:
+            ray.shutdown()

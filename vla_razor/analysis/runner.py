@@ -98,17 +98,9 @@ def run_specs(cfg: RazorConfig, specs: list[RunSpec], on_done=None) -> list[dict
             on_done(spec, statuses[-1])
         return statuses
 
-    import ray
+    from vla_razor.runtime import ray_session
 
-    started_here = not ray.is_initialized()
-    if started_here:
-        kwargs = (
-            {"address": cfg.ray_address}
-            if cfg.ray_address
-            else {"num_cpus": cfg.workers, "include_dashboard": False}
-        )
-        ray.init(log_to_driver=False, configure_logging=False, **kwargs)
-    try:
+    with ray_session(cfg.ray_address, cfg.workers) as ray:
         remote = ray.remote(num_cpus=1, max_retries=0)(execute_run)
         pending = {remote.remote(spec.as_dict(), 1): spec for spec in todo}
         with progress(total=len(pending), desc=f"sweep ({cfg.workers} Ray workers)", unit="run") as bar:
@@ -127,9 +119,6 @@ def run_specs(cfg: RazorConfig, specs: list[RunSpec], on_done=None) -> list[dict
                     )
                 on_done(spec, statuses[-1])
                 bar.update(1)
-    finally:
-        if started_here:
-            ray.shutdown()
     return statuses
 
 

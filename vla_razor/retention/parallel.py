@@ -41,13 +41,9 @@ def run_evaluations(
             store(job, evaluate_one(*job, episodes, seed))
         return dict(results)
 
-    import ray
+    from vla_razor.runtime import ray_session
 
-    started_here = not ray.is_initialized()
-    if started_here:
-        kwargs = {"address": address} if address else {"num_cpus": workers, "include_dashboard": False}
-        ray.init(log_to_driver=False, configure_logging=False, **kwargs)
-    try:
+    with ray_session(address, workers) as ray:
         remote = ray.remote(num_cpus=1)(evaluate_one)
         pending = {remote.remote(p, t, episodes, seed, 1): (p, t) for p, t in jobs}
         with progress(
@@ -68,7 +64,4 @@ def run_evaluations(
                             "--workers 1 to see the failure in this process"
                         ) from None
                     bar.update(1)
-    finally:
-        if started_here:
-            ray.shutdown()
     return dict(results)

@@ -62,6 +62,11 @@ class PPOConfig(ClippedPolicyGradientConfig):
     """With rollout workers: clip the ratio around the learner's weights before the update (the proximal
     policy) and weight each term by pi_prox / pi_behaviour (decoupled PPO), instead of clipping around
     the stale behaviour policy, which clips part of every update away. No effect on-policy."""
+    rollout_backend: str = "process"
+    """Where rollout workers run: 'process' (processes this one spawns) or 'ray' (Ray actors: a local Ray,
+    or the cluster at ``ray_address``; docs/scaling.md)."""
+    ray_address: str = ""
+    """rollout_backend: ray: the Ray cluster to place the actors on ('' : a local Ray, or $RAY_ADDRESS)."""
     worker_timeout_s: PositiveFloat = 600.0
     """Seconds a rollout worker may take for one rollout before it counts as hung and the run stops (a dead
     worker is noticed within a second)."""
@@ -82,6 +87,8 @@ class PPOConfig(ClippedPolicyGradientConfig):
             raise ValueError(
                 f"rollout_workers must be 0 or divide num_envs ({self.num_envs}), got {self.rollout_workers}"
             )
+        if self.rollout_backend not in ("process", "ray"):
+            raise ValueError(f"rollout_backend must be 'process' or 'ray', got {self.rollout_backend!r}")
 
 
 SMOKE = dict(
@@ -134,7 +141,13 @@ def train(cfg: PPOConfig, resume: bool = False):
     )
     if cfg.rollout_workers:
         rollouts = OverlappedRollouts(
-            spec, policy, critic, workers=cfg.rollout_workers, timeout_s=cfg.worker_timeout_s
+            spec,
+            policy,
+            critic,
+            workers=cfg.rollout_workers,
+            timeout_s=cfg.worker_timeout_s,
+            backend=cfg.rollout_backend,
+            ray_address=cfg.ray_address or None,
         )
     else:
         rollouts = InlineRollouts(spec, generator)

@@ -109,30 +109,61 @@ def _rollout_fields(rollout: Rollout) -> dict:
     return {f.name: getattr(rollout, f.name) for f in dataclasses.fields(rollout)}
 
 
-def _worker_main(conn, spec: RolloutSpec, policy, critic) -> None:
-    """The worker: owns the env and a copy of policy and critic; one rollout per weights message."""
-    env = None
-    try:
+class _Collector:
+    """What a worker owns, in whichever process or actor it lives: the env and copies of policy and critic."""
+
+    def __init__(self, spec: RolloutSpec, policy, critic):
         from vla_razor.runtime import tune_malloc
 
         tune_malloc()
         torch.set_num_threads(spec.threads)
-        policy.eval()
-        generator = torch.Generator().manual_seed(spec.sampling_seed)
-        env = _make_env(spec)
-        obs, _ = env.reset(seed=spec.reset_seed)
-        conn.send_bytes(_dumps(("ready", None)))
+        self.spec, self.policy, self.critic = spec, policy.eval(), critic
+        self.generator = torch.Generator().manual_seed(spec.sampling_seed)
+        self.env = None  # set last: a failed env build leaves nothing to close
+        self.env = _make_env(spec)
+        self.obs, _ = self.env.reset(seed=spec.reset_seed)
+
+    def collect(self, weights: bytes) -> bytes:
+        """One rollout with the weights of a ``("collect", (policy_state, critic_state))`` message."""
+        return self.collect_with(_loads(weights)[1])
+
+    def collect_with(self, payload) -> bytes:
+        policy_state, critic_state = payload
+        self.policy.load_state_dict(policy_state)
+        self.critic.load_state_dict(critic_state)
+        spec = self.spec
+        rollout, self.obs = collect(
+            self.env,
+            self.policy,
+            self.obs,
+            spec.num_decisions,
+            self.generator,
+            self.critic,
+            spec.gamma,
+            spec.reward_scale,
+        )
+        return _dumps(("rollout", _rollout_fields(rollout)))
+
+    def ready(self) -> bytes:
+        return _dumps(("ready", None))
+
+    def close(self) -> None:
+        if self.env is not None:
+            self.env.close()
+            self.env = None
+
+
+def _worker_main(conn, spec: RolloutSpec, policy, critic) -> None:
+    """A worker process: one rollout per weights message on its pipe."""
+    collector = None
+    try:
+        collector = _Collector(spec, policy, critic)
+        conn.send_bytes(collector.ready())
         while True:
             kind, payload = _loads(conn.recv_bytes())
             if kind == "stop":
                 break
-            policy_state, critic_state = payload
-            policy.load_state_dict(policy_state)
-            critic.load_state_dict(critic_state)
-            rollout, obs = collect(
-                env, policy, obs, spec.num_decisions, generator, critic, spec.gamma, spec.reward_scale
-            )
-            conn.send_bytes(_dumps(("rollout", _rollout_fields(rollout))))
+            conn.send_bytes(collector.collect_with(payload))
     except (KeyboardInterrupt, EOFError, BrokenPipeError):
         pass  # the learner went away: nothing to report to
     except BaseException:  # noqa: BLE001 - every failure must reach the learner, with its traceback
@@ -141,8 +172,8 @@ def _worker_main(conn, spec: RolloutSpec, policy, critic) -> None:
         except (BrokenPipeError, OSError):
             pass
     finally:
-        if env is not None:
-            env.close()
+        if collector is not None:
+            collector.close()
 
 
 def merge_rollouts(parts: list[Rollout]) -> Rollout:
@@ -195,6 +226,9 @@ class _Worker:
     def send(self, message) -> None:
         self.conn.send_bytes(_dumps(message))
 
+    def request(self, weights: bytes) -> None:
+        self.conn.send_bytes(weights)
+
     def receive(self, expected: str, timeout_s: float | None = None):
         """The worker's next message: a dead worker is noticed within a second, a silent one after ``timeout_s``."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -237,13 +271,89 @@ class _Worker:
         self.conn.close()
 
 
-class OverlappedRollouts:
-    """Rollouts collected by worker processes while the learner updates (one update stale).
+class _RolloutActor:
+    """The Ray actor: a :class:`_Collector` whose messages come through Ray's object store."""
 
-    Each of ``workers`` processes owns a contiguous block of the sub-envs. ``next(policy, critic)``
+    def __init__(self, spec: RolloutSpec, policy, critic):
+        # A failure here would reach the learner as a bare "actor died": keep its traceback for ready().
+        self.collector, self.failure = None, None
+        try:
+            self.collector = _Collector(spec, policy, critic)
+        except Exception:  # noqa: BLE001
+            self.failure = traceback.format_exc()
+
+    def ready(self) -> bytes:
+        if self.failure is not None:
+            return _dumps(("error", self.failure))
+        return self.collector.ready()
+
+    def collect(self, weights: bytes) -> bytes:
+        return self.collector.collect(weights)
+
+    def close(self) -> None:
+        if self.collector is not None:
+            self.collector.close()
+
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()
+
+
+class _RayWorker:
+    """One rollout actor on Ray (local, or wherever the cluster places it) and its pending result."""
+
+    def __init__(self, ray, spec: RolloutSpec, policy, critic, index: int):
+        self.ray, self.name = ray, f"vla-razor-rollouts-{index}"
+        # num_cpus=0: an actor started from inside a sweep's Ray task (which holds a CPU) must not wait
+        # for a free CPU that never comes; the simulator's threads are pinned by ``spec.threads``.
+        actor_class = ray.remote(num_cpus=0, max_restarts=0)(_RolloutActor)
+        self.actor = actor_class.options(name=f"{self.name}-{id(self)}").remote(spec, policy, critic)
+        self.pending = self.actor.ready.remote()
+
+    def request(self, weights) -> None:
+        self.pending = self.actor.collect.remote(weights)
+
+    def receive(self, expected: str, timeout_s: float | None = None):
+        ray = self.ray
+        try:
+            kind, payload = _loads(ray.get(self.pending, timeout=timeout_s))
+        except ray.exceptions.GetTimeoutError:
+            ray.kill(self.actor)
+            raise RolloutWorkerError(
+                f"the rollout actor {self.name} sent nothing in {timeout_s:.0f} s (expected {expected!r}): "
+                "it hangs; it was stopped. Raise worker_timeout_s if rollouts are really that slow, else --resume"
+            ) from None
+        except ray.exceptions.RayActorError as err:
+            raise RolloutWorkerError(
+                f"the rollout actor {self.name} died before sending {expected!r} ({str(err)[:300]}); rerun "
+                "with rollout_workers=0 to see the failure in this process, then --resume from the last checkpoint"
+            ) from None
+        except ray.exceptions.RayTaskError as err:
+            raise RolloutWorkerError(f"the rollout actor {self.name} failed:\n{err}") from None
+        if kind == "error":
+            raise RolloutWorkerError(f"the rollout actor {self.name} failed:\n{payload}")
+        return payload
+
+    def close(self) -> None:
+        try:
+            self.ray.kill(self.actor)
+        except Exception:  # noqa: BLE001 - already gone with its node or the session
+            pass
+
+
+class OverlappedRollouts:
+    """Rollouts collected by workers while the learner updates (one update stale).
+
+    Each of ``workers`` workers owns a contiguous block of the sub-envs. ``next(policy, critic)``
     returns the rollout that was asked for at the previous call and immediately asks for the
     following one with the weights passed now, so the workers simulate while the caller updates. The
     first call also asks for (and waits on) one rollout.
+
+    ``backend="process"``: spawned processes on this machine, weights through pipes. ``backend="ray"``:
+    Ray actors, on a local Ray or on the cluster at ``ray_address`` (``$RAY_ADDRESS``), weights put once
+    per iteration into Ray's object store for all of them. Messages are torch's weights-only format either
+    way, and a worker that dies or hangs is a :class:`RolloutWorkerError`.
     """
 
     def __init__(
@@ -254,14 +364,30 @@ class OverlappedRollouts:
         workers: int = 1,
         start_timeout_s: float = 300.0,
         timeout_s: float | None = 600.0,
+        backend: str = "process",
+        ray_address: str | None = None,
     ):
+        if backend not in ("process", "ray"):
+            raise ValueError(f"rollout backend must be 'process' or 'ray', got {backend!r}")
         specs = split_spec(spec, workers)
-        context = mp.get_context("spawn")  # fresh interpreters: no forked torch threads or simulator state
+        self._ray_session = None
         # Copies: multiprocessing hands tensors to a child through shared memory, and the learner's own
         # parameters, updated in place, must not be the ones the workers act with.
-        self._workers = [
-            _Worker(context, s, copy.deepcopy(policy), copy.deepcopy(critic), i) for i, s in enumerate(specs)
-        ]
+        if backend == "ray":
+            from vla_razor.runtime import ray_session
+
+            self._ray_session = ray_session(ray_address, workers)
+            ray = self._ray_session.__enter__()
+            self._ray = ray
+            self._workers = [_RayWorker(ray, s, policy, critic, i) for i, s in enumerate(specs)]
+        else:
+            context = mp.get_context(
+                "spawn"
+            )  # fresh interpreters: no forked torch threads or simulator state
+            self._workers = [
+                _Worker(context, s, copy.deepcopy(policy), copy.deepcopy(critic), i)
+                for i, s in enumerate(specs)
+            ]
         self._pending = False
         self.timeout_s = timeout_s
         self._receive_all("ready", start_timeout_s)
@@ -275,8 +401,10 @@ class OverlappedRollouts:
 
     def _request(self, policy, critic) -> None:
         weights = _dumps(("collect", (policy.state_dict(), critic.state_dict())))
+        if self._ray_session is not None:
+            weights = self._ray.put(weights)  # once, for every actor
         for worker in self._workers:
-            worker.conn.send_bytes(weights)
+            worker.request(weights)
         self._pending = True
 
     def next(self, policy, critic) -> Rollout:
@@ -291,3 +419,6 @@ class OverlappedRollouts:
     def close(self) -> None:
         for worker in self._workers:
             worker.close()
+        if self._ray_session is not None:
+            session, self._ray_session = self._ray_session, None
+            session.__exit__(None, None, None)
