@@ -59,7 +59,7 @@ class FinetuneRun(FinetuneHarness):
 
     cfg: FinetuneConfig
 
-    def __init__(self, cfg: FinetuneConfig, algo: str, resume: bool = False):
+    def __init__(self, cfg: FinetuneConfig, algo: str, resume: bool = False, data_parallel_ok: bool = False):
         from vla_razor.envs import get_task, load_suite
         from vla_razor.policies import ChainPolicy
 
@@ -75,7 +75,9 @@ class FinetuneRun(FinetuneHarness):
         # autograd's large buffers stay mapped between minibatches (the LLM track's small decoding
         # tensors run slower with it: not for every loop)
         tune_malloc()
-        super().__init__(cfg, cfg.name or f"{algo}-{self.task}", resume=resume)
+        super().__init__(
+            cfg, cfg.name or f"{algo}-{self.task}", resume=resume, data_parallel_ok=data_parallel_ok
+        )
         self.policy = ChainPolicy.from_pretrained(base_dir)
         if cfg.noise_level:
             set_noise_level(self.policy, cfg.noise_level)
@@ -107,9 +109,9 @@ class FinetuneRun(FinetuneHarness):
     def measure_kl(self, states, seed: int) -> dict[str, float]:
         from vla_razor.policies.encoders import as_tensor_obs
 
-        return measure_kl_to_base(
-            self.base, self.policy, as_tensor_obs(states), self.cfg.kl_states, seed=seed
-        )
+        # several learner ranks each measure their share of the states (the harness averages them)
+        count = max(2, self.cfg.kl_states // self.dp.world)
+        return measure_kl_to_base(self.base, self.policy, as_tensor_obs(states), count, seed=seed)
 
     def save_policy(self, directory: Path) -> Path:
         return self.policy.save_pretrained(directory)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 _RUN = 1_000_003  # seeds of one run's streams are spaced this far apart
 _KL = 100_003
+RANK_STRIDE = 7919
+"""Offset between learner ranks' (and rollout workers') sampling seeds: the same streams, disjoint draws."""
 
 
 def minibatches(seed: int) -> int:
@@ -51,3 +53,9 @@ def kl_prompts(eval_seed: int, iteration: int) -> int:
     """Seed of the prompts the LLM track's KL to the base is measured on at ``iteration`` (disjoint from the
     evaluation problems, which start at ``eval_seed``)."""
     return eval_seed + 1_000_001 + iteration
+
+
+def rank_sampling(seed: int, iteration: int, rank: int) -> int:
+    """Seed of a learner rank's own sampling (its rollouts and its share of the penalty's base samples)
+    from ``iteration`` on, when several ranks train one run (one rank uses the run's generator)."""
+    return rollout_sampling(seed, iteration) + RANK_STRIDE * (rank + 1) + 31

@@ -5,6 +5,11 @@ every denoising step is scored with the decision's advantage, and the PPO ratio 
 (``exp(log p_new(x_{k+1}|x_k) - log p_old(x_{k+1}|x_k))``, from the exact step Gaussians) so a
 5-step, 56-dimensional chain does not multiply five ratios into one extreme number.
 
+Data-parallel (``torchrun --nproc-per-node N``, vla_razor/training/distributed.py): each rank collects
+its share of the sub-envs; every minibatch is drawn from the whole rollout with one shared generator, each
+rank computes the loss of its part weighted by its share and the gradients are summed, so an update on N
+ranks equals the update on one rank with the same total batch; metrics are reduced over the ranks.
+
 Two different KLs appear here, with different names:
 - ``ppo/approx_kl``: old vs new policy within an update (the trust region; early stopping);
 - ``kl/forward``, ``kl/reverse``: the current policy vs the frozen BASE policy (the razor metrics).
@@ -13,19 +18,20 @@ Two different KLs appear here, with different names:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from vla_razor import seeding as streams
 from vla_razor.harness import FinetuneRun
 from vla_razor.policies.base import Chain
+from vla_razor.training.distributed import DataParallel
 
 from ..config import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from .config import ClippedPolicyGradientConfig
 from .objective import clipped_surrogate
 from .rollout import gae, per_step_log_prob
-from .rollout_worker import InlineRollouts, OverlappedRollouts, RolloutSpec
+from .rollout_worker import InlineRollouts, OverlappedRollouts, RolloutSpec, split_spec
 
 
 @dataclass
@@ -110,10 +116,129 @@ SMOKE = dict(
 )
 
 
+@dataclass
+class UpdateBatch:
+    """One rank's share of an iteration's rollout, prepared for the update: ``num_decisions`` x
+    ``local_envs`` decisions, flattened decision-major (``t * local_envs + env``)."""
+
+    obs: dict[str, torch.Tensor]
+    points: torch.Tensor
+    """Chain points ``[L, K + 1, H, A]``."""
+    clip_anchor: torch.Tensor
+    """``[L, K]`` log-probs the ratio is clipped around (behaviour on-policy, proximal with workers)."""
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    num_decisions: int
+    local_envs: int
+    behaviour_weight: torch.Tensor | None = None
+    """``[L, K]`` pi_prox / pi_behaviour (decoupled PPO), or None."""
+    penalty: dict = field(default_factory=dict)
+    """The KL penalty's per-iteration base quantities (``KLPenalty.prepare``)."""
+
+
+def _normalise(adv: torch.Tensor, count: int, dp: DataParallel) -> torch.Tensor:
+    """Advantages normalised over the whole minibatch (every rank's part of it)."""
+    if not dp.active:
+        return (adv - adv.mean()) / (adv.std() + 1e-8)
+    total, squares = dp.sum_values([float(adv.double().sum()), float(adv.double().square().sum())])
+    mean = total / count
+    std = max((squares - count * mean * mean) / max(count - 1, 1), 0.0) ** 0.5
+    return (adv - mean) / (std + 1e-8)
+
+
+def update(
+    policy,
+    critic,
+    optimizer,
+    batch: UpdateBatch,
+    cfg: PPOConfig,
+    generator: torch.Generator,
+    update_policy: bool,
+    dp: DataParallel = DataParallel(),
+    penalty=None,
+    sampler: torch.Generator | None = None,
+    check_finite=None,
+) -> tuple[dict[str, float], int, int]:
+    """PPO's clipped-ratio updates over minibatches of the whole rollout, stopping early on the trust
+    region; returns (summed stats, updates, epochs). ``generator`` (the same state on every rank) draws
+    the minibatches; ``sampler`` (this rank's own) the penalty's samples."""
+    sampler = sampler or generator
+    envs = batch.local_envs * dp.world
+    total = batch.num_decisions * envs
+    minibatch = total // cfg.num_minibatches
+    policy.train()
+    stats = {
+        "ppo/approx_kl": 0.0,
+        "ppo/clipfrac": 0.0,
+        "loss/policy": 0.0,
+        "loss/value": 0.0,
+        "loss/kl_penalty": 0.0,
+    }
+    updates = 0
+    params = list(critic.parameters()) + (list(policy.parameters()) if update_policy else [])
+    for epoch in range(cfg.update_epochs):
+        order = torch.randperm(total, generator=generator)
+        for start in range(0, total - minibatch + 1, minibatch):
+            # the minibatch's global decisions (t * envs + env) -> this rank's part, in local indices
+            chosen = order[start : start + minibatch]
+            env = chosen % envs
+            mine = env // batch.local_envs == dp.rank
+            index = (chosen // envs)[mine] * batch.local_envs + env[mine] % batch.local_envs
+            share = index.numel() / minibatch  # the loss is a mean over the whole minibatch
+            adv = batch.advantages[index]
+            if update_policy and cfg.norm_advantages:
+                adv = _normalise(adv, minibatch, dp)
+            optimizer.zero_grad(set_to_none=True)
+            local = dict.fromkeys(stats, 0.0)
+            if index.numel():
+                mb_obs = {k: v[index] for k, v in batch.obs.items()}
+                value_loss = 0.5 * (critic(mb_obs) - batch.returns[index]).square().mean()
+                loss = cfg.vf_coef * value_loss
+                if update_policy:
+                    mb_chain = Chain(batch.points[index], True)
+                    steps = policy.step_distributions(mb_obs, mb_chain)
+                    log_ratio = per_step_log_prob(steps, mb_chain.points) - batch.clip_anchor[index]
+                    weight = batch.behaviour_weight[index] if batch.behaviour_weight is not None else None
+                    policy_loss, surrogate = clipped_surrogate(log_ratio, adv, cfg.clip_coef, weight)
+                    loss = loss + policy_loss
+                    if penalty is not None and penalty.active:
+                        chains = Chain(batch.points, True)
+                        penalty_loss, _ = penalty.loss(
+                            policy, batch.obs, chains, batch.penalty, index, current=steps, generator=sampler
+                        )
+                        loss = loss + penalty_loss
+                        local["loss/kl_penalty"] = float(penalty_loss.detach())
+                    local["ppo/approx_kl"] = surrogate["approx_kl"]
+                    local["ppo/clipfrac"] = surrogate["clipfrac"]
+                    local["loss/policy"] = float(policy_loss.detach())
+                if check_finite is not None:
+                    check_finite(**{"loss/value": value_loss, "loss/total": loss})
+                local["loss/value"] = float(value_loss.detach())
+                (loss * share if dp.active else loss).backward()
+            dp.sum_gradients(params)
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(critic.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            reduced = dp.sum_values([v * (share if dp.active else 1.0) for v in local.values()])
+            for key, value in zip(local, reduced):
+                stats[key] += value
+            updates += 1
+        # early stop on the mean approximate KL over this iteration's minibatches so far
+        if update_policy and cfg.target_kl and stats["ppo/approx_kl"] / updates > cfg.target_kl:
+            break
+    return stats, updates, epoch + 1
+
+
 def train(cfg: PPOConfig, resume: bool = False):
     from vla_razor.policies.critic import CriticConfig, ValueCritic
 
-    ft = FinetuneRun(cfg, "ppo", resume=resume)
+    ft = FinetuneRun(cfg, "ppo", resume=resume, data_parallel_ok=True)
+    dp = ft.dp
+    local_envs = dp.shard(cfg.num_envs)
+    if cfg.rollout_workers and local_envs % cfg.rollout_workers:
+        raise ValueError(
+            f"rollout_workers ({cfg.rollout_workers}) must divide each rank's sub-envs ({local_envs})"
+        )
     policy, base = ft.policy, ft.base
     critic = ValueCritic(CriticConfig(hidden=policy.config.hidden), embed_language=False)
     # The critic sees observations the way the policy does: reuse the base's normalisation statistics.
@@ -124,8 +249,16 @@ def train(cfg: PPOConfig, resume: bool = False):
     )
     generator = torch.Generator().manual_seed(streams.minibatches(cfg.seed))
     ft.restore({"policy": policy, "critic": critic}, {"optimizer": optimizer}, generator)
+    dp.broadcast_module(policy)
+    dp.broadcast_module(critic)
+    # One rank samples with the run's generator; several each sample with their own (the minibatch
+    # generator stays the same on every rank).
+    sampler = generator
+    if dp.active:
+        sampler = torch.Generator().manual_seed(streams.rank_sampling(cfg.seed, ft.iteration, dp.rank))
 
-    # A resumed run starts fresh episodes, seeded by the iteration it resumes at.
+    # A resumed run starts fresh episodes, seeded by the iteration it resumes at. A rank owns a block of
+    # sub-envs, seeded as the same sub-envs would be on one rank.
     spec = RolloutSpec(
         task=ft.task,
         num_envs=cfg.num_envs,
@@ -139,6 +272,7 @@ def train(cfg: PPOConfig, resume: bool = False):
         sampling_seed=streams.rollout_sampling(cfg.seed, ft.iteration),
         threads=torch.get_num_threads(),
     )
+    spec = split_spec(spec, dp.world)[dp.rank]
     if cfg.rollout_workers:
         rollouts = OverlappedRollouts(
             spec,
@@ -150,10 +284,8 @@ def train(cfg: PPOConfig, resume: bool = False):
             ray_address=cfg.ray_address or None,
         )
     else:
-        rollouts = InlineRollouts(spec, generator)
+        rollouts = InlineRollouts(spec, sampler)
     decoupled = bool(cfg.rollout_workers and cfg.decoupled_clip)
-    batch = cfg.num_envs * cfg.num_decisions
-    minibatch = batch // cfg.num_minibatches
     ft.start(cfg.total_env_steps, "env step")
     try:
         while not ft.done:
@@ -175,9 +307,7 @@ def train(cfg: PPOConfig, resume: bool = False):
                     behaviour_weight = (
                         (proximal_log_prob - behaviour_log_prob).exp().clamp(max=cfg.max_behaviour_weight)
                     )
-                # the ratio is clipped around the proximal policy (decoupled PPO) or the behaviour one
-                clip_anchor = proximal_log_prob if decoupled else behaviour_log_prob
-                values = critic(flat_obs).reshape(cfg.num_decisions, cfg.num_envs)
+                values = critic(flat_obs).reshape(cfg.num_decisions, local_envs)
                 # bootstrap if not done: a time-limit truncation gets gamma * V(final observation)
                 advantages, returns = gae(
                     rollout.rewards + rollout.bootstrap,
@@ -187,82 +317,67 @@ def train(cfg: PPOConfig, resume: bool = False):
                     cfg.gamma,
                     cfg.gae_lambda,
                 )
-                advantages, returns = advantages.flatten(), returns.flatten()
-                penalty = ft.penalty.prepare(base, flat_obs, chains, generator)
+                batch = UpdateBatch(
+                    obs=flat_obs,
+                    points=chains.points,
+                    # the ratio is clipped around the proximal policy (decoupled PPO) or the behaviour one
+                    clip_anchor=proximal_log_prob if decoupled else behaviour_log_prob,
+                    advantages=advantages.flatten(),
+                    returns=returns.flatten(),
+                    num_decisions=cfg.num_decisions,
+                    local_envs=local_envs,
+                    behaviour_weight=behaviour_weight,
+                    penalty=ft.penalty.prepare(base, flat_obs, chains, sampler),
+                )
 
             # 3. Clipped-ratio updates over minibatches, stopping early on the trust region.
-            policy.train()
-            update_policy = ft.iteration >= cfg.critic_warmup_iterations
-            stats = {
-                "ppo/approx_kl": 0.0,
-                "ppo/clipfrac": 0.0,
-                "loss/policy": 0.0,
-                "loss/value": 0.0,
-                "loss/kl_penalty": 0.0,
-            }
-            updates = 0
             update_started = time.perf_counter()
-            for epoch in range(cfg.update_epochs):
-                order = torch.randperm(batch, generator=generator)
-                for start in range(0, batch - minibatch + 1, minibatch):
-                    index = order[start : start + minibatch]
-                    mb_obs = {k: v[index] for k, v in flat_obs.items()}
-                    value_loss = 0.5 * (critic(mb_obs) - returns[index]).square().mean()
-                    loss = cfg.vf_coef * value_loss
-                    if update_policy:
-                        mb_chain = Chain(chains.points[index], True)
-                        steps = policy.step_distributions(mb_obs, mb_chain)
-                        log_ratio = per_step_log_prob(steps, mb_chain.points) - clip_anchor[index]
-                        adv = advantages[index]
-                        if cfg.norm_advantages:
-                            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                        weight = behaviour_weight[index] if behaviour_weight is not None else None
-                        policy_loss, surrogate = clipped_surrogate(log_ratio, adv, cfg.clip_coef, weight)
-                        loss = loss + policy_loss
-                        if ft.penalty.active:
-                            penalty_loss, _ = ft.penalty.loss(
-                                policy, flat_obs, chains, penalty, index, current=steps, generator=generator
-                            )
-                            loss = loss + penalty_loss
-                            stats["loss/kl_penalty"] += float(penalty_loss.detach())
-                        stats["ppo/approx_kl"] += surrogate["approx_kl"]
-                        stats["ppo/clipfrac"] += surrogate["clipfrac"]
-                        stats["loss/policy"] += float(policy_loss.detach())
-                    ft.check_finite(**{"loss/value": value_loss, "loss/total": loss})
-                    stats["loss/value"] += float(value_loss.detach())
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-                    torch.nn.utils.clip_grad_norm_(critic.parameters(), cfg.max_grad_norm)
-                    optimizer.step()
-                    updates += 1
-                # early stop on the mean approximate KL over this iteration's minibatches so far
-                if update_policy and cfg.target_kl and stats["ppo/approx_kl"] / updates > cfg.target_kl:
-                    break
+            update_policy = ft.iteration >= cfg.critic_warmup_iterations
+            stats, updates, epochs = update(
+                policy,
+                critic,
+                optimizer,
+                batch,
+                cfg,
+                generator,
+                update_policy,
+                dp=dp,
+                penalty=ft.penalty,
+                sampler=sampler,
+                check_finite=ft.check_finite,
+            )
             update_s = time.perf_counter() - update_started
 
             # 4. Bookkeeping: KL to the base on this iteration's states, metrics, evaluation, checkpoint.
-            ft.step(env_steps=rollout.env_steps)
+            successes = rollout.episode_successes
+            env_steps, episodes, succeeded = dp.sum_values(
+                [rollout.env_steps, len(successes), sum(successes)]
+            )
+            ft.step(env_steps=int(env_steps))
             metrics = {k: v / max(updates, 1) for k, v in stats.items()}
             metrics.update(ft.track_kl(flat_obs))
+            local = {"reward/mean_chunk": float(rollout.rewards.mean())}
             if behaviour_weight is not None:
-                metrics["ppo/behaviour_weight"] = float(behaviour_weight.mean())
-            if rollout.episode_successes:
-                metrics["success/train"] = sum(rollout.episode_successes) / len(rollout.episode_successes)
+                local["ppo/behaviour_weight"] = float(behaviour_weight.mean())
+            metrics.update(dp.mean_metrics(local))
+            if episodes:
+                metrics["success/train"] = succeeded / episodes
+            if dp.active:
+                metrics["dist/ranks"] = dp.world
             metrics.update(
                 {
-                    "reward/mean_chunk": float(rollout.rewards.mean()),
-                    "ppo/epochs": epoch + 1,
+                    "ppo/epochs": epochs,
                     "ppo/policy_updated": float(update_policy),
                     "time/rollout_s": rollout_s,
                     "time/update_s": update_s,
                     "time/iteration_s": time.perf_counter() - started,
-                    "time/env_steps_per_s": rollout.env_steps / (time.perf_counter() - started),
+                    "time/env_steps_per_s": env_steps / (time.perf_counter() - started),
                 }
             )
             ft.end_iteration(metrics, before)
     finally:
         ft.close()
         rollouts.close()
-    critic.save_pretrained(ft.run.path / "critic")
+    if dp.main:
+        critic.save_pretrained(ft.run.path / "critic")
     return ft.finish()

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from vla_razor.errors import WorkerError
+from vla_razor.seeding import RANK_STRIDE
 
 from .rollout import Rollout, collect
 
@@ -203,7 +204,7 @@ def split_spec(spec: RolloutSpec, workers: int) -> list[RolloutSpec]:
             spec,
             num_envs=size,
             reset_seed=spec.reset_seed + i * size,
-            sampling_seed=spec.sampling_seed + 7919 * i,
+            sampling_seed=spec.sampling_seed + RANK_STRIDE * i,
         )
         for i in range(workers)
     ]

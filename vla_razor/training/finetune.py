@@ -114,7 +114,8 @@ class FinetuneHarness(TrainingLoop):
         self.check_weights(self.policy)
         started = time.perf_counter()
         try:
-            out = self.measure_kl(states, seed=streams.kl_sampling(self.cfg.seed, self.iteration))
+            seed = streams.kl_sampling(self.cfg.seed, self.iteration) + streams.RANK_STRIDE * self.dp.rank
+            out = self.dp.mean_metrics(self.measure_kl(states, seed=seed))  # over every rank's states
         except NonFiniteError as err:  # the sampler's own guard: name the run's last good checkpoint too
             self._stop(
                 f"{str(err).split(';')[0]}, measuring the KL to the base after iteration {self.iteration}"
@@ -166,8 +167,8 @@ class FinetuneHarness(TrainingLoop):
 
     def end_iteration(self, metrics: dict, before: int) -> None:
         """After :meth:`step`: evaluate when due (the final evaluation is :meth:`finish`'s), log, move the
-        progress bar from the count ``before``, checkpoint when due."""
-        if self.due(self.cfg.eval_every):
+        progress bar from the count ``before``, checkpoint when due (rank 0 alone evaluates and writes)."""
+        if self.due(self.cfg.eval_every) and self.dp.main:
             metrics.update(self.evaluate())
         self.log(metrics)
         self.advance(before, self.postfix(metrics))
@@ -175,7 +176,10 @@ class FinetuneHarness(TrainingLoop):
 
     def finish(self) -> Path:
         """Save the fine-tuned policy in ``policy/``, evaluate it on every task against the base, write
-        ``eval/final.json`` and the ``final/...`` metrics."""
+        ``eval/final.json`` and the ``final/...`` metrics (rank 0; the other ranks only leave the group)."""
+        if not self.dp.main:
+            self.dp.close()
+            return self.run.path
         if fingerprint(self.base) != self._base_fingerprint:
             raise RuntimeError(
                 "the frozen base policy changed during fine-tuning: every KL of this run is invalid (a bug)"
@@ -195,6 +199,7 @@ class FinetuneHarness(TrainingLoop):
         self.run.close()
         print(result.table())
         print(f"fine-tuned policy: {policy_dir}")
+        self.dp.close()
         return self.run.path
 
     def postfix(self, metrics: dict) -> dict:

@@ -15,16 +15,20 @@ place and one format:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
 from vla_razor.config import NonNegativeInt, PositiveFloat, PositiveInt
-from vla_razor.errors import CheckpointError, NonFiniteError
+from vla_razor.errors import CheckpointError, ConfigError, NonFiniteError
 from vla_razor.progress import progress
 from vla_razor.rundir import RunDir
+
+from .distributed import DataParallel, data_parallel
 
 
 @dataclass
@@ -58,14 +62,29 @@ class HarnessConfig:
 
 
 class TrainingLoop:
-    """The run directory, counters, checkpoints, NaN guard and progress of one training run."""
+    """The run directory, counters, checkpoints, NaN guard and progress of one training run.
 
-    def __init__(self, cfg: HarnessConfig, name: str, resume: bool = False):
+    ``data_parallel``: the loop runs on every rank ``torchrun`` starts (:mod:`.distributed`); only rank 0
+    writes the run directory, checkpoints and progress. A loop that does not set it refuses to start
+    under torchrun with more than one rank."""
+
+    def __init__(self, cfg: HarnessConfig, name: str, resume: bool = False, data_parallel_ok: bool = False):
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         self.cfg = cfg
-        self.run = RunDir.create(cfg.runs_dir, name, cfg, resume=resume)
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world > 1 and not data_parallel_ok:
+            raise ConfigError(
+                f"{type(self).__name__} ({name}) runs on one rank, but torchrun started {world}: "
+                "data-parallel learners are PPO's (vla-razor finetune --algo ppo; docs/scaling.md)"
+            )
+        self.dp: DataParallel = data_parallel() if data_parallel_ok else DataParallel()
+        if self.dp.main:
+            self.run = RunDir.create(cfg.runs_dir, name, cfg, resume=resume)
+        self.dp.barrier()  # the other ranks open the directory rank 0 made (to read checkpoints only)
+        if not self.dp.main:
+            self.run = RunDir(Path(cfg.runs_dir) / name)
         self.iteration = 0
         self.env_steps = 0
         self.total, self.unit = 0, "iteration"
@@ -92,10 +111,12 @@ class TrainingLoop:
         (the end has its own, final, evaluation)."""
         return bool(every) and self.iteration % every == 0 and not self.done
 
-    def start(self, total: int, unit: str = "iteration", desc: str = "") -> tqdm:
+    def start(self, total: int, unit: str = "iteration", desc: str = "") -> tqdm | None:
         """Set the budget (``total`` iterations, or env steps with ``unit='env step'``) and open the progress
         bar (one line per update when the output is not a terminal)."""
         self.total, self.unit = total, unit
+        if not self.dp.main:
+            return None
         self.bar = progress(
             total=total, initial=min(self.progress_count, total), desc=desc, unit=unit, dynamic_ncols=True
         )
@@ -126,7 +147,10 @@ class TrainingLoop:
         self._state = (modules, optimizers, generator)
         found = self.run.load_latest_checkpoint()
         if found is None:
-            self.run.truncate_metrics(0)  # a killed first attempt may have logged before its first checkpoint
+            if self.dp.main:
+                self.run.truncate_metrics(
+                    0
+                )  # a killed first attempt may have logged before its first checkpoint
             return {}
         path, _, state = found
         missing = [k for k in [*modules, *optimizers, "torch_rng", "iteration"] if k not in state]
@@ -144,11 +168,13 @@ class TrainingLoop:
             generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self.iteration, self.env_steps = int(state["iteration"]), int(state["env_steps"])
-        self.run.truncate_metrics(self.iteration)
+        if self.dp.main:
+            self.run.truncate_metrics(self.iteration)
         extra = state.get("extra", {})
         self.restore_extra(extra)
         steps = f" ({self.env_steps} env steps)" if self.env_steps else ""
-        tqdm.write(f"resuming {self.run.path} from {unit} {self.iteration}{steps}")
+        if self.dp.main:
+            tqdm.write(f"resuming {self.run.path} from {unit} {self.iteration}{steps}")
         return extra
 
     def restore_extra(self, extra: dict) -> None:
@@ -159,7 +185,9 @@ class TrainingLoop:
         return {}
 
     def checkpoint(self, extra: dict | None = None) -> Any:
-        """Save what :meth:`restore` registered, with the counters."""
+        """Save what :meth:`restore` registered, with the counters (rank 0; the others return None)."""
+        if not self.dp.main:
+            return None
         modules, optimizers, generator = self._state
         state: dict[str, Any] = {key: m.state_dict() for key, m in modules.items()}
         state.update({key: o.state_dict() for key, o in optimizers.items()})
@@ -206,6 +234,8 @@ class TrainingLoop:
         raise NonFiniteError(f"{what}; the run stopped. {where}")
 
     def log(self, metrics: dict) -> None:
+        if not self.dp.main:
+            return
         self.run.log(self.iteration, {"env_steps": self.env_steps, **metrics})
 
 
