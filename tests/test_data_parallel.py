@@ -156,20 +156,12 @@ def test_loops_without_data_parallel_learners_refuse_several_ranks(monkeypatch, 
 
 
 def _torchrun(root, base, *extra):
+    port = 29500 + os.getpid() % 1000
+    launcher = f"-m torch.distributed.run --nproc-per-node 2 --master-port {port}".split()
     cmd = [
         sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--master-port",
-        str(29500 + os.getpid() % 1000),
-        "-m",
-        "vla_razor.cli",
-        "finetune",
-        "--algo",
-        "ppo",
-        "--smoke",
+        *launcher,
+        *"-m vla_razor.cli finetune --algo ppo --smoke".split(),
         f"runs_dir={root}",
         f"base={base}",
         "name=dp",
