@@ -33,8 +33,10 @@ class ManiSkillGPUVectorEnv(gym.vector.VectorEnv):
     (masked by ``info["_final_obs"]``) hold the last observation and info of the finished episode.
 
     With ``chunk_size > 1`` episodes ignore early terminations and run to the horizon (ManiSkill's
-    ``ignore_terminations``), so every chunk boundary is aligned across sub-envs; the horizon must be a
-    multiple of the chunk size. ``info["success_once"]`` reports success at any step of the episode.
+    ``ignore_terminations``), so every chunk boundary is aligned across sub-envs. When the horizon is not a
+    multiple of the chunk size, the episode's last chunk is executed only up to the horizon, like the CPU
+    backend's (``info["chunk_steps"]`` says how many of its actions ran). ``info["success_once"]`` reports
+    success at any step of the episode.
     """
 
     metadata = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
@@ -63,10 +65,7 @@ class ManiSkillGPUVectorEnv(gym.vector.VectorEnv):
         self._default_seed, self._reset_once = seed, False
         self.chunk_size = chunk_size
         horizon = max_episode_steps or task.max_episode_steps
-        if chunk_size > 1 and horizon % chunk_size:
-            raise ValueError(
-                f"gpu backend: the horizon {horizon} of {task.name} must be a multiple of chunk_size {chunk_size}"
-            )
+        self.horizon, self._elapsed = horizon, 0
         kwargs = maniskill_kwargs(obs_mode, control_mode, reward_mode, image_size, render_mode, render_size)
         if obs_mode == "state":
             kwargs["obs_mode"] = "state_dict"  # batched tensors stay on the GPU; canonicalize them there
@@ -94,6 +93,7 @@ class ManiSkillGPUVectorEnv(gym.vector.VectorEnv):
         if seed is None and not self._reset_once:
             seed = self._default_seed
         self._reset_once = True
+        self._elapsed = 0
         raw, info = self._env.reset(seed=seed, options=options)
         return self._canonical(raw), {"success": info.get("success")}
 
@@ -121,11 +121,14 @@ class ManiSkillGPUVectorEnv(gym.vector.VectorEnv):
         actions = torch.as_tensor(actions, dtype=torch.float32, device=self.device)
         if self.chunk_size == 1:
             return self._step_once(actions)
+        # every sub-env's episode started together (terminations are ignored), so one count serves all
+        steps = min(self.chunk_size, self.horizon - self._elapsed)
         total = torch.zeros(self.num_envs, device=self.device)
-        for k in range(self.chunk_size):
+        for k in range(steps):
             obs, reward, terminated, truncated, info = self._step_once(actions[:, k])
             total += reward
-        info["chunk_steps"] = torch.full((self.num_envs,), self.chunk_size, device=self.device)
+        self._elapsed = 0 if bool((terminated | truncated).all()) else self._elapsed + steps
+        info["chunk_steps"] = torch.full((self.num_envs,), steps, device=self.device)
         return obs, total, terminated, truncated, info
 
     def render(self):

@@ -45,15 +45,18 @@ def _pad(x: torch.Tensor, width: int, what: str) -> torch.Tensor:
 
 
 def task_state(extra: dict) -> torch.Tensor:
-    """The task's state entries (everything in ``extra`` but the TCP pose) flattened, ``[N, S]``."""
+    """The task's state entries (everything in ``extra`` but the TCP pose) flattened, ``[N, S]``; ``S`` is 0
+    where the observation mode holds none (PushCube's goal is state-only, absent under ``rgb``: its state
+    mask is then all zeros and the camera shows the goal)."""
     parts = []
+    n = _as_tensor(extra["tcp_pose"]).shape[0]
     for key, value in extra.items():
         if key == "tcp_pose":
             continue
         v = _as_tensor(value)
         parts.append(v.reshape(v.shape[0], -1).float())
     if not parts:
-        raise ValueError("ManiSkill observation has no task state in 'extra'")
+        return torch.zeros(n, 0, device=_as_tensor(extra["tcp_pose"]).device)
     return torch.cat(parts, dim=-1)
 
 

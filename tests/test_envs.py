@@ -199,6 +199,17 @@ def test_rgb_observations():
     assert obs["rgb"].std() > 5  # a real image, not a blank one
 
 
+def test_rgb_observations_of_a_task_whose_goal_is_state_only():
+    # PushCube's goal is privileged state: absent under rgb, so the state is masked out entirely
+    env = make_vec_env("PushCube", num_envs=1, obs_mode="rgb", image_size=64, backend="cpu", seed=0)
+    try:
+        obs, _ = env.reset()
+    finally:
+        env.close()
+    assert obs["state"].shape == (1, STATE_DIM) and not obs["state_mask"].any() and not obs["state"].any()
+    assert obs["rgb"].shape == (1, 64, 64, 3) and obs["rgb"].std() > 5
+
+
 def test_async_process_pool_matches_in_process_env():
     kwargs = dict(num_envs=2, backend="cpu", seed=3)
     sync, pool = make_vec_env("smoke", **kwargs), make_vec_env("smoke", vectorization="async", **kwargs)
@@ -258,6 +269,23 @@ def test_gpu_backend_batches_one_task():
         env.close()
     with pytest.raises(ValueError, match="one task per vector env"):
         make_vec_env("smoke", num_envs=4, backend="gpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: ManiSkill's batched GPU simulation")
+def test_gpu_backend_cuts_the_last_chunk_at_the_horizon():
+    # PullCube's horizon (100) is not a multiple of 8: 12 whole chunks, then 4 of the 13th chunk's actions
+    env = make_vec_env("PullCube", num_envs=8, backend="gpu", chunk_size=8, seed=0)
+    try:
+        env.reset()
+        counts, ends = [], []
+        for _ in range(26):  # two whole episodes
+            _, _, terminated, truncated, info = env.step(torch.zeros(8, 8, 7, device="cuda"))
+            counts.append(int(info["chunk_steps"][0]))
+            ends.append(bool((terminated | truncated).all()))
+        assert counts == ([8] * 12 + [4]) * 2
+        assert [i for i, end in enumerate(ends) if end] == [12, 25]
+    finally:
+        env.close()
 
 
 def test_env_creation_and_close_freeze_the_heap_only_while_maniskill_collects(monkeypatch):

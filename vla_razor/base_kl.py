@@ -34,6 +34,16 @@ def freeze(policy: torch.nn.Module) -> torch.nn.Module:
     return base
 
 
+def _generators(seed: int, policy) -> tuple[torch.Generator, torch.Generator]:
+    """(the state subsampler's generator, the chain sampler's): one CPU generator for a policy on the CPU;
+    the sampler's on the policy's GPU otherwise."""
+    picker = torch.Generator().manual_seed(seed)
+    device = getattr(policy, "device", torch.device("cpu"))
+    if torch.device(device).type == "cpu":
+        return picker, picker
+    return picker, torch.Generator(device).manual_seed(seed)
+
+
 def _subsample(obs: dict, count: int, generator: torch.Generator) -> dict:
     n = len(next(iter(obs.values())))
     if count >= n:
@@ -60,8 +70,8 @@ def measure_kl_to_base(base, policy, obs: dict, max_states: int = 256, seed: int
     One chain per state for each direction; the standard error is over states (it includes the
     spread between states, which is what an average over states should report).
     """
-    generator = torch.Generator().manual_seed(seed)
-    states = _subsample(obs, max_states, generator)
+    picker, generator = _generators(seed, base)
+    states = _subsample(obs, max_states, picker)
     was_training = policy.training
     policy.eval()
     try:
@@ -86,8 +96,8 @@ def measure_action_kl(
     ``max_states`` of ``obs`` (:func:`vla_razor.divergence.marginal.marginal_forward_kl`)."""
     from vla_razor.divergence.marginal import marginal_forward_kl
 
-    generator = torch.Generator().manual_seed(seed)
-    states = _subsample(obs, max_states, generator)
+    picker, generator = _generators(seed, base)
+    states = _subsample(obs, max_states, picker)
     n = len(next(iter(states.values())))
     repeated = {k: v.repeat_interleave(chains, 0) for k, v in states.items()}
     was_training = policy.training

@@ -70,7 +70,12 @@ def evaluate_task(
     if not 1 <= execute <= policy.config.chunk_size:
         raise ValueError(f"execute_steps must be in [1, {policy.config.chunk_size}], got {execute_steps}")
     env = make_vec_env(
-        task, num_envs=episodes, backend="cpu", chunk_size=execute, max_episode_steps=max_episode_steps
+        task,
+        num_envs=episodes,
+        backend="cpu",
+        chunk_size=execute,
+        max_episode_steps=max_episode_steps,
+        **policy_observations(policy),
     )
     was_training = policy.training
     policy.eval()
@@ -118,6 +123,12 @@ def format_table(results: dict[str, SuccessRate], roles: dict[str, str] | None =
     )
 
 
+def policy_observations(policy) -> dict:
+    """The env settings of the observations ``policy`` reads: state, or state and RGB camera images."""
+    rgb = bool(getattr(policy.config, "use_rgb", False))
+    return {"obs_mode": "rgb" if rgb else "state", "image_size": policy.config.image_size}
+
+
 def deterministic_actor(policy):
     """A video callable: the policy's deterministic chunk, executed whole, one action per call."""
     from vla_razor.policies.encoders import as_tensor_obs
@@ -129,8 +140,8 @@ def deterministic_actor(policy):
         need = [j for j, i in enumerate(running) if not queues.get(i)]
         if need:
             sub = {k: v[need] for k, v in obs.items()}
-            actions, _ = policy.sample(as_tensor_obs(sub), "deterministic")
-            for j, chunk in zip(need, actions.numpy()):
+            actions, _ = policy.sample(as_tensor_obs(sub, policy.device), "deterministic")
+            for j, chunk in zip(need, actions.cpu().numpy()):
                 queues[running[j]] = list(chunk)
         return [queues[i].pop(0) for i in running]
 

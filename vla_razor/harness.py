@@ -8,12 +8,14 @@ KL to the base (:mod:`vla_razor.base_kl`) and the final evaluation through the r
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from .base_kl import KLPenalty, freeze, measure_kl_to_base
 from .config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 from .runtime import tune_malloc
 from .training import FinetuneHarness, FinetuneHarnessConfig
 
@@ -44,13 +46,31 @@ class FinetuneConfig(FinetuneHarnessConfig):
     noise_level: NonNegativeFloat = 0.0
     """Flow-SDE exploration noise while fine-tuning, for the policy and the frozen base alike (0: the base's
     own). It sets how often stochastic rollouts succeed, so how much PPO has to reinforce."""
+    device: str = "cpu"
+    """Where the policy, its frozen base and PPO's critic run: 'cpu', 'cuda' (under torchrun, each rank's
+    own GPU, ``cuda:$LOCAL_RANK``) or 'cuda:N'. Evaluations still step the CPU simulator."""
 
     def __post_init__(self):
         super().__post_init__()
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
+            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         if self.retention_episodes < 0 or self.video_episodes < 0:
             raise ValueError("need retention_episodes >= 0 and video_episodes >= 0")
         if self.noise_level < 0:
             raise ValueError(f"noise_level must be >= 0 (0: the base's own), got {self.noise_level}")
+
+
+def resolve_device(name: str):
+    """``cpu``, ``cuda:N``, or ``cuda``: this rank's GPU under torchrun (``LOCAL_RANK``), else GPU 0."""
+    import torch
+
+    if name == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"device={name!r} but torch sees no CUDA device (torch {torch.__version__})")
+    device = torch.device(name if ":" in name else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+    torch.cuda.set_device(device)
+    return device
 
 
 class FinetuneRun(FinetuneHarness):
@@ -78,7 +98,8 @@ class FinetuneRun(FinetuneHarness):
         super().__init__(
             cfg, cfg.name or f"{algo}-{self.task}", resume=resume, data_parallel_ok=data_parallel_ok
         )
-        self.policy = ChainPolicy.from_pretrained(base_dir)
+        self.device = resolve_device(cfg.device)
+        self.policy = ChainPolicy.from_pretrained(base_dir, device=self.device)
         if cfg.noise_level:
             set_noise_level(self.policy, cfg.noise_level)
         self.base = freeze(self.policy)  # after the noise change: every KL compares like with like
@@ -111,7 +132,9 @@ class FinetuneRun(FinetuneHarness):
 
         # several learner ranks each measure their share of the states (the harness averages them)
         count = max(2, self.cfg.kl_states // self.dp.world)
-        return measure_kl_to_base(self.base, self.policy, as_tensor_obs(states), count, seed=seed)
+        return measure_kl_to_base(
+            self.base, self.policy, as_tensor_obs(states, self.device), count, seed=seed
+        )
 
     def save_policy(self, directory: Path) -> Path:
         return self.policy.save_pretrained(directory)

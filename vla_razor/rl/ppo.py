@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import torch
 
 from vla_razor import seeding as streams
+from vla_razor.evaluation import policy_observations
 from vla_razor.harness import FinetuneRun
 from vla_razor.policies.base import Chain
 from vla_razor.training.distributed import DataParallel
@@ -78,6 +79,10 @@ class PPOConfig(ClippedPolicyGradientConfig):
     worker is noticed within a second)."""
     max_behaviour_weight: float = 2.0
     """Upper bound on the per-step weight pi_prox / pi_behaviour of the decoupled objective."""
+    sim_backend: str = "cpu"
+    """The new task's simulator: 'cpu' (ManiSkill's physx_cpu, one scene per sub-env) or 'gpu' (its batched
+    physx_cuda: every sub-env in one GPU scene, rollouts kept on the GPU; needs device='cuda' and
+    rollout_workers=0; docs/scaling.md)."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -85,6 +90,11 @@ class PPOConfig(ClippedPolicyGradientConfig):
             raise ValueError("num_envs and num_decisions must be >= 1")
         if self.num_envs * self.num_decisions < self.num_minibatches:
             raise ValueError("num_envs * num_decisions must be >= num_minibatches")
+        if self.norm_advantages and self.num_envs * self.num_decisions < 2 * self.num_minibatches:
+            raise ValueError(
+                "norm_advantages needs minibatches of at least 2 decisions: num_envs * num_decisions "
+                f"({self.num_envs * self.num_decisions}) must be >= 2 * num_minibatches ({self.num_minibatches})"
+            )
         if not 0 < self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
             raise ValueError("need 0 < gamma <= 1 and 0 <= gae_lambda <= 1")
         if self.max_behaviour_weight < 1:
@@ -95,6 +105,13 @@ class PPOConfig(ClippedPolicyGradientConfig):
             )
         if self.rollout_backend not in ("process", "ray"):
             raise ValueError(f"rollout_backend must be 'process' or 'ray', got {self.rollout_backend!r}")
+        if self.sim_backend not in ("cpu", "gpu"):
+            raise ValueError(f"sim_backend must be 'cpu' or 'gpu', got {self.sim_backend!r}")
+        if self.sim_backend == "gpu" and (self.rollout_workers or not self.device.startswith("cuda")):
+            raise ValueError(
+                "sim_backend='gpu' steps every sub-env in this process on the GPU: it needs device='cuda' "
+                f"and rollout_workers=0 (got device={self.device!r}, rollout_workers={self.rollout_workers})"
+            )
 
 
 SMOKE = dict(
@@ -240,7 +257,7 @@ def train(cfg: PPOConfig, resume: bool = False):
             f"rollout_workers ({cfg.rollout_workers}) must divide each rank's sub-envs ({local_envs})"
         )
     policy, base = ft.policy, ft.base
-    critic = ValueCritic(CriticConfig(hidden=policy.config.hidden), embed_language=False)
+    critic = ValueCritic(CriticConfig(hidden=policy.config.hidden), embed_language=False).to(ft.device)
     # The critic sees observations the way the policy does: reuse the base's normalisation statistics.
     critic.obs_encoder.load_state_dict(policy.obs_encoder.state_dict(), strict=False)
     optimizer = torch.optim.Adam(
@@ -253,9 +270,12 @@ def train(cfg: PPOConfig, resume: bool = False):
     dp.broadcast_module(critic)
     # One rank samples with the run's generator; several each sample with their own (the minibatch
     # generator stays the same on every rank).
+    # So does a policy on a GPU (sampling there needs a generator there).
     sampler = generator
-    if dp.active:
-        sampler = torch.Generator().manual_seed(streams.rank_sampling(cfg.seed, ft.iteration, dp.rank))
+    if dp.active or ft.device.type != "cpu":
+        sampler = torch.Generator(ft.device).manual_seed(
+            streams.rank_sampling(cfg.seed, ft.iteration, dp.rank)
+        )
 
     # A resumed run starts fresh episodes, seeded by the iteration it resumes at. A rank owns a block of
     # sub-envs, seeded as the same sub-envs would be on one rank.
@@ -271,6 +291,8 @@ def train(cfg: PPOConfig, resume: bool = False):
         reset_seed=streams.episode_resets(cfg.seed, ft.iteration, cfg.num_envs),
         sampling_seed=streams.rollout_sampling(cfg.seed, ft.iteration),
         threads=torch.get_num_threads(),
+        backend=cfg.sim_backend,
+        **policy_observations(policy),
     )
     spec = split_spec(spec, dp.world)[dp.rank]
     if cfg.rollout_workers:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from vla_razor.divergence import DiagGaussian
@@ -76,30 +75,42 @@ def collect(
     Truncated episodes (time limit) get the critic's value of their final observation in
     ``rollout.bootstrap`` (kept apart from the rewards).
     """
+    device = policy.device
+    # The GPU backend (ManiSkill's physx_cuda) takes and returns tensors on its device: the whole rollout
+    # stays there. The CPU backend takes numpy actions and returns numpy arrays.
+    tensor_env = getattr(env, "device", None) is not None
     obs_steps, chains, log_probs, rewards, dones = [], [], [], [], []
-    truncated_at: list[tuple[int, np.ndarray, dict]] = []
+    truncated_at: list[tuple[int, torch.Tensor, dict]] = []
     env_steps, successes = 0, []
     for t in range(num_decisions):
-        tensor_obs = as_tensor_obs(obs)
+        tensor_obs = as_tensor_obs(obs, device)
         actions, chain = policy.sample(tensor_obs, "stochastic", generator=generator)
         obs_steps.append(tensor_obs)
         chains.append(chain.points)
         log_probs.append(per_step_log_prob(chain.steps, chain.points))
-        step_actions = actions.numpy() if actions.shape[1] > 1 else actions[:, 0].numpy()
-        obs, reward, terminated, truncated, info = env.step(step_actions)
+        step_actions = actions if actions.shape[1] > 1 else actions[:, 0]
+        obs, reward, terminated, truncated, info = env.step(
+            step_actions if tensor_env else step_actions.cpu().numpy()
+        )
+        terminated, truncated = _flags(terminated, device), _flags(truncated, device)
         done = terminated | truncated
-        env_steps += int(np.sum(info.get("chunk_steps", np.ones(len(done), int))))
-        rewards.append(torch.as_tensor(reward, dtype=torch.float32) * reward_scale)
-        dones.append(torch.as_tensor(done))
-        successes += [bool(s) for s in np.asarray(info["success"])[done]]
+        if "chunk_steps" in info:
+            env_steps += int(torch.as_tensor(info["chunk_steps"]).sum())
+        else:
+            env_steps += len(done)
+        rewards.append(torch.as_tensor(reward).to(device, torch.float32) * reward_scale)
+        dones.append(done)
+        successes += _flags(info["success"], device)[done].tolist()
         cut = truncated & ~terminated
         if cut.any():
-            truncated_at.append((t, np.flatnonzero(cut), {k: v[cut] for k, v in info["final_obs"].items()}))
+            rows = torch.nonzero(cut).flatten()
+            final = as_tensor_obs(info["final_obs"], device)
+            truncated_at.append((t, rows, {k: v[rows] for k, v in final.items()}))
     rewards = torch.stack(rewards)
     bootstrap = torch.zeros_like(rewards)
     if critic is not None:
         for t, rows, final in truncated_at:
-            bootstrap[t, rows] = gamma * critic(as_tensor_obs(final)).float()
+            bootstrap[t, rows] = gamma * critic(final).float()
     rollout = Rollout(
         obs={k: torch.stack([o[k] for o in obs_steps]) for k in obs_steps[0]},
         chains=torch.stack(chains),
@@ -107,11 +118,16 @@ def collect(
         rewards=rewards,
         bootstrap=bootstrap,
         dones=torch.stack(dones),
-        next_obs=as_tensor_obs(obs),
+        next_obs=as_tensor_obs(obs, device),
         env_steps=env_steps,
         episode_successes=successes,
     )
     return rollout, obs
+
+
+def _flags(x, device) -> torch.Tensor:
+    """Per-sub-env booleans (numpy or torch) as a bool tensor on ``device``."""
+    return torch.as_tensor(x).to(device, torch.bool)
 
 
 def gae(

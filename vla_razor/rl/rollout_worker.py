@@ -50,6 +50,12 @@ class RolloutSpec:
     sampling_seed: int
     """Seed of the sampling generator (the worker's own)."""
     threads: int = 1
+    backend: str = "cpu"
+    """The simulator: 'cpu' (physx_cpu scenes) or 'gpu' (ManiSkill's batched physx_cuda, tensors on the GPU)."""
+    obs_mode: str = "state"
+    """What the policy observes: 'state', or 'rgb' (state and camera images)."""
+    image_size: int = 64
+    """Camera image side in pixels (obs_mode 'rgb')."""
 
 
 def _make_env(spec: RolloutSpec):
@@ -58,7 +64,9 @@ def _make_env(spec: RolloutSpec):
     return make_vec_env(
         spec.task,
         num_envs=spec.num_envs,
-        backend="cpu",
+        backend=spec.backend,
+        obs_mode=spec.obs_mode,
+        image_size=spec.image_size,
         chunk_size=spec.chunk_size,
         reward_mode=spec.reward_mode,
         vectorization=spec.vectorization,

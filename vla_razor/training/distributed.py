@@ -37,6 +37,8 @@ class DataParallel:
 
     rank: int = 0
     world: int = 1
+    collective_device: str = "cpu"
+    """Where the collectives run: 'cpu' under gloo, this rank's GPU under NCCL (which reduces GPU tensors only)."""
 
     @property
     def main(self) -> bool:
@@ -61,7 +63,12 @@ class DataParallel:
         if self.active:
             import torch.distributed as dist
 
-            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+            if tensor.device == torch.device(self.collective_device):
+                dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+            else:
+                moved = tensor.to(self.collective_device)
+                dist.all_reduce(moved, op=dist.ReduceOp.SUM)
+                tensor.copy_(moved)
         return tensor
 
     def sum_values(self, values: list[float]) -> list[float]:
@@ -94,7 +101,12 @@ class DataParallel:
         import torch.distributed as dist
 
         for tensor in [*module.parameters(), *module.buffers()]:
-            dist.broadcast(tensor.data, src=0)
+            if tensor.device == torch.device(self.collective_device):
+                dist.broadcast(tensor.data, src=0)
+            else:
+                moved = tensor.data.to(self.collective_device)
+                dist.broadcast(moved, src=0)
+                tensor.data.copy_(moved)
 
     def barrier(self) -> None:
         if self.active:
@@ -148,7 +160,8 @@ def data_parallel(device: torch.device | str = "cpu") -> DataParallel:
     )
     if not dist.is_initialized():
         dist.init_process_group(backend=backend, timeout=TIMEOUT)
-    _CURRENT = DataParallel(rank=dist.get_rank(), world=dist.get_world_size())
+    collective = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if backend == "nccl" else "cpu"
+    _CURRENT = DataParallel(rank=dist.get_rank(), world=dist.get_world_size(), collective_device=collective)
     return _CURRENT
 
 

@@ -79,7 +79,8 @@ class TrainingLoop:
                 f"{type(self).__name__} ({name}) runs on one rank, but torchrun started {world}: "
                 "data-parallel learners are PPO's (vla-razor finetune --algo ppo; docs/scaling.md)"
             )
-        self.dp: DataParallel = data_parallel() if data_parallel_ok else DataParallel()
+        device = getattr(cfg, "device", "cpu")  # NCCL when the model is on a GPU, else gloo
+        self.dp: DataParallel = data_parallel(device) if data_parallel_ok else DataParallel()
         if self.dp.main:
             self.run = RunDir.create(cfg.runs_dir, name, cfg, resume=resume)
         self.dp.barrier()  # the other ranks open the directory rank 0 made (to read checkpoints only)
