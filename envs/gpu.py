@@ -101,20 +101,15 @@ class ManiSkillGPUVectorEnv(gym.vector.VectorEnv):
         raw, reward, terminated, truncated, info = self._env.step(
             to_task_action(actions, self._task_action_dim)
         )
-        out = {"success": info.get("success"), "success_once": info["episode"].get("success_once")}
+        # After an auto-reset ``info`` is the reset's; ManiSkill keeps the step's own info, for every
+        # sub-env, in ``final_info``: success is the step just taken's, not the fresh reset's.
+        step_info = info.get("final_info", info)
+        episode = step_info.get("episode") or {}
+        out = {"success": step_info.get("success"), "success_once": episode.get("success_once")}
         if "final_observation" in info:
             out["final_obs"] = self._canonical(info["final_observation"])
             out["_final_obs"] = info["_final_observation"]
-            final = info["final_info"]
-            out["final_info"] = {
-                "success": final.get("success"),
-                "success_once": final["episode"].get("success_once"),
-            }
-            done = out["_final_obs"]
-            # success of the step just taken: the finished episode's, not the fresh reset's
-            for key in ("success", "success_once"):
-                if out[key] is not None and out["final_info"][key] is not None:
-                    out[key] = torch.where(done, out["final_info"][key], out[key])
+            out["final_info"] = {"success": out["success"], "success_once": out["success_once"]}
         return self._canonical(raw), reward, terminated, truncated, out
 
     def step(self, actions):

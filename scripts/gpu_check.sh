@@ -94,15 +94,17 @@ run() {
   mkdir -p "$out"
   nvidia-smi -L || true
   say "the GPU environment tests"
-  python3 -m pytest -q -p no:cacheprovider tests/test_envs.py -k gpu 2>&1 | tee "$out/gpu_env_tests.log" || true
+  timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_envs.py -k gpu 2>&1 | tee "$out/gpu_env_tests.log" || true
   say "PPO on sim_backend=gpu (flow policy), state and 64 px rgb, envs: $envs"
   # shellcheck disable=SC2086
-  python3 benchmarks/bench_gpu_ppo.py --envs $envs --obs state rgb --keep-going --out "$out/bench_gpu_ppo.jsonl" \
-    > "$out/bench_gpu_ppo.log" 2>&1 || say "bench_gpu_ppo failed: the end of its log follows"
+  timeout "${GPU_CHECK_PPO_S:-330}" python3 benchmarks/bench_gpu_ppo.py --envs $envs --obs state rgb --iterations 3 \
+    --decisions 8 --keep-going --out "$out/bench_gpu_ppo.jsonl" > "$out/bench_gpu_ppo.log" 2>&1 \
+    || say "bench_gpu_ppo failed or ran out of time: the end of its log follows"
   grep -E '^\{|Error|error' "$out/bench_gpu_ppo.log" | tail -20 || true
   say "rollout throughput (flow policy sampling + physx_cuda), state and rgb, envs: $envs"
   # shellcheck disable=SC2086
-  python3 benchmarks/bench_gpu_rollout.py --envs $envs --obs state rgb --decisions 10 2>&1 | tee "$out/bench_gpu_rollout.jsonl"
+  timeout "${GPU_CHECK_ROLLOUT_S:-120}" python3 benchmarks/bench_gpu_rollout.py --envs $envs --obs state rgb --decisions 10 \
+    2>&1 | tee "$out/bench_gpu_rollout.jsonl" || true
 }
 
 case "${1:-}" in
