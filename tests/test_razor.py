@@ -84,6 +84,27 @@ def test_predictors_vanish_for_the_base_itself_and_grow_with_a_perturbation():
     assert feature_change(base, moved, states) == pytest.approx(far["features/change"])
 
 
+def test_each_grid_runs_its_own_seeds_first_seed_first():
+    cfg = RazorConfig(
+        base="runs/b/policy",
+        rl_grid={"lr": [1e-5]},
+        sft_grid={"lr": [1e-4]},
+        seeds=[0, 1, 2],
+        rl_seeds=[0, 1],
+        rl_extra_grids=[{"lr": [3e-5]}],
+        rl_extra_seeds=[0],
+    )
+    names = [s.name for s in plan_runs(cfg)]
+    assert names == [
+        "ppo-lr1e-05-seed0",
+        "sft-lr0.0001-seed0",
+        "ppo-lr3e-05-seed0",
+        "ppo-lr1e-05-seed1",
+        "sft-lr0.0001-seed1",
+        "sft-lr0.0001-seed2",
+    ]
+
+
 def test_sweep_plan_is_the_grid_times_the_seeds_and_each_run_config_loads():
     cfg = RazorConfig(
         base="runs/b/policy",

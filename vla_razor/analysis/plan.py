@@ -39,6 +39,8 @@ class RazorConfig:
     """SFT config fields to sweep."""
     seeds: list[int] = field(default_factory=lambda: [0])
     """Every grid point runs once per seed."""
+    rl_seeds: list[int] = field(default_factory=list)
+    """The seeds rl_grid runs with (empty: every seed of ``seeds``); sft_grid always runs every seed."""
     common: dict[str, Any] = field(default_factory=dict)
     """Overrides of every run (e.g. eval_every, retention_episodes, final_eval_episodes)."""
     rl: dict[str, Any] = field(default_factory=dict)
@@ -209,13 +211,15 @@ def _grid(grid: dict[str, list]) -> list[dict]:
 def plan_runs(cfg: RazorConfig) -> list[RunSpec]:
     """The RL and SFT runs of the sweep (the control comes later, from the RL results), seed by seed: every
     setting's first seed runs before any setting's second, so a sweep stopped part-way has seen every setting."""
-    main = [("rl", cfg.rl_algo, point, cfg.rl) for point in _grid(cfg.rl_grid)]
-    main += [("sft", "sft", point, cfg.sft) for point in _grid(cfg.sft_grid)]
+    rl = [("rl", cfg.rl_algo, point, cfg.rl) for point in _grid(cfg.rl_grid)]
+    sft = [("sft", "sft", point, cfg.sft) for point in _grid(cfg.sft_grid)]
     extra = [("rl", cfg.rl_algo, point, cfg.rl) for grid in cfg.rl_extra_grids for point in _grid(grid)]
+    rl_seeds = cfg.rl_seeds or cfg.seeds
     extra_seeds = cfg.rl_extra_seeds or cfg.seeds
     specs = []
-    for seed in dict.fromkeys([*cfg.seeds, *extra_seeds]):
-        groups = (main if seed in cfg.seeds else []) + (extra if seed in extra_seeds else [])
+    for seed in dict.fromkeys([*cfg.seeds, *rl_seeds, *extra_seeds]):
+        groups = (rl if seed in rl_seeds else []) + (sft if seed in cfg.seeds else [])
+        groups += extra if seed in extra_seeds else []
         for method, algo, point, overrides_of_method in groups:
             specs.append(_spec(cfg, method, algo, algo, {**point, "seed": seed}, overrides_of_method))
     names = [s.name for s in specs]
