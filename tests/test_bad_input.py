@@ -169,6 +169,12 @@ CASES = [
     ),
     ("config-llm-range", lambda b, t: ["llm", "pretrain", "steps=0"], r"'steps' must be >= 1"),
     ("config-razor-range", lambda b, t: ["razor", "workers=0"], r"'workers' must be >= 1"),
+    ("config-device", lambda b, t: [*PPO, "device=tpu"], r"device must be 'cpu', 'cuda' or 'cuda:N'"),
+    (
+        "config-gpu-sim-on-cpu",
+        lambda b, t: [*PPO, "sim_backend=gpu"],
+        r"sim_backend='gpu' .* needs device='cuda' and rollout_workers=0",
+    ),
     (
         "config-quickstart-range",
         lambda b, t: ["quickstart", "demos_per_task=0"],
@@ -313,6 +319,16 @@ CASES = [
         r"differs from the config of this command in lr",
     ),
 ]
+
+
+if not torch.cuda.is_available():
+    CASES.append(
+        (
+            "device-without-cuda",
+            lambda b, t: [*PPO, f"base={b}/base-smoke/policy", "device=cuda"],
+            r"device='cuda' but torch sees no CUDA device",
+        )
+    )
 
 
 @pytest.mark.parametrize("case, argv, message", CASES, ids=[c[0] for c in CASES])

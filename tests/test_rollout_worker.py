@@ -238,3 +238,55 @@ print("rollout from the cluster at", address)
     finally:
         subprocess.run([str(ray_cli), "stop", "--force"], capture_output=True, timeout=120, env=env)
         shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+class _TensorInterface:
+    """A CPU vector env behind the GPU backend's interface: torch tensors in and out, and a ``device``."""
+
+    def __init__(self, env):
+        self.env, self.device = env, torch.device("cpu")
+
+    def step(self, actions):
+        assert isinstance(actions, torch.Tensor)  # the GPU backend is handed tensors, never numpy
+        obs, reward, terminated, truncated, info = self.env.step(actions.numpy())
+        out = {
+            "success": torch.as_tensor(info["success"]),
+            "chunk_steps": torch.as_tensor(info["chunk_steps"]),
+        }
+        if "final_obs" in info:
+            out["final_obs"] = _tensors(info["final_obs"])
+        flags = torch.as_tensor(terminated), torch.as_tensor(truncated)
+        return _tensors(obs), torch.as_tensor(reward), *flags, out
+
+
+def _tensors(obs: dict) -> dict:
+    return {k: torch.as_tensor(v) for k, v in obs.items()}
+
+
+def test_a_rollout_reads_the_gpu_backends_tensors_like_the_cpu_backends_arrays():
+    from vla_razor.envs import make_vec_env
+    from vla_razor.rl.rollout import collect
+
+    torch.manual_seed(0)
+    policy = make_policy("flow", TINY, embed_language=False).eval()
+    critic = ValueCritic(CriticConfig(hidden=32), embed_language=False)
+    rollouts = []
+    for wrap in (None, _TensorInterface):
+        # 2-chunk episodes: the 5 decisions end episodes by their time limit (bootstrapped from final_obs)
+        env = make_vec_env("PickCube", num_envs=2, chunk_size=4, max_episode_steps=8, backend="cpu", seed=3)
+        try:
+            torch.manual_seed(
+                0
+            )  # ManiSkill draws the episodes after an auto-reset from torch's global stream
+            obs, _ = env.reset()
+            args = (_TensorInterface(env), policy, _tensors(obs)) if wrap else (env, policy, obs)
+            rollout, _ = collect(*args, 5, torch.Generator().manual_seed(0), critic, gamma=0.9)
+        finally:
+            env.close()
+        rollouts.append(rollout)
+    arrays, tensors = rollouts
+    assert arrays.dones.sum() >= 4 and (arrays.bootstrap != 0).any()  # the truncation path ran
+    for field in ("chains", "log_probs", "rewards", "bootstrap", "dones"):
+        assert torch.equal(getattr(arrays, field), getattr(tensors, field)), field
+    assert all(torch.equal(arrays.obs[k], tensors.obs[k]) for k in arrays.obs)
+    assert (arrays.env_steps, arrays.episode_successes) == (tensors.env_steps, tensors.episode_successes)

@@ -92,13 +92,13 @@ class FinetuneRun(FinetuneHarness):
                 f"base policy {base_dir} not found: pass base=runs/<pretrain run>/policy "
                 "(vla-razor pretrain writes one) or any directory written by save_pretrained"
             )
+        self.device = resolve_device(cfg.device)  # before the run directory: a bad device leaves none behind
         # autograd's large buffers stay mapped between minibatches (the LLM track's small decoding
         # tensors run slower with it: not for every loop)
         tune_malloc()
         super().__init__(
             cfg, cfg.name or f"{algo}-{self.task}", resume=resume, data_parallel_ok=data_parallel_ok
         )
-        self.device = resolve_device(cfg.device)
         self.policy = ChainPolicy.from_pretrained(base_dir, device=self.device)
         if cfg.noise_level:
             set_noise_level(self.policy, cfg.noise_level)
