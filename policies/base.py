@@ -194,7 +194,13 @@ class ChainPolicy(nn.Module, ABC):
         """Load a policy saved by :meth:`save_pretrained` (any family when called on ChainPolicy)."""
         from vla_razor.errors import CheckpointError
 
-        directory = Path(directory)
+        from .lerobot import PREFIX, lerobot_type
+
+        if lerobot_type(directory):  # a directory LeRobot's save_pretrained wrote (or base=lerobot:/path)
+            from .lerobot import from_pretrained as from_lerobot
+
+            return from_lerobot(directory, device)
+        directory = Path(str(directory).removeprefix(PREFIX))
         meta = read_saved_config(directory, "policy", "family")
         family = meta["family"]
         if family not in POLICY_CLASSES:

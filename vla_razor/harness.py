@@ -86,7 +86,8 @@ class FinetuneRun(FinetuneHarness):
         self.suite = load_suite(cfg.suite)
         self.task = get_task(cfg.task).name if cfg.task else self.suite.new_task
         self.prior_tasks = [t for t in self.suite.prior_tasks if t != self.task]
-        base_dir = Path(cfg.base)
+        # a LeRobot policy (base=lerobot:/path, or any directory LeRobot saved) is detected from its config.json
+        self.base_dir = base_dir = Path(cfg.base.removeprefix("lerobot:"))
         if not (base_dir / "config.json").is_file():
             raise CheckpointError(
                 f"base policy {base_dir} not found: pass base=runs/<pretrain run>/policy "
@@ -144,7 +145,7 @@ class FinetuneRun(FinetuneHarness):
 
         cfg = self.cfg
         return evaluate_suite(
-            policy_dir, self.eval_suite, cfg.final_eval_episodes, cfg.eval_seed, base_dir=cfg.base
+            policy_dir, self.eval_suite, cfg.final_eval_episodes, cfg.eval_seed, base_dir=self.base_dir
         )
 
     def record_videos(self, tag: str, tasks: list[str]) -> None:

@@ -74,7 +74,7 @@ def razor(cfg: RazorConfig, report_only: bool = False) -> Path:
     returns the report's HTML page."""
     from .report import write_report
 
-    if not (Path(cfg.base) / "config.json").is_file():
+    if not (Path(cfg.base.removeprefix("lerobot:")) / "config.json").is_file():
         command = "vla-razor llm pretrain" if cfg.track == "llm" else "vla-razor pretrain"
         raise FileNotFoundError(
             f"base policy {cfg.base} not found: run `{command}` first "

@@ -258,8 +258,10 @@ def train(cfg: PPOConfig, resume: bool = False):
         )
     policy, base = ft.policy, ft.base
     critic = ValueCritic(CriticConfig(hidden=policy.config.hidden), embed_language=False).to(ft.device)
-    # The critic sees observations the way the policy does: reuse the base's normalisation statistics.
-    critic.obs_encoder.load_state_dict(policy.obs_encoder.state_dict(), strict=False)
+    # The critic sees observations the way the policy does: reuse the base's normalisation statistics
+    # (a LeRobot policy normalises in its own pre-processor: the critic keeps its own).
+    if hasattr(policy, "obs_encoder"):
+        critic.obs_encoder.load_state_dict(policy.obs_encoder.state_dict(), strict=False)
     optimizer = torch.optim.Adam(
         [{"params": policy.parameters(), "lr": cfg.lr}, {"params": critic.parameters(), "lr": cfg.critic_lr}],
         eps=1e-5,

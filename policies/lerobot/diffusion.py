@@ -1,0 +1,386 @@
+"""LeRobot's ``DiffusionPolicy`` as a chain policy: its own DDPM denoising loop, one Gaussian step at a time.
+
+LeRobot samples an action chunk with ``DiffusionModel.conditional_sample``: from noise ``x_K`` of shape
+``[B, horizon, A]`` (in its normalised action units), ``K = num_inference_steps`` calls of diffusers'
+``DDPMScheduler.step``, each the Gaussian ``N(mu_t(x_t, eps_theta(x_t, t)), sigma_t^2)`` of DDPM (Ho et al.,
+formula 7: the predicted ``x_0`` clipped to ``clip_sample_range``, "fixed_small" variance). This adapter runs
+that loop from outside and records every point:
+
+- ``sample(obs, "deterministic")`` is exactly LeRobot's sampler (the same scheduler calls on the same
+  random stream: bit for bit ``predict_action_chunk``, tests/test_lerobot_policies.py). DDPM's sampler is
+  itself random; "deterministic" means "the library's own", as evaluation of a LeRobot policy does.
+- ``sample(obs, "stochastic")`` draws each step from its DDPM Gaussian with the standard deviation floored
+  at ``min_std`` (the last DDPM step, t = 0, has no noise and would have no density), and
+  ``step_distributions`` returns those Gaussians at a chain's points, all K steps in one batched U-Net
+  pass: the exact chain log-likelihood PPO and the KL to the base need.
+- ``bc_loss`` is LeRobot's own ``compute_loss``; ``save_pretrained`` writes LeRobot's format (the
+  fine-tuned policy loads back into LeRobot), plus ``vla_razor.json`` with this adapter's settings.
+
+Chain points are stored in action units, like every vla-razor policy's (``action_center`` and
+``action_scale`` are the affine map of LeRobot's action normaliser). Observations map from the canonical
+layout to the policy's input features through its own pre-processor: ``observation.state`` <- proprio,
+``observation.environment_state`` <- state, ``observation.environment_state_mask`` <- state_mask, one
+camera feature <- rgb (vla_razor/data/lerobot.py exports datasets with these names). The policy executes
+``n_action_steps`` actions of each ``horizon`` chunk; it must observe one step (``n_obs_steps=1``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vla_razor.config import NonNegativeFloat, PositiveInt
+from vla_razor.divergence import GaussianChain
+
+from ..base import Chain, ChainPolicy, PolicyConfig, register_policy
+from ..encoders import as_tensor_obs
+
+SIDECAR = "vla_razor.json"
+OBS_IMAGES = "observation.images"
+_CANONICAL = {
+    "observation.state": "proprio",
+    "observation.environment_state": "state",
+    "observation.environment_state_mask": "state_mask",
+}
+
+
+@dataclass
+class LeRobotDiffusionChainConfig(PolicyConfig):
+    """The adapter's settings; the network's are LeRobot's own config (its ``config.json``)."""
+
+    min_std: NonNegativeFloat = 0.01
+    """Floor on every denoising step's standard deviation (normalised action units) when sampling
+    stochastically and in the log-probabilities: DDPM's last step has none."""
+    horizon: PositiveInt = 8
+    """Actions per denoised chunk (LeRobot's ``horizon``); the env executes the first ``chunk_size``
+    (LeRobot's ``n_action_steps``). Read from the LeRobot config when loaded."""
+    num_steps: PositiveInt = 10
+    """Denoising steps of the chain (LeRobot's ``num_inference_steps``). Read from the LeRobot config."""
+
+
+def _lerobot():
+    try:
+        import lerobot  # noqa: F401
+    except ImportError:
+        from vla_razor.errors import ConfigError
+
+        raise ConfigError(
+            "a LeRobot policy needs LeRobot, which lives in .venv-lerobot (make setup-lerobot): "
+            "run the command with .venv-lerobot/bin/vla-razor"
+        ) from None
+
+
+def _action_affine(postprocessor, action_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(center, scale) with ``action = x * scale + center``: LeRobot's action un-normaliser as an affine map."""
+    from lerobot.configs.types import FeatureType, NormalizationMode
+    from lerobot.processor.normalize_processor import UnnormalizerProcessorStep
+
+    from vla_razor.errors import ConfigError
+
+    steps = [s for s in postprocessor.steps if isinstance(s, UnnormalizerProcessorStep)]
+    mode = steps[0].norm_map.get(FeatureType.ACTION, NormalizationMode.IDENTITY) if steps else None
+    if mode in (None, NormalizationMode.IDENTITY):
+        return torch.zeros(action_dim), torch.ones(action_dim)
+    stats = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in (steps[0].stats or {})["action"].items()}
+    if mode == NormalizationMode.MIN_MAX:
+        denom = stats["max"] - stats["min"]
+        denom = torch.where(denom == 0, torch.tensor(steps[0].eps), denom)
+        return stats["min"] + denom / 2, denom / 2
+    if mode == NormalizationMode.MEAN_STD:
+        return stats["mean"], stats["std"]
+    raise ConfigError(
+        f"LeRobot action normalisation {mode} is not supported (MIN_MAX, MEAN_STD, IDENTITY are)"
+    )
+
+
+@register_policy
+class LeRobotDiffusionChain(ChainPolicy):
+    """A LeRobot ``DiffusionPolicy`` (``inner``) with its pre/post-processors, behind the chain interface."""
+
+    family = "lerobot_diffusion"
+    config_class = LeRobotDiffusionChainConfig
+
+    def __init__(self, inner, preprocessor, postprocessor, config: LeRobotDiffusionChainConfig | None = None):
+        nn.Module.__init__(self)
+        from vla_razor.errors import ConfigError
+
+        lr = inner.config
+        if lr.n_obs_steps != 1:
+            raise ConfigError(
+                f"LeRobot diffusion policy with n_obs_steps={lr.n_obs_steps}: vla-razor's chain interface acts "
+                "on the current observation only (train the policy with n_obs_steps=1)"
+            )
+        scheduler = inner.diffusion.noise_scheduler
+        if type(scheduler).__name__ != "DDPMScheduler" or scheduler.config.variance_type != "fixed_small":
+            raise ConfigError(
+                f"LeRobot diffusion policy with {type(scheduler).__name__} ({scheduler.config.variance_type}): "
+                "only DDPM with fixed_small variance (LeRobot's default) is supported yet"
+            )
+        if lr.prediction_type not in ("epsilon", "sample"):
+            raise ConfigError(
+                f"prediction_type {lr.prediction_type!r} is not supported (epsilon, sample are)"
+            )
+        action_dim = lr.action_feature.shape[0]
+        images = list(lr.image_features)
+        if len(images) > 1:
+            raise ConfigError(
+                f"LeRobot policy reads {len(images)} cameras; the canonical observation has one"
+            )
+        settings = dataclasses.asdict(config) if config is not None else {}
+        settings.update(
+            chunk_size=lr.n_action_steps,
+            action_dim=action_dim,
+            horizon=lr.horizon,
+            num_steps=inner.diffusion.num_inference_steps,
+            use_rgb=bool(images),
+            image_size=lr.image_features[images[0]].shape[-1] if images else 64,
+        )
+        self.config = LeRobotDiffusionChainConfig(**settings)
+        self.inner, self.preprocessor, self.postprocessor = inner, preprocessor, postprocessor
+        center, scale = _action_affine(postprocessor, action_dim)
+        self.register_buffer("action_center", center)
+        self.register_buffer("action_scale", scale)
+        # DDPM's per-step coefficients at the sampler's timesteps (formula 7 of Ho et al.; diffusers' step)
+        scheduler.set_timesteps(inner.diffusion.num_inference_steps)
+        ts = scheduler.timesteps.long()
+        prev = torch.cat([ts[1:], ts.new_tensor([-1])])
+        a_t = scheduler.alphas_cumprod[ts].double()
+        a_prev = torch.where(prev >= 0, scheduler.alphas_cumprod[prev.clamp(min=0)].double(), 1.0)
+        alpha, beta = a_t / a_prev, 1 - a_t / a_prev
+        variance = ((1 - a_prev) / (1 - a_t) * beta).clamp(min=1e-20)
+        coefficients = {
+            "_t": ts,
+            "_sqrt_a": a_t.sqrt(),
+            "_sqrt_1ma": (1 - a_t).sqrt(),
+            "_c_x0": a_prev.sqrt() * beta / (1 - a_t),
+            "_c_x": alpha.sqrt() * (1 - a_prev) / (1 - a_t),
+            "_std": torch.where(ts > 0, variance.sqrt(), 0.0),
+        }
+        for name, value in coefficients.items():
+            self.register_buffer(
+                name, value if value.dtype == torch.long else value.float(), persistent=False
+            )
+
+    # -- observations ----------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.action_center.device
+
+    def _batch(self, obs: dict, actions: torch.Tensor | None = None) -> dict:
+        """Canonical observations (and action chunks) -> the policy's normalised input batch, one obs step."""
+        from vla_razor.errors import ConfigError
+
+        obs = as_tensor_obs(obs)
+        lr = self.inner.config
+        raw = {}
+        for key, feature in lr.input_features.items():
+            if key in _CANONICAL:
+                raw[key] = obs[_CANONICAL[key]][:, : feature.shape[0]]
+            elif key in lr.image_features:
+                raw[key] = (
+                    obs["rgb"].permute(0, 3, 1, 2).float() / 255.0
+                )  # [B, H, W, 3] uint8 -> [B, 3, H, W]
+            else:
+                raise ConfigError(f"no canonical observation maps to the LeRobot policy's input {key!r}")
+        if actions is not None:
+            raw["action"] = actions
+        out = self.preprocessor(raw)
+        batch = {k: v.to(self.device) for k, v in out.items() if k in raw}
+        for key in lr.input_features:
+            batch[key] = batch[key].unsqueeze(1)  # [B, n_obs_steps = 1, ...]
+        if lr.image_features:
+            batch[OBS_IMAGES] = torch.stack([batch[k] for k in lr.image_features], dim=-4)
+        return batch
+
+    def _condition(self, obs: dict) -> torch.Tensor:
+        return self.inner.diffusion._prepare_global_conditioning(self._batch(obs))
+
+    # -- the chain -------------------------------------------------------------------------------
+    def _predict(self, x: torch.Tensor, k: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """The U-Net's output at step indices ``k`` ``[N]`` (their DDPM timesteps) for points ``x``."""
+        return self.inner.diffusion.unet(x, self._t[k], global_cond=cond)
+
+    def _moments(
+        self, out: torch.Tensor, x: torch.Tensor, k: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Step ``k``'s DDPM Gaussian at ``x`` ``[N, horizon, A]`` (normalised units) from the U-Net's output:
+        (mean, std), exactly what ``DDPMScheduler.step`` draws from."""
+        lr = self.inner.config
+        view = (-1, 1, 1)
+        if lr.prediction_type == "epsilon":
+            x0 = (x - self._sqrt_1ma[k].view(view) * out) / self._sqrt_a[k].view(view)
+        else:
+            x0 = out
+        if lr.clip_sample:
+            x0 = x0.clamp(-lr.clip_sample_range, lr.clip_sample_range)
+        mean = self._c_x0[k].view(view) * x0 + self._c_x[k].view(view) * x
+        return mean, self._std[k].view(view).expand_as(mean)
+
+    def _denoise(self, obs: dict, mode: str, generator: torch.Generator | None):
+        """The chain in normalised units: (points ``[B, K + 1, horizon, A]``, means and stds ``[B, K, ...]``)."""
+        cfg, scheduler = self.config, self.inner.diffusion.noise_scheduler
+        cond = self._condition(obs)
+        batch = cond.shape[0]
+        shape = (batch, cfg.horizon, cfg.action_dim)
+        # the prior exactly as LeRobot's conditional_sample draws it
+        x = torch.randn(shape, dtype=cond.dtype, device=self.device, generator=generator)
+        points, means, stds = [x], [], []
+        for k in range(cfg.num_steps):
+            index = torch.full((batch,), k, device=self.device)
+            out = self._predict(x, index, cond)
+            mean, std = self._moments(out, x, index)
+            if mode == "deterministic":
+                # LeRobot's own step: the same scheduler call on the same stream as predict_action_chunk
+                x = scheduler.step(out, scheduler.timesteps[k], x, generator=generator).prev_sample
+            else:
+                x = mean + std.clamp(min=cfg.min_std) * torch.randn(
+                    shape, generator=generator, device=self.device
+                )
+            points.append(x)
+            means.append(mean)
+            stds.append(std.clamp(min=cfg.min_std))
+        return torch.stack(points, 1), torch.stack(means, 1), torch.stack(stds, 1)
+
+    @torch.no_grad()
+    def predict_action_chunk(self, obs: dict, generator: torch.Generator | None = None) -> torch.Tensor:
+        """LeRobot's ``predict_action_chunk`` on canonical observations: normalised actions
+        ``[B, n_action_steps, A]`` from the library's own sampler (the global random stream by default)."""
+        points, _, _ = self._denoise(obs, "deterministic", generator)
+        return points[:, -1, : self.config.chunk_size]
+
+    @torch.no_grad()
+    def sample(self, obs: dict, mode="stochastic", generator: torch.Generator | None = None):
+        if mode not in ("stochastic", "deterministic"):
+            raise ValueError(f"mode must be 'stochastic' or 'deterministic', got {mode!r}")
+        cfg = self.config
+        points, means, stds = self._denoise(obs, mode, generator)
+        batch = points.shape[0]
+        flat = (batch, cfg.num_steps, cfg.horizon * cfg.action_dim)
+        steps = GaussianChain(
+            self.denormalize_actions(means).reshape(flat),
+            (stds.log() + self.action_scale.log()).reshape(flat),
+        )
+        chain = Chain(self.denormalize_actions(points), mode == "stochastic", steps)
+        return chain.actions[:, : cfg.chunk_size], chain
+
+    def step_distributions(self, obs: dict, chain: Chain) -> GaussianChain:
+        cfg = self.config
+        K = cfg.num_steps
+        want = (K + 1, cfg.horizon, cfg.action_dim)
+        if tuple(chain.points.shape[1:]) != want:
+            raise ValueError(
+                f"{self.family} chain points must be [B, {', '.join(map(str, want))}], got {tuple(chain.points.shape)}"
+            )
+        cond = self._condition(obs)
+        batch = cond.shape[0]
+        x = self.normalize_actions(chain.points[:, :K].to(self.device)).reshape(
+            batch * K, cfg.horizon, cfg.action_dim
+        )
+        k = torch.arange(K, device=self.device).repeat(batch)
+        mean, std = self._moments(self._predict(x, k, cond.repeat_interleave(K, dim=0)), x, k)
+        flat = (batch, K, cfg.horizon * cfg.action_dim)
+        log_std = std.clamp(min=cfg.min_std).log() + self.action_scale.log()
+        return GaussianChain(self.denormalize_actions(mean).reshape(flat), log_std.reshape(flat))
+
+    def bc_loss(self, obs: dict, actions: torch.Tensor) -> torch.Tensor:
+        """LeRobot's own diffusion loss on demonstrated chunks ``[B, L <= horizon, A]``; a chunk shorter than
+        the horizon is padded with copies of its last action and marked ``action_is_pad`` (LeRobot's
+        convention at an episode's end)."""
+        cfg = self.config
+        actions = torch.as_tensor(actions, dtype=torch.float32)
+        if actions.dim() != 3 or actions.shape[1] > cfg.horizon or actions.shape[2] != cfg.action_dim:
+            raise ValueError(
+                f"action chunks must be [B, <= {cfg.horizon}, {cfg.action_dim}], got {tuple(actions.shape)}"
+            )
+        missing = cfg.horizon - actions.shape[1]
+        pad = torch.zeros(actions.shape[0], cfg.horizon, dtype=torch.bool)
+        if missing:
+            pad[:, -missing:] = True
+            actions = torch.cat([actions, actions[:, -1:].expand(-1, missing, -1)], dim=1)
+        batch = self._batch(obs, actions.cpu())
+        batch["action_is_pad"] = pad.to(self.device)
+        return self.inner.diffusion.compute_loss(batch)
+
+    def set_normalization(self, obs: dict, actions: torch.Tensor) -> None:
+        raise NotImplementedError(
+            "a LeRobot policy's statistics are its processors' (LeRobot sets them from its dataset)"
+        )
+
+    # -- saving ----------------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """LeRobot's format (config.json with ``"type"``, model.safetensors, processors) plus ``vla_razor.json``;
+        written into a fresh folder, then moved into place."""
+        from vla_razor.atomic import write_json
+
+        directory = Path(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
+        try:
+            self.inner.save_pretrained(tmp)
+            self.preprocessor.save_pretrained(tmp)
+            self.postprocessor.save_pretrained(tmp)
+            write_json(tmp / SIDECAR, {"family": self.family, "config": {"min_std": self.config.min_std}})
+            old = None
+            if directory.exists():
+                old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
+                os.replace(directory, old)
+            os.replace(tmp, directory)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return directory
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | Path, device: str | torch.device = "cpu"
+    ) -> "LeRobotDiffusionChain":
+        """A directory LeRobot's ``save_pretrained`` wrote; its weights are checked tensor by tensor against
+        ``model.safetensors`` (a directory whose weights do not load is an error, never random weights)."""
+        import json
+
+        from vla_razor.errors import CheckpointError, refuse_pickles
+
+        _lerobot()
+        from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
+        from lerobot.policies.factory import make_pre_post_processors
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        refuse_pickles(directory, "policy")
+        weights = directory / "model.safetensors"
+        if not weights.is_file():
+            raise CheckpointError(f"{weights} is missing: {directory} is not a saved LeRobot policy")
+        try:
+            saved = load_file(str(weights))
+        except (SafetensorError, OSError) as err:
+            raise CheckpointError(
+                f"{weights} does not load ({err}): the policy's weights are corrupt"
+            ) from None
+        inner = DiffusionPolicy.from_pretrained(str(directory))
+        state = inner.state_dict()
+        wrong = sorted(k for k in state if k not in saved or saved[k].shape != state[k].shape)
+        wrong += sorted(k for k in saved if k not in state)
+        if not wrong:
+            wrong = [k for k in state if not torch.equal(state[k].cpu(), saved[k])]
+        if wrong:
+            raise CheckpointError(
+                f"{weights} does not hold this policy's weights ({len(wrong)} tensors missing, extra or different, "
+                f"e.g. {wrong[0]!r}): LeRobot would run with random ones; re-save the policy"
+            )
+        preprocessor, postprocessor = make_pre_post_processors(inner.config, pretrained_path=str(directory))
+        settings = {}
+        sidecar = directory / SIDECAR
+        if sidecar.is_file():
+            settings = json.loads(sidecar.read_text()).get("config", {})
+        config = LeRobotDiffusionChainConfig(**{k: v for k, v in settings.items() if k == "min_std"})
+        return cls(inner.eval(), preprocessor, postprocessor, config).to(device)

@@ -1,0 +1,230 @@
+"""LeRobot's policies behind vla-razor's chain interface, checked against LeRobot itself (marker ``lerobot``:
+these run in .venv-lerobot, where ``make test`` runs them; the main environment skips them).
+
+On a tiny local DiffusionPolicy (state-only, random weights, statistics of the canonical ranges):
+deterministic sampling is LeRobot's ``predict_action_chunk`` bit for bit; each stochastic step is the
+Gaussian diffusers' DDPM step draws from; the recomputed chain log-probability is the sampled one; the KL of
+a policy with itself is 0 and after a PPO update positive and finite, with the base unchanged; a fine-tuned
+policy saves in LeRobot's format and LeRobot loads it back to the same actions; weights that do not load are
+an error."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.lerobot
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _tiny_diffusion(directory: Path, seed: int = 0) -> Path:
+    """A small LeRobot DiffusionPolicy on the canonical state features, saved with its processors."""
+    from lerobot.configs.types import FeatureType, PolicyFeature
+    from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
+    from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
+    from lerobot.policies.diffusion.processor_diffusion import make_diffusion_pre_post_processors
+
+    config = DiffusionConfig(
+        input_features={
+            "observation.state": PolicyFeature(FeatureType.STATE, (25,)),
+            "observation.environment_state": PolicyFeature(FeatureType.ENV, (32,)),
+        },
+        output_features={"action": PolicyFeature(FeatureType.ACTION, (7,))},
+        n_obs_steps=1,
+        horizon=8,
+        n_action_steps=8,
+        drop_n_last_frames=0,
+        down_dims=(16, 32),
+        kernel_size=3,
+        n_groups=4,
+        diffusion_step_embed_dim=16,
+        num_train_timesteps=20,
+        num_inference_steps=5,
+        pretrained_backbone_weights=None,
+        device="cpu",
+    )
+    torch.manual_seed(seed)
+    policy = DiffusionPolicy(config)
+
+    def span(low, high, n):
+        return {
+            "min": torch.full((n,), low),
+            "max": torch.full((n,), high),
+            "mean": torch.zeros(n),
+            "std": torch.ones(n),
+        }
+
+    stats = {
+        "observation.state": span(-3.0, 3.0, 25),
+        "observation.environment_state": span(-1.0, 1.0, 32),
+        "action": {
+            **span(-1.0, 1.0, 7),
+            "min": -torch.linspace(0.2, 1.0, 7),
+            "max": torch.linspace(0.1, 1.0, 7),
+        },
+    }
+    pre, post = make_diffusion_pre_post_processors(config, stats)
+    policy.save_pretrained(directory)
+    pre.save_pretrained(directory)
+    post.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def lerobot_dir(tmp_path_factory) -> Path:
+    return _tiny_diffusion(tmp_path_factory.mktemp("lerobot") / "diffusion")
+
+
+def _obs(n: int = 3, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "proprio": torch.randn(n, 25, generator=g),
+        "state": torch.rand(n, 32, generator=g) * 2 - 1,
+        "state_mask": torch.ones(n, 32),
+        "task_id": torch.zeros(n, dtype=torch.long),
+    }
+
+
+def _lerobot_chunk(policy, obs: dict, seed: int) -> torch.Tensor:
+    """LeRobot's own sampler on the same observations: normalised actions ``[B, n_action_steps, A]``."""
+    pre = policy.preprocessor
+    raw = {"observation.state": obs["proprio"], "observation.environment_state": obs["state"]}
+    batch = {k: v.unsqueeze(1) for k, v in pre(raw).items() if k in raw}
+    torch.manual_seed(seed)
+    return policy.inner.predict_action_chunk(batch)
+
+
+def test_a_lerobot_directory_loads_as_a_chain_policy(lerobot_dir):
+    from vla_razor.policies import ChainPolicy
+    from vla_razor.policies.lerobot import LeRobotDiffusionChain, lerobot_type
+
+    assert lerobot_type(lerobot_dir) == "diffusion" and lerobot_type(f"lerobot:{lerobot_dir}") == "diffusion"
+    policy = ChainPolicy.from_pretrained(f"lerobot:{lerobot_dir}")
+    assert isinstance(policy, LeRobotDiffusionChain)
+    assert (policy.config.chunk_size, policy.config.horizon, policy.config.num_steps) == (8, 8, 5)
+    # the action normaliser as an affine map: LeRobot's post-processor on a normalised chunk
+    x = torch.rand(2, 8, 7) * 2 - 1
+    assert torch.allclose(policy.denormalize_actions(x), policy.postprocessor(x), atol=1e-6)
+
+
+def test_deterministic_sampling_is_lerobots_sampler_bit_for_bit(lerobot_dir):
+    from vla_razor.policies import ChainPolicy
+
+    policy = ChainPolicy.from_pretrained(lerobot_dir)
+    obs = _obs()
+    expected = _lerobot_chunk(policy, obs, seed=7)
+    torch.manual_seed(7)  # the global stream, which LeRobot's sampler draws from
+    assert torch.equal(policy.predict_action_chunk(obs), expected)
+    torch.manual_seed(7)
+    actions, chain = policy.sample(obs, "deterministic")
+    assert not chain.stochastic and chain.points.shape == (3, 6, 8, 7)
+    assert torch.allclose(
+        actions, policy.postprocessor(expected), atol=1e-6
+    )  # action units: LeRobot's own map
+    torch.manual_seed(8)
+    assert not torch.equal(policy.predict_action_chunk(obs), expected)  # DDPM's sampler is itself random
+
+
+def test_each_stochastic_step_is_the_ddpm_gaussian_and_the_chain_log_prob_is_exact(lerobot_dir):
+    from vla_razor.policies import ChainPolicy
+
+    policy = ChainPolicy.from_pretrained(lerobot_dir)
+    obs = _obs(4, seed=1)
+    cond = policy._condition(obs)
+    scheduler = policy.inner.diffusion.noise_scheduler
+    x = torch.randn(4, 8, 7)
+    for k in (0, 2, 4):
+        index = torch.full((4,), k)
+        out = policy._predict(x, index, cond)
+        mean, std = policy._moments(out, x, index)
+        g1, g2 = torch.Generator().manual_seed(k), torch.Generator().manual_seed(k)
+        drawn = scheduler.step(out, scheduler.timesteps[k], x, generator=g1).prev_sample
+        noise = torch.randn(x.shape, generator=g2) if int(scheduler.timesteps[k]) > 0 else torch.zeros_like(x)
+        assert torch.allclose(drawn, mean + std * noise, atol=1e-5), k
+    assert float(policy._std[-1]) == 0.0  # the last DDPM step adds no noise: the chain floors it at min_std
+
+    actions, chain = policy.sample(obs, "stochastic", generator=torch.Generator().manual_seed(3))
+    assert actions.shape == (4, 8, 7) and chain.points.shape == (4, 6, 8, 7) and chain.stochastic
+    sampled = chain.steps.log_prob(chain.points[:, 1:].flatten(2))
+    recomputed = policy.log_prob(obs, chain)
+    assert torch.allclose(sampled, recomputed, rtol=1e-5, atol=1e-3)
+    assert torch.isfinite(recomputed).all()
+    # gradients reach the U-Net through the recomputed log-probability
+    recomputed.sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in policy.inner.parameters())
+
+
+def test_ppo_on_a_lerobot_policy_tracks_kl_keeps_the_base_and_saves_for_lerobot(lerobot_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    from vla_razor.base_kl import freeze, measure_kl_to_base
+    from vla_razor.policies import ChainPolicy
+    from vla_razor.rl.ppo import SMOKE, PPOConfig, train
+    from vla_razor.rundir import RunDir
+
+    policy = ChainPolicy.from_pretrained(lerobot_dir)
+    obs = _obs(16, seed=2)
+    same = measure_kl_to_base(freeze(policy), policy, obs, 16, seed=0)
+    # 0 up to float rounding: the sampler's step Gaussians come from B-row U-Net passes, the other policy's
+    # from one batched pass over all K steps
+    assert abs(same["kl/forward"]) < 1e-8 and abs(same["kl/reverse"]) < 1e-8
+
+    settings = {**SMOKE, "base": f"lerobot:{lerobot_dir}", "runs_dir": str(tmp_path), "name": "ppo-lerobot"}
+    settings.update(critic_warmup_iterations=0, lr=1e-3, total_env_steps=128, video_episodes=0)
+    run = train(PPOConfig(**settings))
+    rows = [r for r in RunDir(run).read_metrics() if "kl/forward" in r]
+    assert rows and all(math.isfinite(r["kl/forward"]) for r in rows)
+    assert rows[-1]["kl/forward"] > 0 and rows[-1]["ppo/policy_updated"] == 1.0
+    # the base directory is untouched, and the fine-tuned policy is a LeRobot policy directory
+    base_weights = load_file(str(lerobot_dir / "model.safetensors"))
+    assert all(
+        torch.equal(v, ChainPolicy.from_pretrained(lerobot_dir).inner.state_dict()[k])
+        for k, v in base_weights.items()
+    )
+    saved = Path(run) / "policy"
+    assert json.loads((saved / "config.json").read_text())["type"] == "diffusion"
+    from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
+
+    reloaded = DiffusionPolicy.from_pretrained(str(saved))
+    tuned = ChainPolicy.from_pretrained(saved)
+    assert any(not torch.equal(v, base_weights[k]) for k, v in reloaded.state_dict().items())
+    expected = _lerobot_chunk(tuned, obs, seed=5)  # through LeRobot's own policy object...
+    torch.manual_seed(5)
+    lerobot_actions = reloaded.predict_action_chunk(
+        {
+            k: v.unsqueeze(1)
+            for k, v in tuned.preprocessor(
+                {"observation.state": obs["proprio"], "observation.environment_state": obs["state"]}
+            ).items()
+            if k.startswith("observation")
+        }
+    )
+    assert torch.equal(lerobot_actions, expected)  # ...and LeRobot's reload of the saved directory agree
+    torch.manual_seed(5)
+    actions, _ = tuned.sample(obs, "deterministic")
+    assert torch.allclose(actions, tuned.postprocessor(expected), atol=1e-6)
+
+
+def test_a_directory_whose_weights_do_not_load_is_an_error_not_random_weights(lerobot_dir, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from vla_razor.errors import CheckpointError
+    from vla_razor.policies import ChainPolicy
+
+    broken = tmp_path / "broken"
+    shutil.copytree(lerobot_dir, broken)
+    weights = load_file(str(broken / "model.safetensors"))
+    dropped = sorted(weights)[0]
+    save_file({k: v for k, v in weights.items() if k != dropped}, str(broken / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="does not hold this policy's weights"):
+        ChainPolicy.from_pretrained(broken)
+    (broken / "model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(CheckpointError, match="does not load"):
+        ChainPolicy.from_pretrained(broken)
