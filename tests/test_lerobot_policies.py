@@ -22,7 +22,7 @@ pytestmark = pytest.mark.lerobot
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def _tiny_diffusion(directory: Path, seed: int = 0) -> Path:
+def _tiny_diffusion(directory: Path, seed: int = 0, horizon: int = 8) -> Path:
     """A small LeRobot DiffusionPolicy on the canonical state features, saved with its processors."""
     from lerobot.configs.types import FeatureType, PolicyFeature
     from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
@@ -36,7 +36,7 @@ def _tiny_diffusion(directory: Path, seed: int = 0) -> Path:
         },
         output_features={"action": PolicyFeature(FeatureType.ACTION, (7,))},
         n_obs_steps=1,
-        horizon=8,
+        horizon=horizon,
         n_action_steps=8,
         drop_n_last_frames=0,
         down_dims=(16, 32),
@@ -228,3 +228,35 @@ def test_a_directory_whose_weights_do_not_load_is_an_error_not_random_weights(le
     (broken / "model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(CheckpointError, match="does not load"):
         ChainPolicy.from_pretrained(broken)
+
+
+def test_bc_loss_is_lerobots_own_loss_and_a_longer_horizon_executes_n_action_steps(lerobot_dir, tmp_path):
+    from vla_razor.policies import ChainPolicy
+
+    policy = ChainPolicy.from_pretrained(lerobot_dir)
+    obs, actions = _obs(6, seed=4), torch.rand(6, 8, 7) * 0.2 - 0.1
+    raw = {
+        "observation.state": obs["proprio"],
+        "observation.environment_state": obs["state"],
+        "action": actions,
+    }
+    batch = {
+        k: v.unsqueeze(1) if k != "action" else v for k, v in policy.preprocessor(raw).items() if k in raw
+    }
+    batch["action_is_pad"] = torch.zeros(6, 8, dtype=torch.bool)
+    torch.manual_seed(3)
+    expected = policy.inner.diffusion.compute_loss(batch)
+    torch.manual_seed(3)
+    assert torch.equal(policy.bc_loss(obs, actions), expected)
+    # with a generator the loss is a function of it (the global stream is restored afterwards)
+    losses = [policy.bc_loss(obs, actions, generator=torch.Generator().manual_seed(s)) for s in (0, 0, 1)]
+    assert torch.equal(losses[0], losses[1]) and not torch.equal(losses[0], losses[2])
+
+    # horizon 16, n_action_steps 8: the chain denoises 16 actions, the env executes the first 8
+    longer = ChainPolicy.from_pretrained(_tiny_diffusion(tmp_path / "h16", horizon=16))
+    executed, chain = longer.sample(obs, "stochastic", generator=torch.Generator().manual_seed(0))
+    assert executed.shape == (6, 8, 7) and chain.points.shape == (6, 6, 16, 7)
+    assert torch.equal(executed, chain.points[:, -1, :8])
+    assert torch.isfinite(longer.bc_loss(obs, actions)).all()  # 8 demonstrated actions, 8 padded
+    with pytest.raises(ValueError, match=r"\[B, <= 16, 7\]"):
+        longer.bc_loss(obs, torch.zeros(6, 17, 7))

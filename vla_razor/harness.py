@@ -97,12 +97,14 @@ class FinetuneRun(FinetuneHarness):
         # autograd's large buffers stay mapped between minibatches (the LLM track's small decoding
         # tensors run slower with it: not for every loop)
         tune_malloc()
-        super().__init__(
-            cfg, cfg.name or f"{algo}-{self.task}", resume=resume, data_parallel_ok=data_parallel_ok
-        )
+        # the base before the run directory: a base that does not load, or does not take the settings,
+        # leaves no directory behind
         self.policy = ChainPolicy.from_pretrained(base_dir, device=self.device)
         if cfg.noise_level:
             set_noise_level(self.policy, cfg.noise_level)
+        super().__init__(
+            cfg, cfg.name or f"{algo}-{self.task}", resume=resume, data_parallel_ok=data_parallel_ok
+        )
         self.base = freeze(self.policy)  # after the noise change: every KL compares like with like
         self.begin(algo)
         self.penalty = KLPenalty(cfg.kl_penalty)
@@ -167,8 +169,9 @@ class FinetuneRun(FinetuneHarness):
 def set_noise_level(policy, level: float) -> None:
     """Set a Flow-SDE policy's exploration noise (it is saved with the policy's config)."""
     if not hasattr(policy.config, "noise_level") or getattr(policy.config, "noise_method", "sde") != "sde":
-        raise ValueError(
+        raise ConfigError(
             f"noise_level applies to Flow-SDE policies; this base is a {type(policy).__name__} "
-            f"({getattr(policy.config, 'noise_method', 'no noise_level')})"
+            f"({getattr(policy.config, 'noise_method', 'no noise_level')}): pass noise_level=0 (a diffusion "
+            "policy explores with its own DDPM noise)"
         )
     policy.config.noise_level = float(level)

@@ -289,10 +289,13 @@ class LeRobotDiffusionChain(ChainPolicy):
         log_std = std.clamp(min=cfg.min_std).log() + self.action_scale.log()
         return GaussianChain(self.denormalize_actions(mean).reshape(flat), log_std.reshape(flat))
 
-    def bc_loss(self, obs: dict, actions: torch.Tensor) -> torch.Tensor:
+    def bc_loss(
+        self, obs: dict, actions: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """LeRobot's own diffusion loss on demonstrated chunks ``[B, L <= horizon, A]``; a chunk shorter than
         the horizon is padded with copies of its last action and marked ``action_is_pad`` (LeRobot's
-        convention at an episode's end)."""
+        convention at an episode's end). LeRobot draws its noise and timesteps from torch's global stream:
+        with a ``generator``, that stream is seeded from it for the call (and restored after)."""
         cfg = self.config
         actions = torch.as_tensor(actions, dtype=torch.float32)
         if actions.dim() != 3 or actions.shape[1] > cfg.horizon or actions.shape[2] != cfg.action_dim:
@@ -306,7 +309,12 @@ class LeRobotDiffusionChain(ChainPolicy):
             actions = torch.cat([actions, actions[:, -1:].expand(-1, missing, -1)], dim=1)
         batch = self._batch(obs, actions.cpu())
         batch["action_is_pad"] = pad.to(self.device)
-        return self.inner.diffusion.compute_loss(batch)
+        if generator is None:
+            return self.inner.diffusion.compute_loss(batch)
+        seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            return self.inner.diffusion.compute_loss(batch)
 
     def set_normalization(self, obs: dict, actions: torch.Tensor) -> None:
         raise NotImplementedError(

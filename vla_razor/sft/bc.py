@@ -160,7 +160,9 @@ def train(cfg: SFTConfig, resume: bool = False):
     ft = FinetuneRun(cfg, "sft" if cfg.data == "demos" else "sft-rl", resume=resume)
     policy = ft.policy
     chunk = policy.config.chunk_size
-    data = rl_dataset(cfg, ft.task, chunk) if cfg.data == "rl" else demo_dataset(cfg, ft.task, chunk)
+    # demonstrations cover a policy's whole prediction horizon (a LeRobot policy's can exceed the chunk it executes)
+    horizon = getattr(policy.config, "horizon", chunk)
+    data = rl_dataset(cfg, ft.task, chunk) if cfg.data == "rl" else demo_dataset(cfg, ft.task, horizon)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = lr_scheduler(optimizer, cfg.lr_schedule, cfg.iterations * cfg.steps_per_iteration)
     generator = torch.Generator().manual_seed(streams.minibatches(cfg.seed))
