@@ -55,9 +55,11 @@ _CANONICAL = {
 class LeRobotDiffusionChainConfig(PolicyConfig):
     """The adapter's settings; the network's are LeRobot's own config (its ``config.json``)."""
 
-    min_std: NonNegativeFloat = 0.01
-    """Floor on every denoising step's standard deviation (normalised action units) when sampling
-    stochastically and in the log-probabilities: DDPM's last step has none."""
+    min_std: NonNegativeFloat = 0.1
+    """Floor on every denoising step's standard deviation (normalised action units, where actions span
+    [-1, 1]) when sampling stochastically and in the log-probabilities. DDPM's last step has none, and its
+    last steps' are so small that a policy update changes their log-densities by tens of nats; DPPO floors
+    sampling and log-probabilities at 0.1 for the same reason."""
     horizon: PositiveInt = 8
     """Actions per denoised chunk (LeRobot's ``horizon``); the env executes the first ``chunk_size``
     (LeRobot's ``n_action_steps``). Read from the LeRobot config when loaded."""
