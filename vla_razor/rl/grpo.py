@@ -37,6 +37,10 @@ class GRPOConfig(ClippedPolicyGradientConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.device != "cpu":
+            raise ValueError(
+                f"device={self.device!r}: GRPO runs on the CPU here; the GPU path is PPO's (docs/scaling.md)"
+            )
         if self.num_groups < 1 or self.group_size < 2:
             raise ValueError(
                 "GRPO needs num_groups >= 1 and group_size >= 2 (a group normalises within itself)"

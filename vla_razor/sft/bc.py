@@ -58,6 +58,10 @@ class SFTConfig(FinetuneConfig, LeRobotSource):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.device != "cpu":
+            raise ValueError(
+                f"device={self.device!r}: SFT runs on the CPU here; the GPU path is PPO's (docs/scaling.md)"
+            )
         if self.data not in ("demos", "rl", "lerobot"):
             raise ValueError(f"data must be 'demos', 'rl' or 'lerobot', got {self.data!r}")
         if self.data == "lerobot" and not self.lerobot_root:
