@@ -260,3 +260,20 @@ def test_bc_loss_is_lerobots_own_loss_and_a_longer_horizon_executes_n_action_ste
     assert torch.isfinite(longer.bc_loss(obs, actions)).all()  # 8 demonstrated actions, 8 padded
     with pytest.raises(ValueError, match=r"\[B, <= 16, 7\]"):
         longer.bc_loss(obs, torch.zeros(6, 17, 7))
+
+
+def test_representation_change_reads_the_unets_observation_conditioned_features(lerobot_dir):
+    from vla_razor.analysis.predictors import feature_change
+    from vla_razor.base_kl import freeze
+    from vla_razor.policies import ChainPolicy
+
+    policy = ChainPolicy.from_pretrained(lerobot_dir)
+    obs = _obs(12, seed=6)
+    features = policy.encode(obs)
+    assert features.shape[0] == 12 and features.dim() == 2 and features.std(0).max() > 0  # varies with obs
+    base = freeze(policy)
+    assert abs(feature_change(base, policy, obs)) < 1e-9
+    with torch.no_grad():
+        for p in policy.inner.diffusion.unet.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    assert feature_change(base, policy, obs) > 1e-4

@@ -201,6 +201,22 @@ class LeRobotDiffusionChain(ChainPolicy):
             batch[OBS_IMAGES] = torch.stack([batch[k] for k in lr.image_features], dim=-4)
         return batch
 
+    @torch.no_grad()
+    def encode(self, obs: dict) -> torch.Tensor:
+        """Observation features for the representation-change measure (1 - CKA, vla_razor/analysis): the
+        U-Net's bottleneck activations ``[B, C * T']`` at the first denoising step from a zero sample. A
+        state-only policy's observation encoding has no weights of its own; the U-Net reads the observation
+        through its FiLM conditioning, so these features change when fine-tuning changes how it does."""
+        cond = self._condition(obs)
+        unet, seen = self.inner.diffusion.unet, []
+        hook = unet.mid_modules[-1].register_forward_hook(lambda module, args, out: seen.append(out))
+        try:
+            x = torch.zeros(cond.shape[0], self.config.horizon, self.config.action_dim, device=self.device)
+            self._predict(x, torch.zeros(cond.shape[0], dtype=torch.long, device=self.device), cond)
+        finally:
+            hook.remove()
+        return seen[0].flatten(1)
+
     def _condition(self, obs: dict) -> torch.Tensor:
         return self.inner.diffusion._prepare_global_conditioning(self._batch(obs))
 
