@@ -22,6 +22,14 @@ pytestmark = pytest.mark.lerobot
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+# a small U-Net, a short DDPM schedule, one observation step, no pretrained vision weights
+TINY = dict(
+    n_obs_steps=1, n_action_steps=8, drop_n_last_frames=0, down_dims=(16, 32), kernel_size=3, n_groups=4
+)
+TINY.update(diffusion_step_embed_dim=16, num_train_timesteps=20, num_inference_steps=5, device="cpu")
+TINY.update(pretrained_backbone_weights=None)
+
+
 def _tiny_diffusion(directory: Path, seed: int = 0, horizon: int = 8) -> Path:
     """A small LeRobot DiffusionPolicy on the canonical state features, saved with its processors."""
     from lerobot.configs.types import FeatureType, PolicyFeature
@@ -29,25 +37,12 @@ def _tiny_diffusion(directory: Path, seed: int = 0, horizon: int = 8) -> Path:
     from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
     from lerobot.policies.diffusion.processor_diffusion import make_diffusion_pre_post_processors
 
-    config = DiffusionConfig(
-        input_features={
-            "observation.state": PolicyFeature(FeatureType.STATE, (25,)),
-            "observation.environment_state": PolicyFeature(FeatureType.ENV, (32,)),
-        },
-        output_features={"action": PolicyFeature(FeatureType.ACTION, (7,))},
-        n_obs_steps=1,
-        horizon=horizon,
-        n_action_steps=8,
-        drop_n_last_frames=0,
-        down_dims=(16, 32),
-        kernel_size=3,
-        n_groups=4,
-        diffusion_step_embed_dim=16,
-        num_train_timesteps=20,
-        num_inference_steps=5,
-        pretrained_backbone_weights=None,
-        device="cpu",
-    )
+    features = {
+        "observation.state": PolicyFeature(FeatureType.STATE, (25,)),
+        "observation.environment_state": PolicyFeature(FeatureType.ENV, (32,)),
+    }
+    actions = {"action": PolicyFeature(FeatureType.ACTION, (7,))}
+    config = DiffusionConfig(input_features=features, output_features=actions, horizon=horizon, **TINY)
     torch.manual_seed(seed)
     policy = DiffusionPolicy(config)
 
