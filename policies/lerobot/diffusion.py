@@ -27,9 +27,6 @@ camera feature <- rgb (vla_razor/data/lerobot.py exports datasets with these nam
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,16 +36,17 @@ from torch import nn
 from vla_razor.config import NonNegativeFloat, PositiveInt
 from vla_razor.divergence import GaussianChain
 
-from ..base import Chain, ChainPolicy, PolicyConfig, register_policy
-from ..encoders import as_tensor_obs
+from ..base import Chain, PolicyConfig, register_policy
+from .common import (
+    LeRobotChain,
+    action_affine,
+    global_stream_from,
+    load_verified,
+    read_sidecar,
+    require_lerobot,
+)
 
-SIDECAR = "vla_razor.json"
 OBS_IMAGES = "observation.images"
-_CANONICAL = {
-    "observation.state": "proprio",
-    "observation.environment_state": "state",
-    "observation.environment_state_mask": "state_mask",
-}
 
 
 @dataclass
@@ -67,46 +65,12 @@ class LeRobotDiffusionChainConfig(PolicyConfig):
     """Denoising steps of the chain (LeRobot's ``num_inference_steps``). Read from the LeRobot config."""
 
 
-def _lerobot():
-    try:
-        import lerobot  # noqa: F401
-    except ImportError:
-        from vla_razor.errors import ConfigError
-
-        raise ConfigError(
-            "a LeRobot policy needs LeRobot, which lives in .venv-lerobot (make setup-lerobot): "
-            "run the command with .venv-lerobot/bin/vla-razor"
-        ) from None
-
-
-def _action_affine(postprocessor, action_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(center, scale) with ``action = x * scale + center``: LeRobot's action un-normaliser as an affine map."""
-    from lerobot.configs.types import FeatureType, NormalizationMode
-    from lerobot.processor.normalize_processor import UnnormalizerProcessorStep
-
-    from vla_razor.errors import ConfigError
-
-    steps = [s for s in postprocessor.steps if isinstance(s, UnnormalizerProcessorStep)]
-    mode = steps[0].norm_map.get(FeatureType.ACTION, NormalizationMode.IDENTITY) if steps else None
-    if mode in (None, NormalizationMode.IDENTITY):
-        return torch.zeros(action_dim), torch.ones(action_dim)
-    stats = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in (steps[0].stats or {})["action"].items()}
-    if mode == NormalizationMode.MIN_MAX:
-        denom = stats["max"] - stats["min"]
-        denom = torch.where(denom == 0, torch.tensor(steps[0].eps), denom)
-        return stats["min"] + denom / 2, denom / 2
-    if mode == NormalizationMode.MEAN_STD:
-        return stats["mean"], stats["std"]
-    raise ConfigError(
-        f"LeRobot action normalisation {mode} is not supported (MIN_MAX, MEAN_STD, IDENTITY are)"
-    )
-
-
 @register_policy
-class LeRobotDiffusionChain(ChainPolicy):
+class LeRobotDiffusionChain(LeRobotChain):
     """A LeRobot ``DiffusionPolicy`` (``inner``) with its pre/post-processors, behind the chain interface."""
 
     family = "lerobot_diffusion"
+    lerobot_type = "diffusion"
     config_class = LeRobotDiffusionChainConfig
 
     def __init__(self, inner, preprocessor, postprocessor, config: LeRobotDiffusionChainConfig | None = None):
@@ -146,7 +110,7 @@ class LeRobotDiffusionChain(ChainPolicy):
         )
         self.config = LeRobotDiffusionChainConfig(**settings)
         self.inner, self.preprocessor, self.postprocessor = inner, preprocessor, postprocessor
-        center, scale = _action_affine(postprocessor, action_dim)
+        center, scale = action_affine(postprocessor, action_dim)
         self.register_buffer("action_center", center)
         self.register_buffer("action_scale", scale)
         # DDPM's per-step coefficients at the sampler's timesteps (formula 7 of Ho et al.; diffusers' step)
@@ -171,30 +135,12 @@ class LeRobotDiffusionChain(ChainPolicy):
             )
 
     # -- observations ----------------------------------------------------------------------------
-    @property
-    def device(self) -> torch.device:
-        return self.action_center.device
-
     def _batch(self, obs: dict, actions: torch.Tensor | None = None) -> dict:
         """Canonical observations (and action chunks) -> the policy's normalised input batch, one obs step."""
-        from vla_razor.errors import ConfigError
-
-        obs = as_tensor_obs(obs)
         lr = self.inner.config
-        raw = {}
-        for key, feature in lr.input_features.items():
-            if key in _CANONICAL:
-                raw[key] = obs[_CANONICAL[key]][:, : feature.shape[0]]
-            elif key in lr.image_features:
-                raw[key] = (
-                    obs["rgb"].permute(0, 3, 1, 2).float() / 255.0
-                )  # [B, H, W, 3] uint8 -> [B, 3, H, W]
-            else:
-                raise ConfigError(f"no canonical observation maps to the LeRobot policy's input {key!r}")
-        if actions is not None:
-            raw["action"] = actions
+        raw = self.raw_inputs(obs, actions)
         out = self.preprocessor(raw)
-        batch = {k: v.to(self.device) for k, v in out.items() if k in raw}
+        batch = {k: v.to(self.device) for k, v in out.items() if k in raw and torch.is_tensor(v)}
         for key in lr.input_features:
             batch[key] = batch[key].unsqueeze(1)  # [B, n_obs_steps = 1, ...]
         if lr.image_features:
@@ -327,43 +273,11 @@ class LeRobotDiffusionChain(ChainPolicy):
             actions = torch.cat([actions, actions[:, -1:].expand(-1, missing, -1)], dim=1)
         batch = self._batch(obs, actions.cpu())
         batch["action_is_pad"] = pad.to(self.device)
-        if generator is None:
-            return self.inner.diffusion.compute_loss(batch)
-        seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(seed)
+        with global_stream_from(generator, self.device):
             return self.inner.diffusion.compute_loss(batch)
 
-    def set_normalization(self, obs: dict, actions: torch.Tensor) -> None:
-        raise NotImplementedError(
-            "a LeRobot policy's statistics are its processors' (LeRobot sets them from its dataset)"
-        )
-
-    # -- saving ----------------------------------------------------------------------------------
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """LeRobot's format (config.json with ``"type"``, model.safetensors, processors) plus ``vla_razor.json``;
-        written into a fresh folder, then moved into place."""
-        from vla_razor.atomic import write_json
-
-        directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
-        try:
-            self.inner.save_pretrained(tmp)
-            self.preprocessor.save_pretrained(tmp)
-            self.postprocessor.save_pretrained(tmp)
-            write_json(tmp / SIDECAR, {"family": self.family, "config": {"min_std": self.config.min_std}})
-            old = None
-            if directory.exists():
-                old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-                os.replace(directory, old)
-            os.replace(tmp, directory)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return directory
+    def sidecar(self) -> dict:
+        return {"min_std": self.config.min_std}
 
     @classmethod
     def from_pretrained(
@@ -371,42 +285,13 @@ class LeRobotDiffusionChain(ChainPolicy):
     ) -> "LeRobotDiffusionChain":
         """A directory LeRobot's ``save_pretrained`` wrote; its weights are checked tensor by tensor against
         ``model.safetensors`` (a directory whose weights do not load is an error, never random weights)."""
-        import json
-
-        from vla_razor.errors import CheckpointError, refuse_pickles
-
-        _lerobot()
+        require_lerobot()
         from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
         from lerobot.policies.factory import make_pre_post_processors
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
 
         directory = Path(directory)
-        refuse_pickles(directory, "policy")
-        weights = directory / "model.safetensors"
-        if not weights.is_file():
-            raise CheckpointError(f"{weights} is missing: {directory} is not a saved LeRobot policy")
-        try:
-            saved = load_file(str(weights))
-        except (SafetensorError, OSError) as err:
-            raise CheckpointError(
-                f"{weights} does not load ({err}): the policy's weights are corrupt"
-            ) from None
-        inner = DiffusionPolicy.from_pretrained(str(directory))
-        state = inner.state_dict()
-        wrong = sorted(k for k in state if k not in saved or saved[k].shape != state[k].shape)
-        wrong += sorted(k for k in saved if k not in state)
-        if not wrong:
-            wrong = [k for k in state if not torch.equal(state[k].cpu(), saved[k])]
-        if wrong:
-            raise CheckpointError(
-                f"{weights} does not hold this policy's weights ({len(wrong)} tensors missing, extra or different, "
-                f"e.g. {wrong[0]!r}): LeRobot would run with random ones; re-save the policy"
-            )
+        inner = load_verified(DiffusionPolicy, directory)
         preprocessor, postprocessor = make_pre_post_processors(inner.config, pretrained_path=str(directory))
-        settings = {}
-        sidecar = directory / SIDECAR
-        if sidecar.is_file():
-            settings = json.loads(sidecar.read_text()).get("config", {})
+        settings = read_sidecar(directory)
         config = LeRobotDiffusionChainConfig(**{k: v for k, v in settings.items() if k == "min_std"})
         return cls(inner.eval(), preprocessor, postprocessor, config).to(device)

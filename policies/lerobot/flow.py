@@ -1,0 +1,399 @@
+"""LeRobot's flow-matching VLAs (pi0, pi0.5, SmolVLA) as chain policies: their own denoising step, a Flow-SDE
+Gaussian around it.
+
+These policies embed the images, the instruction (and for pi0 and SmolVLA the state) once, as a prefix whose
+key/value cache every denoising step attends to, then integrate the velocity of the action expert
+(``denoise_step``) from noise (t = 1) to actions (t = 0) in K Euler steps: ``x <- x - v / K``, the convention
+of vla-razor's own flow family (``x_t = t eps + (1 - t) a``, ``v = eps - a``). This adapter runs that loop
+from outside, the prefix computed once per observation:
+
+- ``sample(obs, "deterministic")`` is exactly LeRobot's sampler: the noise drawn as ``sample_noise`` draws it
+  (the global stream unless a generator is given), the same ``denoise_step`` calls at the same times, the
+  same Euler updates, so it equals ``predict_action_chunk`` bit for bit (tests/test_lerobot_policies.py).
+- ``sample(obs, "stochastic")`` draws each step from the Flow-SDE Gaussian of pi_RL,
+  ``N(x - dt (v + s^2 / (2t) (x + (1 - t) v)), s^2 dt)`` with ``s = noise_level sqrt(t / (1 - t))``
+  (vla_razor.policies.flow; evaluated at t = 1 - dt on the first step), which keeps the ODE's marginals;
+  ``step_distributions`` returns those Gaussians at a chain's points, so the chain log-likelihood is exact.
+- ``bc_loss`` is the policy's own flow-matching loss (its ``forward``); ``save_pretrained`` writes LeRobot's
+  format, so the fine-tuned policy loads back into LeRobot.
+
+The chain lives in the model's padded action space ``[horizon, max_action_dim]``: LeRobot samples noise in
+every padded dimension and the velocity of the real ones depends on them, so they are part of the exact
+likelihood. The real dimensions are stored in action units (LeRobot's action normaliser as an affine map),
+the padded ones in the model's units. The env executes ``n_action_steps`` of the ``chunk_size`` actions.
+Observations: ``observation.state`` <- proprio, the first camera feature <- rgb (the policy needs obs_mode
+rgb; its other cameras are left out, as LeRobot does with a missing camera), the instruction of ``task_id``
+as the task string through the policy's own tokenizer step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vla_razor.config import PositiveFloat, PositiveInt
+from vla_razor.divergence import GaussianChain
+
+from ..base import Chain, PolicyConfig, register_policy
+from ..flow.modeling_flow import flow_sde_step
+from .common import (
+    LeRobotChain,
+    action_affine,
+    global_stream_from,
+    load_verified,
+    read_sidecar,
+    require_lerobot,
+)
+
+TOKENS, TOKEN_MASK = "observation.language.tokens", "observation.language.attention_mask"
+
+
+@dataclass
+class LeRobotFlowChainConfig(PolicyConfig):
+    """The adapter's settings; the network's are LeRobot's own config (its ``config.json``)."""
+
+    noise_level: PositiveFloat = 0.5
+    """Flow-SDE: a in s_t = a sqrt(t / (1 - t)), the exploration noise of stochastic sampling (in the model's
+    normalised action units)."""
+    horizon: PositiveInt = 50
+    """Actions per denoised chunk (LeRobot's ``chunk_size``); the env executes the first ``chunk_size`` of
+    this config (LeRobot's ``n_action_steps``). Read from the LeRobot config when loaded."""
+    num_steps: PositiveInt = 10
+    """Denoising (Euler) steps of the chain (LeRobot's ``num_inference_steps`` / ``num_steps``). Read from the
+    LeRobot config."""
+    chain_dim: PositiveInt = 32
+    """Width of the chain's actions: the model's padded ``max_action_dim``. Read from the LeRobot config."""
+
+
+class LeRobotFlowChain(LeRobotChain):
+    """A LeRobot flow-matching policy (``inner``) with its pre/post-processors, behind the chain interface.
+
+    A family subclass gives ``_prefix(batch)`` (the prefix cache and whatever ``denoise_step`` needs) and
+    ``_velocity(context, x, t)`` (one call of the model's own ``denoise_step``)."""
+
+    config_class = LeRobotFlowChainConfig
+
+    def __init__(self, inner, preprocessor, postprocessor, config: LeRobotFlowChainConfig | None = None):
+        nn.Module.__init__(self)
+        from vla_razor.errors import ConfigError
+
+        lr = inner.config
+        unsupported = {
+            "n_obs_steps": lr.n_obs_steps != 1,
+            "rtc_config": getattr(lr, "rtc_config", None) is not None and lr.rtc_config.enabled,
+            "use_relative_actions": getattr(lr, "use_relative_actions", False),
+            "adapt_to_pi_aloha": getattr(lr, "adapt_to_pi_aloha", False),
+        }
+        if any(unsupported.values()):
+            raise ConfigError(
+                f"LeRobot {lr.type} policy with {', '.join(k for k, v in unsupported.items() if v)}: vla-razor's "
+                "chain interface needs one observation step, no real-time chunking, absolute actions and no "
+                "Aloha remapping"
+            )
+        cameras = [k for k in lr.image_features if "empty_camera" not in k]
+        if not cameras:
+            raise ConfigError(
+                f"LeRobot {lr.type} policy reads no camera: it needs at least one image feature"
+            )
+        action_dim = lr.output_features["action"].shape[0]
+        settings = dataclasses.asdict(config) if config is not None else {}
+        settings.update(
+            chunk_size=lr.n_action_steps,
+            action_dim=action_dim,
+            horizon=lr.chunk_size,
+            num_steps=self._inference_steps(lr),
+            chain_dim=lr.max_action_dim,
+            use_rgb=True,
+            image_size=lr.image_features[cameras[0]].shape[-1],
+        )
+        self.config = LeRobotFlowChainConfig(**settings)
+        self.inner, self.preprocessor, self.postprocessor = inner, preprocessor, postprocessor
+        self.camera = cameras[0]
+        center, scale = action_affine(postprocessor, action_dim)
+        pad = lr.max_action_dim - action_dim
+        self.register_buffer("action_center", torch.cat([center, torch.zeros(pad)]))
+        self.register_buffer("action_scale", torch.cat([scale, torch.ones(pad)]))
+
+    @staticmethod
+    def _inference_steps(lr) -> int:
+        return lr.num_inference_steps
+
+    # -- observations ----------------------------------------------------------------------------
+    def raw_inputs(self, obs: dict, actions: torch.Tensor | None = None) -> dict:
+        raw = super().raw_inputs(obs, actions)
+        for key in self.inner.config.image_features:
+            if key != self.camera:
+                raw.pop(key, None)  # one canonical camera: the policy pads the others as missing
+        return raw
+
+    def _batch(self, obs: dict, actions: torch.Tensor | None = None) -> dict:
+        """Canonical observations (and action chunks) -> the policy's input batch (normalised, tokenised)."""
+        out = self.preprocessor(self.raw_inputs(obs, actions))
+        return {k: v.to(self.device) for k, v in out.items() if torch.is_tensor(v)}
+
+    def _prefix(self, batch: dict) -> dict: ...
+
+    def _velocity(self, context: dict, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor: ...
+
+    @torch.no_grad()
+    def encode(self, obs: dict) -> torch.Tensor:
+        """Observation features for the representation-change measure: the velocity the expert gives at t = 1
+        from a zero chunk, ``[B, horizon * chain_dim]`` (it reads the whole prefix: images, instruction, state)."""
+        context = self._prefix(self._batch(obs))
+        batch = context["batch_size"]
+        x = torch.zeros(batch, self.config.horizon, self.config.chain_dim, device=self.device)
+        return self._velocity(context, x, torch.ones(batch, device=self.device)).flatten(1)
+
+    # -- the chain -------------------------------------------------------------------------------
+    def _time(self, k: int, batch: int) -> torch.Tensor:
+        """Step k's time, computed as LeRobot's ``euler_integrate`` computes it."""
+        return torch.tensor(
+            1.0 + k * (-1.0 / self.config.num_steps), dtype=torch.float32, device=self.device
+        ).expand(batch)
+
+    def _moments(
+        self, x: torch.Tensor, v: torch.Tensor, t: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The Flow-SDE step's Gaussian (normalised units) from x at time t with velocity v."""
+        mean, std = flow_sde_step(
+            x, v, t.view(-1, 1, 1), 1.0 / self.config.num_steps, self.config.noise_level
+        )
+        return mean, std.expand_as(mean)
+
+    def _flow(self, obs: dict, mode: str, generator: torch.Generator | None):
+        """The chain in normalised units: (points ``[B, K + 1, horizon, chain_dim]``, means, stds ``[B, K, ...]``)."""
+        cfg = self.config
+        context = self._prefix(self._batch(obs))
+        batch = context["batch_size"]
+        shape = (batch, cfg.horizon, cfg.chain_dim)
+        # the prior exactly as LeRobot's sample_noise draws it
+        x = torch.normal(0.0, 1.0, size=shape, dtype=torch.float32, device=self.device, generator=generator)
+        points, means, stds = [x], [], []
+        for k in range(cfg.num_steps):
+            t = self._time(k, batch)
+            v = self._velocity(context, x, t)
+            mean, std = self._moments(x, v, t)
+            if mode == "deterministic":
+                x = x + (-1.0 / cfg.num_steps) * v  # LeRobot's Euler update, as euler_integrate writes it
+            else:
+                x = mean + std * torch.randn(shape, generator=generator, device=self.device)
+            points.append(x)
+            means.append(mean)
+            stds.append(std)
+        return torch.stack(points, 1), torch.stack(means, 1), torch.stack(stds, 1)
+
+    @torch.no_grad()
+    def predict_action_chunk(self, obs: dict, generator: torch.Generator | None = None) -> torch.Tensor:
+        """LeRobot's ``predict_action_chunk`` on canonical observations: normalised actions
+        ``[B, horizon, action_dim]`` from the library's own sampler (the global random stream by default)."""
+        points, _, _ = self._denoise_eval(obs, generator)
+        return points[:, -1, :, : self.config.action_dim]
+
+    def _denoise_eval(self, obs, generator):
+        self.inner.eval()  # as predict_action_chunk does
+        return self._flow(obs, "deterministic", generator)
+
+    @torch.no_grad()
+    def sample(self, obs: dict, mode="stochastic", generator: torch.Generator | None = None):
+        if mode not in ("stochastic", "deterministic"):
+            raise ValueError(f"mode must be 'stochastic' or 'deterministic', got {mode!r}")
+        cfg = self.config
+        points, means, stds = self._flow(obs, mode, generator)
+        flat = (points.shape[0], cfg.num_steps, cfg.horizon * cfg.chain_dim)
+        steps = GaussianChain(
+            self.denormalize_actions(means).reshape(flat),
+            (stds.log() + self.action_scale.log()).reshape(flat),
+        )
+        chain = Chain(self.denormalize_actions(points), mode == "stochastic", steps)
+        return chain.actions[:, : cfg.chunk_size, : cfg.action_dim], chain
+
+    def step_distributions(self, obs: dict, chain: Chain) -> GaussianChain:
+        cfg = self.config
+        K = cfg.num_steps
+        want = (K + 1, cfg.horizon, cfg.chain_dim)
+        if tuple(chain.points.shape[1:]) != want:
+            raise ValueError(
+                f"{self.family} chain points must be [B, {', '.join(map(str, want))}], got {tuple(chain.points.shape)}"
+            )
+        context = self._prefix(self._batch(obs))  # once: every step attends to the same prefix cache
+        batch = context["batch_size"]
+        x = self.normalize_actions(chain.points.to(self.device))
+        means, stds = [], []
+        for k in range(K):
+            t = self._time(k, batch)
+            mean, std = self._moments(x[:, k], self._velocity(context, x[:, k], t), t)
+            means.append(mean)
+            stds.append(std)
+        flat = (batch, K, cfg.horizon * cfg.chain_dim)
+        log_std = torch.stack(stds, 1).log() + self.action_scale.log()
+        return GaussianChain(
+            self.denormalize_actions(torch.stack(means, 1)).reshape(flat), log_std.reshape(flat)
+        )
+
+    def bc_loss(
+        self, obs: dict, actions: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """The policy's own flow-matching loss (LeRobot's ``forward``) on demonstrated chunks ``[B, L <= horizon,
+        A]``; a shorter chunk is padded with copies of its last action (as LeRobot's dataset pads an episode's
+        end) and marked ``action_is_pad`` for the families whose loss reads it. LeRobot draws noise and times
+        from the global stream: with a ``generator`` that stream is seeded from it for the call."""
+        cfg = self.config
+        actions = torch.as_tensor(actions, dtype=torch.float32)
+        if actions.dim() != 3 or actions.shape[1] > cfg.horizon or actions.shape[2] != cfg.action_dim:
+            raise ValueError(
+                f"action chunks must be [B, <= {cfg.horizon}, {cfg.action_dim}], got {tuple(actions.shape)}"
+            )
+        missing = cfg.horizon - actions.shape[1]
+        pad = torch.zeros(actions.shape[0], cfg.horizon, dtype=torch.bool)
+        if missing:
+            pad[:, -missing:] = True
+            actions = torch.cat([actions, actions[:, -1:].expand(-1, missing, -1)], dim=1)
+        batch = self._batch(obs, actions.cpu())
+        batch["action_is_pad"] = pad.to(self.device)
+        with global_stream_from(generator, self.device):
+            loss, _ = self.inner.forward(batch)
+        return loss
+
+    def sidecar(self) -> dict:
+        return {"noise_level": self.config.noise_level}
+
+    @classmethod
+    def _policy_class(cls): ...
+
+    @classmethod
+    def _fix_keys(cls, saved: dict, inner) -> dict:
+        return saved
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> "LeRobotFlowChain":
+        """A directory LeRobot's ``save_pretrained`` wrote; its weights are checked tensor by tensor against
+        ``model.safetensors`` (LeRobot's pi0 only warns when they do not load and runs with random weights).
+        The tokenizer comes from the directory's processor config; offline, point it at a local copy with
+        ``{"config": {"tokenizer": "/path"}}`` in the directory's ``vla_razor.json``."""
+        require_lerobot()
+        from lerobot.policies.factory import make_pre_post_processors
+
+        from vla_razor.errors import CheckpointError
+
+        directory = Path(directory)
+        settings = read_sidecar(directory)
+        inner = load_verified(cls._policy_class(), directory, cls._fix_keys)
+        overrides = {}
+        if settings.get("tokenizer"):
+            overrides["tokenizer_processor"] = {"tokenizer_name": str(settings["tokenizer"])}
+        try:
+            preprocessor, postprocessor = make_pre_post_processors(
+                inner.config, pretrained_path=str(directory), preprocessor_overrides=overrides
+            )
+        except (OSError, ValueError) as err:
+            if isinstance(err, ValueError) and "tokenizer" not in str(err):
+                raise
+            raise CheckpointError(
+                f"{directory}: the policy's tokenizer does not load offline ({str(err).split('Error: ')[-1][:200]}); put a "
+                f'local copy\'s path in {directory / "vla_razor.json"} as {{"config": {{"tokenizer": "/path"}}}}'
+            ) from None
+        config = LeRobotFlowChainConfig(**{k: v for k, v in settings.items() if k == "noise_level"})
+        return cls(inner, preprocessor, postprocessor, config).to(device)
+
+
+@register_policy
+class LeRobotPI0Chain(LeRobotFlowChain):
+    """LeRobot's ``PI0Policy``: PaliGemma prefix (images, instruction), state and noisy actions in the expert."""
+
+    family = "lerobot_pi0"
+    lerobot_type = "pi0"
+
+    @classmethod
+    def _policy_class(cls):
+        from lerobot.policies.pi0.modeling_pi0 import PI0Policy
+
+        return PI0Policy
+
+    @classmethod
+    def _fix_keys(cls, saved: dict, inner) -> dict:
+        """PI0's own renaming of openpi checkpoints, then its ``model.`` prefix (PI0Policy.from_pretrained)."""
+        fixed = inner._fix_pytorch_state_dict_keys(saved, inner.config)
+        return {k if k.startswith("model.") else f"model.{k}": v for k, v in fixed.items()}
+
+    def _prefix(self, batch: dict) -> dict:
+        """The prefix cache as PI0Pytorch.sample_actions computes it."""
+        from lerobot.policies.pi0.modeling_pi0 import make_att_2d_masks, prepare_attention_masks_4d
+
+        model = self.inner.model
+        images, img_masks = self.inner._preprocess_images(batch)
+        state = self.inner.prepare_state(batch)
+        embs, pad_masks, att_masks = model.embed_prefix(images, img_masks, batch[TOKENS], batch[TOKEN_MASK])
+        masks_4d = prepare_attention_masks_4d(make_att_2d_masks(pad_masks, att_masks))
+        position_ids = torch.cumsum(pad_masks, dim=1) - 1
+        model.paligemma_with_expert.paligemma.model.language_model.config._attn_implementation = "eager"
+        _, cache = model.paligemma_with_expert.forward(
+            attention_mask=masks_4d,
+            position_ids=position_ids,
+            past_key_values=None,
+            inputs_embeds=[embs, None],
+            use_cache=True,
+        )
+        return {
+            "state": state,
+            "prefix_pad_masks": pad_masks,
+            "past_key_values": cache,
+            "batch_size": state.shape[0],
+        }
+
+    def _velocity(self, context: dict, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.inner.model.denoise_step(
+            state=context["state"],
+            prefix_pad_masks=context["prefix_pad_masks"],
+            past_key_values=context["past_key_values"],
+            x_t=x,
+            timestep=t,
+        )
+
+
+@register_policy
+class LeRobotSmolVLAChain(LeRobotFlowChain):
+    """LeRobot's ``SmolVLAPolicy``: SmolVLM prefix (images, instruction, state), noisy actions in the expert."""
+
+    family = "lerobot_smolvla"
+    lerobot_type = "smolvla"
+
+    @staticmethod
+    def _inference_steps(lr) -> int:
+        return lr.num_steps
+
+    @classmethod
+    def _policy_class(cls):
+        from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
+
+        return SmolVLAPolicy
+
+    def _prefix(self, batch: dict) -> dict:
+        """The prefix cache as VLAFlowMatching.sample_actions computes it."""
+        from lerobot.policies.smolvla.modeling_smolvla import make_att_2d_masks
+
+        model = self.inner.model
+        images, img_masks = self.inner.prepare_images(batch)
+        state = self.inner.prepare_state(batch)
+        embs, pad_masks, att_masks = model.embed_prefix(
+            images, img_masks, batch[TOKENS], batch[TOKEN_MASK], state=state
+        )
+        _, cache = model.vlm_with_expert.forward(
+            attention_mask=make_att_2d_masks(pad_masks, att_masks),
+            position_ids=torch.cumsum(pad_masks, dim=1) - 1,
+            past_key_values=None,
+            inputs_embeds=[embs, None],
+            use_cache=model.config.use_cache,
+        )
+        return {"prefix_pad_masks": pad_masks, "past_key_values": cache, "batch_size": state.shape[0]}
+
+    def _velocity(self, context: dict, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.inner.model.denoise_step(
+            prefix_pad_masks=context["prefix_pad_masks"],
+            past_key_values=context["past_key_values"],
+            x_t=x,
+            timestep=t,
+        )
