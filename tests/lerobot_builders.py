@@ -27,22 +27,19 @@ def local_tokenizer(directory: Path, extra_special: dict[str, str] | None = None
     ``AutoTokenizer.from_pretrained`` loads it offline."""
     import re
 
-    from tokenizers import Tokenizer, models, pre_tokenizers
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     from vla_razor.envs.registry import TASKS
 
-    words = sorted(
-        {
-            w
-            for spec in TASKS.values()
-            for text in spec.instructions
-            for w in re.findall(r"\w+|[^\w\s]", text.lower())
-        }
-    )
+    texts = [text.lower() for spec in TASKS.values() for text in spec.instructions]
+    words = {w for text in texts for w in re.findall(r"\w+|[^\w\s]", text)}
+    # pi0.5's prompt: "Task: <instruction>, State: <state in 256 bins>;\nAction: "
+    words = sorted(words | {"task", "state", "action", ",", ";", ":"} | {str(i) for i in range(256)})
     specials = SPECIAL + sorted((extra_special or {}).values())
     vocab = {token: i for i, token in enumerate(specials + words)}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
@@ -60,14 +57,19 @@ def local_tokenizer(directory: Path, extra_special: dict[str, str] | None = None
 def tiny_pi0_dims(width: int = 32, expert_width: int = 16):
     """While active, LeRobot's pi0 builds a tiny PaliGemma (``width``, 2 layers, a 1-layer vision tower with
     8 px patches) and a tiny action expert: the variants' names stay, their sizes shrink."""
-    from lerobot.policies.pi0 import modeling_pi0 as m
+    from lerobot.policies.pi0 import modeling_pi0
+    from lerobot.policies.pi05 import modeling_pi05
 
-    real_config, real_vlm = m.get_gemma_config, m.PaliGemmaForConditionalGenerationWithPiGemma
+    modules = (modeling_pi0, modeling_pi05)
+    real = [(m.get_gemma_config, m.PaliGemmaForConditionalGenerationWithPiGemma) for m in modules]
+    real_vlm = real[0][1]
 
     def config(variant: str):
         size = width if variant == "gemma_2b" else expert_width
         # 8 query heads, 1 key/value head: PI0's training forward hard-codes them
-        return m.GemmaConfig(width=size, depth=2, mlp_dim=2 * size, num_heads=8, num_kv_heads=1, head_dim=4)
+        return modeling_pi0.GemmaConfig(
+            width=size, depth=2, mlp_dim=2 * size, num_heads=8, num_kv_heads=1, head_dim=4
+        )
 
     def vlm(config):
         vision = config.vision_config
@@ -76,11 +78,13 @@ def tiny_pi0_dims(width: int = 32, expert_width: int = 16):
         vision.projection_dim = config.text_config.hidden_size
         return real_vlm(config=config)
 
-    m.get_gemma_config, m.PaliGemmaForConditionalGenerationWithPiGemma = config, vlm
+    for m in modules:
+        m.get_gemma_config, m.PaliGemmaForConditionalGenerationWithPiGemma = config, vlm
     try:
         yield
     finally:
-        m.get_gemma_config, m.PaliGemmaForConditionalGenerationWithPiGemma = real_config, real_vlm
+        for m, (real_config, real_class) in zip(modules, real):
+            m.get_gemma_config, m.PaliGemmaForConditionalGenerationWithPiGemma = real_config, real_class
 
 
 def _features(image_size: int):
@@ -98,6 +102,8 @@ def _stats(image_size: int) -> dict:
         return {
             "min": torch.full((n,), low),
             "max": torch.full((n,), high),
+            "q01": torch.full((n,), low * 0.9),
+            "q99": torch.full((n,), high * 0.9),
             "mean": torch.zeros(n),
             "std": torch.ones(n),
         }
@@ -134,6 +140,26 @@ def build_pi0(directory: Path, tokenizer: Path, seed: int = 0, image_size: int =
     policy = PI0Policy(config)
     with local_tokenizer_step(processor_pi0, tokenizer):
         pre, post = make_pi0_pre_post_processors(config, _stats(image_size))
+    return _save(policy, pre, post, directory)
+
+
+def build_pi05(directory: Path, tokenizer: Path, seed: int = 0, image_size: int = 32, **overrides) -> Path:
+    """A pi0.5 (the state discretised into the prompt, quantile normalisation) like :func:`build_pi0`."""
+    from lerobot.policies.pi05 import processor_pi05
+    from lerobot.policies.pi05.configuration_pi05 import PI05Config
+    from lerobot.policies.pi05.modeling_pi05 import PI05Policy
+    from lerobot.policies.pi05.processor_pi05 import make_pi05_pre_post_processors
+
+    features, actions = _features(image_size)
+    settings = dict(
+        chunk_size=8, n_action_steps=8, num_inference_steps=4, tokenizer_max_length=64, device="cpu"
+    )
+    settings.update(image_resolution=(image_size, image_size), **overrides)
+    config = PI05Config(input_features=features, output_features=actions, **settings)
+    torch.manual_seed(seed)
+    policy = PI05Policy(config)
+    with local_tokenizer_step(processor_pi05, tokenizer):
+        pre, post = make_pi05_pre_post_processors(config, _stats(image_size))
     return _save(policy, pre, post, directory)
 
 

@@ -17,10 +17,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from lerobot_builders import build_pi0, build_smolvla, local_tokenizer, smolvlm_folder, tiny_pi0_dims
+from lerobot_builders import (
+    build_pi0,
+    build_pi05,
+    build_smolvla,
+    local_tokenizer,
+    smolvlm_folder,
+    tiny_pi0_dims,
+)
 
 pytestmark = pytest.mark.lerobot
-FAMILIES = ["pi0", "smolvla"]
+FAMILIES = ["pi0", "pi05", "smolvla"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -35,6 +42,7 @@ def policy_dirs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("lerobot-flow")
     return {
         "pi0": build_pi0(root / "pi0", local_tokenizer(root / "tokenizer")),
+        "pi05": build_pi05(root / "pi05", root / "tokenizer"),
         "smolvla": build_smolvla(root / "smolvla", smolvlm_folder(root / "smolvlm")),
     }
 

@@ -3,8 +3,8 @@
 A directory that LeRobot's ``save_pretrained`` wrote (``config.json`` with its ``"type"``,
 ``model.safetensors``, the processor JSON and statistics) loads through ``ChainPolicy.from_pretrained`` like
 any vla-razor policy, or as ``base=lerobot:/path``; every algorithm, metric, evaluation and report then
-applies to it unchanged. Supported families: ``diffusion`` (:mod:`.diffusion`: DDPM), ``pi0`` and ``smolvla``
-(:mod:`.flow`: Flow-SDE around their own Euler sampler).
+applies to it unchanged. Supported families: ``diffusion`` (:mod:`.diffusion`: DDPM), ``pi0``, ``pi05`` and
+``smolvla`` (:mod:`.flow`: Flow-SDE around their own Euler sampler).
 
 LeRobot itself lives in ``.venv-lerobot`` (Python 3.12): this package imports it only when a LeRobot
 policy is loaded, and names the environment to use when it is missing.
@@ -16,10 +16,19 @@ import json
 from pathlib import Path
 
 from .diffusion import LeRobotDiffusionChain, LeRobotDiffusionChainConfig
-from .flow import LeRobotFlowChain, LeRobotFlowChainConfig, LeRobotPI0Chain, LeRobotSmolVLAChain
+from .flow import (
+    LeRobotFlowChain,
+    LeRobotFlowChainConfig,
+    LeRobotPI0Chain,
+    LeRobotPI05Chain,
+    LeRobotSmolVLAChain,
+)
 
 PREFIX = "lerobot:"
-SUPPORTED = {cls.lerobot_type: cls for cls in (LeRobotDiffusionChain, LeRobotPI0Chain, LeRobotSmolVLAChain)}
+SUPPORTED = {
+    cls.lerobot_type: cls
+    for cls in (LeRobotDiffusionChain, LeRobotPI0Chain, LeRobotPI05Chain, LeRobotSmolVLAChain)
+}
 
 
 def lerobot_type(directory: str | Path) -> str | None:
@@ -54,6 +63,7 @@ __all__ = [
     "LeRobotFlowChain",
     "LeRobotFlowChainConfig",
     "LeRobotPI0Chain",
+    "LeRobotPI05Chain",
     "LeRobotSmolVLAChain",
     "from_pretrained",
     "lerobot_type",

@@ -49,14 +49,19 @@ def action_affine(postprocessor, action_dim: int) -> tuple[torch.Tensor, torch.T
     if mode in (None, NormalizationMode.IDENTITY):
         return torch.zeros(action_dim), torch.ones(action_dim)
     stats = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in (steps[0].stats or {})["action"].items()}
-    if mode == NormalizationMode.MIN_MAX:
-        denom = stats["max"] - stats["min"]
-        denom = torch.where(denom == 0, torch.tensor(steps[0].eps), denom)
-        return stats["min"] + denom / 2, denom / 2
+    bounds = {
+        NormalizationMode.MIN_MAX: ("min", "max"),
+        NormalizationMode.QUANTILES: ("q01", "q99"),
+        NormalizationMode.QUANTILE10: ("q10", "q90"),
+    }
+    if mode in bounds:  # the range [low, high] mapped to [-1, 1]
+        low, high = (stats[k] for k in bounds[mode])
+        denom = torch.where(high - low == 0, torch.tensor(steps[0].eps), high - low)
+        return low + denom / 2, denom / 2
     if mode == NormalizationMode.MEAN_STD:
         return stats["mean"], stats["std"]
     raise ConfigError(
-        f"LeRobot action normalisation {mode} is not supported (MIN_MAX, MEAN_STD, IDENTITY are)"
+        f"LeRobot action normalisation {mode} is not supported (MIN_MAX, QUANTILES, QUANTILE10, MEAN_STD, IDENTITY are)"
     )
 
 

@@ -397,3 +397,44 @@ class LeRobotSmolVLAChain(LeRobotFlowChain):
             x_t=x,
             timestep=t,
         )
+
+
+@register_policy
+class LeRobotPI05Chain(LeRobotPI0Chain):
+    """LeRobot's ``PI05Policy``: the state discretised into the prompt, so the expert sees noisy actions only."""
+
+    family = "lerobot_pi05"
+    lerobot_type = "pi05"
+
+    @classmethod
+    def _policy_class(cls):
+        from lerobot.policies.pi05.modeling_pi05 import PI05Policy
+
+        return PI05Policy
+
+    def _prefix(self, batch: dict) -> dict:
+        """The prefix cache as PI05Pytorch.sample_actions computes it."""
+        from lerobot.policies.pi05.modeling_pi05 import make_att_2d_masks, prepare_attention_masks_4d
+
+        model = self.inner.model
+        images, img_masks = self.inner._preprocess_images(batch)
+        embs, pad_masks, att_masks = model.embed_prefix(images, img_masks, batch[TOKENS], batch[TOKEN_MASK])
+        masks_4d = prepare_attention_masks_4d(make_att_2d_masks(pad_masks, att_masks))
+        position_ids = torch.cumsum(pad_masks, dim=1) - 1
+        model.paligemma_with_expert.paligemma.model.language_model.config._attn_implementation = "eager"
+        _, cache = model.paligemma_with_expert.forward(
+            attention_mask=masks_4d,
+            position_ids=position_ids,
+            past_key_values=None,
+            inputs_embeds=[embs, None],
+            use_cache=True,
+        )
+        return {"prefix_pad_masks": pad_masks, "past_key_values": cache, "batch_size": pad_masks.shape[0]}
+
+    def _velocity(self, context: dict, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.inner.model.denoise_step(
+            prefix_pad_masks=context["prefix_pad_masks"],
+            past_key_values=context["past_key_values"],
+            x_t=x,
+            timestep=t,
+        )
