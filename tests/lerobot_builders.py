@@ -1,4 +1,4 @@
-"""Local LeRobot pi0 and SmolVLA policies for the tests and the per-chunk benchmark, built offline.
+"""Local LeRobot pi0, pi0.5 and SmolVLA policies for the tests and the per-chunk benchmark, built offline.
 
 Nothing here downloads: the tokenizer is a word-level one built from the task registry's instructions, the
 SmolVLM backbone is a local folder holding its config, processor and that tokenizer, the weights are random.
@@ -122,9 +122,9 @@ def _stats(image_size: int) -> dict:
     }
 
 
-def build_pi0(directory: Path, tokenizer: Path, seed: int = 0, image_size: int = 32, **overrides) -> Path:
-    """A pi0 on the canonical state and one camera, saved with its processors (tokenizer: a local folder).
-    Tiny inside :func:`tiny_pi0_dims`, LeRobot's sizes outside it."""
+def make_pi0(tokenizer: Path, seed: int = 0, image_size: int = 32, **overrides):
+    """A pi0 on the canonical state and one camera with its processors, ``(policy, preprocessor,
+    postprocessor)`` (tokenizer: a local folder). Tiny inside :func:`tiny_pi0_dims`, LeRobot's sizes outside."""
     from lerobot.policies.pi0 import processor_pi0
     from lerobot.policies.pi0.configuration_pi0 import PI0Config
     from lerobot.policies.pi0.modeling_pi0 import PI0Policy
@@ -140,11 +140,11 @@ def build_pi0(directory: Path, tokenizer: Path, seed: int = 0, image_size: int =
     policy = PI0Policy(config)
     with local_tokenizer_step(processor_pi0, tokenizer):
         pre, post = make_pi0_pre_post_processors(config, _stats(image_size))
-    return _save(policy, pre, post, directory)
+    return policy, pre, post
 
 
-def build_pi05(directory: Path, tokenizer: Path, seed: int = 0, image_size: int = 32, **overrides) -> Path:
-    """A pi0.5 (the state discretised into the prompt, quantile normalisation) like :func:`build_pi0`."""
+def make_pi05(tokenizer: Path, seed: int = 0, image_size: int = 32, **overrides):
+    """A pi0.5 (the state discretised into the prompt, quantile normalisation) like :func:`make_pi0`."""
     from lerobot.policies.pi05 import processor_pi05
     from lerobot.policies.pi05.configuration_pi05 import PI05Config
     from lerobot.policies.pi05.modeling_pi05 import PI05Policy
@@ -160,7 +160,7 @@ def build_pi05(directory: Path, tokenizer: Path, seed: int = 0, image_size: int 
     policy = PI05Policy(config)
     with local_tokenizer_step(processor_pi05, tokenizer):
         pre, post = make_pi05_pre_post_processors(config, _stats(image_size))
-    return _save(policy, pre, post, directory)
+    return policy, pre, post
 
 
 @contextlib.contextmanager
@@ -172,6 +172,19 @@ def local_tokenizer_step(module, tokenizer: Path):
         yield
     finally:
         module.TokenizerProcessorStep = real
+
+
+def build_pi0(directory: Path, tokenizer: Path, **settings) -> Path:
+    """:func:`make_pi0`'s policy saved in LeRobot's format (with its processors) to ``directory``."""
+    return _save(*make_pi0(tokenizer, **settings), directory)
+
+
+def build_pi05(directory: Path, tokenizer: Path, **settings) -> Path:
+    return _save(*make_pi05(tokenizer, **settings), directory)
+
+
+def build_smolvla(directory: Path, vlm: Path, **settings) -> Path:
+    return _save(*make_smolvla(vlm, **settings), directory)
 
 
 def _save(policy, pre, post, directory: Path) -> Path:
@@ -228,8 +241,8 @@ def smolvlm_folder(
     return directory
 
 
-def build_smolvla(directory: Path, vlm: Path, seed: int = 0, image_size: int = 32, **overrides) -> Path:
-    """A SmolVLA on the canonical state and one camera over the local backbone ``vlm``, saved with its processors."""
+def make_smolvla(vlm: Path, seed: int = 0, image_size: int = 32, **overrides):
+    """A SmolVLA on the canonical state and one camera over the local backbone ``vlm``, like :func:`make_pi0`."""
     from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
     from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
     from lerobot.policies.smolvla.processor_smolvla import make_smolvla_pre_post_processors
@@ -244,4 +257,4 @@ def build_smolvla(directory: Path, vlm: Path, seed: int = 0, image_size: int = 3
     torch.manual_seed(seed)
     policy = SmolVLAPolicy(config)
     pre, post = make_smolvla_pre_post_processors(config, _stats(image_size))
-    return _save(policy, pre, post, directory)
+    return policy, pre, post

@@ -103,6 +103,11 @@ def test_each_grid_runs_its_own_seeds_first_seed_first():
         "sft-lr0.0001-seed1",
         "sft-lr0.0001-seed2",
     ]
+    # a grid with its own seeds runs those, after the shared extra grids of the same seed
+    cfg.rl_extra_grids.append({"lr": [5e-6], "total_env_steps": [1000], "seed": [2]})
+    names = [s.name for s in plan_runs(cfg)]
+    assert names[-2:] == ["sft-lr0.0001-seed2", "ppo-lr5e-06-total_env_steps1000-seed2"]
+    assert len(names) == 7 and "ppo-lr3e-05-seed2" not in names
 
 
 def test_sweep_plan_is_the_grid_times_the_seeds_and_each_run_config_loads():

@@ -32,7 +32,8 @@ class RazorConfig:
     """RL config fields to sweep (the cartesian product of the lists; dotted keys reach nested fields)."""
     rl_extra_grids: list[dict[str, list[Any]]] = field(default_factory=list)
     """Further RL grids, each a cartesian product of its own, whose runs join rl_grid's (e.g. KL-penalty
-    settings at one learning rate, without multiplying every learning rate by them)."""
+    settings at one learning rate, without multiplying every learning rate by them). A grid's ``seed`` list
+    sets the seeds of that grid alone (otherwise ``rl_extra_seeds``)."""
     rl_extra_seeds: list[int] = field(default_factory=list)
     """The seeds the extra grids run with (empty: every seed of ``seeds``)."""
     sft_grid: dict[str, list[Any]] = field(default_factory=lambda: {"lr": [1e-5, 3e-5, 1e-4]})
@@ -215,13 +216,18 @@ def plan_runs(cfg: RazorConfig) -> list[RunSpec]:
     setting's first seed runs before any setting's second, so a sweep stopped part-way has seen every setting."""
     rl = [("rl", cfg.rl_algo, point, cfg.rl) for point in _grid(cfg.rl_grid)]
     sft = [("sft", "sft", point, cfg.sft) for point in _grid(cfg.sft_grid)]
-    extra = [("rl", cfg.rl_algo, point, cfg.rl) for grid in cfg.rl_extra_grids for point in _grid(grid)]
     rl_seeds = cfg.rl_seeds or cfg.seeds
     extra_seeds = cfg.rl_extra_seeds or cfg.seeds
+    # an extra grid's own "seed" list, when it has one, replaces rl_extra_seeds for that grid
+    extra = [
+        ("rl", cfg.rl_algo, point, cfg.rl, grid.get("seed") or extra_seeds)
+        for grid in cfg.rl_extra_grids
+        for point in _grid({k: v for k, v in grid.items() if k != "seed"})
+    ]
     specs = []
-    for seed in dict.fromkeys([*cfg.seeds, *rl_seeds, *extra_seeds]):
+    for seed in dict.fromkeys([*cfg.seeds, *rl_seeds, *(s for *_, seeds in extra for s in seeds)]):
         groups = (rl if seed in rl_seeds else []) + (sft if seed in cfg.seeds else [])
-        groups += extra if seed in extra_seeds else []
+        groups += [group[:4] for group in extra if seed in group[4]]
         for method, algo, point, overrides_of_method in groups:
             specs.append(_spec(cfg, method, algo, algo, {**point, "seed": seed}, overrides_of_method))
     names = [s.name for s in specs]
