@@ -218,7 +218,8 @@ def smolvlm_folder(
     text_config.update(num_attention_heads=4, num_key_value_heads=2, head_dim=8, vocab_size=len(tokenizer))
     text_config.update(text or {})
     vision_config = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
-    vision_config.update(image_size=32, patch_size=8, **(vision or {}))
+    vision_config.update(image_size=32, patch_size=8)
+    vision_config.update(vision or {})
     config = SmolVLMConfig(
         text_config=text_config,
         vision_config=vision_config,
