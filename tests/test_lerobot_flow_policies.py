@@ -231,3 +231,22 @@ def test_weights_or_a_tokenizer_that_do_not_load_are_named_errors(policy_dirs, f
     no_camera = {k: v for k, v in _obs(2).items() if k != "rgb"}
     with pytest.raises(ConfigError, match="obs_mode=rgb"):
         policy.sample(no_camera)
+
+
+def test_the_per_chunk_benchmark_runs_and_reports_the_adapter_against_lerobot():
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "bench_lerobot_chunk.py"), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    ).stdout
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["policy"] for r in records] == ["tiny-pi0", "tiny-smolvla"]
+    for r in records:
+        assert 0 < r["lerobot_predict_s"] < 10 and 0 < r["log_prob_backward_s"] < 10
+        assert r["adapter_over_lerobot"] == round(r["adapter_deterministic_s"] / r["lerobot_predict_s"], 3)

@@ -30,7 +30,7 @@ TINY.update(diffusion_step_embed_dim=16, num_train_timesteps=20, num_inference_s
 TINY.update(pretrained_backbone_weights=None)
 
 
-def _tiny_diffusion(directory: Path, seed: int = 0, horizon: int = 8) -> Path:
+def _tiny_diffusion(directory: Path, seed: int = 0, horizon: int = 8, **overrides) -> Path:
     """A small LeRobot DiffusionPolicy on the canonical state features, saved with its processors."""
     from lerobot.configs.types import FeatureType, PolicyFeature
     from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
@@ -42,7 +42,9 @@ def _tiny_diffusion(directory: Path, seed: int = 0, horizon: int = 8) -> Path:
         "observation.environment_state": PolicyFeature(FeatureType.ENV, (32,)),
     }
     actions = {"action": PolicyFeature(FeatureType.ACTION, (7,))}
-    config = DiffusionConfig(input_features=features, output_features=actions, horizon=horizon, **TINY)
+    config = DiffusionConfig(
+        input_features=features, output_features=actions, horizon=horizon, **{**TINY, **overrides}
+    )
     torch.manual_seed(seed)
     policy = DiffusionPolicy(config)
 
@@ -272,3 +274,53 @@ def test_representation_change_reads_the_unets_observation_conditioned_features(
         for p in policy.inner.diffusion.unet.parameters():
             p.add_(torch.randn_like(p) * 0.05)
     assert feature_change(base, policy, obs) > 1e-4
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "sample"])
+def test_a_ddim_policy_samples_as_lerobot_and_each_stochastic_step_is_ddims_gaussian(tmp_path, prediction):
+    import dataclasses
+
+    from vla_razor.policies import ChainPolicy
+
+    directory = _tiny_diffusion(tmp_path / "ddim", noise_scheduler_type="DDIM", prediction_type=prediction)
+    policy = ChainPolicy.from_pretrained(directory)
+    assert policy.scheduler_kind == "ddim" and policy.config.ddim_eta == 1.0
+    obs = _obs(3, seed=5)
+    expected = _lerobot_chunk(policy, obs, seed=2)
+    torch.manual_seed(2)
+    assert torch.equal(
+        policy.predict_action_chunk(obs), expected
+    )  # LeRobot's deterministic DDIM, bit for bit
+
+    cond = policy._condition(obs)
+    scheduler = policy.inner.diffusion.noise_scheduler
+    x = torch.randn(3, 8, 7)
+    for k in range(5):
+        index = torch.full((3,), k)
+        out = policy._predict(x, index, cond)
+        mean, std = policy._moments(out, x, index)
+        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(k))
+        t = scheduler.timesteps[k]
+        drawn = scheduler.step(out, t, x, eta=1.0, variance_noise=noise).prev_sample
+        assert torch.allclose(drawn, mean + std * noise, atol=1e-5), k
+        if k < 4:  # eta changes the mean's direction term too (not at the last step, which has no variance)
+            assert not torch.allclose(scheduler.step(out, t, x, eta=0.0).prev_sample, mean, atol=1e-4)
+    assert (policy._std[:-1] > 0).all()
+
+    actions, chain = policy.sample(obs, "stochastic", generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(
+        chain.steps.log_prob(chain.points[:, 1:].flatten(2)),
+        policy.log_prob(obs, chain),
+        rtol=1e-5,
+        atol=1e-3,
+    )
+    # the setting survives saving, and eta 0 makes the stochastic chain's means LeRobot's deterministic steps
+    policy.config = dataclasses.replace(policy.config, ddim_eta=0.0)
+    policy.save_pretrained(tmp_path / "saved")
+    quiet = ChainPolicy.from_pretrained(tmp_path / "saved")
+    assert quiet.config.ddim_eta == 0.0
+    out = quiet._predict(x, torch.zeros(3, dtype=torch.long), cond)
+    mean, _ = quiet._moments(out, x, torch.zeros(3, dtype=torch.long))
+    assert torch.allclose(
+        mean, scheduler.step(out, scheduler.timesteps[0], x, eta=0.0).prev_sample, atol=1e-5
+    )

@@ -1,18 +1,20 @@
-"""LeRobot's ``DiffusionPolicy`` as a chain policy: its own DDPM denoising loop, one Gaussian step at a time.
+"""LeRobot's ``DiffusionPolicy`` as a chain policy: its own DDPM or DDIM denoising loop, one Gaussian step at a time.
 
 LeRobot samples an action chunk with ``DiffusionModel.conditional_sample``: from noise ``x_K`` of shape
 ``[B, horizon, A]`` (in its normalised action units), ``K = num_inference_steps`` calls of diffusers'
-``DDPMScheduler.step``, each the Gaussian ``N(mu_t(x_t, eps_theta(x_t, t)), sigma_t^2)`` of DDPM (Ho et al.,
-formula 7: the predicted ``x_0`` clipped to ``clip_sample_range``, "fixed_small" variance). This adapter runs
-that loop from outside and records every point:
+``DDPMScheduler.step`` (each the Gaussian ``N(mu_t(x_t, eps_theta(x_t, t)), sigma_t^2)`` of DDPM, Ho et al.'s
+formula 7, the predicted ``x_0`` clipped to ``clip_sample_range``, "fixed_small" variance) or
+``DDIMScheduler.step`` (deterministic in LeRobot: eta = 0). This adapter runs that loop from outside and
+records every point:
 
 - ``sample(obs, "deterministic")`` is exactly LeRobot's sampler (the same scheduler calls on the same
   random stream: bit for bit ``predict_action_chunk``, tests/test_lerobot_policies.py). DDPM's sampler is
   itself random; "deterministic" means "the library's own", as evaluation of a LeRobot policy does.
-- ``sample(obs, "stochastic")`` draws each step from its DDPM Gaussian with the standard deviation floored
-  at ``min_std`` (the last DDPM step, t = 0, has no noise and would have no density), and
-  ``step_distributions`` returns those Gaussians at a chain's points, all K steps in one batched U-Net
-  pass: the exact chain log-likelihood PPO and the KL to the base need.
+- ``sample(obs, "stochastic")`` draws each step from its DDPM Gaussian, or for a DDIM policy from DDIM's
+  Gaussian with noise ``ddim_eta`` (Song et al.'s formula 12, as DPPO fine-tunes diffusion policies), the
+  standard deviation floored at ``min_std`` (the last DDPM step, t = 0, has no noise and would have no
+  density), and ``step_distributions`` returns those Gaussians at a chain's points, all K steps in one
+  batched U-Net pass: the exact chain log-likelihood PPO and the KL to the base need.
 - ``bc_loss`` is LeRobot's own ``compute_loss``; ``save_pretrained`` writes LeRobot's format (the
   fine-tuned policy loads back into LeRobot), plus ``vla_razor.json`` with this adapter's settings.
 
@@ -63,6 +65,10 @@ class LeRobotDiffusionChainConfig(PolicyConfig):
     (LeRobot's ``n_action_steps``). Read from the LeRobot config when loaded."""
     num_steps: PositiveInt = 10
     """Denoising steps of the chain (LeRobot's ``num_inference_steps``). Read from the LeRobot config."""
+    ddim_eta: NonNegativeFloat = 1.0
+    """A DDIM policy's noise in stochastic sampling: eta of Song et al.'s formula 12 (1: DDPM's variance at
+    DDIM's timesteps; 0: LeRobot's deterministic DDIM, then only ``min_std`` remains). DPPO samples with 1.
+    LeRobot's own sampler (deterministic mode) always uses 0; DDPM policies ignore it."""
 
 
 @register_policy
@@ -84,10 +90,13 @@ class LeRobotDiffusionChain(LeRobotChain):
                 "on the current observation only (train the policy with n_obs_steps=1)"
             )
         scheduler = inner.diffusion.noise_scheduler
-        if type(scheduler).__name__ != "DDPMScheduler" or scheduler.config.variance_type != "fixed_small":
+        kind = type(scheduler).__name__
+        ddpm = kind == "DDPMScheduler" and scheduler.config.variance_type == "fixed_small"
+        ddim = kind == "DDIMScheduler" and not scheduler.config.thresholding
+        if not (ddpm or ddim):
             raise ConfigError(
-                f"LeRobot diffusion policy with {type(scheduler).__name__} ({scheduler.config.variance_type}): "
-                "only DDPM with fixed_small variance (LeRobot's default) is supported yet"
+                f"LeRobot diffusion policy with {kind} ({dict(scheduler.config)}): DDPM with fixed_small variance "
+                "(LeRobot's default) and DDIM without thresholding are supported"
             )
         if lr.prediction_type not in ("epsilon", "sample"):
             raise ConfigError(
@@ -113,22 +122,42 @@ class LeRobotDiffusionChain(LeRobotChain):
         center, scale = action_affine(postprocessor, action_dim)
         self.register_buffer("action_center", center)
         self.register_buffer("action_scale", scale)
-        # DDPM's per-step coefficients at the sampler's timesteps (formula 7 of Ho et al.; diffusers' step)
+        # each step's Gaussian is mean = c_x0 x0 + c_x x + c_eps eps (x0, eps: the network's predictions at x),
+        # std = _std, at the sampler's timesteps: DDPM's formula 7 (Ho et al.) or DDIM's with noise eta
+        # (Song et al., formula 12), as diffusers' step computes them
         scheduler.set_timesteps(inner.diffusion.num_inference_steps)
         ts = scheduler.timesteps.long()
-        prev = torch.cat([ts[1:], ts.new_tensor([-1])])
-        a_t = scheduler.alphas_cumprod[ts].double()
-        a_prev = torch.where(prev >= 0, scheduler.alphas_cumprod[prev.clamp(min=0)].double(), 1.0)
+        cumprod = scheduler.alphas_cumprod.double()
+        if ddpm:
+            prev = torch.cat([ts[1:], ts.new_tensor([-1])])
+            last = torch.tensor(1.0, dtype=torch.float64)
+        else:
+            prev = ts - scheduler.config.num_train_timesteps // scheduler.num_inference_steps
+            last = scheduler.final_alpha_cumprod.double()
+        a_t = cumprod[ts]
+        a_prev = torch.where(prev >= 0, cumprod[prev.clamp(min=0)], last)
         alpha, beta = a_t / a_prev, 1 - a_t / a_prev
         variance = ((1 - a_prev) / (1 - a_t) * beta).clamp(min=1e-20)
+        if ddpm:
+            c_x0, c_x = a_prev.sqrt() * beta / (1 - a_t), alpha.sqrt() * (1 - a_prev) / (1 - a_t)
+            c_eps, std = torch.zeros_like(a_t), torch.where(ts > 0, variance.sqrt(), 0.0)
+        else:
+            std = self.config.ddim_eta * variance.sqrt()
+            c_x0, c_x, c_eps = (
+                a_prev.sqrt(),
+                torch.zeros_like(a_t),
+                (1 - a_prev - std.square()).clamp(min=0).sqrt(),
+            )
         coefficients = {
             "_t": ts,
             "_sqrt_a": a_t.sqrt(),
             "_sqrt_1ma": (1 - a_t).sqrt(),
-            "_c_x0": a_prev.sqrt() * beta / (1 - a_t),
-            "_c_x": alpha.sqrt() * (1 - a_prev) / (1 - a_t),
-            "_std": torch.where(ts > 0, variance.sqrt(), 0.0),
+            "_c_x0": c_x0,
+            "_c_x": c_x,
+            "_c_eps": c_eps,
+            "_std": std,
         }
+        self.scheduler_kind = "ddpm" if ddpm else "ddim"
         for name, value in coefficients.items():
             self.register_buffer(
                 name, value if value.dtype == torch.long else value.float(), persistent=False
@@ -174,17 +203,17 @@ class LeRobotDiffusionChain(LeRobotChain):
     def _moments(
         self, out: torch.Tensor, x: torch.Tensor, k: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Step ``k``'s DDPM Gaussian at ``x`` ``[N, horizon, A]`` (normalised units) from the U-Net's output:
-        (mean, std), exactly what ``DDPMScheduler.step`` draws from."""
+        """Step ``k``'s Gaussian at ``x`` ``[N, horizon, A]`` (normalised units) from the U-Net's output:
+        (mean, std), exactly what ``DDPMScheduler.step`` draws from (``DDIMScheduler.step`` with ``ddim_eta``)."""
         lr = self.inner.config
         view = (-1, 1, 1)
         if lr.prediction_type == "epsilon":
-            x0 = (x - self._sqrt_1ma[k].view(view) * out) / self._sqrt_a[k].view(view)
+            x0, eps = (x - self._sqrt_1ma[k].view(view) * out) / self._sqrt_a[k].view(view), out
         else:
-            x0 = out
+            x0, eps = out, (x - self._sqrt_a[k].view(view) * out) / self._sqrt_1ma[k].view(view)
         if lr.clip_sample:
             x0 = x0.clamp(-lr.clip_sample_range, lr.clip_sample_range)
-        mean = self._c_x0[k].view(view) * x0 + self._c_x[k].view(view) * x
+        mean = self._c_x0[k].view(view) * x0 + self._c_x[k].view(view) * x + self._c_eps[k].view(view) * eps
         return mean, self._std[k].view(view).expand_as(mean)
 
     def _denoise(self, obs: dict, mode: str, generator: torch.Generator | None):
@@ -277,7 +306,7 @@ class LeRobotDiffusionChain(LeRobotChain):
             return self.inner.diffusion.compute_loss(batch)
 
     def sidecar(self) -> dict:
-        return {"min_std": self.config.min_std}
+        return {"min_std": self.config.min_std, "ddim_eta": self.config.ddim_eta}
 
     @classmethod
     def from_pretrained(
@@ -293,5 +322,7 @@ class LeRobotDiffusionChain(LeRobotChain):
         inner = load_verified(DiffusionPolicy, directory)
         preprocessor, postprocessor = make_pre_post_processors(inner.config, pretrained_path=str(directory))
         settings = read_sidecar(directory)
-        config = LeRobotDiffusionChainConfig(**{k: v for k, v in settings.items() if k == "min_std"})
+        config = LeRobotDiffusionChainConfig(
+            **{k: v for k, v in settings.items() if k in ("min_std", "ddim_eta")}
+        )
         return cls(inner.eval(), preprocessor, postprocessor, config).to(device)
