@@ -250,3 +250,50 @@ def test_the_per_chunk_benchmark_runs_and_reports_the_adapter_against_lerobot():
     for r in records:
         assert 0 < r["lerobot_predict_s"] < 10 and 0 < r["log_prob_backward_s"] < 10
         assert r["adapter_over_lerobot"] == round(r["adapter_deterministic_s"] / r["lerobot_predict_s"], 3)
+
+
+@pytest.mark.parametrize("family", ["pi0", "smolvla"])
+def test_flow_noise_learns_a_std_around_lerobots_euler_steps_and_saves_its_head(
+    policy_dirs, family, tmp_path
+):
+    from safetensors.torch import load_file
+
+    from vla_razor.policies import ChainPolicy
+    from vla_razor.policies.lerobot.flow import NOISE_HEAD
+    from vla_razor.rl.ppo import SMOKE, PPOConfig, train
+
+    directory = tmp_path / "noise"
+    shutil.copytree(policy_dirs[family], directory)
+    (directory / "vla_razor.json").write_text(json.dumps({"config": {"noise_method": "noise"}}))
+    policy = ChainPolicy.from_pretrained(directory)
+    assert policy.noise_head is not None and policy.config.noise_init_std == 0.2
+    obs = _obs(3, seed=6)
+    _, chain = policy.sample(obs, "stochastic", generator=torch.Generator().manual_seed(0))
+    # every step: mean = LeRobot's Euler step from the chain's own point, std = the head's (0.2 to start with)
+    context = policy._prefix(policy._batch(obs))
+    x = policy.normalize_actions(chain.points)
+    means = chain.steps.mean.view(3, 4, 8, 32)
+    stds = chain.steps.log_std.exp().view(3, 4, 8, 32) / policy.action_scale
+    for k in range(4):
+        v = policy._velocity(context, x[:, k], torch.full((3,), 1.0 - k / 4))
+        assert torch.allclose(means[:, k], policy.denormalize_actions(x[:, k] - v / 4), atol=1e-5)
+        assert torch.allclose(stds[:, k], torch.full_like(stds[:, k], 0.2), rtol=1e-4)
+    recomputed = policy.log_prob(obs, chain)
+    assert torch.allclose(
+        recomputed, chain.steps.log_prob(chain.points[:, 1:].flatten(2)), rtol=1e-5, atol=1e-3
+    )
+    recomputed.sum().backward()
+    assert policy.noise_head.weight.grad.abs().sum() > 0  # the std is learned
+    torch.manual_seed(1)
+    expected = policy.inner.predict_action_chunk(policy._batch(obs))
+    torch.manual_seed(1)
+    assert torch.equal(policy.predict_action_chunk(obs), expected)  # evaluation stays LeRobot's sampler
+
+    settings = {**SMOKE, "base": f"lerobot:{directory}", "runs_dir": str(tmp_path), "name": "ppo-noise"}
+    settings.update(critic_warmup_iterations=0, lr=1e-3, total_env_steps=64, video_episodes=0, kl_states=4)
+    saved = Path(train(PPOConfig(**settings))) / "policy"
+    head = load_file(str(saved / NOISE_HEAD))
+    assert not torch.equal(head["bias"], policy.noise_head.bias.detach())  # PPO moved the head
+    tuned = ChainPolicy.from_pretrained(saved)
+    assert tuned.config.noise_method == "noise" and torch.equal(tuned.noise_head.bias.detach(), head["bias"])
+    type(tuned)._policy_class().from_pretrained(str(saved))  # still a LeRobot directory LeRobot loads

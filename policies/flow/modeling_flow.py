@@ -27,6 +27,18 @@ def sde_sigma(t: torch.Tensor, dt: float, noise_level: float) -> torch.Tensor:
     return noise_level * torch.sqrt(t_safe / (1.0 - t_safe))
 
 
+def bounded_log_std(raw: torch.Tensor, min_std: float, max_std: float) -> torch.Tensor:
+    """Flow-Noise's learned log-std: ``raw`` squashed into [log min_std, log max_std]."""
+    lo, hi = math.log(min_std), math.log(max_std)
+    return lo + (hi - lo) * torch.sigmoid(raw)
+
+
+def raw_for_std(std: torch.Tensor, min_std: float, max_std: float) -> torch.Tensor:
+    """The raw value :func:`bounded_log_std` maps to ``std`` (clipped just inside the bounds)."""
+    lo, hi = math.log(min_std), math.log(max_std)
+    return torch.logit(((torch.log(std) - lo) / (hi - lo)).clamp(1e-4, 1 - 1e-4))
+
+
 def flow_sde_step(
     x: torch.Tensor, v: torch.Tensor, t: torch.Tensor, dt: float, noise_level: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,13 +75,10 @@ class FlowPolicy(DenoisingChainPolicy):
         )
 
     def _std_to_raw(self, std: torch.Tensor) -> torch.Tensor:
-        lo, hi = math.log(self.config.noise_min_std), math.log(self.config.noise_max_std)
-        frac = (torch.log(std) - lo) / (hi - lo)
-        return torch.logit(frac.clamp(1e-4, 1 - 1e-4))
+        return raw_for_std(std, self.config.noise_min_std, self.config.noise_max_std)
 
     def _raw_to_log_std(self, raw: torch.Tensor) -> torch.Tensor:
-        lo, hi = math.log(self.config.noise_min_std), math.log(self.config.noise_max_std)
-        return lo + (hi - lo) * torch.sigmoid(raw)
+        return bounded_log_std(raw, self.config.noise_min_std, self.config.noise_max_std)
 
     def _predict(self, x: torch.Tensor, t: torch.Tensor, obs_tokens: torch.Tensor):
         """Velocity, ODE mean, stochastic mean and log-std of the step from t (per row) to t - dt."""

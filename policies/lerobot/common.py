@@ -131,9 +131,9 @@ class LeRobotChain(ChainPolicy):
         """This adapter's settings, saved in ``vla_razor.json``."""
         return {}
 
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """LeRobot's format (config.json with ``"type"``, model.safetensors, processors) plus ``vla_razor.json``;
-        written into a fresh folder, then moved into place."""
+    def save_pretrained(self, directory: str | Path, extra=None) -> Path:
+        """LeRobot's format (config.json with ``"type"``, model.safetensors, processors) plus ``vla_razor.json``
+        (and whatever ``extra(folder)`` writes); written into a fresh folder, then moved into place."""
         from vla_razor.atomic import write_json
 
         directory = Path(directory)
@@ -144,6 +144,8 @@ class LeRobotChain(ChainPolicy):
             self.preprocessor.save_pretrained(tmp)
             self.postprocessor.save_pretrained(tmp)
             write_json(tmp / SIDECAR, {"family": self.family, "config": self.sidecar()})
+            if extra is not None:
+                extra(tmp)
             old = None
             if directory.exists():
                 old = directory.with_name(f".{directory.name}.old-{os.getpid()}")

@@ -14,6 +14,9 @@ from outside, the prefix computed once per observation:
   ``N(x - dt (v + s^2 / (2t) (x + (1 - t) v)), s^2 dt)`` with ``s = noise_level sqrt(t / (1 - t))``
   (vla_razor.policies.flow; evaluated at t = 1 - dt on the first step), which keeps the ODE's marginals;
   ``step_distributions`` returns those Gaussians at a chain's points, so the chain log-likelihood is exact.
+  With ``noise_method="noise"`` (Flow-Noise) each step is instead LeRobot's Euler step plus Gaussian noise
+  whose std a learned head reads from the expert's action-token features (bounded, trained with the policy,
+  saved as ``vla_razor_noise_head.safetensors`` beside LeRobot's files).
 - ``bc_loss`` is the policy's own flow-matching loss (its ``forward``); ``save_pretrained`` writes LeRobot's
   format, so the fine-tuned policy loads back into LeRobot.
 
@@ -31,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import nn
@@ -39,7 +43,7 @@ from vla_razor.config import PositiveFloat, PositiveInt
 from vla_razor.divergence import GaussianChain
 
 from ..base import Chain, PolicyConfig, register_policy
-from ..flow.modeling_flow import flow_sde_step
+from ..flow.modeling_flow import bounded_log_std, flow_sde_step, raw_for_std
 from .common import (
     LeRobotChain,
     action_affine,
@@ -50,6 +54,8 @@ from .common import (
 )
 
 TOKENS, TOKEN_MASK = "observation.language.tokens", "observation.language.attention_mask"
+NOISE_HEAD = "vla_razor_noise_head.safetensors"
+"""Flow-Noise's learned noise head, saved beside LeRobot's files (LeRobot ignores it)."""
 
 
 @dataclass
@@ -67,6 +73,21 @@ class LeRobotFlowChainConfig(PolicyConfig):
     LeRobot config."""
     chain_dim: PositiveInt = 32
     """Width of the chain's actions: the model's padded ``max_action_dim``. Read from the LeRobot config."""
+    noise_method: Literal["sde", "noise"] = "sde"
+    """Stochastic sampling: 'sde' (Flow-SDE: the Euler step turned into an SDE step with the same marginals,
+    noise ``noise_level``) or 'noise' (Flow-Noise: the Euler step plus Gaussian noise whose std a learned
+    head predicts from the expert's action-token features; the head is trained with the policy)."""
+    noise_init_std: PositiveFloat = 0.2
+    """Flow-Noise: the std the noise head starts from (normalised action units)."""
+    noise_min_std: PositiveFloat = 0.05
+    """Flow-Noise: lower bound of the learned std."""
+    noise_max_std: PositiveFloat = 0.5
+    """Flow-Noise: upper bound of the learned std."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0 < self.noise_min_std <= self.noise_init_std <= self.noise_max_std:
+            raise ValueError("need 0 < noise_min_std <= noise_init_std <= noise_max_std")
 
 
 class LeRobotFlowChain(LeRobotChain):
@@ -117,6 +138,15 @@ class LeRobotFlowChain(LeRobotChain):
         pad = lr.max_action_dim - action_dim
         self.register_buffer("action_center", torch.cat([center, torch.zeros(pad)]))
         self.register_buffer("action_scale", torch.cat([scale, torch.ones(pad)]))
+        self.noise_head = None
+        if self.config.noise_method == "noise":
+            cfg = self.config
+            self.noise_head = nn.Linear(inner.model.action_out_proj.in_features, cfg.chain_dim)
+            with torch.no_grad():  # a constant std to start with: the head learns where to widen or narrow it
+                self.noise_head.weight.zero_()
+                self.noise_head.bias.fill_(
+                    float(raw_for_std(torch.tensor(cfg.noise_init_std), cfg.noise_min_std, cfg.noise_max_std))
+                )
 
     @staticmethod
     def _inference_steps(lr) -> int:
@@ -155,14 +185,25 @@ class LeRobotFlowChain(LeRobotChain):
             1.0 + k * (-1.0 / self.config.num_steps), dtype=torch.float32, device=self.device
         ).expand(batch)
 
-    def _moments(
-        self, x: torch.Tensor, v: torch.Tensor, t: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The Flow-SDE step's Gaussian (normalised units) from x at time t with velocity v."""
-        mean, std = flow_sde_step(
-            x, v, t.view(-1, 1, 1), 1.0 / self.config.num_steps, self.config.noise_level
+    def _step(self, context: dict, x: torch.Tensor, t: torch.Tensor):
+        """One denoising step from x at time t: (velocity, the stochastic step's mean and std), normalised
+        units. Flow-SDE: the SDE Gaussian around the velocity; Flow-Noise: the Euler step with the noise head's
+        std, read from the expert's action-token features (the input of ``action_out_proj``)."""
+        cfg = self.config
+        if self.noise_head is None:
+            v = self._velocity(context, x, t)
+            mean, std = flow_sde_step(x, v, t.view(-1, 1, 1), 1.0 / cfg.num_steps, cfg.noise_level)
+            return v, mean, std.expand_as(mean)
+        seen = []
+        hook = self.inner.model.action_out_proj.register_forward_hook(
+            lambda m, args, out: seen.append(args[0])
         )
-        return mean, std.expand_as(mean)
+        try:
+            v = self._velocity(context, x, t)
+        finally:
+            hook.remove()
+        log_std = bounded_log_std(self.noise_head(seen[-1]), cfg.noise_min_std, cfg.noise_max_std)
+        return v, x + (-1.0 / cfg.num_steps) * v, log_std.exp()
 
     def _flow(self, obs: dict, mode: str, generator: torch.Generator | None):
         """The chain in normalised units: (points ``[B, K + 1, horizon, chain_dim]``, means, stds ``[B, K, ...]``)."""
@@ -175,8 +216,7 @@ class LeRobotFlowChain(LeRobotChain):
         points, means, stds = [x], [], []
         for k in range(cfg.num_steps):
             t = self._time(k, batch)
-            v = self._velocity(context, x, t)
-            mean, std = self._moments(x, v, t)
+            v, mean, std = self._step(context, x, t)
             if mode == "deterministic":
                 x = x + (-1.0 / cfg.num_steps) * v  # LeRobot's Euler update, as euler_integrate writes it
             else:
@@ -224,8 +264,7 @@ class LeRobotFlowChain(LeRobotChain):
         x = self.normalize_actions(chain.points.to(self.device))
         means, stds = [], []
         for k in range(K):
-            t = self._time(k, batch)
-            mean, std = self._moments(x[:, k], self._velocity(context, x[:, k], t), t)
+            _, mean, std = self._step(context, x[:, k], self._time(k, batch))
             means.append(mean)
             stds.append(std)
         flat = (batch, K, cfg.horizon * cfg.chain_dim)
@@ -259,7 +298,19 @@ class LeRobotFlowChain(LeRobotChain):
         return loss
 
     def sidecar(self) -> dict:
-        return {"noise_level": self.config.noise_level}
+        keys = ("noise_level", "noise_method", "noise_init_std", "noise_min_std", "noise_max_std")
+        return {k: getattr(self.config, k) for k in keys}
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """LeRobot's format (:meth:`LeRobotChain.save_pretrained`), plus Flow-Noise's head when it has one."""
+        return super().save_pretrained(directory, extra=self._save_noise_head)
+
+    def _save_noise_head(self, directory: Path) -> None:
+        from safetensors.torch import save_file
+
+        if self.noise_head is not None:
+            state = {k: v.detach().cpu().contiguous() for k, v in self.noise_head.state_dict().items()}
+            save_file(state, str(directory / NOISE_HEAD))
 
     @classmethod
     def _policy_class(cls): ...
@@ -273,7 +324,8 @@ class LeRobotFlowChain(LeRobotChain):
         """A directory LeRobot's ``save_pretrained`` wrote; its weights are checked tensor by tensor against
         ``model.safetensors`` (LeRobot's pi0 only warns when they do not load and runs with random weights).
         The tokenizer comes from the directory's processor config; offline, point it at a local copy with
-        ``{"config": {"tokenizer": "/path"}}`` in the directory's ``vla_razor.json``."""
+        ``{"config": {"tokenizer": "/path"}}`` in the directory's ``vla_razor.json``; ``{"config":
+        {"noise_method": "noise"}}`` there selects Flow-Noise (a fresh head, or the saved one)."""
         require_lerobot()
         from lerobot.policies.factory import make_pre_post_processors
 
@@ -296,8 +348,19 @@ class LeRobotFlowChain(LeRobotChain):
                 f"{directory}: the policy's tokenizer does not load offline ({str(err).split('Error: ')[-1][:200]}); put a "
                 f'local copy\'s path in {directory / "vla_razor.json"} as {{"config": {{"tokenizer": "/path"}}}}'
             ) from None
-        config = LeRobotFlowChainConfig(**{k: v for k, v in settings.items() if k == "noise_level"})
-        return cls(inner, preprocessor, postprocessor, config).to(device)
+        keys = ("noise_level", "noise_method", "noise_init_std", "noise_min_std", "noise_max_std")
+        config = LeRobotFlowChainConfig(**{k: v for k, v in settings.items() if k in keys})
+        policy = cls(inner, preprocessor, postprocessor, config)
+        head = directory / NOISE_HEAD
+        if policy.noise_head is not None and head.is_file():  # absent: a fresh head at noise_init_std
+            from safetensors import SafetensorError
+            from safetensors.torch import load_file
+
+            try:
+                policy.noise_head.load_state_dict(load_file(str(head)))
+            except (SafetensorError, OSError, RuntimeError) as err:
+                raise CheckpointError(f"{head} does not hold this policy's noise head ({err})") from None
+        return policy.to(device)
 
 
 @register_policy
