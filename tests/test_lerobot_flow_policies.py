@@ -297,3 +297,26 @@ def test_flow_noise_learns_a_std_around_lerobots_euler_steps_and_saves_its_head(
     tuned = ChainPolicy.from_pretrained(saved)
     assert tuned.config.noise_method == "noise" and torch.equal(tuned.noise_head.bias.detach(), head["bias"])
     type(tuned)._policy_class().from_pretrained(str(saved))  # still a LeRobot directory LeRobot loads
+
+
+@pytest.mark.parametrize("family", ["pi0", "smolvla"])
+def test_the_number_of_euler_steps_is_a_setting_lerobot_samples_and_saves_alike(
+    policy_dirs, family, tmp_path
+):
+    from vla_razor.policies import ChainPolicy
+
+    directory = tmp_path / "two"
+    shutil.copytree(policy_dirs[family], directory)
+    (directory / "vla_razor.json").write_text(json.dumps({"config": {"num_steps": 2}}))
+    policy = ChainPolicy.from_pretrained(directory)
+    assert policy.config.num_steps == 2
+    obs = _obs(2, seed=3)
+    expected = _lerobot_chunk(policy, obs, seed=6)
+    torch.manual_seed(6)
+    assert torch.equal(policy.predict_action_chunk(obs), expected)  # LeRobot's sampler at 2 steps
+    _, chain = policy.sample(obs, "stochastic", generator=torch.Generator().manual_seed(0))
+    assert chain.points.shape == (2, 3, 8, 32)
+    saved = policy.save_pretrained(tmp_path / "saved")
+    steps_key = "num_steps" if family == "smolvla" else "num_inference_steps"
+    assert json.loads((saved / "config.json").read_text())[steps_key] == 2
+    assert ChainPolicy.from_pretrained(saved).config.num_steps == 2

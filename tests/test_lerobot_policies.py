@@ -324,3 +324,27 @@ def test_a_ddim_policy_samples_as_lerobot_and_each_stochastic_step_is_ddims_gaus
     assert torch.allclose(
         mean, scheduler.step(out, scheduler.timesteps[0], x, eta=0.0).prev_sample, atol=1e-5
     )
+
+
+def test_fewer_denoising_steps_are_a_setting_lerobot_samples_and_saves_alike(lerobot_dir, tmp_path):
+    import shutil
+
+    from vla_razor.policies import ChainPolicy
+
+    directory = tmp_path / "three"
+    shutil.copytree(lerobot_dir, directory)
+    (directory / "vla_razor.json").write_text(json.dumps({"config": {"num_steps": 3}}))
+    policy = ChainPolicy.from_pretrained(directory)
+    assert policy.config.num_steps == 3 and len(policy._t) == 3
+    obs = _obs(2, seed=9)
+    expected = _lerobot_chunk(policy, obs, seed=4)
+    torch.manual_seed(4)
+    assert torch.equal(policy.predict_action_chunk(obs), expected)  # LeRobot's sampler at 3 steps
+    _, chain = policy.sample(obs, "stochastic", generator=torch.Generator().manual_seed(0))
+    assert chain.points.shape == (2, 4, 8, 7)
+    assert torch.allclose(
+        policy.log_prob(obs, chain), chain.steps.log_prob(chain.points[:, 1:].flatten(2)), atol=1e-3
+    )
+    saved = policy.save_pretrained(tmp_path / "saved")
+    assert json.loads((saved / "config.json").read_text())["num_inference_steps"] == 3
+    assert ChainPolicy.from_pretrained(saved).config.num_steps == 3

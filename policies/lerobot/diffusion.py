@@ -64,7 +64,9 @@ class LeRobotDiffusionChainConfig(PolicyConfig):
     """Actions per denoised chunk (LeRobot's ``horizon``); the env executes the first ``chunk_size``
     (LeRobot's ``n_action_steps``). Read from the LeRobot config when loaded."""
     num_steps: PositiveInt = 10
-    """Denoising steps of the chain (LeRobot's ``num_inference_steps``). Read from the LeRobot config."""
+    """Denoising steps of the chain (LeRobot's ``num_inference_steps``): read from the LeRobot config, or set
+    by ``num_steps`` in the directory's ``vla_razor.json`` (DPPO fine-tunes fewer steps than the policy was
+    trained with), which the saved policy's LeRobot config then carries."""
     ddim_eta: NonNegativeFloat = 1.0
     """A DDIM policy's noise in stochastic sampling: eta of Song et al.'s formula 12 (1: DDPM's variance at
     DDIM's timesteps; 0: LeRobot's deterministic DDIM, then only ``min_std`` remains). DPPO samples with 1.
@@ -322,6 +324,12 @@ class LeRobotDiffusionChain(LeRobotChain):
         inner = load_verified(DiffusionPolicy, directory)
         preprocessor, postprocessor = make_pre_post_processors(inner.config, pretrained_path=str(directory))
         settings = read_sidecar(directory)
+        if settings.get(
+            "num_steps"
+        ):  # fine-tune (and sample) with fewer steps; saved in LeRobot's config too
+            inner.config.num_inference_steps = inner.diffusion.num_inference_steps = int(
+                settings["num_steps"]
+            )
         config = LeRobotDiffusionChainConfig(
             **{k: v for k, v in settings.items() if k in ("min_std", "ddim_eta")}
         )

@@ -69,8 +69,9 @@ class LeRobotFlowChainConfig(PolicyConfig):
     """Actions per denoised chunk (LeRobot's ``chunk_size``); the env executes the first ``chunk_size`` of
     this config (LeRobot's ``n_action_steps``). Read from the LeRobot config when loaded."""
     num_steps: PositiveInt = 10
-    """Denoising (Euler) steps of the chain (LeRobot's ``num_inference_steps`` / ``num_steps``). Read from the
-    LeRobot config."""
+    """Denoising (Euler) steps of the chain (LeRobot's ``num_inference_steps`` / ``num_steps``): read from the
+    LeRobot config, or set by ``num_steps`` in the directory's ``vla_razor.json``, which the saved policy's
+    LeRobot config then carries."""
     chain_dim: PositiveInt = 32
     """Width of the chain's actions: the model's padded ``max_action_dim``. Read from the LeRobot config."""
     noise_method: Literal["sde", "noise"] = "sde"
@@ -151,6 +152,10 @@ class LeRobotFlowChain(LeRobotChain):
     @staticmethod
     def _inference_steps(lr) -> int:
         return lr.num_inference_steps
+
+    @staticmethod
+    def _set_inference_steps(lr, steps: int) -> None:
+        lr.num_inference_steps = steps
 
     # -- observations ----------------------------------------------------------------------------
     def raw_inputs(self, obs: dict, actions: torch.Tensor | None = None) -> dict:
@@ -334,6 +339,8 @@ class LeRobotFlowChain(LeRobotChain):
         directory = Path(directory)
         settings = read_sidecar(directory)
         inner = load_verified(cls._policy_class(), directory, cls._fix_keys)
+        if settings.get("num_steps"):  # fewer (or more) Euler steps; saved in LeRobot's config too
+            cls._set_inference_steps(inner.config, int(settings["num_steps"]))
         overrides = {}
         if settings.get("tokenizer"):
             overrides["tokenizer_processor"] = {"tokenizer_name": str(settings["tokenizer"])}
@@ -427,6 +434,10 @@ class LeRobotSmolVLAChain(LeRobotFlowChain):
     @staticmethod
     def _inference_steps(lr) -> int:
         return lr.num_steps
+
+    @staticmethod
+    def _set_inference_steps(lr, steps: int) -> None:
+        lr.num_steps = steps
 
     @classmethod
     def _policy_class(cls):
