@@ -29,14 +29,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="128 env steps each")
     args = parser.parse_args()
 
-    from lerobot_builders import (
-        build_pi0,
-        build_pi05,
-        build_smolvla,
-        local_tokenizer,
-        smolvlm_folder,
-        tiny_pi0_dims,
-    )
+    from lerobot_builders import tiny_flow_dirs, tiny_pi0_dims
 
     from vla_razor.rl.ppo import PPOConfig, train
     from vla_razor.rundir import RunDir
@@ -45,14 +38,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, tiny_pi0_dims():
         root = Path(tmp)
         with contextlib.redirect_stdout(sys.stderr):
-            tokenizer = local_tokenizer(root / "tokenizer")
-        builders = {
-            "pi0": lambda: build_pi0(root / "pi0", tokenizer),
-            "pi05": lambda: build_pi05(root / "pi05", tokenizer),
-            "smolvla": lambda: build_smolvla(root / "smolvla", smolvlm_folder(root / "smolvlm")),
-        }
+            bases = tiny_flow_dirs(root)
         for family in args.families:
-            base = builders[family]()
+            base = bases[family]
             settings = dict(base=f"lerobot:{base}", runs_dir=str(root / "runs"), name=f"ppo-{family}")
             settings.update(suite="default", total_env_steps=steps, num_envs=4, num_decisions=4, lr=1e-4)
             settings.update(update_epochs=2, num_minibatches=2, critic_warmup_iterations=0, rollout_workers=0)

@@ -125,42 +125,53 @@ def _stats(image_size: int) -> dict:
 def make_pi0(tokenizer: Path, seed: int = 0, image_size: int = 32, **overrides):
     """A pi0 on the canonical state and one camera with its processors, ``(policy, preprocessor,
     postprocessor)`` (tokenizer: a local folder). Tiny inside :func:`tiny_pi0_dims`, LeRobot's sizes outside."""
-    from lerobot.policies.pi0 import processor_pi0
-    from lerobot.policies.pi0.configuration_pi0 import PI0Config
-    from lerobot.policies.pi0.modeling_pi0 import PI0Policy
-    from lerobot.policies.pi0.processor_pi0 import make_pi0_pre_post_processors
-
-    features, actions = _features(image_size)
-    settings = dict(
-        chunk_size=8, n_action_steps=8, num_inference_steps=4, tokenizer_max_length=16, device="cpu"
-    )
-    settings.update(image_resolution=(image_size, image_size), **overrides)
-    config = PI0Config(input_features=features, output_features=actions, **settings)
-    torch.manual_seed(seed)
-    policy = PI0Policy(config)
-    with local_tokenizer_step(processor_pi0, tokenizer):
-        pre, post = make_pi0_pre_post_processors(config, _stats(image_size))
-    return policy, pre, post
+    return _make_paligemma("pi0", tokenizer, seed, image_size, overrides)
 
 
 def make_pi05(tokenizer: Path, seed: int = 0, image_size: int = 32, **overrides):
     """A pi0.5 (the state discretised into the prompt, quantile normalisation) like :func:`make_pi0`."""
-    from lerobot.policies.pi05 import processor_pi05
-    from lerobot.policies.pi05.configuration_pi05 import PI05Config
-    from lerobot.policies.pi05.modeling_pi05 import PI05Policy
-    from lerobot.policies.pi05.processor_pi05 import make_pi05_pre_post_processors
+    return _make_paligemma("pi05", tokenizer, seed, image_size, {"tokenizer_max_length": 64, **overrides})
 
+
+def _make_paligemma(kind: str, tokenizer: Path, seed: int, image_size: int, overrides: dict):
+    import importlib
+
+    from lerobot.policies.factory import get_policy_class, make_policy_config
+
+    processor = importlib.import_module(f"lerobot.policies.{kind}.processor_{kind}")
     features, actions = _features(image_size)
-    settings = dict(
-        chunk_size=8, n_action_steps=8, num_inference_steps=4, tokenizer_max_length=64, device="cpu"
-    )
-    settings.update(image_resolution=(image_size, image_size), **overrides)
-    config = PI05Config(input_features=features, output_features=actions, **settings)
+    settings = dict(chunk_size=8, n_action_steps=8, num_inference_steps=4, tokenizer_max_length=16)
+    settings.update(device="cpu", image_resolution=(image_size, image_size), **overrides)
+    config = make_policy_config(kind, input_features=features, output_features=actions, **settings)
     torch.manual_seed(seed)
-    policy = PI05Policy(config)
-    with local_tokenizer_step(processor_pi05, tokenizer):
-        pre, post = make_pi05_pre_post_processors(config, _stats(image_size))
+    policy = get_policy_class(kind)(config)
+    with local_tokenizer_step(processor, tokenizer):
+        pre, post = getattr(processor, f"make_{kind}_pre_post_processors")(config, _stats(image_size))
     return policy, pre, post
+
+
+def tiny_flow_dirs(root: Path) -> dict[str, Path]:
+    """Tiny pi0, pi0.5 and SmolVLA policy directories under ``root`` (call inside :func:`tiny_pi0_dims`)."""
+    tokenizer = local_tokenizer(root / "tokenizer")
+    return {
+        "pi0": build_pi0(root / "pi0", tokenizer),
+        "pi05": build_pi05(root / "pi05", tokenizer),
+        "smolvla": build_smolvla(root / "smolvla", smolvlm_folder(root / "smolvlm")),
+    }
+
+
+def canonical_obs(n: int, seed: int = 0, image_size: int | None = None) -> dict:
+    """Random canonical observations ``[n, ...]`` (with ``rgb`` when ``image_size`` is given)."""
+    g = torch.Generator().manual_seed(seed)
+    obs = {
+        "proprio": torch.randn(n, STATE_DIM, generator=g),
+        "state": torch.rand(n, 32, generator=g) * 2 - 1,
+        "state_mask": torch.ones(n, 32),
+        "task_id": torch.arange(n) % 3,
+    }
+    if image_size:
+        obs["rgb"] = (torch.rand(n, image_size, image_size, 3, generator=g) * 255).to(torch.uint8)
+    return obs
 
 
 @contextlib.contextmanager

@@ -17,14 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from lerobot_builders import (
-    build_pi0,
-    build_pi05,
-    build_smolvla,
-    local_tokenizer,
-    smolvlm_folder,
-    tiny_pi0_dims,
-)
+from lerobot_builders import canonical_obs, tiny_flow_dirs, tiny_pi0_dims
 
 pytestmark = pytest.mark.lerobot
 FAMILIES = ["pi0", "pi05", "smolvla"]
@@ -39,23 +32,11 @@ def tiny_dims():
 
 @pytest.fixture(scope="module")
 def policy_dirs(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("lerobot-flow")
-    return {
-        "pi0": build_pi0(root / "pi0", local_tokenizer(root / "tokenizer")),
-        "pi05": build_pi05(root / "pi05", root / "tokenizer"),
-        "smolvla": build_smolvla(root / "smolvla", smolvlm_folder(root / "smolvlm")),
-    }
+    return tiny_flow_dirs(tmp_path_factory.mktemp("lerobot-flow"))
 
 
 def _obs(n: int = 3, seed: int = 0) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    return {
-        "proprio": torch.randn(n, 25, generator=g),
-        "state": torch.rand(n, 32, generator=g) * 2 - 1,
-        "state_mask": torch.ones(n, 32),
-        "task_id": torch.arange(n) % 3,
-        "rgb": (torch.rand(n, 32, 32, 3, generator=g) * 255).to(torch.uint8),
-    }
+    return canonical_obs(n, seed, image_size=32)
 
 
 def _lerobot_chunk(policy, obs: dict, seed: int, **kwargs) -> torch.Tensor:

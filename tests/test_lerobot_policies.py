@@ -78,13 +78,9 @@ def lerobot_dir(tmp_path_factory) -> Path:
 
 
 def _obs(n: int = 3, seed: int = 0) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    return {
-        "proprio": torch.randn(n, 25, generator=g),
-        "state": torch.rand(n, 32, generator=g) * 2 - 1,
-        "state_mask": torch.ones(n, 32),
-        "task_id": torch.zeros(n, dtype=torch.long),
-    }
+    from lerobot_builders import canonical_obs
+
+    return canonical_obs(n, seed)
 
 
 def _lerobot_chunk(policy, obs: dict, seed: int) -> torch.Tensor:

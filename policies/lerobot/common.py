@@ -122,6 +122,25 @@ class LeRobotChain(ChainPolicy):
         raw["task"] = task_strings(obs["task_id"])
         return raw
 
+    def demo_batch(self, obs: dict, actions: torch.Tensor) -> dict:
+        """Demonstrated chunks ``[B, L <= horizon, A]`` with their observations as the policy's training batch; a
+        chunk shorter than the horizon is padded with copies of its last action and marked ``action_is_pad``
+        (LeRobot's dataset pads an episode's end the same way)."""
+        cfg = self.config
+        actions = torch.as_tensor(actions, dtype=torch.float32)
+        if actions.dim() != 3 or actions.shape[1] > cfg.horizon or actions.shape[2] != cfg.action_dim:
+            raise ValueError(
+                f"action chunks must be [B, <= {cfg.horizon}, {cfg.action_dim}], got {tuple(actions.shape)}"
+            )
+        missing = cfg.horizon - actions.shape[1]
+        pad = torch.zeros(actions.shape[0], cfg.horizon, dtype=torch.bool)
+        if missing:
+            pad[:, -missing:] = True
+            actions = torch.cat([actions, actions[:, -1:].expand(-1, missing, -1)], dim=1)
+        batch = self._batch(obs, actions.cpu())
+        batch["action_is_pad"] = pad.to(self.device)
+        return batch
+
     def set_normalization(self, obs: dict, actions: torch.Tensor) -> None:
         raise NotImplementedError(
             "a LeRobot policy's statistics are its processors' (LeRobot sets them from its dataset)"

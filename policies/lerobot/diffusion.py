@@ -291,19 +291,7 @@ class LeRobotDiffusionChain(LeRobotChain):
         the horizon is padded with copies of its last action and marked ``action_is_pad`` (LeRobot's
         convention at an episode's end). LeRobot draws its noise and timesteps from torch's global stream:
         with a ``generator``, that stream is seeded from it for the call (and restored after)."""
-        cfg = self.config
-        actions = torch.as_tensor(actions, dtype=torch.float32)
-        if actions.dim() != 3 or actions.shape[1] > cfg.horizon or actions.shape[2] != cfg.action_dim:
-            raise ValueError(
-                f"action chunks must be [B, <= {cfg.horizon}, {cfg.action_dim}], got {tuple(actions.shape)}"
-            )
-        missing = cfg.horizon - actions.shape[1]
-        pad = torch.zeros(actions.shape[0], cfg.horizon, dtype=torch.bool)
-        if missing:
-            pad[:, -missing:] = True
-            actions = torch.cat([actions, actions[:, -1:].expand(-1, missing, -1)], dim=1)
-        batch = self._batch(obs, actions.cpu())
-        batch["action_is_pad"] = pad.to(self.device)
+        batch = self.demo_batch(obs, actions)
         with global_stream_from(generator, self.device):
             return self.inner.diffusion.compute_loss(batch)
 

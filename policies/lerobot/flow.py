@@ -172,7 +172,14 @@ class LeRobotFlowChain(LeRobotChain):
 
     def _prefix(self, batch: dict) -> dict: ...
 
-    def _velocity(self, context: dict, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor: ...
+    def _velocity(self, context: dict, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """One call of the model's ``denoise_step`` (pi0.5's and SmolVLA's signature; pi0 adds the state)."""
+        return self.inner.model.denoise_step(
+            prefix_pad_masks=context["prefix_pad_masks"],
+            past_key_values=context["past_key_values"],
+            x_t=x,
+            timestep=t,
+        )
 
     @torch.no_grad()
     def encode(self, obs: dict) -> torch.Tensor:
@@ -285,19 +292,7 @@ class LeRobotFlowChain(LeRobotChain):
         A]``; a shorter chunk is padded with copies of its last action (as LeRobot's dataset pads an episode's
         end) and marked ``action_is_pad`` for the families whose loss reads it. LeRobot draws noise and times
         from the global stream: with a ``generator`` that stream is seeded from it for the call."""
-        cfg = self.config
-        actions = torch.as_tensor(actions, dtype=torch.float32)
-        if actions.dim() != 3 or actions.shape[1] > cfg.horizon or actions.shape[2] != cfg.action_dim:
-            raise ValueError(
-                f"action chunks must be [B, <= {cfg.horizon}, {cfg.action_dim}], got {tuple(actions.shape)}"
-            )
-        missing = cfg.horizon - actions.shape[1]
-        pad = torch.zeros(actions.shape[0], cfg.horizon, dtype=torch.bool)
-        if missing:
-            pad[:, -missing:] = True
-            actions = torch.cat([actions, actions[:, -1:].expand(-1, missing, -1)], dim=1)
-        batch = self._batch(obs, actions.cpu())
-        batch["action_is_pad"] = pad.to(self.device)
+        batch = self.demo_batch(obs, actions)
         with global_stream_from(generator, self.device):
             loss, _ = self.inner.forward(batch)
         return loss
@@ -390,12 +385,16 @@ class LeRobotPI0Chain(LeRobotFlowChain):
         return {k if k.startswith("model.") else f"model.{k}": v for k, v in fixed.items()}
 
     def _prefix(self, batch: dict) -> dict:
-        """The prefix cache as PI0Pytorch.sample_actions computes it."""
+        """The prefix cache as PI0Pytorch.sample_actions computes it, and the padded state."""
+        state = self.inner.prepare_state(batch)
+        return {**self._paligemma_prefix(batch), "state": state}
+
+    def _paligemma_prefix(self, batch: dict) -> dict:
+        """PaliGemma's prefix cache over the images and the prompt (pi0's and pi0.5's sample_actions)."""
         from lerobot.policies.pi0.modeling_pi0 import make_att_2d_masks, prepare_attention_masks_4d
 
         model = self.inner.model
         images, img_masks = self.inner._preprocess_images(batch)
-        state = self.inner.prepare_state(batch)
         embs, pad_masks, att_masks = model.embed_prefix(images, img_masks, batch[TOKENS], batch[TOKEN_MASK])
         masks_4d = prepare_attention_masks_4d(make_att_2d_masks(pad_masks, att_masks))
         position_ids = torch.cumsum(pad_masks, dim=1) - 1
@@ -407,12 +406,7 @@ class LeRobotPI0Chain(LeRobotFlowChain):
             inputs_embeds=[embs, None],
             use_cache=True,
         )
-        return {
-            "state": state,
-            "prefix_pad_masks": pad_masks,
-            "past_key_values": cache,
-            "batch_size": state.shape[0],
-        }
+        return {"prefix_pad_masks": pad_masks, "past_key_values": cache, "batch_size": pad_masks.shape[0]}
 
     def _velocity(self, context: dict, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.inner.model.denoise_step(
@@ -464,14 +458,6 @@ class LeRobotSmolVLAChain(LeRobotFlowChain):
         )
         return {"prefix_pad_masks": pad_masks, "past_key_values": cache, "batch_size": state.shape[0]}
 
-    def _velocity(self, context: dict, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.inner.model.denoise_step(
-            prefix_pad_masks=context["prefix_pad_masks"],
-            past_key_values=context["past_key_values"],
-            x_t=x,
-            timestep=t,
-        )
-
 
 @register_policy
 class LeRobotPI05Chain(LeRobotPI0Chain):
@@ -487,28 +473,8 @@ class LeRobotPI05Chain(LeRobotPI0Chain):
         return PI05Policy
 
     def _prefix(self, batch: dict) -> dict:
-        """The prefix cache as PI05Pytorch.sample_actions computes it."""
-        from lerobot.policies.pi05.modeling_pi05 import make_att_2d_masks, prepare_attention_masks_4d
-
-        model = self.inner.model
-        images, img_masks = self.inner._preprocess_images(batch)
-        embs, pad_masks, att_masks = model.embed_prefix(images, img_masks, batch[TOKENS], batch[TOKEN_MASK])
-        masks_4d = prepare_attention_masks_4d(make_att_2d_masks(pad_masks, att_masks))
-        position_ids = torch.cumsum(pad_masks, dim=1) - 1
-        model.paligemma_with_expert.paligemma.model.language_model.config._attn_implementation = "eager"
-        _, cache = model.paligemma_with_expert.forward(
-            attention_mask=masks_4d,
-            position_ids=position_ids,
-            past_key_values=None,
-            inputs_embeds=[embs, None],
-            use_cache=True,
-        )
-        return {"prefix_pad_masks": pad_masks, "past_key_values": cache, "batch_size": pad_masks.shape[0]}
+        """The prefix cache as PI05Pytorch.sample_actions computes it (pi0's, with no state beside it)."""
+        return self._paligemma_prefix(batch)
 
     def _velocity(self, context: dict, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.inner.model.denoise_step(
-            prefix_pad_masks=context["prefix_pad_masks"],
-            past_key_values=context["past_key_values"],
-            x_t=x,
-            timestep=t,
-        )
+        return LeRobotFlowChain._velocity(self, context, x, t)
