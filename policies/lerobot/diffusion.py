@@ -39,14 +39,8 @@ from vla_razor.config import NonNegativeFloat, PositiveInt
 from vla_razor.divergence import GaussianChain
 
 from ..base import Chain, PolicyConfig, register_policy
-from .common import (
-    LeRobotChain,
-    action_affine,
-    global_stream_from,
-    load_verified,
-    read_sidecar,
-    require_lerobot,
-)
+from . import common
+from .common import LeRobotChain, action_affine, global_stream_from
 
 OBS_IMAGES = "observation.images"
 
@@ -304,14 +298,14 @@ class LeRobotDiffusionChain(LeRobotChain):
     ) -> "LeRobotDiffusionChain":
         """A directory LeRobot's ``save_pretrained`` wrote; its weights are checked tensor by tensor against
         ``model.safetensors`` (a directory whose weights do not load is an error, never random weights)."""
-        require_lerobot()
+        common.require_lerobot()
         from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
         from lerobot.policies.factory import make_pre_post_processors
 
         directory = Path(directory)
-        inner = load_verified(DiffusionPolicy, directory)
+        inner = common.load_verified(DiffusionPolicy, directory)
         preprocessor, postprocessor = make_pre_post_processors(inner.config, pretrained_path=str(directory))
-        settings = read_sidecar(directory)
+        settings = common.read_sidecar(directory)
         if settings.get(
             "num_steps"
         ):  # fine-tune (and sample) with fewer steps; saved in LeRobot's config too
