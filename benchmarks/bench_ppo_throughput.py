@@ -12,9 +12,11 @@ One process, the same env (the suite's new task, ``num_envs`` CPU sub-envs, acti
 
 Prints JSON with, per mode, ``ppo_over_raw`` (against one raw process) and ``ppo_over_raw_parallel``
 (against N raw processes stepping the same N blocks of sub-envs at once: like against like), and
-``kl_share``. The raw rates are measured before and after the PPO runs and averaged.
+``kl_share``. With ``--repeats K`` every mode runs K times, interleaved (odd repeats in reverse order),
+the raw rates measured between repeats; the JSON then holds each repeat's ratios, their medians and,
+for each worker count, Ray minus processes paired within each repeat.
 
-    .venv/bin/python benchmarks/bench_ppo_throughput.py [--base runs/base/policy] [--iterations 6]
+    .venv/bin/python benchmarks/bench_ppo_throughput.py [--base runs/base/policy] [--iterations 6] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -73,6 +75,24 @@ def raw_rate_parallel(
     return sum(rate for rate, _, _ in parts)
 
 
+def _timing(parallelism: int, records: list[dict]) -> dict:
+    """Env steps per second over a PPO run's iterations (the first, which pays warm-up, excluded) and the
+    learner's time split."""
+    every = [r for r in records if "time/iteration_s" in r]
+    iterations = every[1:]
+    total_time = sum(r["time/iteration_s"] for r in iterations)
+    env_steps = every[-1]["env_steps"] - every[0]["env_steps"]  # those of the timed iterations
+    return {
+        "parallelism": parallelism,
+        "iterations_timed": len(iterations),
+        "ppo_env_steps_per_s": round(env_steps / total_time, 1),
+        # on-policy: the rollout itself; with rollout workers: the learner's wait for a rollout
+        "rollout_share": round(sum(r["time/rollout_s"] for r in iterations) / total_time, 3),
+        "update_share": round(sum(r["time/update_s"] for r in iterations) / total_time, 3),
+        "kl_share": round(sum(r["time/kl_s"] for r in iterations) / total_time, 3),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -82,6 +102,9 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, default=16)
     parser.add_argument("--num-decisions", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (process-wide)")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="times every mode is run (interleaved, for the spread)"
+    )
     parser.add_argument(
         "--workers",
         type=int,
@@ -113,68 +136,92 @@ def main() -> None:
             ).save_pretrained(base)
         chunk = 8
         parallel = sorted({1} | {max(w, 1) for w in args.workers})
-        raw_before = {
-            n: raw_rate_parallel(task, args.num_envs, chunk, args.num_decisions * 2, n) for n in parallel
-        }
-        modes, runs = {}, []
+
+        def raw_point(seed: int) -> dict[int, float]:
+            return {
+                n: raw_rate_parallel(task, args.num_envs, chunk, args.num_decisions * 2, n, seed=seed)
+                for n in parallel
+            }
+
+        runs = []
         for workers in args.workers:
             runs += [(workers, "process")] if workers == 0 else [(workers, b) for b in args.backends]
-        for workers, backend in runs:
-            mode = f"rollout_workers_{workers}" + (f"_{backend}" if workers else "")
-            cfg = PPOConfig(
-                name=mode,
-                runs_dir=tmp,
-                base=str(base),
-                num_envs=args.num_envs,
-                num_decisions=args.num_decisions,
-                total_env_steps=args.iterations * args.num_envs * args.num_decisions * chunk,
-                eval_every=0,
-                retention_episodes=0,
-                final_eval_episodes=1,
-                video_episodes=0,
-                critic_warmup_iterations=1,
-                checkpoint_every=1000,
-                rollout_workers=workers,
-                rollout_backend=backend,
-            )
-            with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON
-                train(cfg)
-            records = (Path(tmp) / mode / "metrics.jsonl").read_text().splitlines()
-            modes[mode] = (max(workers, 1), [json.loads(line) for line in records])
-        raw_after = {
-            n: raw_rate_parallel(task, args.num_envs, chunk, args.num_decisions * 2, n, seed=1)
-            for n in parallel
-        }
-    raws = {n: statistics.mean([raw_before[n], raw_after[n]]) for n in parallel}
-    raw = (
-        raws[1] if 1 in raws else statistics.mean([raw_rate(task, args.num_envs, chunk, args.num_decisions)])
-    )
+        # The raw rate is measured before the first repeat and after every one; a repeat's ratios use the
+        # mean of the measurements on either side of it. Odd repeats run the modes in reverse order, so a
+        # drift of the machine's speed within a repeat does not favour one backend.
+        raw_points = [raw_point(0)]
+        timed: dict[str, list[tuple[int, dict]]] = {}
+        for repeat in range(args.repeats):
+            for workers, backend in runs if repeat % 2 == 0 else runs[::-1]:
+                mode = f"rollout_workers_{workers}" + (f"_{backend}" if workers else "")
+                cfg = PPOConfig(
+                    name=f"{mode}-{repeat}",
+                    runs_dir=tmp,
+                    base=str(base),
+                    num_envs=args.num_envs,
+                    num_decisions=args.num_decisions,
+                    total_env_steps=args.iterations * args.num_envs * args.num_decisions * chunk,
+                    eval_every=0,
+                    retention_episodes=0,
+                    final_eval_episodes=1,
+                    video_episodes=0,
+                    critic_warmup_iterations=1,
+                    checkpoint_every=1000,
+                    rollout_workers=workers,
+                    rollout_backend=backend,
+                )
+                with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON
+                    train(cfg)
+                records = (Path(tmp) / f"{mode}-{repeat}" / "metrics.jsonl").read_text().splitlines()
+                timed.setdefault(mode, []).append(
+                    (repeat, _timing(max(workers, 1), [json.loads(line) for line in records]))
+                )
+            raw_points.append(raw_point(repeat + 1))
+
+    raws = {n: statistics.mean(point[n] for point in raw_points) for n in parallel}
     out = {
         "task": task,
         "num_envs": args.num_envs,
         "decisions_per_iteration": args.num_decisions,
         "chunk": chunk,
         "torch_threads": torch.get_num_threads(),
-        "raw_env_steps_per_s": round(raw, 1),
-        "raw_before_after": [round(raw_before[1], 1), round(raw_after[1], 1)],
+        "repeats": args.repeats,
+        "raw_env_steps_per_s": round(raws[1], 1),
+        "raw_measurements": [round(point[1], 1) for point in raw_points],
         "raw_parallel_env_steps_per_s": {str(n): round(r, 1) for n, r in raws.items()},
     }
-    for mode, (parallelism, records) in modes.items():
-        every = [r for r in records if "time/iteration_s" in r]
-        iterations = every[1:]  # the first pays one-off warm-up costs
-        total_time = sum(r["time/iteration_s"] for r in iterations)
-        env_steps = every[-1]["env_steps"] - every[0]["env_steps"]  # those of the timed iterations
-        ppo = env_steps / total_time
+    ratios: dict[str, list[float]] = {}
+    for mode, entries in timed.items():
+        per_repeat = []
+        for repeat, timing in entries:
+            n = timing["parallelism"]
+            raw_one = statistics.mean([raw_points[repeat][1], raw_points[repeat + 1][1]])
+            raw_same = statistics.mean([raw_points[repeat][n], raw_points[repeat + 1][n]])
+            per_repeat.append(
+                {
+                    **{k: v for k, v in timing.items() if k != "parallelism"},
+                    "ppo_over_raw": round(timing["ppo_env_steps_per_s"] / raw_one, 3),
+                    "ppo_over_raw_parallel": round(timing["ppo_env_steps_per_s"] / raw_same, 3),
+                }
+            )
+        ratios[mode] = [r["ppo_over_raw_parallel"] for r in per_repeat]
         out[mode] = {
-            "iterations_timed": len(iterations),
-            "ppo_env_steps_per_s": round(ppo, 1),
-            "ppo_over_raw": round(ppo / raw, 3),
-            "ppo_over_raw_parallel": round(ppo / raws[parallelism], 3),
-            # on-policy: the rollout itself; with rollout workers: the learner's wait for a rollout
-            "rollout_share": round(sum(r["time/rollout_s"] for r in iterations) / total_time, 3),
-            "update_share": round(sum(r["time/update_s"] for r in iterations) / total_time, 3),
-            "kl_share": round(sum(r["time/kl_s"] for r in iterations) / total_time, 3),
+            "ppo_over_raw_parallel_median": round(statistics.median(ratios[mode]), 3),
+            "ppo_env_steps_per_s_median": round(
+                statistics.median(r["ppo_env_steps_per_s"] for r in per_repeat), 1
+            ),
+            "repeats": per_repeat,
         }
+    # Ray against processes, paired within each repeat (same raw measurements, adjacent in time)
+    for workers in args.workers:
+        a, b = f"rollout_workers_{workers}_ray", f"rollout_workers_{workers}_process"
+        if workers and a in ratios and b in ratios:
+            diffs = [x - y for x, y in zip(ratios[a], ratios[b])]
+            out[f"ray_minus_process_workers_{workers}"] = {
+                "per_repeat": [round(d, 3) for d in diffs],
+                "median": round(statistics.median(diffs), 3),
+                "relative_median": round(statistics.median(diffs) / statistics.median(ratios[b]), 3),
+            }
     print(json.dumps(out, indent=2))
 
 
