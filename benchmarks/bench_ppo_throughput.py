@@ -7,14 +7,12 @@ One process, the same env (the suite's new task, ``num_envs`` CPU sub-envs, acti
    observations): rollout with the policy, old log-probs and values, GAE, clipped updates, and
    the KL to the base; env steps per second over the whole iteration (evaluation excluded).
    Once per ``--workers`` entry: 0 is on-policy (everything in this process); N >= 1 is
-   ``rollout_workers=N``, the rollouts overlapped with the update in N workers, once per
-   ``--backends`` entry (``process``: spawned processes; ``ray``: Ray actors).
+   ``rollout_workers=N``, the rollouts overlapped with the update in N Ray actors.
 
 Prints JSON with, per mode, ``ppo_over_raw`` (against one raw process) and ``ppo_over_raw_parallel``
 (against N raw processes stepping the same N blocks of sub-envs at once: like against like), and
 ``kl_share``. With ``--repeats K`` every mode runs K times, interleaved (odd repeats in reverse order),
-the raw rates measured between repeats; the JSON then holds each repeat's ratios, their medians and,
-for each worker count, Ray minus processes paired within each repeat.
+the raw rates measured between repeats; the JSON then holds each repeat's ratios and their medians.
 
     .venv/bin/python benchmarks/bench_ppo_throughput.py [--base runs/base/policy] [--iterations 6] [--repeats 3]
 """
@@ -112,13 +110,6 @@ def main() -> None:
         default=[0, 1],
         help="rollout_workers settings to time (0: on-policy)",
     )
-    parser.add_argument(
-        "--backends",
-        nargs="+",
-        default=["process", "ray"],
-        choices=["process", "ray"],
-        help="rollout worker backends to time for each workers >= 1",
-    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -143,17 +134,15 @@ def main() -> None:
                 for n in parallel
             }
 
-        runs = []
-        for workers in args.workers:
-            runs += [(workers, "process")] if workers == 0 else [(workers, b) for b in args.backends]
+        runs = list(args.workers)
         # The raw rate is measured before the first repeat and after every one; a repeat's ratios use the
         # mean of the measurements on either side of it. Odd repeats run the modes in reverse order, so a
-        # drift of the machine's speed within a repeat does not favour one backend.
+        # drift of the machine's speed within a repeat does not favour one mode.
         raw_points = [raw_point(0)]
         timed: dict[str, list[tuple[int, dict]]] = {}
         for repeat in range(args.repeats):
-            for workers, backend in runs if repeat % 2 == 0 else runs[::-1]:
-                mode = f"rollout_workers_{workers}" + (f"_{backend}" if workers else "")
+            for workers in runs if repeat % 2 == 0 else runs[::-1]:
+                mode = f"rollout_workers_{workers}"
                 cfg = PPOConfig(
                     name=f"{mode}-{repeat}",
                     runs_dir=tmp,
@@ -168,7 +157,6 @@ def main() -> None:
                     critic_warmup_iterations=1,
                     checkpoint_every=1000,
                     rollout_workers=workers,
-                    rollout_backend=backend,
                 )
                 with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON
                     train(cfg)
@@ -190,7 +178,6 @@ def main() -> None:
         "raw_measurements": [round(point[1], 1) for point in raw_points],
         "raw_parallel_env_steps_per_s": {str(n): round(r, 1) for n, r in raws.items()},
     }
-    ratios: dict[str, list[float]] = {}
     for mode, entries in timed.items():
         per_repeat = []
         for repeat, timing in entries:
@@ -204,24 +191,15 @@ def main() -> None:
                     "ppo_over_raw_parallel": round(timing["ppo_env_steps_per_s"] / raw_same, 3),
                 }
             )
-        ratios[mode] = [r["ppo_over_raw_parallel"] for r in per_repeat]
         out[mode] = {
-            "ppo_over_raw_parallel_median": round(statistics.median(ratios[mode]), 3),
+            "ppo_over_raw_parallel_median": round(
+                statistics.median(r["ppo_over_raw_parallel"] for r in per_repeat), 3
+            ),
             "ppo_env_steps_per_s_median": round(
                 statistics.median(r["ppo_env_steps_per_s"] for r in per_repeat), 1
             ),
             "repeats": per_repeat,
         }
-    # Ray against processes, paired within each repeat (same raw measurements, adjacent in time)
-    for workers in args.workers:
-        a, b = f"rollout_workers_{workers}_ray", f"rollout_workers_{workers}_process"
-        if workers and a in ratios and b in ratios:
-            diffs = [x - y for x, y in zip(ratios[a], ratios[b])]
-            out[f"ray_minus_process_workers_{workers}"] = {
-                "per_repeat": [round(d, 3) for d in diffs],
-                "median": round(statistics.median(diffs), 3),
-                "relative_median": round(statistics.median(diffs) / statistics.median(ratios[b]), 3),
-            }
     print(json.dumps(out, indent=2))
 
 

@@ -1,5 +1,5 @@
-"""Overlapped rollouts: the worker process acts with exactly the weights of the previous call (one update
-stale), its log-probs are those of the policy that acted, and its failures reach the learner."""
+"""Overlapped rollouts: the Ray actors act with exactly the weights of the previous call (one update
+stale), their log-probs are those of the policy that acted, and their failures reach the learner."""
 
 import copy
 import subprocess
@@ -46,12 +46,12 @@ def _perturb(policy, seed):
             p.add_(0.1 * torch.randn(p.shape, generator=g))
 
 
-@pytest.mark.parametrize("workers, backend", [(1, "process"), (2, "process"), (2, "ray")])
-def test_worker_rollouts_are_one_update_stale_and_carry_the_actors_log_probs(workers, backend):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_worker_rollouts_are_one_update_stale_and_carry_the_actors_log_probs(workers):
     policy = make_policy("flow", TINY, embed_language=False)
     critic = ValueCritic(CriticConfig(hidden=32), embed_language=False)
     weights = [copy.deepcopy(policy)]
-    rollouts = OverlappedRollouts(_spec(), policy, critic, workers=workers, backend=backend)
+    rollouts = OverlappedRollouts(_spec(), policy, critic, workers=workers)
     try:
         first = rollouts.next(policy, critic)  # acted with weights[0]
         _perturb(policy, 1)
@@ -106,12 +106,11 @@ def test_rollout_workers_must_divide_the_sub_envs():
     assert PPOConfig(num_envs=16, rollout_workers=4).rollout_workers == 4
 
 
-@pytest.mark.parametrize("backend", ["process", "ray"])
-def test_a_failing_worker_reports_its_traceback(backend):
+def test_a_failing_worker_reports_its_traceback():
     policy = make_policy("flow", TINY, embed_language=False)
     critic = ValueCritic(CriticConfig(hidden=32), embed_language=False)
-    with pytest.raises(RolloutWorkerError, match="(?s)rollout (worker|actor .*) failed.*NoSuchTask"):
-        OverlappedRollouts(_spec("NoSuchTask"), policy, critic, backend=backend)
+    with pytest.raises(RolloutWorkerError, match="(?s)rollout actor .* failed.*NoSuchTask"):
+        OverlappedRollouts(_spec("NoSuchTask"), policy, critic)
 
 
 def _alive(pid: int) -> bool:
@@ -125,9 +124,8 @@ def _alive(pid: int) -> bool:
         return f.read().split()[2] != "Z"
 
 
-@pytest.mark.parametrize("backend", ["process", "ray"])
 @pytest.mark.parametrize("fault", ["killed", "hung"])
-def test_a_dead_or_hung_worker_stops_the_run_with_a_named_error_in_bounded_time(fault, backend):
+def test_a_dead_or_hung_worker_stops_the_run_with_a_named_error_in_bounded_time(fault):
     import os
     import signal
     import time
@@ -136,11 +134,11 @@ def test_a_dead_or_hung_worker_stops_the_run_with_a_named_error_in_bounded_time(
 
     policy = make_policy("flow", TINY, embed_language=False)
     critic = ValueCritic(CriticConfig(hidden=32), embed_language=False)
-    rollouts = OverlappedRollouts(_spec(), policy, critic, timeout_s=4.0, backend=backend)
+    rollouts = OverlappedRollouts(_spec(), policy, critic, timeout_s=4.0)
     try:
         worker = rollouts._workers[0]
         # (asked before the rollouts: an actor answers its calls in order, after any rollout in progress)
-        pid = worker.process.pid if backend == "process" else rollouts._ray.get(worker.actor.pid.remote())
+        pid = rollouts._ray.get(worker.actor.pid.remote())
         rollouts.next(policy, critic)  # the first rollout arrives; the second is now being collected
         os.kill(pid, signal.SIGKILL if fault == "killed" else signal.SIGSTOP)
         started = time.monotonic()
@@ -219,7 +217,7 @@ from vla_razor.policies.critic import CriticConfig, ValueCritic
 from vla_razor.rl.rollout_worker import OverlappedRollouts
 policy = make_policy("flow", TINY, embed_language=False)
 critic = ValueCritic(CriticConfig(hidden=32), embed_language=False)
-rollouts = OverlappedRollouts(_spec(), policy, critic, workers=2, backend="ray", ray_address="127.0.0.1:{port}")
+rollouts = OverlappedRollouts(_spec(), policy, critic, workers=2, ray_address="127.0.0.1:{port}")
 try:
     address = ray.get_runtime_context().gcs_address
     rollout = rollouts.next(policy, critic)

@@ -50,6 +50,13 @@ def test_existing_run_needs_resume_and_same_config(tmp_path):
     # how a run executes may change on resume (a sweep with more workers gives each run other threads)
     RunDir.create(tmp_path, "exp", Cfg(threads=4), resume=True)
     assert "threads: 0" in (tmp_path / "exp" / "config.yaml").read_text()  # the saved config is kept
+    # a run saved before rollout workers became Ray actors only (its config names the retired backend)
+    saved = tmp_path / "exp" / "config.yaml"
+    saved.write_text(saved.read_text() + "rollout_backend: process\n")
+    RunDir.create(tmp_path, "exp", Cfg(), resume=True)
+    saved.write_text(saved.read_text() + "seed_extra: 1\n")  # any other key the command lacks still counts
+    with pytest.raises(RunDirError, match="differs from the config of this command in seed_extra;"):
+        RunDir.create(tmp_path, "exp", Cfg(), resume=True)
 
 
 def test_checkpoint_round_trip_with_optimizer_and_rng(tmp_path):

@@ -81,9 +81,10 @@ def _unflatten_state(node: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return node
 
 
-RUNTIME_SETTINGS = frozenset({"threads"})
+RUNTIME_SETTINGS = frozenset({"threads", "ray_address", "rollout_backend"})
 """Config fields that say how a run executes, not what it computes: a resume may change them (a sweep
-resumed with more Ray workers gives each run a different thread count)."""
+resumed with more Ray workers gives each run a different thread count; rollout actors may move to a
+cluster). ``rollout_backend`` is retired (rollout workers are Ray actors): a run that saved it resumes."""
 
 
 def _changed_settings(saved: str, wanted: str) -> list[str]:

@@ -61,19 +61,16 @@ class PPOConfig(ClippedPolicyGradientConfig):
     norm_advantages: bool = True
     """Normalise advantages per minibatch."""
     rollout_workers: NonNegativeInt = 0
-    """0: rollouts in this process with the current weights (on-policy). N >= 1: N worker processes, each
-    owning num_envs / N sub-envs, collect the next iteration's rollout while this one updates (more
-    cores). Each rollout then comes from the policy one update old and carries that policy's log-probs
+    """0: rollouts in this process with the current weights (on-policy). N >= 1: N Ray actors (a local Ray,
+    or the cluster at ``ray_address``), each owning num_envs / N sub-envs, collect the next iteration's
+    rollout while this one updates (more cores). Each rollout then comes from the policy one update old and carries that policy's log-probs
     (vla_razor/rl/rollout_worker.py; see ``decoupled_clip``). Measured in docs/benchmarks.md and docs/results.md."""
     decoupled_clip: bool = True
     """With rollout workers: clip the ratio around the learner's weights before the update (the proximal
     policy) and weight each term by pi_prox / pi_behaviour (decoupled PPO), instead of clipping around
     the stale behaviour policy, which clips part of every update away. No effect on-policy."""
-    rollout_backend: str = "process"
-    """Where rollout workers run: 'process' (processes this one spawns) or 'ray' (Ray actors: a local Ray,
-    or the cluster at ``ray_address``; docs/scaling.md)."""
     ray_address: str = ""
-    """rollout_backend: ray: the Ray cluster to place the actors on ('' : a local Ray, or $RAY_ADDRESS)."""
+    """The Ray cluster to place the rollout actors on ('': a local Ray, or $RAY_ADDRESS; docs/scaling.md)."""
     worker_timeout_s: PositiveFloat = 600.0
     """Seconds a rollout worker may take for one rollout before it counts as hung and the run stops (a dead
     worker is noticed within a second)."""
@@ -103,8 +100,6 @@ class PPOConfig(ClippedPolicyGradientConfig):
             raise ValueError(
                 f"rollout_workers must be 0 or divide num_envs ({self.num_envs}), got {self.rollout_workers}"
             )
-        if self.rollout_backend not in ("process", "ray"):
-            raise ValueError(f"rollout_backend must be 'process' or 'ray', got {self.rollout_backend!r}")
         if self.sim_backend not in ("cpu", "gpu"):
             raise ValueError(f"sim_backend must be 'cpu' or 'gpu', got {self.sim_backend!r}")
         if self.sim_backend == "gpu" and (self.rollout_workers or not self.device.startswith("cuda")):
@@ -304,7 +299,6 @@ def train(cfg: PPOConfig, resume: bool = False):
             critic,
             workers=cfg.rollout_workers,
             timeout_s=cfg.worker_timeout_s,
-            backend=cfg.rollout_backend,
             ray_address=cfg.ray_address or None,
         )
     else:

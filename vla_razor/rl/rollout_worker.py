@@ -1,27 +1,24 @@
-"""Where PPO's rollouts come from: this process (on-policy), or a worker process that overlaps them
-with the update.
+"""Where PPO's rollouts come from: this process (on-policy), or rollout workers that overlap them with
+the update.
 
 On one core a PPO iteration is a rollout (the simulator, about 75% of the time) followed by the update
 and the KL to the base (the rest), one after the other. :class:`OverlappedRollouts` moves the
-simulator and the sampling policy into a second process: while the learner updates on rollout ``k``,
-the worker already collects rollout ``k + 1`` with the weights the learner had before that update.
-Each rollout is therefore one update stale. Its log-probabilities are the worker's own (the policy
-that really acted); PPO's decoupled clip (rl/ppo.py, ``decoupled_clip``) uses them to weight the terms
-while clipping around the learner's own weights. Both classes have one method, :meth:`next`, so the training loop
-reads the same either way.
+simulator and the sampling policy into Ray actors: while the learner updates on rollout ``k``, the
+actors already collect rollout ``k + 1`` with the weights the learner had before that update. Each
+rollout is therefore one update stale. Its log-probabilities are the actors' own (the policy that
+really acted); PPO's decoupled clip (rl/ppo.py, ``decoupled_clip``) uses them to weight the terms while
+clipping around the learner's own weights. Both classes have one method, :meth:`next`, so the training
+loop reads the same either way.
 
-Workers are started with the ``spawn`` method (fresh interpreters), so a script that builds
-:class:`OverlappedRollouts` directly must guard its entry point with ``if __name__ == "__main__":``;
-``vla-razor finetune`` already does.
+The actors live on a local Ray (started for the run, or the one a sweep's Ray task already runs in) or
+on the cluster at ``ray_address``. Ray actors were measured against worker processes spawned by the
+learner, side by side, and cost nothing (docs/benchmarks.md), so they are the one implementation.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import io
-import multiprocessing as mp
-import time
 import traceback
 from dataclasses import dataclass
 
@@ -119,7 +116,7 @@ def _rollout_fields(rollout: Rollout) -> dict:
 
 
 class _Collector:
-    """What a worker owns, in whichever process or actor it lives: the env and copies of policy and critic."""
+    """What a rollout actor owns: the env and its own copies of the policy and the critic."""
 
     def __init__(self, spec: RolloutSpec, policy, critic):
         from vla_razor.runtime import tune_malloc
@@ -134,10 +131,7 @@ class _Collector:
 
     def collect(self, weights: bytes) -> bytes:
         """One rollout with the weights of a ``("collect", (policy_state, critic_state))`` message."""
-        return self.collect_with(_loads(weights)[1])
-
-    def collect_with(self, payload) -> bytes:
-        policy_state, critic_state = payload
+        policy_state, critic_state = _loads(weights)[1]
         self.policy.load_state_dict(policy_state)
         self.critic.load_state_dict(critic_state)
         spec = self.spec
@@ -160,29 +154,6 @@ class _Collector:
         if self.env is not None:
             self.env.close()
             self.env = None
-
-
-def _worker_main(conn, spec: RolloutSpec, policy, critic) -> None:
-    """A worker process: one rollout per weights message on its pipe."""
-    collector = None
-    try:
-        collector = _Collector(spec, policy, critic)
-        conn.send_bytes(collector.ready())
-        while True:
-            kind, payload = _loads(conn.recv_bytes())
-            if kind == "stop":
-                break
-            conn.send_bytes(collector.collect_with(payload))
-    except (KeyboardInterrupt, EOFError, BrokenPipeError):
-        pass  # the learner went away: nothing to report to
-    except BaseException:  # noqa: BLE001 - every failure must reach the learner, with its traceback
-        try:
-            conn.send_bytes(_dumps(("error", traceback.format_exc())))
-        except (BrokenPipeError, OSError):
-            pass
-    finally:
-        if collector is not None:
-            collector.close()
 
 
 def merge_rollouts(parts: list[Rollout]) -> Rollout:
@@ -216,68 +187,6 @@ def split_spec(spec: RolloutSpec, workers: int) -> list[RolloutSpec]:
         )
         for i in range(workers)
     ]
-
-
-class _Worker:
-    """One worker process and its end of the pipe."""
-
-    def __init__(self, context, spec: RolloutSpec, policy, critic, index: int):
-        self.conn, child = context.Pipe()
-        self.process = context.Process(
-            target=_worker_main,
-            args=(child, spec, policy, critic),
-            daemon=True,
-            name=f"vla-razor-rollouts-{index}",
-        )
-        self.process.start()
-        child.close()
-
-    def send(self, message) -> None:
-        self.conn.send_bytes(_dumps(message))
-
-    def request(self, weights: bytes) -> None:
-        self.conn.send_bytes(weights)
-
-    def receive(self, expected: str, timeout_s: float | None = None):
-        """The worker's next message: a dead worker is noticed within a second, a silent one after ``timeout_s``."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while not self.conn.poll(1.0):
-            if not self.process.is_alive() and not self.conn.poll(0):
-                raise RolloutWorkerError(
-                    f"the rollout worker process {self.process.name} died (exit code {self.process.exitcode}) before "
-                    f"sending {expected!r}; rerun with rollout_workers=0 to see the failure in this process, then "
-                    "--resume from the last checkpoint"
-                )
-            if deadline is not None and time.monotonic() > deadline:
-                self.process.kill()  # SIGKILL: a stopped or wedged process ignores SIGTERM
-                self.process.join(timeout=10)
-                raise RolloutWorkerError(
-                    f"the rollout worker {self.process.name} sent nothing in {timeout_s:.0f} s (expected {expected!r}): "
-                    "it hangs; it was stopped. Raise worker_timeout_s if rollouts are really that slow, else --resume"
-                )
-        try:
-            kind, payload = _loads(self.conn.recv_bytes())
-        except (EOFError, ConnectionResetError):
-            raise RolloutWorkerError(
-                f"the rollout worker process died (exit code {self.process.exitcode}) before sending "
-                f"{expected!r}; rerun with rollout_workers=0 to see the failure in this process"
-            ) from None
-        if kind == "error":
-            raise RolloutWorkerError(f"the rollout worker failed:\n{payload}")
-        return payload
-
-    def close(self) -> None:
-        if self.process.is_alive():
-            try:
-                self.send(("stop", None))
-            except (BrokenPipeError, OSError):
-                pass
-            # A worker in the middle of a rollout reads the stop only afterwards: do not wait for that.
-            self.process.join(timeout=0.5)
-            if self.process.is_alive():
-                self.process.terminate()
-                self.process.join(timeout=10)
-        self.conn.close()
 
 
 class _RolloutActor:
@@ -352,17 +261,13 @@ class _RayWorker:
 
 
 class OverlappedRollouts:
-    """Rollouts collected by workers while the learner updates (one update stale).
+    """Rollouts collected by Ray actors while the learner updates (one update stale).
 
-    Each of ``workers`` workers owns a contiguous block of the sub-envs. ``next(policy, critic)``
-    returns the rollout that was asked for at the previous call and immediately asks for the
-    following one with the weights passed now, so the workers simulate while the caller updates. The
-    first call also asks for (and waits on) one rollout.
-
-    ``backend="process"``: spawned processes on this machine, weights through pipes. ``backend="ray"``:
-    Ray actors, on a local Ray or on the cluster at ``ray_address`` (``$RAY_ADDRESS``), weights put once
-    per iteration into Ray's object store for all of them. Messages are torch's weights-only format either
-    way, and a worker that dies or hangs is a :class:`RolloutWorkerError`.
+    Each of ``workers`` actors owns a contiguous block of the sub-envs. ``next(policy, critic)`` returns
+    the rollout that was asked for at the previous call and immediately asks for the following one with
+    the weights passed now, so the actors simulate while the caller updates. The first call also asks for
+    (and waits on) one rollout. The weights go into Ray's object store once per iteration, for every
+    actor, in torch's weights-only format; an actor that dies or hangs is a :class:`RolloutWorkerError`.
     """
 
     def __init__(
@@ -373,30 +278,19 @@ class OverlappedRollouts:
         workers: int = 1,
         start_timeout_s: float = 300.0,
         timeout_s: float | None = 600.0,
-        backend: str = "process",
         ray_address: str | None = None,
     ):
-        if backend not in ("process", "ray"):
-            raise ValueError(f"rollout backend must be 'process' or 'ray', got {backend!r}")
-        specs = split_spec(spec, workers)
-        self._ray_session = None
-        # Copies: multiprocessing hands tensors to a child through shared memory, and the learner's own
-        # parameters, updated in place, must not be the ones the workers act with.
-        if backend == "ray":
-            from vla_razor.runtime import ray_session
+        from vla_razor.runtime import ray_session
 
-            self._ray_session = ray_session(ray_address, workers)
-            ray = self._ray_session.__enter__()
-            self._ray = ray
-            self._workers = [_RayWorker(ray, s, policy, critic, i) for i, s in enumerate(specs)]
-        else:
-            context = mp.get_context(
-                "spawn"
-            )  # fresh interpreters: no forked torch threads or simulator state
-            self._workers = [
-                _Worker(context, s, copy.deepcopy(policy), copy.deepcopy(critic), i)
-                for i, s in enumerate(specs)
-            ]
+        specs = split_spec(spec, workers)
+        self._ray_session = ray_session(ray_address, workers)
+        self._ray = self._ray_session.__enter__()
+        self._workers = []
+        try:
+            self._workers = [_RayWorker(self._ray, s, policy, critic, i) for i, s in enumerate(specs)]
+        except BaseException:
+            self.close()
+            raise
         self._pending = False
         self.timeout_s = timeout_s
         self._receive_all("ready", start_timeout_s)
@@ -409,9 +303,7 @@ class OverlappedRollouts:
             raise
 
     def _request(self, policy, critic) -> None:
-        weights = _dumps(("collect", (policy.state_dict(), critic.state_dict())))
-        if self._ray_session is not None:
-            weights = self._ray.put(weights)  # once, for every actor
+        weights = self._ray.put(_dumps(("collect", (policy.state_dict(), critic.state_dict()))))
         for worker in self._workers:
             worker.request(weights)
         self._pending = True
