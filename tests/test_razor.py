@@ -548,3 +548,68 @@ def test_the_archive_keeps_kilobytes_and_one_policy(tmp_path):
     fresh = tmp_path / "fresh"
     assert restore_runs(archive, fresh) == ["ppo-a"] and (fresh / "ppo-a" / "eval" / "final.json").is_file()
     assert restore_runs(archive, fresh) == []  # already there
+
+
+def test_a_run_in_progress_is_archived_with_its_latest_checkpoint_and_resumes_from_it(tmp_path):
+    import torch
+
+    from vla_razor.analysis.archive import archive_partial, archive_run, restore_runs
+    from vla_razor.rundir import RunDir
+
+    run = RunDir.create(tmp_path / "runs", "ppo-long", {"lr": 1})
+    run.log(1, {"kl/forward": 0.5})
+    archive = tmp_path / "archive"
+    assert archive_partial(run.path, archive) == 0  # no checkpoint yet: nothing to resume from
+    for step in (5, 10):
+        run.save_checkpoint(step, {"iteration": step, "policy": {"w": torch.full((3,), float(step))}})
+    (run.path / "eval" / "iter_000008.json").write_text('{"iteration": 8}')
+    assert archive_partial(run.path, archive) > 0
+    kept = sorted(
+        str(p.relative_to(archive / "ppo-long")) for p in (archive / "ppo-long").rglob("*") if p.is_file()
+    )
+    assert kept == [
+        "checkpoints/LATEST",
+        "checkpoints/step_00000010/state.json",
+        "checkpoints/step_00000010/tensors.safetensors",
+        "config.yaml",
+        "eval/iter_000008.json",
+        "metrics.jsonl",
+    ]
+    assert archive_partial(run.path, archive) == 0  # nothing changed: nothing copied
+    run.save_checkpoint(15, {"iteration": 15, "policy": {"w": torch.full((3,), 15.0)}})
+    archive_partial(run.path, archive)
+    assert sorted(p.name for p in (archive / "ppo-long" / "checkpoints").iterdir()) == [
+        "LATEST",
+        "step_00000015",
+    ]
+    # a fresh checkout restores the unfinished run, and its --resume loads the archived checkpoint
+    fresh = tmp_path / "fresh"
+    assert restore_runs(archive, fresh) == ["ppo-long"]
+    path, step, state = RunDir(fresh / "ppo-long").load_latest_checkpoint()
+    assert step == 15 and torch.equal(state["policy"]["w"], torch.full((3,), 15.0))
+    # once the run has finished, the archive keeps its evaluations and no checkpoint
+    (run.path / "eval" / "final.json").write_text('{"new_task_success": 0.9}')
+    assert archive_partial(run.path, archive) == 0
+    archive_run(run.path, archive)
+    assert not (archive / "ppo-long" / "checkpoints").exists()
+    assert (archive / "ppo-long" / "eval" / "final.json").is_file()
+
+
+def test_the_sweep_archives_a_long_run_while_it_goes_on(monkeypatch):
+    import sys
+
+    from vla_razor.analysis import runner
+
+    calls = []
+
+    def on_progress():
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("disk full")  # a failed archive must not stop the run
+
+    monkeypatch.setattr(
+        runner, "run_command", lambda spec, threads=0: [sys.executable, "-c", "import time; time.sleep(1.5)"]
+    )
+    spec = {"name": "slow", "algo": "ppo", "overrides": []}
+    status = runner.execute_run(spec, on_progress=on_progress, progress_every_s=0.2)
+    assert status["status"] == "done" and len(calls) >= 4

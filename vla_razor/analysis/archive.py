@@ -4,9 +4,12 @@ A run directory holds megabytes of checkpoints and snapshots; the razor analysis
 evaluations (``eval/*.json``), its metrics, its config and the predictors measured on its snapshots
 (``analysis/*.json``, :func:`vla_razor.analysis.points.collect_points`). The archive keeps those
 (kilobytes per run), and the final policy's weights and videos of one run only: the best RL run's,
-which the SFT-on-RL-data control clones. A sweep given ``archive=DIR`` restores from it every
-run its run directory lacks, so the sweep continues on another machine or in a fresh checkout, and the
-report is rebuilt from the archive alone.
+which the SFT-on-RL-data control clones. A run still in progress is archived with its latest
+checkpoint too (:func:`archive_partial`, every few minutes while the sweep runs it), so that a sweep
+stopped with its machine loses no more than those minutes. A sweep given ``archive=DIR`` restores from it
+every run its run directory lacks, finished or not (an unfinished one then resumes from the archived
+checkpoint), so the sweep continues on another machine or in a fresh checkout, and the report is rebuilt
+from the archive alone.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ KEPT = ("config.yaml", "metrics.jsonl", "eval/*.json", "analysis/*.json")
 """What of a finished run the archive keeps (glob patterns relative to the run directory)."""
 POLICY = "policy"
 """The final policy's directory: archived for the best RL run only."""
+CHECKPOINTS = "checkpoints"
+"""A run's checkpoints: the latest one is archived while the run is unfinished."""
 
 
 def _copy(src: Path, dest: Path) -> None:
@@ -50,22 +55,61 @@ def archive_run(run_dir: Path, archive_root: Path, with_policy: bool = False) ->
             if not _same(src, target):
                 _copy(src, target)
                 changed += 1
-    if not with_policy:
-        for extra in (dest / POLICY, dest / "videos"):
-            if extra.is_dir():
-                shutil.rmtree(extra)
+    extras = [dest / CHECKPOINTS] + ([] if with_policy else [dest / POLICY, dest / "videos"])
+    for extra in extras:
+        if extra.is_dir():
+            shutil.rmtree(extra)
     return changed
 
 
+def archive_partial(run_dir: Path, archive_root: Path) -> int:
+    """Archive an unfinished run: the kept files of :func:`archive_run` and its latest complete checkpoint
+    (the one ``--resume`` would load; older archived checkpoints are removed). Returns how many files
+    changed; nothing when the run has no checkpoint yet or has finished (:func:`archive_run` keeps those)."""
+    from vla_razor.rundir import RunDir
+
+    latest = RunDir(run_dir).latest_checkpoint()
+    if latest is None or (run_dir / "eval" / "final.json").is_file():
+        return 0
+    dest = archive_root / run_dir.name
+    changed = 0
+    for pattern in KEPT:
+        for src in sorted(run_dir.glob(pattern)):
+            if not _same(src, dest / src.relative_to(run_dir)):
+                _copy(src, dest / src.relative_to(run_dir))
+                changed += 1
+    for src in sorted(f for f in latest.iterdir() if f.is_file()):
+        target = dest / CHECKPOINTS / latest.name / src.name
+        if not _same(src, target):
+            _copy(src, target)
+            changed += 1
+    # LATEST last, once the checkpoint it names is complete in the archive
+    pointer = dest / CHECKPOINTS / "LATEST"
+    if not pointer.is_file() or pointer.read_text().strip() != latest.name:
+        with atomic_path(pointer) as tmp:
+            tmp.write_text(latest.name + "\n")
+        changed += 1
+    for old in (dest / CHECKPOINTS).glob("step_*"):
+        if old.name != latest.name:
+            shutil.rmtree(old)
+    return changed
+
+
+def _restorable(archived: Path) -> bool:
+    """A finished archived run, or an unfinished one with a checkpoint to resume from."""
+    return (archived / "eval" / "final.json").is_file() or (archived / CHECKPOINTS / "LATEST").is_file()
+
+
 def restore_runs(archive_root: Path, run_root: Path) -> list[str]:
-    """Copy every archived run that ``run_root`` lacks (no final evaluation there) into it; returns their names.
+    """Copy every archived run that ``run_root`` lacks into it; returns their names. An unfinished one
+    comes with its latest checkpoint, from which the sweep's ``--resume`` continues it.
 
     A run directory that exists without a final evaluation (an interrupted run on this machine) is left alone:
     it resumes from its own checkpoint."""
     restored = []
     if not archive_root.is_dir():
         return restored
-    for archived in sorted(p for p in archive_root.iterdir() if (p / "eval" / "final.json").is_file()):
+    for archived in sorted(p for p in archive_root.iterdir() if _restorable(p)):
         target = run_root / archived.name
         if target.exists():
             continue
@@ -118,6 +162,18 @@ class Archiver:
         archive_run(run_dir, self.cfg.archive_runs)
         if spec.method == "rl":
             self.keep_best_policy()
+
+    def partial(self, spec: RunSpec) -> None:
+        """Archive a run in progress (its latest checkpoint, evaluations so far and their predictors)."""
+        if not self.cfg.archive:
+            return
+        from .points import measure_run
+
+        if self._track is None:
+            self._track = self.cfg.make_track()
+        run_dir = self.cfg.run_root / spec.name
+        measure_run(run_dir, self._track)
+        archive_partial(run_dir, self.cfg.archive_runs)
 
     def archive_all(self) -> None:
         """Every finished run of the plan (their predictors measured by the report), then the best RL policy."""

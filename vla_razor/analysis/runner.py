@@ -34,14 +34,15 @@ def run_command(spec: dict, threads: int = 0) -> list[str]:
     ]
 
 
-def execute_run(spec: dict, threads: int = 0) -> dict:
+def execute_run(spec: dict, threads: int = 0, on_progress=None, progress_every_s: float = 600.0) -> dict:
     """Run (or resume) one fine-tuning run in its own process; returns its status. A Ray task when the sweep
     fans out.
 
     A process per run keeps the sweep alive whatever a run does: a run that diverges (exit 3), is given bad
     input (exit 2), raises, or dies (a signal, an abort in the simulator, the kernel's OOM killer) is
     marked ``diverged`` or ``failed`` with its reason and the last lines it printed, and the sweep goes on;
-    a re-run of the sweep retries every run without a final evaluation."""
+    a re-run of the sweep retries every run without a final evaluation. ``on_progress()`` is called every
+    ``progress_every_s`` seconds while the run goes on (the sweep archives its latest checkpoint)."""
     import collections
     import signal
     import subprocess
@@ -63,7 +64,15 @@ def execute_run(spec: dict, threads: int = 0) -> dict:
     reader = threading.Thread(target=relay, daemon=True)
     reader.start()
     try:
-        code = process.wait()
+        while True:
+            try:
+                code = process.wait(timeout=progress_every_s if on_progress else None)
+                break
+            except subprocess.TimeoutExpired:
+                try:
+                    on_progress()
+                except Exception as err:  # noqa: BLE001 - archiving must never stop the run it archives
+                    sys.stderr.write(f"archiving {spec['name']} in progress failed: {err}\n")
     except BaseException:  # Ctrl-C or the sweep stopped: the run stops too (it resumes next time)
         process.terminate()
         process.wait(timeout=30)
@@ -84,9 +93,12 @@ def execute_run(spec: dict, threads: int = 0) -> dict:
     return {**status, "status": "failed", "error": f"{reason}; its last lines:\n{last}"}
 
 
-def run_specs(cfg: RazorConfig, specs: list[RunSpec], on_done=None) -> list[dict]:
+def run_specs(
+    cfg: RazorConfig, specs: list[RunSpec], on_done=None, on_progress=None, progress_every_s: float = 600.0
+) -> list[dict]:
     """Run the specs not finished yet (Ray tasks when ``workers > 1`` or a cluster is named); ``on_done(spec,
-    status)`` is called as each run ends."""
+    status)`` is called as each run ends and, one run at a time in this process, ``on_progress(spec)`` every
+    ``progress_every_s`` seconds while a run goes on."""
     todo = [s for s in specs if not run_is_done(cfg.run_root / s.name)]
     statuses = [{"name": s.name, "status": "done"} for s in specs if s not in todo]
     on_done = on_done or (lambda spec, status: None)
@@ -94,7 +106,8 @@ def run_specs(cfg: RazorConfig, specs: list[RunSpec], on_done=None) -> list[dict
         return statuses
     if cfg.workers <= 1 and not cfg.ray_address:
         for spec in progress(todo, desc="sweep", unit="run"):
-            statuses.append(execute_run(spec.as_dict()))
+            tick = (lambda spec=spec: on_progress(spec)) if on_progress else None
+            statuses.append(execute_run(spec.as_dict(), on_progress=tick, progress_every_s=progress_every_s))
             on_done(spec, statuses[-1])
         return statuses
 

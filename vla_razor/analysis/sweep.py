@@ -44,7 +44,7 @@ def run_sweep(cfg: RazorConfig) -> list[RunSpec]:
         restored = restore_runs(cfg.archive_runs, cfg.run_root)
         if restored:
             tqdm.write(f"restored {len(restored)} finished runs from the archive {cfg.archive}")
-    statuses = run_specs(cfg, specs, archiver)
+    statuses = run_specs(cfg, specs, archiver, archiver.partial)
     archiver.keep_best_policy()
     best = best_rl_run(cfg, specs)
     if best is not None and cfg.control_grid:
@@ -53,7 +53,7 @@ def run_sweep(cfg: RazorConfig) -> list[RunSpec]:
         write_json(
             cfg.path / "plan.json", {"runs": [s.as_dict() for s in specs], "control_teacher": str(best)}
         )
-        statuses += run_specs(cfg, control, archiver)
+        statuses += run_specs(cfg, control, archiver, archiver.partial)
     elif cfg.control_grid:
         write_json(
             cfg.path / "plan.json",
