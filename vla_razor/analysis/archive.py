@@ -41,20 +41,27 @@ def _same(a: Path, b: Path) -> bool:
     return b.is_file() and a.stat().st_size == b.stat().st_size and a.read_bytes() == b.read_bytes()
 
 
-def archive_run(run_dir: Path, archive_root: Path, with_policy: bool = False) -> int:
-    """Copy the kept files of ``run_dir`` (a finished run) to ``archive_root/<run name>``; returns how many
-    files changed. ``with_policy`` also keeps its final policy (config.json and weights) and its videos."""
-    dest = archive_root / run_dir.name
+def _copy_changed(run_dir: Path, dest: Path, patterns) -> int:
+    """Copy the files of ``run_dir`` matching ``patterns`` to the same places under ``dest``, those that differ
+    there; returns how many."""
     changed = 0
-    patterns = KEPT + (
-        (f"{POLICY}/config.json", f"{POLICY}/model.safetensors", "videos/final_*.mp4") if with_policy else ()
-    )
     for pattern in patterns:
         for src in sorted(run_dir.glob(pattern)):
             target = dest / src.relative_to(run_dir)
             if not _same(src, target):
                 _copy(src, target)
                 changed += 1
+    return changed
+
+
+def archive_run(run_dir: Path, archive_root: Path, with_policy: bool = False) -> int:
+    """Copy the kept files of ``run_dir`` (a finished run) to ``archive_root/<run name>``; returns how many
+    files changed. ``with_policy`` also keeps its final policy (config.json and weights) and its videos."""
+    dest = archive_root / run_dir.name
+    patterns = KEPT + (
+        (f"{POLICY}/config.json", f"{POLICY}/model.safetensors", "videos/final_*.mp4") if with_policy else ()
+    )
+    changed = _copy_changed(run_dir, dest, patterns)
     extras = [dest / CHECKPOINTS] + ([] if with_policy else [dest / POLICY, dest / "videos"])
     for extra in extras:
         if extra.is_dir():
@@ -72,17 +79,7 @@ def archive_partial(run_dir: Path, archive_root: Path) -> int:
     if latest is None or (run_dir / "eval" / "final.json").is_file():
         return 0
     dest = archive_root / run_dir.name
-    changed = 0
-    for pattern in KEPT:
-        for src in sorted(run_dir.glob(pattern)):
-            if not _same(src, dest / src.relative_to(run_dir)):
-                _copy(src, dest / src.relative_to(run_dir))
-                changed += 1
-    for src in sorted(f for f in latest.iterdir() if f.is_file()):
-        target = dest / CHECKPOINTS / latest.name / src.name
-        if not _same(src, target):
-            _copy(src, target)
-            changed += 1
+    changed = _copy_changed(run_dir, dest, KEPT + (f"{CHECKPOINTS}/{latest.name}/*",))
     # LATEST last, once the checkpoint it names is complete in the archive
     pointer = dest / CHECKPOINTS / "LATEST"
     if not pointer.is_file() or pointer.read_text().strip() != latest.name:
@@ -153,27 +150,24 @@ class Archiver:
     def __call__(self, spec: RunSpec, status: dict) -> None:
         if not self.cfg.archive or status.get("status") != "done":
             return
-        from .points import measure_run
-
-        if self._track is None:
-            self._track = self.cfg.make_track()
-        run_dir = self.cfg.run_root / spec.name
-        measure_run(run_dir, self._track)
-        archive_run(run_dir, self.cfg.archive_runs)
+        archive_run(self._measured(spec), self.cfg.archive_runs)
         if spec.method == "rl":
             self.keep_best_policy()
 
     def partial(self, spec: RunSpec) -> None:
         """Archive a run in progress (its latest checkpoint, evaluations so far and their predictors)."""
-        if not self.cfg.archive:
-            return
+        if self.cfg.archive:
+            archive_partial(self._measured(spec), self.cfg.archive_runs)
+
+    def _measured(self, spec: RunSpec) -> Path:
+        """The run's directory, once the predictors of its evaluations so far are measured (cached in it)."""
         from .points import measure_run
 
         if self._track is None:
             self._track = self.cfg.make_track()
         run_dir = self.cfg.run_root / spec.name
         measure_run(run_dir, self._track)
-        archive_partial(run_dir, self.cfg.archive_runs)
+        return run_dir
 
     def archive_all(self) -> None:
         """Every finished run of the plan (their predictors measured by the report), then the best RL policy."""
