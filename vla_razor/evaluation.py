@@ -6,7 +6,9 @@ seed face the same initial states (paired comparisons: base vs fine-tuned).
 
 from __future__ import annotations
 
+import atexit
 import math
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -46,6 +48,45 @@ def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tup
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+_EVAL_ENVS: OrderedDict[tuple, object] = OrderedDict()
+"""Evaluation envs kept alive between evaluations in this process, by their settings, the most recently used
+last. ManiSkill does not give back all of a closed scene's memory (a few MB per sub-env), so a training run
+that built new envs at every periodic evaluation grew by about 160 MB an evaluation and slowed down; reset
+with the evaluation's seeds, a kept env starts the very episodes a new one would (tested)."""
+MAX_EVAL_ENVS = 8
+"""How many evaluation envs stay alive at most (the least recently used is closed first)."""
+
+
+def _evaluation_env(
+    task: str, episodes: int, execute: int, max_episode_steps: int | None, observations: dict
+):
+    """The kept evaluation env of these settings, built on first use."""
+    from vla_razor.envs import make_vec_env
+
+    key = (task, episodes, execute, max_episode_steps, tuple(sorted(observations.items())))
+    env = _EVAL_ENVS.pop(key, None)
+    if env is None:
+        env = make_vec_env(
+            task,
+            num_envs=episodes,
+            backend="cpu",
+            chunk_size=execute,
+            max_episode_steps=max_episode_steps,
+            **observations,
+        )
+    _EVAL_ENVS[key] = env
+    while len(_EVAL_ENVS) > MAX_EVAL_ENVS:
+        _EVAL_ENVS.popitem(last=False)[1].close()
+    return env
+
+
+@atexit.register
+def close_evaluation_envs() -> None:
+    """Close every kept evaluation env (also when the interpreter exits)."""
+    while _EVAL_ENVS:
+        _EVAL_ENVS.popitem()[1].close()
+
+
 @torch.no_grad()
 def evaluate_task(
     policy,
@@ -63,20 +104,12 @@ def evaluate_task(
 
     ``execute_steps`` (default: the whole chunk) executes only the first actions of every predicted
     chunk before predicting again (receding horizon). ``observations``, when given, receives the
-    observation of every still-running episode at every decision (the states the policy met)."""
-    from vla_razor.envs import make_vec_env
-
+    observation of every still-running episode at every decision (the states the policy met). The env is
+    kept for the next evaluation with the same settings (:data:`_EVAL_ENVS`)."""
     execute = execute_steps or policy.config.chunk_size
     if not 1 <= execute <= policy.config.chunk_size:
         raise ValueError(f"execute_steps must be in [1, {policy.config.chunk_size}], got {execute_steps}")
-    env = make_vec_env(
-        task,
-        num_envs=episodes,
-        backend="cpu",
-        chunk_size=execute,
-        max_episode_steps=max_episode_steps,
-        **policy_observations(policy),
-    )
+    env = _evaluation_env(task, episodes, execute, max_episode_steps, policy_observations(policy))
     was_training = policy.training
     policy.eval()
     try:
@@ -100,8 +133,13 @@ def evaluate_task(
             done |= finished
             bar.update(int(finished.sum()))
         bar.close()
-    finally:
+    except BaseException:
+        # interrupted or failed mid-episode: a fresh env next time, whatever state this one is in
+        for key in [k for k, kept in _EVAL_ENVS.items() if kept is env]:
+            del _EVAL_ENVS[key]
         env.close()
+        raise
+    finally:
         policy.train(was_training)
     k = int(success.sum())
     return SuccessRate(k, episodes, *wilson_interval(k, episodes))
