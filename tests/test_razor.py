@@ -613,3 +613,38 @@ def test_the_sweep_archives_a_long_run_while_it_goes_on(monkeypatch):
     spec = {"name": "slow", "algo": "ppo", "overrides": []}
     status = runner.execute_run(spec, on_progress=on_progress, progress_every_s=0.2)
     assert status["status"] == "done" and len(calls) >= 4
+
+
+def test_a_report_only_pass_reports_a_grid_added_after_the_archived_plan(tmp_path):
+    import json
+
+    from vla_razor.analysis.plan import RazorConfig, plan_runs
+    from vla_razor.analysis.sweep import report_plan
+
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    cfg = RazorConfig(
+        runs_dir=str(tmp_path),
+        archive=str(archive),
+        rl_grid={"lr": [1e-5]},
+        sft_grid={"lr": [1e-4]},
+        rl_extra_grids=[{"lr": [5e-6], "total_env_steps": [1000]}],
+    )
+    control = {
+        "name": "sft_on_rl-seed0",
+        "method": "sft_on_rl",
+        "track": "robot",
+        "algo": "sft",
+        "overrides": [],
+    }
+    old_runs = [s.as_dict() for s in plan_runs(RazorConfig(rl_grid={"lr": [1e-5]}, sft_grid={"lr": [1e-4]}))]
+    (archive / "plan.json").write_text(
+        json.dumps({"runs": old_runs + [control], "control_teacher": "runs/x"})
+    )
+    plan = report_plan(cfg)
+    names = [r["name"] for r in plan["runs"]]
+    assert names == [s.name for s in plan_runs(cfg)] + ["sft_on_rl-seed0"]
+    assert "ppo-lr5e-06-total_env_steps1000-seed0" in names and plan["control_teacher"] == "runs/x"
+    # no archived plan yet: the config's own runs
+    (archive / "plan.json").unlink()
+    assert [r["name"] for r in report_plan(cfg)["runs"]] == [s.name for s in plan_runs(cfg)]

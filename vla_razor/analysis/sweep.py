@@ -69,6 +69,16 @@ def run_sweep(cfg: RazorConfig) -> list[RunSpec]:
     return specs
 
 
+def report_plan(cfg: RazorConfig) -> dict:
+    """The plan a report-only pass reads: this config's runs (a grid added since the archive's plan was written
+    is reported too) and the control runs of the archived plan (they depend on the RL results of that sweep),
+    with what else the archived plan says (its control teacher)."""
+    archived_plan = Path(cfg.archive) / "plan.json"
+    archived = json.loads(archived_plan.read_text()) if archived_plan.is_file() else {}
+    control = [r for r in archived.get("runs", []) if r["method"] == "sft_on_rl"]
+    return {**archived, "runs": [s.as_dict() for s in plan_runs(cfg)] + control}
+
+
 def razor(cfg: RazorConfig, report_only: bool = False) -> Path:
     """The sweep (unless ``report_only``: the run directories and the archive as they are), then its report;
     returns the report's HTML page."""
@@ -86,9 +96,7 @@ def razor(cfg: RazorConfig, report_only: bool = False) -> Path:
         from .archive import restore_runs
 
         restore_runs(cfg.archive_runs, cfg.run_root)
-        plan, archived_plan = cfg.path / "plan.json", Path(cfg.archive) / "plan.json"
-        if not plan.is_file() and archived_plan.is_file():
-            write_json(plan, json.loads(archived_plan.read_text()))
+        write_json(cfg.path / "plan.json", report_plan(cfg))
     report = write_report(cfg)
     if cfg.archive:
         from .archive import archive_report
