@@ -43,7 +43,7 @@ def run_sweep(cfg: RazorConfig) -> list[RunSpec]:
 
         restored = restore_runs(cfg.archive_runs, cfg.run_root)
         if restored:
-            tqdm.write(f"restored {len(restored)} finished runs from the archive {cfg.archive}")
+            tqdm.write(f"restored {len(restored)} runs from the archive {cfg.archive}")
     statuses = run_specs(cfg, specs, archiver, archiver.partial)
     archiver.keep_best_policy()
     best = best_rl_run(cfg, specs)
