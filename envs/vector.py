@@ -89,9 +89,16 @@ class InProcessVectorEnv(gym.vector.VectorEnv):
         if len(seeds) != self.num_envs:
             raise ValueError(f"reset got {len(seeds)} seeds for {self.num_envs} sub-envs")
         results = [env.reset(seed=s, options=options) for env, s in zip(self.envs, seeds)]
-        return _stack([r[0] for r in results]), _stack_info([r[1] for r in results])
+        for i, (o, _) in enumerate(results):
+            for key, value in o.items():
+                self._obs_buffer[key][i] = value
+        self._infos = [r[1] for r in results]
+        return _stack([r[0] for r in results]), _stack_info(self._infos)
 
-    def step(self, actions):
+    def step(self, actions, running: np.ndarray | None = None):
+        """Step every sub-env, or (``running``, a boolean mask) only those: the others are not stepped and
+        return their last observation and info, no reward, and neither terminated nor truncated. An
+        evaluation steps only its unfinished episodes, so a finished one costs nothing more."""
         actions = np.asarray(actions)
         if actions.shape != self.action_space.shape:
             raise ValueError(f"actions must have shape {self.action_space.shape}, got {actions.shape}")
@@ -100,6 +107,9 @@ class InProcessVectorEnv(gym.vector.VectorEnv):
         terminated = np.zeros(self.num_envs, bool)
         truncated = np.zeros(self.num_envs, bool)
         for i, env in enumerate(self.envs):
+            if running is not None and not running[i]:
+                infos.append(self._infos[i])
+                continue
             o, rewards[i], terminated[i], truncated[i], info = env.step(actions[i])
             if terminated[i] or truncated[i]:
                 finals[i] = (o, info)
@@ -107,6 +117,7 @@ class InProcessVectorEnv(gym.vector.VectorEnv):
             for key, value in o.items():
                 obs[key][i] = value
             infos.append(info)
+        self._infos = infos
         batch_info = _stack_info(infos)
         batch_obs = {key: value.copy() for key, value in obs.items()}
         if finals:
@@ -149,8 +160,16 @@ class TaskVectorEnv(gym.vector.VectorWrapper):
         self._reset_once = True
         return self.env.reset(seed=seed, options=options)
 
-    def step(self, actions):
-        obs, reward, terminated, truncated, info = self.env.step(actions)
+    def step(self, actions, running: np.ndarray | None = None):
+        """One step of every sub-env; ``running`` (a boolean mask, in-process sub-envs only) steps only those."""
+        if running is None:
+            obs, reward, terminated, truncated, info = self.env.step(actions)
+        elif isinstance(self.env, InProcessVectorEnv):
+            obs, reward, terminated, truncated, info = self.env.step(actions, running)
+        else:
+            raise ValueError(
+                "stepping some sub-envs only (running=...) needs the cpu backend's sync vectorization"
+            )
         if "_final_obs" in info and not isinstance(info["final_obs"], dict):
             # Gymnasium's AsyncVectorEnv gives an object array of per-env dicts; the learner wants one batched dict,
             # the same layout as ``obs`` (rows of unfinished sub-envs hold their current observation).

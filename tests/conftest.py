@@ -1,9 +1,32 @@
 """Fixtures shared by test modules."""
 
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def clone_like(dest: Path) -> Path:
+    """A copy of this checkout as a fresh clone holds it (tracked files, and new ones git does not ignore, as
+    they are in the working tree), committed in a git repository of its own: ``git status`` there shows what
+    a command changed. Needs git and a git checkout."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout
+    for name in filter(None, listed.decode().split("\0")):
+        if (ROOT / name).is_file():  # a tracked file deleted in the working tree is not copied
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t"}
+    env["GIT_COMMITTER_EMAIL"] = "t@t"
+    for git in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "snapshot"]):
+        subprocess.run(["git", *git], cwd=dest, env=env, capture_output=True, check=True)
+    return dest
 
 
 @pytest.fixture(scope="session")

@@ -114,6 +114,18 @@ def _changed_resume(smoke_base, tmp_path) -> Path:
     return tmp_path
 
 
+def _sweep_run_of_another_config(tmp_path) -> Path:
+    """A sweep directory of configs/razor.yaml whose PPO run was made with another budget."""
+    from vla_razor.algorithms import load_algorithm
+    from vla_razor.rundir import RunDir
+
+    run_root = tmp_path / "other" / "runs"
+    cfg, _ = load_algorithm("ppo", None, [f"runs_dir={run_root}", "name=ppo-lr1e-05-seed0", "lr=1e-5"])
+    run = RunDir.create(run_root, "ppo-lr1e-05-seed0", cfg)
+    (run.eval / "final.json").write_text("{}")
+    return tmp_path
+
+
 def _trunc(b, t) -> Path:
     out = _policy_copy(b, t, "truncated")
     _truncate(out / "model.safetensors")
@@ -316,7 +328,18 @@ CASES = [
             "name=taken",
             "lr=2e-5",
         ],
-        r"differs from the config of this command in lr",
+        r"differs from the config of this command in lr: 1e-05 -> 2e-05 \(saved -> this command\)",
+    ),
+    # a sweep's report: of nothing, or of runs the plan does not describe
+    (
+        "razor-report-of-nothing",
+        lambda b, t: ["razor", "--report-only", "name=empty", f"runs_dir={t}"],
+        r"no run of this sweep has an evaluation in .*: nothing to report .*--archive DIR",
+    ),
+    (
+        "razor-run-of-another-config",
+        lambda b, t: ["razor", "--report-only", "name=other", f"runs_dir={_sweep_run_of_another_config(t)}"],
+        r"1 run\(s\) in .* were made with another config .*ppo-lr1e-05-seed0 \(.*total_env_steps: 300000 -> 196608",
     ),
 ]
 

@@ -223,6 +223,25 @@ def test_a_directory_whose_weights_do_not_load_is_an_error_not_random_weights(le
         ChainPolicy.from_pretrained(broken)
 
 
+def test_a_policy_saved_without_its_processors_is_refused_in_one_line(lerobot_dir, tmp_path):
+    """``DiffusionPolicy(cfg).save_pretrained(dir)`` alone (config.json and weights, no processors) as a base:
+    exit 2 with one line naming the missing file and the fix, not LeRobot's migration traceback."""
+    import shutil
+    import subprocess
+    import sys
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(lerobot_dir / name, bare / name)
+    cmd = [sys.executable, "-m", "vla_razor.cli", "finetune", "--algo", "ppo", "--smoke"]
+    cmd += [f"base=lerobot:{bare}", f"runs_dir={tmp_path / 'runs'}", "noise_level=0.0"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and "policy_preprocessor.json" in done.stderr
+    assert "pre.save_pretrained(dir)" in done.stderr
+
+
 def test_bc_loss_is_lerobots_own_loss_and_a_longer_horizon_executes_n_action_steps(lerobot_dir, tmp_path):
     from vla_razor.policies import ChainPolicy
 

@@ -2,11 +2,14 @@
 and the report opened in headless Chromium."""
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 
 import imageio.v2 as imageio
 import pytest
+from conftest import clone_like
 
 from vla_razor.cli import main
 from vla_razor.rundir import RunDir
@@ -16,10 +19,26 @@ pytestmark = pytest.mark.slow  # end-to-end: the main job through the CLI
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("qs")
-    args = ["quickstart", "--smoke", f"runs_dir={root}", f"demo_dir={root / 'demos'}"]
-    assert main(args) == 0
-    return root / "quickstart-smoke", args
+    """``vla-razor quickstart --smoke`` as a user runs it: in a fresh clone-like copy of this checkout, with its
+    defaults (runs under the copy's ``runs/``), the copy's code first on the path."""
+    clone = clone_like(tmp_path_factory.mktemp("clone"))
+    command = [sys.executable, "-m", "vla_razor.cli", "quickstart", "--smoke"]
+    env = {**os.environ, "PYTHONPATH": str(clone)}
+
+    def run():
+        done = subprocess.run(command, cwd=clone, env=env, capture_output=True, text=True, timeout=1800)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    run()
+    return clone / "runs" / "quickstart-smoke", run
+
+
+def test_the_main_job_changes_no_tracked_file(smoke_run):
+    run_path, _ = smoke_run
+    clone = run_path.parent.parent
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True)
+    assert status.returncode == 0 and status.stdout == "", status.stdout
+    assert (run_path / "summary.md").is_file()  # it did run, in the copy
 
 
 def test_quickstart_smoke_writes_a_complete_run_directory(smoke_run):
@@ -128,12 +147,12 @@ def test_report_opens_in_headless_chromium_with_its_plots_and_videos(smoke_run, 
 
 
 def test_quickstart_rerun_reuses_every_stage(smoke_run):
-    run_path, args = smoke_run
+    run_path, run = smoke_run
     video = next((run_path / "videos").glob("*.mp4"))
     base = run_path.parent / "quickstart-smoke-base" / "policy" / "model.safetensors"
     final = next((run_path.parent / "quickstart-smoke-razor" / "runs").glob("*/eval/final.json"))
     before = [p.stat().st_mtime_ns for p in (video, base, final)]
-    assert main(args) == 0
+    run()
     assert [p.stat().st_mtime_ns for p in (video, base, final)] == before
 
 

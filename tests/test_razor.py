@@ -242,7 +242,8 @@ def test_sweep_fans_runs_out_as_ray_tasks_and_reports(smoke_base, tmp_path):
         "rl_grid={lr: [0.0001]}",
         "sft_grid={lr: [0.001]}",
         f"sft={json.dumps(sft)}",
-        f"archive={tmp_path}/archive",
+        "--archive",
+        f"{tmp_path}/archive",
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
@@ -625,7 +626,6 @@ def test_a_report_only_pass_reports_a_grid_added_after_the_archived_plan(tmp_pat
     archive.mkdir()
     cfg = RazorConfig(
         runs_dir=str(tmp_path),
-        archive=str(archive),
         rl_grid={"lr": [1e-5]},
         sft_grid={"lr": [1e-4]},
         rl_extra_grids=[{"lr": [5e-6], "total_env_steps": [1000]}],
@@ -641,10 +641,11 @@ def test_a_report_only_pass_reports_a_grid_added_after_the_archived_plan(tmp_pat
     (archive / "plan.json").write_text(
         json.dumps({"runs": old_runs + [control], "control_teacher": "runs/x"})
     )
-    plan = report_plan(cfg)
+    plan = report_plan(cfg, archive)
     names = [r["name"] for r in plan["runs"]]
     assert names == [s.name for s in plan_runs(cfg)] + ["sft_on_rl-seed0"]
     assert "ppo-lr5e-06-total_env_steps1000-seed0" in names and plan["control_teacher"] == "runs/x"
     # no archived plan yet: the config's own runs
     (archive / "plan.json").unlink()
-    assert [r["name"] for r in report_plan(cfg)["runs"]] == [s.name for s in plan_runs(cfg)]
+    assert [r["name"] for r in report_plan(cfg, archive)["runs"]] == [s.name for s in plan_runs(cfg)]
+    assert [r["name"] for r in report_plan(cfg, None)["runs"]] == [s.name for s in plan_runs(cfg)]

@@ -176,6 +176,13 @@ def _add_razor(sub) -> None:
     p.add_argument(
         "--report-only", action="store_true", help="skip the runs: analyse the run directories that exist"
     )
+    p.add_argument(
+        "--archive",
+        metavar="DIR",
+        help="restore the runs the sweep lacks from this archive, and keep every run, the plan and the report's "
+        "files there (the committed one: docs/results/razor-robot); without it nothing is written outside "
+        "the sweep's run directory",
+    )
     p.set_defaults(handler=lambda args: __import__("vla_razor.commands.razor", fromlist=["main"]).main(args))
 
 

@@ -125,9 +125,11 @@ def evaluate_task(
 
                 running = torch.as_tensor(~done)
                 observations.append({k: v[running].clone() for k, v in as_tensor_obs(obs).items()})
+            # every row is sampled (the generator's draws, hence every episode, do not depend on which ones
+            # have finished); only the unfinished episodes are stepped
             actions, _ = policy.sample(obs, mode, generator=generator)
             chunk = actions[:, :execute] if execute > 1 else actions[:, 0]  # a 1-step env takes plain actions
-            obs, _, terminated, truncated, info = env.step(chunk.cpu().numpy())
+            obs, _, terminated, truncated, info = env.step(chunk.cpu().numpy(), running=~done)
             finished = (terminated | truncated) & ~done
             success[finished] = info["success"][finished]
             done |= finished

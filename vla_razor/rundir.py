@@ -81,18 +81,31 @@ def _unflatten_state(node: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return node
 
 
-RUNTIME_SETTINGS = frozenset({"threads", "ray_address", "rollout_backend"})
-"""Config fields that say how a run executes, not what it computes: a resume may change them (a sweep
-resumed with more Ray workers gives each run a different thread count; rollout actors may move to a
-cluster). ``rollout_backend`` is retired (rollout workers are Ray actors): a run that saved it resumes."""
+RUNTIME_SETTINGS = frozenset({"threads", "ray_address", "rollout_backend", "runs_dir"})
+"""Config fields that say how or where a run executes, not what it computes: a resume may change them (a
+sweep resumed with more Ray workers gives each run a different thread count; rollout actors may move to a
+cluster; a run directory restored from an archive or copied elsewhere sits under another ``runs_dir``).
+``rollout_backend`` is retired (rollout workers are Ray actors): a run that saved it resumes."""
 
 
-def _changed_settings(saved: str, wanted: str) -> list[str]:
-    """Top-level config keys whose values differ between two dumped configs, runtime settings aside."""
+def _flat(node, prefix: str = "") -> dict:
+    if isinstance(node, dict) and node:
+        return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: node}
+
+
+def config_differences(saved: str, wanted: str) -> list[str]:
+    """``key: saved value -> wanted value`` for every (dotted) setting that differs between two dumped
+    configs, runtime settings aside; empty when they describe the same run."""
     import yaml
 
-    old, new = yaml.safe_load(saved) or {}, yaml.safe_load(wanted) or {}
-    return sorted(k for k in set(old) | set(new) if k not in RUNTIME_SETTINGS and old.get(k) != new.get(k))
+    old, new = _flat(yaml.safe_load(saved) or {}), _flat(yaml.safe_load(wanted) or {})
+    missing = "(absent)"
+    return [
+        f"{key}: {old.get(key, missing)!r} -> {new.get(key, missing)!r}"
+        for key in sorted(set(old) | set(new))
+        if key.split(".")[0] not in RUNTIME_SETTINGS and old.get(key, missing) != new.get(key, missing)
+    ]
 
 
 class RunDir:
@@ -147,11 +160,11 @@ class RunDir:
         if config is not None:
             text = dump_yaml(config)
             if resume and run.config_path.exists():
-                changed = _changed_settings(run.config_path.read_text(), text)
+                changed = config_differences(run.config_path.read_text(), text)
                 if changed:
                     raise RunDirError(
-                        f"{run.config_path} differs from the config of this command in {', '.join(changed)}; "
-                        "resume with the same config (or start a new run name)"
+                        f"{run.config_path} differs from the config of this command in {'; '.join(changed)} "
+                        "(saved -> this command): resume with the same config (or start a new run name)"
                     )
                 return run  # keep the saved config (it may name other runtime settings)
             with atomic_write(run.config_path) as f:

@@ -226,6 +226,25 @@ def load_verified(policy_class, directory: Path, fix_keys=None):
     return inner
 
 
+PROCESSOR_FILES = ("policy_preprocessor.json", "policy_postprocessor.json")
+"""LeRobot's processor pipelines (normalisation statistics included), saved beside the policy's weights."""
+
+
+def require_processors(directory: Path) -> None:
+    """Refuse (:class:`CheckpointError`) a LeRobot policy directory without its processor pipelines: its
+    observations and actions would be used without the normalisation it was trained with."""
+    from vla_razor.errors import CheckpointError
+
+    missing = [name for name in PROCESSOR_FILES if not (directory / name).is_file()]
+    if missing:
+        raise CheckpointError(
+            f"{directory} has no {' or '.join(missing)} (LeRobot's processors, with the normalisation statistics "
+            "the policy was trained with): lerobot-train saves them beside the weights; for a policy saved with "
+            "policy.save_pretrained(dir) alone, save them too: pre, post = make_pre_post_processors(policy.config, "
+            "dataset_stats=stats); pre.save_pretrained(dir); post.save_pretrained(dir)"
+        )
+
+
 def read_sidecar(directory: Path) -> dict:
     path = directory / SIDECAR
     return json.loads(path.read_text()).get("config", {}) if path.is_file() else {}

@@ -303,6 +303,7 @@ class LeRobotDiffusionChain(LeRobotChain):
         from lerobot.policies.factory import make_pre_post_processors
 
         directory = Path(directory)
+        common.require_processors(directory)
         inner = common.load_verified(DiffusionPolicy, directory)
         preprocessor, postprocessor = make_pre_post_processors(inner.config, pretrained_path=str(directory))
         settings = common.read_sidecar(directory)

@@ -51,6 +51,7 @@ from .common import (
     load_verified,
     read_sidecar,
     require_lerobot,
+    require_processors,
 )
 
 TOKENS, TOKEN_MASK = "observation.language.tokens", "observation.language.attention_mask"
@@ -332,6 +333,7 @@ class LeRobotFlowChain(LeRobotChain):
         from vla_razor.errors import CheckpointError
 
         directory = Path(directory)
+        require_processors(directory)
         settings = read_sidecar(directory)
         inner = load_verified(cls._policy_class(), directory, cls._fix_keys)
         if settings.get("num_steps"):  # fewer (or more) Euler steps; saved in LeRobot's config too

@@ -6,7 +6,7 @@ evaluations (``eval/*.json``), its metrics, its config and the predictors measur
 (kilobytes per run), and the final policy's weights and videos of one run only: the best RL run's,
 which the SFT-on-RL-data control clones. A run still in progress is archived with its latest
 checkpoint too (:func:`archive_partial`, every few minutes while the sweep runs it), so that a sweep
-stopped with its machine loses no more than those minutes. A sweep given ``archive=DIR`` restores from it
+stopped with its machine loses no more than those minutes. A sweep given ``--archive DIR`` restores from it
 every run its run directory lacks, finished or not (an unfinished one then resumes from the archived
 checkpoint), so the sweep continues on another machine or in a fresh checkout, and the report is rebuilt
 from the archive alone.
@@ -140,24 +140,30 @@ def archive_report(report_dir: Path, archive_root: Path) -> None:
 
 
 class Archiver:
-    """Keeps the sweep's archive (``cfg.archive``) up to date as runs finish: measures each finished run's
-    predictors (the analysis's, cached in the run), copies what the analysis needs (:mod:`.archive`), and
-    keeps the final policy of the best RL run so far (the control's teacher) and no other."""
+    """Keeps a sweep's archive up to date as runs finish: measures each finished run's predictors (the
+    analysis's, cached in the run), copies what the analysis needs (:mod:`.archive`), and keeps the final
+    policy of the best RL run so far (the control's teacher) and no other. Without an archive it does nothing.
+    """
 
-    def __init__(self, cfg: RazorConfig, specs: list[RunSpec]):
-        self.cfg, self.specs, self._track = cfg, specs, None
+    def __init__(self, cfg: RazorConfig, specs: list[RunSpec], archive: Path | None = None):
+        self.cfg, self.specs, self.archive, self._track = cfg, specs, archive, None
+
+    @property
+    def runs(self) -> Path:
+        """Where the archived runs go (``<archive>/runs/<name>``); the report's files go to the archive itself."""
+        return self.archive / "runs"
 
     def __call__(self, spec: RunSpec, status: dict) -> None:
-        if not self.cfg.archive or status.get("status") != "done":
+        if self.archive is None or status.get("status") != "done":
             return
-        archive_run(self._measured(spec), self.cfg.archive_runs)
+        archive_run(self._measured(spec), self.runs)
         if spec.method == "rl":
             self.keep_best_policy()
 
     def partial(self, spec: RunSpec) -> None:
         """Archive a run in progress (its latest checkpoint, evaluations so far and their predictors)."""
-        if self.cfg.archive:
-            archive_partial(self._measured(spec), self.cfg.archive_runs)
+        if self.archive is not None:
+            archive_partial(self._measured(spec), self.runs)
 
     def _measured(self, spec: RunSpec) -> Path:
         """The run's directory, once the predictors of its evaluations so far are measured (cached in it)."""
@@ -171,24 +177,18 @@ class Archiver:
 
     def archive_all(self) -> None:
         """Every finished run of the plan (their predictors measured by the report), then the best RL policy."""
-        if not self.cfg.archive:
+        if self.archive is None:
             return
-
         for spec in self.specs:
             if spec.method != "rl" and run_is_done(self.cfg.run_root / spec.name):
-                archive_run(self.cfg.run_root / spec.name, self.cfg.archive_runs)
+                archive_run(self.cfg.run_root / spec.name, self.runs)
         self.keep_best_policy()
 
     def keep_best_policy(self) -> None:
-        if not self.cfg.archive:
+        if self.archive is None:
             return
-
         best = best_rl_run(self.cfg, self.specs)
         for spec in self.specs:
             run_dir = self.cfg.run_root / spec.name
             if spec.method == "rl" and run_is_done(run_dir):
-                archive_run(
-                    run_dir,
-                    self.cfg.archive_runs,
-                    with_policy=run_dir == best and (run_dir / "policy").is_dir(),
-                )
+                archive_run(run_dir, self.runs, with_policy=run_dir == best and (run_dir / "policy").is_dir())

@@ -15,6 +15,10 @@ from ..config import NonNegativeInt, PositiveInt
 
 @dataclass
 class RazorConfig:
+    """A sweep, complete in its own file: every field's default adds nothing (no grid point, extra seed,
+    control run or archive), so the plan is exactly what the config says. Where the sweep's archive is,
+    if it has one, is said on the command line (``vla-razor razor --archive DIR``), never in a config."""
+
     name: str = "razor"
     """Sweep directory name under ``runs_dir``."""
     track: str = "robot"
@@ -28,16 +32,17 @@ class RazorConfig:
     """Task suite (robot track): fine-tune on its new task, measure retention on its prior tasks."""
     rl_algo: str = ""
     """RL algorithm of the sweep: ppo or grpo (default: ppo on the robot track, grpo on the llm track)."""
-    rl_grid: dict[str, list[Any]] = field(default_factory=lambda: {"lr": [1e-6, 3e-6, 1e-5]})
-    """RL config fields to sweep (the cartesian product of the lists; dotted keys reach nested fields)."""
+    rl_grid: dict[str, list[Any]] = field(default_factory=dict)
+    """RL config fields to sweep (the cartesian product of the lists; dotted keys reach nested fields);
+    empty: one RL run per seed at the ``common`` and ``rl`` settings."""
     rl_extra_grids: list[dict[str, list[Any]]] = field(default_factory=list)
     """Further RL grids, each a cartesian product of its own, whose runs join rl_grid's (e.g. KL-penalty
     settings at one learning rate, without multiplying every learning rate by them). A grid's ``seed`` list
     sets the seeds of that grid alone (otherwise ``rl_extra_seeds``)."""
     rl_extra_seeds: list[int] = field(default_factory=list)
     """The seeds the extra grids run with (empty: every seed of ``seeds``)."""
-    sft_grid: dict[str, list[Any]] = field(default_factory=lambda: {"lr": [1e-5, 3e-5, 1e-4]})
-    """SFT config fields to sweep."""
+    sft_grid: dict[str, list[Any]] = field(default_factory=dict)
+    """SFT config fields to sweep; empty: one SFT run per seed at the ``common`` and ``sft`` settings."""
     seeds: list[int] = field(default_factory=lambda: [0])
     """Every grid point runs once per seed."""
     rl_seeds: list[int] = field(default_factory=list)
@@ -48,7 +53,7 @@ class RazorConfig:
     """Overrides of every RL run (e.g. total_env_steps)."""
     sft: dict[str, Any] = field(default_factory=dict)
     """Overrides of every SFT run (e.g. iterations)."""
-    control_grid: dict[str, list[Any]] = field(default_factory=lambda: {"lr": [1e-4]})
+    control_grid: dict[str, list[Any]] = field(default_factory=dict)
     """The "SFT on RL data" control runs (SFT overrides plus these; ``seed`` in it sets their seeds, else the
     first of ``seeds``); empty: no control."""
     workers: PositiveInt = 1
@@ -61,11 +66,6 @@ class RazorConfig:
     """First seed of those episodes (disjoint from training and evaluation seeds)."""
     kl_states: PositiveInt = 512
     """States (subsampled from those episodes) per KL estimate."""
-    archive: str = ""
-    """A folder that keeps what the analysis needs of every finished run (``runs/``: evaluations, metrics,
-    measured predictors, final videos, kilobytes per run, and the best RL run's final policy) and the
-    report's machine-readable files and figures, small enough to commit. The sweep restores from it the
-    runs its run directory lacks, so it continues in a fresh checkout or on another machine. Empty: none."""
     report_videos: bool = True
     """Embed the per-task evaluation videos of the best RL and SFT runs in the HTML report."""
 
@@ -110,11 +110,6 @@ class RazorConfig:
     def run_root(self) -> Path:
         return self.path / "runs"
 
-    @property
-    def archive_runs(self) -> Path:
-        """The archived runs (``<archive>/runs/<name>``); the report's files go to ``<archive>`` itself."""
-        return Path(self.archive) / "runs"
-
 
 SMOKE = dict(
     name="razor-smoke",
@@ -125,7 +120,6 @@ SMOKE = dict(
     rl_extra_seeds=[],
     rl_seeds=[],
     control_grid={"lr": [1e-3]},
-    archive="",
     sft_grid={"lr": [1e-4, 1e-3]},
     seeds=[0],
     state_episodes=2,
@@ -158,7 +152,6 @@ LLM_SMOKE = dict(
     rl_extra_grids=[],
     rl_extra_seeds=[],
     rl_seeds=[],
-    archive="",
     sft_grid={"lr": [1e-4, 1e-3]},
     seeds=[0],
     state_episodes=1,

@@ -27,18 +27,21 @@ def _best_runs(points: list[dict]) -> dict[str, str]:
     return best
 
 
-def base_videos(base_dir: str, new_task: str, prior_tasks: list[str], out: Path, episodes: int) -> list[Path]:
-    """The base policy on every task (cached: recorded once per report directory)."""
+def policy_videos(
+    policy_dir: str | Path, tasks: list[str], out: Path, prefix: str, episodes: int
+) -> list[Path]:
+    """A saved policy on every task, ``<out>/<prefix>_<task>.mp4`` (cached: recorded once per report directory).
+    The report records the videos it shows itself, so a sweep's runs need record none."""
     from vla_razor.envs.video import record_episodes
     from vla_razor.evaluation import deterministic_actor
     from vla_razor.policies import ChainPolicy
 
     policy = None
     paths = []
-    for task in [new_task, *prior_tasks]:
-        path = out / f"base_{task}.mp4"
+    for task in tasks:
+        path = out / f"{prefix}_{task}.mp4"
         if not path.is_file():
-            policy = policy or ChainPolicy.from_pretrained(base_dir).eval()
+            policy = policy or ChainPolicy.from_pretrained(policy_dir).eval()
             record_episodes(task, deterministic_actor(policy), path, num_episodes=episodes, seed=10_000)
         paths.append(path)
     return paths
@@ -58,7 +61,9 @@ def write_report(cfg) -> Path:
     track = cfg.make_track()
     points = collect_points(cfg.run_root, plan, track)
     if len(points) < 2:
-        raise ValueError(f"no run of {cfg.path} has an evaluation yet: nothing to analyse")
+        from vla_razor.errors import RunDirError
+
+        raise RunDirError(f"no run of {cfg.path} has an evaluation yet: nothing to analyse")
     analysis = analyse(points, track.prior_tasks)
     out = cfg.path / "report"
     out.mkdir(parents=True, exist_ok=True)
@@ -103,12 +108,13 @@ def write_report(cfg) -> Path:
     videos = {}
     if cfg.report_videos:
         episodes = int(cfg.common.get("video_episodes", 1)) or 1
-        if cfg.track == "robot":
-            videos["base policy"] = base_videos(
-                cfg.base, track.new_task, track.prior_tasks, out / "videos", episodes
-            )
+        tasks = [track.new_task, *track.prior_tasks] if cfg.track == "robot" else []
+        if tasks:
+            videos["base policy"] = policy_videos(cfg.base, tasks, out / "videos", "base", episodes)
         for method, run in _best_runs(points).items():
             found = sorted((cfg.run_root / run / "videos").glob("final_*.mp4"))
+            if not found and tasks and (cfg.run_root / run / "policy" / "config.json").is_file():
+                found = policy_videos(cfg.run_root / run / "policy", tasks, out / "videos", run, episodes)
             if found:
                 videos[f"best {METHOD_LABELS[method]}: {run}"] = found
     title = f"RL's Razor: {cfg.name} ({cfg.suite if cfg.track == 'robot' else 'LLM track'})"

@@ -15,6 +15,43 @@ def run_is_done(run_dir: Path) -> bool:
     return (run_dir / "eval" / "final.json").is_file()
 
 
+def run_config(spec: RunSpec):
+    """The resolved config a run of ``spec`` trains with: what :func:`run_command`'s process loads and
+    records in the run's ``config.yaml``."""
+    from vla_razor.config import load_config
+
+    if spec.track == "llm":
+        from vla_razor.llm.finetune import LLMFinetuneConfig
+
+        return load_config(LLMFinetuneConfig, "configs/llm_finetune.yaml", list(spec.overrides))
+    from vla_razor.algorithms import load_algorithm
+
+    return load_algorithm(spec.algo, None, list(spec.overrides))[0]
+
+
+def check_run_configs(cfg: RazorConfig, specs: list[RunSpec]) -> None:
+    """Refuse (:class:`~vla_razor.errors.RunDirError`) a sweep whose run directories, its own or restored from
+    an archive, were made with another config than the plan gives them: a finished run is reused and an
+    unfinished one resumed only when it is the run the plan describes (where and how it runs aside)."""
+    from vla_razor.config import dump_yaml
+    from vla_razor.errors import RunDirError
+    from vla_razor.rundir import config_differences
+
+    wrong = []
+    for spec in specs:
+        saved = cfg.run_root / spec.name / "config.yaml"
+        if saved.is_file():
+            changed = config_differences(saved.read_text(), dump_yaml(run_config(spec)))
+            if changed:
+                wrong.append(f"{spec.name} ({'; '.join(changed)})")
+    if wrong:
+        raise RunDirError(
+            f"{len(wrong)} run(s) in {cfg.run_root} were made with another config than this sweep's plan "
+            f"gives them (saved -> plan): {' | '.join(wrong)}. Give this sweep another name, or remove those "
+            "run directories to run them again"
+        )
+
+
 def run_command(spec: dict, threads: int = 0) -> list[str]:
     """The command line of one run: ``vla-razor [llm] finetune --algo A --resume <overrides>``."""
     import sys
@@ -48,10 +85,12 @@ def execute_run(spec: dict, threads: int = 0, on_progress=None, progress_every_s
     import subprocess
     import sys
     import threading
+    import time
 
     from vla_razor.errors import EXIT_BAD_INPUT, EXIT_DIVERGED
 
     command = run_command(spec, threads)
+    started = time.perf_counter()
     tail: collections.deque[str] = collections.deque(maxlen=12)
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, errors="replace")
 
@@ -78,7 +117,7 @@ def execute_run(spec: dict, threads: int = 0, on_progress=None, progress_every_s
         process.wait(timeout=30)
         raise
     reader.join(timeout=10)
-    status = {"name": spec["name"], "exit_code": code}
+    status = {"name": spec["name"], "exit_code": code, "seconds": round(time.perf_counter() - started, 1)}
     if code == 0:
         return {**status, "status": "done"}
     last = "\n".join(tail)
@@ -99,6 +138,7 @@ def run_specs(
     """Run the specs not finished yet (Ray tasks when ``workers > 1`` or a cluster is named); ``on_done(spec,
     status)`` is called as each run ends and, one run at a time in this process, ``on_progress(spec)`` every
     ``progress_every_s`` seconds while a run goes on."""
+    check_run_configs(cfg, specs)
     todo = [s for s in specs if not run_is_done(cfg.run_root / s.name)]
     statuses = [{"name": s.name, "status": "done"} for s in specs if s not in todo]
     on_done = on_done or (lambda spec, status: None)

@@ -26,24 +26,26 @@ from .runner import best_rl_run, run_specs
 __all__ = ["LLM_SMOKE", "SMOKE", "RazorConfig", "RunSpec", "plan_control", "plan_runs", "razor", "run_sweep"]
 
 
-def run_sweep(cfg: RazorConfig) -> list[RunSpec]:
-    """Every run of the sweep, the control last; writes ``plan.json`` (what each run is) and ``status.json``."""
+def run_sweep(cfg: RazorConfig, archive: Path | None = None) -> list[RunSpec]:
+    """Every run of the sweep, the control last; writes ``plan.json`` (what each run is) and ``status.json``.
+    With ``archive``, the runs the run directory lacks are restored from it first and every run is archived
+    as it goes (:mod:`.archive`); nothing else is written outside ``cfg.path``."""
     from vla_razor.atomic import atomic_write
     from vla_razor.config import dump_yaml
 
-    # No config guard here, unlike a run directory: growing a sweep's grid or seeds is how it is
-    # extended, and every run keeps its own guarded config.yaml.
+    # No config guard on the sweep itself, unlike a run directory: growing a sweep's grid or seeds is how it
+    # is extended. Every run keeps its own config.yaml, which must match the plan (check_run_configs).
     specs = plan_runs(cfg)
     with atomic_write(cfg.path / "config.yaml") as f:
         f.write(dump_yaml(cfg))
     write_json(cfg.path / "plan.json", {"runs": [s.as_dict() for s in specs]})
-    archiver = Archiver(cfg, specs)
-    if cfg.archive:
+    archiver = Archiver(cfg, specs, archive)
+    if archive is not None:
         from .archive import restore_runs
 
-        restored = restore_runs(cfg.archive_runs, cfg.run_root)
+        restored = restore_runs(archiver.runs, cfg.run_root)
         if restored:
-            tqdm.write(f"restored {len(restored)} runs from the archive {cfg.archive}")
+            tqdm.write(f"restored {len(restored)} runs from the archive {archive}")
     statuses = run_specs(cfg, specs, archiver, archiver.partial)
     archiver.keep_best_policy()
     best = best_rl_run(cfg, specs)
@@ -69,21 +71,27 @@ def run_sweep(cfg: RazorConfig) -> list[RunSpec]:
     return specs
 
 
-def report_plan(cfg: RazorConfig) -> dict:
+def report_plan(cfg: RazorConfig, archive: Path | None) -> dict:
     """The plan a report-only pass reads: this config's runs (a grid added since the archive's plan was written
     is reported too) and the control runs of the archived plan (they depend on the RL results of that sweep),
     with what else the archived plan says (its control teacher)."""
-    archived_plan = Path(cfg.archive) / "plan.json"
-    archived = json.loads(archived_plan.read_text()) if archived_plan.is_file() else {}
+    archived_plan = archive / "plan.json" if archive is not None else None
+    archived = json.loads(archived_plan.read_text()) if archived_plan and archived_plan.is_file() else {}
     control = [r for r in archived.get("runs", []) if r["method"] == "sft_on_rl"]
     return {**archived, "runs": [s.as_dict() for s in plan_runs(cfg)] + control}
 
 
-def razor(cfg: RazorConfig, report_only: bool = False) -> Path:
-    """The sweep (unless ``report_only``: the run directories and the archive as they are), then its report;
-    returns the report's HTML page."""
-    from .report import write_report
+def razor(cfg: RazorConfig, report_only: bool = False, archive: str | Path | None = None) -> Path:
+    """The sweep (unless ``report_only``: the run directories as they are), then its report in the sweep's
+    directory; returns the report's HTML page. ``archive`` (``vla-razor razor --archive DIR``) is the only way
+    anything is written outside the sweep's directory: its runs are restored first, and every run, the plan
+    and the report's files are archived there."""
+    from vla_razor.errors import RunDirError
 
+    from .report import write_report
+    from .runner import check_run_configs
+
+    archive = Path(archive) if archive else None
     if not (Path(cfg.base.removeprefix("lerobot:")) / "config.json").is_file():
         command = "vla-razor llm pretrain" if cfg.track == "llm" else "vla-razor pretrain"
         raise FileNotFoundError(
@@ -91,20 +99,29 @@ def razor(cfg: RazorConfig, report_only: bool = False) -> Path:
             f"(or `{command} --smoke` for the --smoke sweep), or pass base=<policy dir>"
         )
     if not report_only:
-        run_sweep(cfg)
-    elif cfg.archive:
-        from .archive import restore_runs
+        run_sweep(cfg, archive)
+    else:
+        if archive is not None:
+            from .archive import restore_runs
 
-        restore_runs(cfg.archive_runs, cfg.run_root)
-        write_json(cfg.path / "plan.json", report_plan(cfg))
+            restore_runs(archive / "runs", cfg.run_root)
+        plan = report_plan(cfg, archive)
+        specs = [RunSpec(**{**r, "overrides": tuple(r["overrides"])}) for r in plan["runs"]]
+        if not any(next((cfg.run_root / s.name / "eval").glob("*.json"), None) for s in specs):
+            raise RunDirError(
+                f"no run of this sweep has an evaluation in {cfg.run_root}: nothing to report (run the sweep "
+                "first, or name its archive with --archive DIR)"
+            )
+        check_run_configs(cfg, specs)
+        write_json(cfg.path / "plan.json", plan)
     report = write_report(cfg)
-    if cfg.archive:
+    if archive is not None:
         from .archive import archive_report
 
         plan = json.loads((cfg.path / "plan.json").read_text())
         Archiver(
-            cfg, [RunSpec(**{**r, "overrides": tuple(r["overrides"])}) for r in plan["runs"]]
+            cfg, [RunSpec(**{**r, "overrides": tuple(r["overrides"])}) for r in plan["runs"]], archive
         ).archive_all()
-        archive_report(report.parent, Path(cfg.archive))
-        write_json(Path(cfg.archive) / "plan.json", plan)
+        archive_report(report.parent, archive)
+        write_json(archive / "plan.json", plan)
     return report

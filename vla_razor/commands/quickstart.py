@@ -54,7 +54,10 @@ class QuickstartConfig:
     pretrain: dict[str, Any] = field(default_factory=dict)
     """Overrides of configs/pretrain.yaml for a retrained base (its ``name`` defaults to ``<name>-base``)."""
     razor: dict[str, Any] = field(default_factory=dict)
-    """Overrides of configs/razor.yaml for the sweep (its ``name`` defaults to ``<name>-razor``)."""
+    """The sweep, complete: every :class:`~vla_razor.analysis.plan.RazorConfig` field it sets (the others
+    keep their defaults, which add nothing; nothing comes from configs/razor.yaml). Its ``name`` defaults to
+    ``<name>-razor``, its ``runs_dir``, ``suite`` and ``base`` to the quickstart's. It has no archive: the
+    main job writes only under ``runs_dir``."""
 
     def __post_init__(self):
         if self.demos_per_task < 1 or self.video_episodes < 0:
@@ -111,7 +114,7 @@ def pretrain_stage(config: QuickstartConfig, smoke: bool) -> Path:
 
 
 def razor_config(config: QuickstartConfig, base: Path, smoke: bool):
-    """The sweep's RazorConfig: configs/razor.yaml with the quickstart's ``razor`` overrides."""
+    """The sweep's RazorConfig: the quickstart's ``razor`` block on RazorConfig's defaults alone."""
     from vla_razor.analysis.sweep import SMOKE as RAZOR_SMOKE
     from vla_razor.analysis.sweep import RazorConfig
     from vla_razor.config import load_config
@@ -123,7 +126,7 @@ def razor_config(config: QuickstartConfig, base: Path, smoke: bool):
         "base": str(base),
         **config.razor,
     }
-    cfg = load_config(RazorConfig, "configs/razor.yaml", _overrides(values))
+    cfg = load_config(RazorConfig, None, _overrides(values))
     if smoke:
         cfg = with_smoke(cfg, RAZOR_SMOKE, list(values))
     return cfg

@@ -10,5 +10,5 @@ def main(args) -> int:
     cfg = load_config(RazorConfig, args.config, args.overrides)
     if args.smoke:
         cfg = with_smoke(cfg, LLM_SMOKE if cfg.track == "llm" else SMOKE, args.overrides)
-    print(f"report: {razor(cfg, report_only=args.report_only)}")
+    print(f"report: {razor(cfg, report_only=args.report_only, archive=args.archive)}")
     return 0

@@ -135,6 +135,7 @@ class FinetuneHarness(TrainingLoop):
         (``snapshots/iter_N``) and ``eval/iter_N.json`` for the analysis."""
         from vla_razor.evaluation import format_table
 
+        started = time.perf_counter()
         tasks = self.tasks if self.retention_episodes else [self.task]
         results = self.evaluate_tasks(
             {t: self.cfg.eval_episodes if t == self.task else self.retention_episodes for t in tasks}
@@ -158,6 +159,7 @@ class FinetuneHarness(TrainingLoop):
         )
         tqdm.write(f"iteration {self.iteration} ({self.env_steps} env steps)\n{format_table(results, roles)}")
         self._last_eval = metrics
+        metrics["time/eval_s"] = time.perf_counter() - started  # evaluation, videos and snapshot
         return metrics
 
     @property
@@ -184,6 +186,7 @@ class FinetuneHarness(TrainingLoop):
             raise RuntimeError(
                 "the frozen base policy changed during fine-tuning: every KL of this run is invalid (a bug)"
             )
+        started = time.perf_counter()
         policy_dir = self.save_policy(self.run.path / "policy")
         result = self.final_result(policy_dir)
         result.meta.update(iteration=self.iteration, env_steps=self.env_steps, algo=self.algo)
@@ -195,6 +198,7 @@ class FinetuneHarness(TrainingLoop):
             "final/forgetting/mean": result.mean_forgetting,
         }
         metrics.update({f"final/retention/{t}": result.tasks[t].rate for t in result.prior_tasks})
+        metrics["final/time/eval_s"] = time.perf_counter() - started  # evaluation against the base and videos
         self.log(metrics)
         self.run.close()
         print(result.table())
