@@ -50,3 +50,52 @@ def test_a_kept_evaluation_env_runs_the_episodes_of_a_new_one(monkeypatch):
         assert not evaluation._EVAL_ENVS
     finally:
         close_evaluation_envs()
+
+
+def test_finished_episodes_are_not_stepped_and_the_evaluation_is_unchanged(monkeypatch):
+    """Only unfinished episodes are stepped, and the evaluation is the one that steps every sub-env: the same
+    episodes, observations and successes (the policy still samples every row, so its draws do not move)."""
+    from envs.vector import InProcessVectorEnv
+
+    torch.manual_seed(0)
+    policy = make_policy("flow", TINY, embed_language=False)
+    step = InProcessVectorEnv.step
+    taken = []
+
+    def counted(self, actions, running=None, step_all=False):
+        out = step(self, actions, None if step_all else running)
+        mask = running if running is not None else [True] * self.num_envs
+        taken.append(sum(int(n) for n, m in zip(out[4]["chunk_steps"], mask) if m))
+        return out
+
+    def run(step_all):
+        close_evaluation_envs()
+        taken.clear()
+        monkeypatch.setattr(InProcessVectorEnv, "step", lambda s, a, r=None: counted(s, a, r, step_all))
+        observations = []
+        rate = evaluate_task(
+            policy, "PullCube", 4, seed=5, mode="stochastic", max_episode_steps=12, observations=observations
+        )
+        return rate, observations, sum(taken), len(taken)
+
+    try:
+        masked, every = run(False), run(True)
+    finally:
+        close_evaluation_envs()
+    assert masked[0] == every[0] and _same(masked[1], every[1])
+    assert masked[2] == every[2] and masked[3] == every[3]  # the same episode steps, decision by decision
+
+    # a sub-env left out keeps its observation and is not stepped
+    from vla_razor.envs import make_vec_env
+
+    env = make_vec_env("PullCube", num_envs=2, backend="cpu", chunk_size=4)
+    try:
+        obs, _ = env.reset(seed=0)
+        chunk = torch.zeros(env.action_space.shape).numpy()
+        moved, _, terminated, truncated, info = env.step(chunk + 0.5, running=[True, False])
+        assert (moved["proprio"][1] == obs["proprio"][1]).all() and not (
+            moved["proprio"][0] == obs["proprio"][0]
+        ).all()
+        assert info["chunk_steps"][0] == 4 and not (terminated[1] or truncated[1])
+    finally:
+        env.close()

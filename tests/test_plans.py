@@ -72,14 +72,15 @@ def test_the_quickstart_plans_its_own_four_runs_and_nothing_else():
     raw = read_yaml(Path("configs/quickstart.yaml").read_text())["razor"]
     specs = _check_plan(cfg, raw)
     assert [s.name for s in specs] == [
-        "ppo-lr1e-05-seed0",
+        "ppo-lr3e-05-seed0",
         "sft-iterations4-lr3e-05-seed0",
         "sft-iterations8-lr3e-05-seed0",
         "sft-iterations40-lr3e-05-seed0",
     ]
     assert cfg.path == Path("runs/quickstart-razor") and not cfg.control_grid and not cfg.rl_extra_grids
     ppo = run_config(specs[0])
-    assert ppo.total_env_steps == 286720 and ppo.rollout_workers == 1 and ppo.eval_episodes == 20
+    assert ppo.total_env_steps == 196608 and ppo.rollout_workers == 1 and ppo.eval_episodes == 20
+    assert cfg.workers == 2 and cfg.targets == [0.5]
     assert [run_config(s).iterations for s in specs[1:]] == [4, 8, 40]
 
 

@@ -10,6 +10,14 @@ import numpy as np
 from .fits import bootstrap_frontier_areas, frontier_area, polyfit, rank_predictors
 from .matched import BRIEF, matched_pair, matched_points
 from .predictors import PREDICTORS
+from .runstats import (
+    RunOutcome,
+    fit_over_runs,
+    hierarchical_bootstrap,
+    rank_probabilities,
+    runs_needed,
+    welch_interval,
+)
 
 METHOD_LABELS = {
     "rl": "RL",
@@ -29,9 +37,15 @@ PREDICTOR_LABELS = {
 }
 
 
-def analyse(points: list[dict], prior_tasks: list[str] | None = None, match_tolerance: float = 0.10) -> dict:
+def analyse(
+    points: list[dict],
+    prior_tasks: list[str] | None = None,
+    match_tolerance: float = 0.10,
+    targets: list[float] | tuple[float, ...] = (),
+) -> dict:
     """Frontiers per method, forgetting fits per predictor (pooled over every fine-tuned point), the ranking,
-    the lift of each method over the base, and the RL/SFT pair at matched new-task success."""
+    the lift of each method over the base, the RL/SFT pair at matched new-task success, and (``targets``) the
+    run-level comparisons and fits at those new-task success rates (:func:`run_level`)."""
     tuned = [p for p in points if p["method"] != "base"]
     methods = ("rl", "rl_kl", "sft", "sft_on_rl")
     out: dict = {
@@ -99,7 +113,88 @@ def analyse(points: list[dict], prior_tasks: list[str] | None = None, match_tole
     out["per_task"] = per_task_fits(tuned, prior_tasks)
     out["chain_vs_action"] = chain_vs_action(tuned, fits)
     out["penalty"] = penalty_comparison(points, prior_tasks, match_tolerance)
+    out["run_level"] = run_level(tuned, prior_tasks, targets, match_tolerance) if targets else None
     return out
+
+
+def _outcome(point: dict, prior_tasks: list[str]) -> RunOutcome:
+    """A point as one run's outcome: its prior tasks' counts and the base's rates on the same episodes."""
+    counts = [(int(point[f"successes/{t}"]), int(point[f"episodes/{t}"])) for t in prior_tasks]
+    base = [point[f"forgetting/{t}"] + x / n for t, (x, n) in zip(prior_tasks, counts)]
+    return RunOutcome(point["run"], tuple(x for x, _ in counts), tuple(n for _, n in counts), tuple(base))
+
+
+def _selection_rate(point: dict) -> tuple[float, str]:
+    """The new-task success a checkpoint is chosen by: its validation evaluation's (episodes disjoint from the
+    ones it is scored on) when it has one, else its own (then selection and score share the episodes)."""
+    if "validation/new_task_success" in point:
+        return point["validation/new_task_success"], "validation"
+    return point["new_task_success"], "same episodes"
+
+
+def run_level(tuned: list[dict], prior_tasks: list[str], targets, tolerance: float = 0.10) -> dict:
+    """The razor with the run as the unit. At each target new-task success, every run contributes its
+    checkpoint nearest the target (within ``tolerance``; chosen by :func:`_selection_rate`); per target:
+    the runs per method, SFT's minus RL's mean forgetting with the hierarchical bootstrap and Welch intervals
+    (none below :data:`~.runstats.MIN_RUNS` runs a side), the chosen points at 0% retention (a floor that
+    hides further forgetting) and the runs per method a difference of that size needs. Then the forgetting
+    fits over the chosen points, resampled by run, with R^2 intervals and rank probabilities."""
+    usable = [p for p in tuned if all(f"successes/{t}" in p and f"forgetting/{t}" in p for t in prior_tasks)]
+    chosen: dict[float, dict[str, list[dict]]] = {}
+    selection = set()
+    for target in targets:
+        per_method: dict[str, list[dict]] = {}
+        for run in sorted({p["run"] for p in usable}):
+            candidates = [p for p in usable if p["run"] == run]
+            near = [p for p in candidates if abs(_selection_rate(p)[0] - target) <= tolerance + 1e-9]
+            if near:
+                best = min(near, key=lambda p: (abs(_selection_rate(p)[0] - target), p["tag"] != "final"))
+                selection.add(_selection_rate(best)[1])
+                per_method.setdefault(best["method"], []).append(best)
+        chosen[target] = per_method
+    rows = []
+    for target, per_method in chosen.items():
+        rl, sft = per_method.get("rl", []), per_method.get("sft", [])
+        row: dict = {
+            "target": target,
+            "runs": {m: len(v) for m, v in per_method.items()},
+            "points": {m: [{k: p.get(k) for k in BRIEF} for p in v] for m, v in per_method.items()},
+            "at_floor": {m: sum(p["retention"] == 0 for p in v) for m, v in per_method.items()},
+            "sft_minus_rl": None,
+        }
+        if rl and sft:
+            a, b = [_outcome(p, prior_tasks) for p in rl], [_outcome(p, prior_tasks) for p in sft]
+            row["sft_minus_rl"] = {
+                "bootstrap": hierarchical_bootstrap(a, b),
+                "welch": welch_interval([o.forgetting for o in a], [o.forgetting for o in b]),
+            }
+            sd = [float(np.std([o.forgetting for o in arm], ddof=1)) for arm in (a, b) if len(arm) >= 2]
+            diff = row["sft_minus_rl"]["bootstrap"]["estimate"]
+            if len(sd) == 2 and diff != 0 and max(sd) > 0:
+                row["runs_needed"] = runs_needed(diff, *sd)
+        rows.append(row)
+    points = [p for per_method in chosen.values() for v in per_method.values() for p in v]
+    fits: dict = {}
+    probabilities = None
+    if points:
+        y = np.array([p["forgetting"] for p in points], float)
+        groups = np.array([p["run"] for p in points])
+        columns = {
+            n: np.array([p.get(n, math.nan) for p in points], float)
+            for n in PREDICTORS
+            if all(math.isfinite(p.get(n, math.nan)) for p in points)
+        }
+        fits = {n: fit_over_runs(x, y, groups=groups) for n, x in columns.items()}
+        if columns and len(set(groups)) >= 3:
+            probabilities = rank_probabilities(columns, y, groups=groups)
+    return {
+        "targets": list(targets),
+        "tolerance": tolerance,
+        "selection": sorted(selection),
+        "comparisons": rows,
+        "fits": fits,
+        "rank_probabilities": probabilities,
+    }
 
 
 def _seed(point: dict):
@@ -303,6 +398,24 @@ def findings(analysis: dict) -> list[str]:
             f"Explicit KL penalty ({pen['setting']}) against none at matched success: {d['estimate'] * 100:+.0f} points of "
             f"forgetting, 95% CI [{d['ci_low'] * 100:+.0f}, {d['ci_high'] * 100:+.0f}]: {verdict}."
         )
+    for row in (analysis.get("run_level") or {}).get("comparisons", []):
+        d, runs = row["sft_minus_rl"], row["runs"]
+        if d is None:
+            continue
+        count = f"RL {runs.get('rl', 0)} runs, SFT {runs.get('sft', 0)}"
+        welch = d["welch"]
+        if welch["interval"] is None:
+            out.append(
+                f"Over runs at {row['target']:.0%} new-task success ({count}): SFT − RL forgetting "
+                f"{welch['estimate'] * 100:+.0f} points, {welch['note']}."
+            )
+        else:
+            low, high = welch["interval"]
+            out.append(
+                f"Over runs at {row['target']:.0%} new-task success ({count}): SFT − RL forgetting "
+                f"{welch['estimate'] * 100:+.0f} points, 95% CI [{low * 100:+.0f}, {high * 100:+.0f}] over runs"
+                + (" (no difference shown)." if low <= 0 <= high else ".")
+            )
     compared = [r for r in analysis.get("per_task", []) if "own_states" in r and "new_task_states" in r]
     if compared:
         better = [

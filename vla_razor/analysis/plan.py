@@ -66,6 +66,9 @@ class RazorConfig:
     """First seed of those episodes (disjoint from training and evaluation seeds)."""
     kl_states: PositiveInt = 512
     """States (subsampled from those episodes) per KL estimate."""
+    targets: list[float] = field(default_factory=list)
+    """New-task success rates at which the report compares the methods with the run as the unit (each run's
+    checkpoint nearest each target; :func:`vla_razor.analysis.numbers.run_level`); empty: none."""
     report_videos: bool = True
     """Embed the per-task evaluation videos of the best RL and SFT runs in the HTML report."""
 
@@ -85,6 +88,8 @@ class RazorConfig:
             for key, values in grid.items():
                 if not isinstance(values, list) or not values:
                     raise ValueError(f"{name}.{key} must be a non-empty list of values, got {values!r}")
+        if any(not 0 < t < 1 for t in self.targets):
+            raise ValueError(f"targets are new-task success rates in (0, 1), got {self.targets}")
         if not self.seeds or self.workers < 1 or self.state_episodes < 1 or self.kl_states < 2:
             raise ValueError("need seeds (non-empty), workers >= 1, state_episodes >= 1 and kl_states >= 2")
 

@@ -65,6 +65,7 @@ def summary_markdown(
         "matched": None,
         "chain_vs_action": None,
         "penalty": None,
+        "run_level": None,
         **analysis,
         "per_task": per_task,
     }

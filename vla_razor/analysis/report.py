@@ -64,7 +64,7 @@ def write_report(cfg) -> Path:
         from vla_razor.errors import RunDirError
 
         raise RunDirError(f"no run of {cfg.path} has an evaluation yet: nothing to analyse")
-    analysis = analyse(points, track.prior_tasks)
+    analysis = analyse(points, track.prior_tasks, targets=cfg.targets)
     out = cfg.path / "report"
     out.mkdir(parents=True, exist_ok=True)
     figures = {
