@@ -52,9 +52,12 @@ def _stack(items: list[dict]) -> dict[str, np.ndarray]:
     return {key: np.stack([item[key] for item in items]) for key in items[0]}
 
 
-def _stack_info(infos: list[dict]) -> dict[str, np.ndarray]:
-    keys = [k for k in infos[0] if all(k in i for i in infos)]
-    return {k: np.array([i[k] for i in infos]) for k in keys}
+def _stack_info(infos: list[dict], running: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The keys every (running) sub-env's info has, stacked; a sub-env left out (``running`` false) that
+    lacks one (its last info is its reset's) gets that key's zero."""
+    rows = [i for i, info in enumerate(infos) if running is None or running[i]] or range(len(infos))
+    keys = [k for k in infos[rows[0]] if all(k in infos[i] for i in rows)]
+    return {k: np.array([i[k] if k in i else np.zeros_like(infos[rows[0]][k]) for i in infos]) for k in keys}
 
 
 class InProcessVectorEnv(gym.vector.VectorEnv):
@@ -118,7 +121,7 @@ class InProcessVectorEnv(gym.vector.VectorEnv):
                 obs[key][i] = value
             infos.append(info)
         self._infos = infos
-        batch_info = _stack_info(infos)
+        batch_info = _stack_info(infos, running)
         batch_obs = {key: value.copy() for key, value in obs.items()}
         if finals:
             done = terminated | truncated

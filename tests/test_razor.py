@@ -248,6 +248,8 @@ def test_sweep_fans_runs_out_as_ray_tasks_and_reports(smoke_base, tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert "Ray workers" in done.stderr
+    # what the runs print reaches the sweep's own output (each line prefixed by Ray with the task's pid)
+    assert "fine-tuned policy" in done.stdout + done.stderr and "pid=" in done.stdout + done.stderr
     sweep = tmp_path / "razor-smoke"
     statuses = json.loads((sweep / "status.json").read_text())["runs"]
     assert sorted(s["name"] for s in statuses) == ["ppo-lr0.0001-seed0", "sft-lr0.001-seed0"]

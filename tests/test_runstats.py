@@ -155,7 +155,8 @@ def test_run_level_takes_each_runs_checkpoint_nearest_each_target():
     # 7 runs, 11 chosen points (the RL runs at both targets): the fit is over runs
     assert out["fits"]["kl/forward"]["runs"] == 7 and out["fits"]["kl/forward"]["points"] == 11
     # a validation evaluation, when a point has one, chooses the checkpoint instead
-    points[0]["validation/new_task_success"] = 0.9
+    points[0]["validation/new_task_success"] = 0.9  # rl0's periodic point is not near 50% after all
+    points[2]["validation/new_task_success"] = 0.5
     again = run_level(points, ["A", "B"], [0.5])
     assert again["comparisons"][0]["runs"] == {"rl": 3} and "validation" in again["selection"]
 
@@ -175,3 +176,42 @@ def test_the_committed_archive_reports_run_level_rows_in_its_summary():
     text = summary_markdown(analysis, points, figures)
     assert "## The run as the unit" in text and "| 65% | " in text and "P(rank 1)" in text
     assert any(line.startswith("- Over runs at 80% new-task success") for line in text.splitlines())
+
+
+def test_every_point_says_what_its_run_had_spent(tmp_path):
+    """Budgets from a run's saved config and metrics: PPO's optimizer steps start after the critic's warm-up."""
+    import json
+
+    from vla_razor.analysis.points import run_budgets
+
+    ppo = tmp_path / "ppo"
+    ppo.mkdir()
+    (ppo / "config.yaml").write_text(
+        "update_epochs: 4\nnum_minibatches: 2\ncritic_warmup_iterations: 2\ntotal_env_steps: 4096\n"
+    )
+    records = [{"step": i, "time": 100.0 + 10 * i, "time/iteration_s": 10.0} for i in range(1, 6)]
+    (ppo / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n{torn")
+    spent = run_budgets(ppo)(5, 2048)
+    assert spent == {
+        "budget/env_steps": 2048,
+        "budget/gradient_steps": (5 - 2) * 4 * 2,
+        "budget/demos": 0,
+        "budget/wall_s": 50.0,
+    }
+    sft = tmp_path / "sft"
+    sft.mkdir()
+    (sft / "config.yaml").write_text("steps_per_iteration: 50\ndemos: 100\ndata: demos\n")
+    assert run_budgets(sft)(4, None) == {
+        "budget/env_steps": 0,
+        "budget/gradient_steps": 200,
+        "budget/demos": 100,
+        "budget/wall_s": None,
+    }
+
+
+def test_no_spread_or_too_few_runs_end_in_a_note_not_a_loop():
+    x, same = np.array([1.0, 2.0, 3.0, 4.0]), np.full(4, 0.1)
+    assert rank_probabilities({"a": x, "b": x**2}, same, samples=50) is None
+    assert fit_over_runs(x, same)["r2"] is None
+    two_values = fit_over_runs(np.array([1.0, 1.0, 2.0, 2.0]), np.array([0.1, 0.2, 0.3, 0.5]), samples=50)
+    assert two_values["r2"] is not None  # a line through two x values: fitted, its resamples bounded

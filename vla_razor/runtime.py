@@ -22,10 +22,11 @@ def tune_malloc() -> None:
 
 
 @contextlib.contextmanager
-def ray_session(address: str | None = None, num_cpus: int | None = None):
+def ray_session(address: str | None = None, num_cpus: int | None = None, log_to_driver: bool = False):
     """Ray for the duration of the block: joined when already initialised (e.g. inside a sweep's Ray
     task), else started, on the cluster at ``address`` (or ``$RAY_ADDRESS``) or locally with
-    ``num_cpus``, and shut down again afterwards. Yields the ``ray`` module."""
+    ``num_cpus``, and shut down again afterwards; ``log_to_driver`` shows what the tasks print here.
+    Yields the ``ray`` module."""
     import os
 
     import ray
@@ -34,7 +35,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None):
     started_here = not ray.is_initialized()
     if started_here:
         kwargs = {"address": address} if address else {"num_cpus": num_cpus, "include_dashboard": False}
-        ray.init(log_to_driver=False, configure_logging=False, **kwargs)
+        ray.init(log_to_driver=log_to_driver, configure_logging=False, **kwargs)
     try:
         yield ray
     finally:

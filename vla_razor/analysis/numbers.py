@@ -400,6 +400,13 @@ def findings(analysis: dict) -> list[str]:
         )
     for row in (analysis.get("run_level") or {}).get("comparisons", []):
         d, runs = row["sft_minus_rl"], row["runs"]
+        for method, floor in row["at_floor"].items():
+            if floor and 2 * floor >= runs[method]:
+                out.append(
+                    f"At {row['target']:.0%} new-task success, {floor} of {runs[method]} {METHOD_LABELS[method]} "
+                    "checkpoints keep 0% of every prior task: that method sits at the floor, where forgetting "
+                    "cannot exceed the base's retention, so its difference to the other is a lower bound."
+                )
         if d is None:
             continue
         count = f"RL {runs.get('rl', 0)} runs, SFT {runs.get('sft', 0)}"

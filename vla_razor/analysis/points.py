@@ -141,6 +141,53 @@ class RobotTrack:
         return out
 
 
+def run_budgets(run_dir: Path):
+    """``budget(iteration, env_steps)``: what a run had spent by an evaluation, from its saved config and
+    metrics alone (so an archived run has it too): ``budget/env_steps`` (training env steps; 0 for SFT),
+    ``budget/gradient_steps`` (optimizer steps on the policy: PPO and GRPO after the critic's warm-up,
+    epochs x minibatches an iteration; SFT steps_per_iteration), ``budget/demos`` (the demonstrations SFT
+    learns from; None for the control, whose data are the RL policy's rollouts) and ``budget/wall_s`` (from
+    the start of the first iteration to the log record of this one)."""
+    from vla_razor.config import read_yaml
+
+    config_file = run_dir / "config.yaml"
+    cfg = (read_yaml(config_file.read_text()) or {}) if config_file.is_file() else {}
+    times: dict[int, float] = {}
+    first = None
+    metrics = run_dir / "metrics.jsonl"
+    for line in metrics.read_text().splitlines() if metrics.is_file() else []:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a torn last line
+        times.setdefault(int(record["step"]), record["time"])
+        if first is None and "time/iteration_s" in record:
+            first = record["time"] - record["time/iteration_s"]
+    first = first if first is not None else min(times.values(), default=None)
+
+    def budget(iteration: int | None, env_steps: int | None) -> dict:
+        iteration = int(iteration or 0)
+        if "steps_per_iteration" in cfg:  # SFT
+            gradient, demos = (
+                iteration * int(cfg["steps_per_iteration"]),
+                (None if cfg.get("data") == "rl" else cfg.get("demos")),
+            )
+        elif "update_epochs" in cfg:  # PPO, GRPO
+            updates = max(0, iteration - int(cfg.get("critic_warmup_iterations", 0)))
+            gradient, demos = updates * int(cfg["update_epochs"]) * int(cfg.get("num_minibatches", 1)), 0
+        else:
+            gradient, demos = None, None
+        wall = times.get(iteration, max(times.values(), default=None))
+        return {
+            "budget/env_steps": int(env_steps or 0) if "steps_per_iteration" not in cfg else 0,
+            "budget/gradient_steps": gradient,
+            "budget/demos": demos,
+            "budget/wall_s": None if wall is None or first is None else round(wall - first, 1),
+        }
+
+    return budget
+
+
 def collect_points(run_root: Path, plan: list[dict], track) -> list[dict]:
     """Every point of every run in ``plan`` (runs without evaluations are skipped), plus the base itself;
     ``track`` (:class:`RobotTrack`, or the LLM track's) measures policies and the base."""
@@ -199,14 +246,20 @@ def collect_points(run_root: Path, plan: list[dict], track) -> list[dict]:
     runs = [(spec, run_root / spec["name"]) for spec in plan]
     entries = [(spec, run_dir, tag, ev) for spec, run_dir in runs for tag, _, ev in _evaluations(run_dir)]
     measured: dict[str, dict] = {}
+    budgets: dict[str, object] = {}
     for spec, run_dir, tag, ev in progress(entries, desc="analysis: predictors", unit="policy"):
         if spec["name"] not in measured:
             measured[spec["name"]] = measure_run(run_dir, track)
+            budgets[spec["name"]] = run_budgets(run_dir)
         predictors = measured[spec["name"]].get(tag)
         if predictors is None:  # archived without its policy, measured on other states: cannot be a point
             continue
         points.append(
-            {**row(spec["name"], spec["method"], spec["algo"], spec.get("grid", {}), tag, ev), **predictors}
+            {
+                **row(spec["name"], spec["method"], spec["algo"], spec.get("grid", {}), tag, ev),
+                **predictors,
+                **budgets[spec["name"]](ev["iteration"], ev["env_steps"]),
+            }
         )
     return points
 

@@ -18,13 +18,55 @@ from .numbers import METHOD_LABELS, analyse
 from .render import render_html, summary_markdown
 
 
-def _best_runs(points: list[dict]) -> dict[str, str]:
+def _best_runs(run_root: Path, plan: list[dict]) -> dict[str, str]:
+    """The best final policy of RL and of SFT (highest new-task success, then retention), from the runs'
+    ``eval/final.json`` alone (known before any predictor is measured)."""
+    from .points import point_method
+
     best = {}
     for method in ("rl", "sft"):
-        finals = [p for p in points if p["method"] == method and p["tag"] == "final"]
+        finals = []
+        for spec in plan:
+            final = run_root / spec["name"] / "eval" / "final.json"
+            if point_method(spec["method"], spec.get("grid", {})) == method and final.is_file():
+                result = json.loads(final.read_text())
+                finals.append(((result["new_task_success"], result["retention"]), spec["name"]))
         if finals:
-            best[method] = max(finals, key=lambda p: (p["new_task_success"], p["retention"]))["run"]
+            best[method] = max(finals, key=lambda f: f[0])[1]
     return best
+
+
+def record_videos(jobs: list[tuple[str, str, list[str], str, str, int]]) -> dict[str, list[str]]:
+    """``{label: video paths}`` of each ``(label, policy_dir, tasks, out, prefix, episodes)`` job
+    (:func:`policy_videos`), in one thread: the report runs this in a second process."""
+    import torch
+
+    torch.set_num_threads(1)
+    return {
+        label: [str(p) for p in policy_videos(policy, tasks, Path(out), prefix, episodes)]
+        for label, policy, tasks, out, prefix, episodes in jobs
+    }
+
+
+def _video_jobs(cfg, plan: list[dict], out: Path) -> tuple[dict[str, list[Path]], list[tuple]]:
+    """The videos the report shows: those a run recorded itself, and the jobs that record the others (the
+    base's, and those of a best run whose policy is on disk but that recorded none)."""
+    if not cfg.report_videos or cfg.track != "robot":
+        return {}, []
+    from vla_razor.envs import load_suite
+
+    suite = load_suite(cfg.suite)
+    tasks = [suite.new_task, *suite.prior_tasks]
+    episodes = int(cfg.common.get("video_episodes", 1)) or 1
+    recorded, jobs = {}, [("base policy", cfg.base, tasks, str(out), "base", episodes)]
+    for method, run in _best_runs(cfg.run_root, plan).items():
+        label = f"best {METHOD_LABELS[method]}: {run}"
+        found = sorted((cfg.run_root / run / "videos").glob("final_*.mp4"))
+        if found:
+            recorded[label] = found
+        elif (cfg.run_root / run / "policy" / "config.json").is_file():
+            jobs.append((label, str(cfg.run_root / run / "policy"), tasks, str(out), run, episodes))
+    return recorded, jobs
 
 
 def policy_videos(
@@ -49,7 +91,6 @@ def policy_videos(
 
 def write_report(cfg) -> Path:
     """Collect the points of the sweep ``cfg`` (a RazorConfig), analyse them, write the report; returns report.html."""
-    from .points import collect_points
 
     plan_file = cfg.path / "plan.json"
     if not plan_file.is_file():
@@ -58,6 +99,30 @@ def write_report(cfg) -> Path:
         )
     plan_data = json.loads(plan_file.read_text())
     plan = plan_data["runs"]
+    out = cfg.path / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    # The videos are recorded in a second process while this one measures the predictors (both take
+    # minutes on a CPU; neither needs the other).
+    videos, jobs = _video_jobs(cfg, plan, out / "videos")
+    recording = None
+    if jobs:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        recording = pool.submit(record_videos, jobs)
+    try:
+        return _write(cfg, plan_data, out, videos, recording)
+    finally:
+        if recording is not None:
+            pool.shutdown(wait=recording.done(), cancel_futures=True)
+
+
+def _write(cfg, plan_data: dict, out: Path, videos: dict, recording) -> Path:
+    """The report's files, once the videos being recorded (``recording``, a future) are in."""
+    from .points import collect_points
+
+    plan = plan_data["runs"]
     track = cfg.make_track()
     points = collect_points(cfg.run_root, plan, track)
     if len(points) < 2:
@@ -65,8 +130,6 @@ def write_report(cfg) -> Path:
 
         raise RunDirError(f"no run of {cfg.path} has an evaluation yet: nothing to analyse")
     analysis = analyse(points, track.prior_tasks, targets=cfg.targets)
-    out = cfg.path / "report"
-    out.mkdir(parents=True, exist_ok=True)
     figures = {
         "pareto": "pareto.png",
         "kl": "forgetting_vs_forward_kl.png",
@@ -105,18 +168,10 @@ def write_report(cfg) -> Path:
     )
     with atomic_write(out / "summary.md") as f:
         f.write(summary)
-    videos = {}
-    if cfg.report_videos:
-        episodes = int(cfg.common.get("video_episodes", 1)) or 1
-        tasks = [track.new_task, *track.prior_tasks] if cfg.track == "robot" else []
-        if tasks:
-            videos["base policy"] = policy_videos(cfg.base, tasks, out / "videos", "base", episodes)
-        for method, run in _best_runs(points).items():
-            found = sorted((cfg.run_root / run / "videos").glob("final_*.mp4"))
-            if not found and tasks and (cfg.run_root / run / "policy" / "config.json").is_file():
-                found = policy_videos(cfg.run_root / run / "policy", tasks, out / "videos", run, episodes)
-            if found:
-                videos[f"best {METHOD_LABELS[method]}: {run}"] = found
+    if recording is not None:
+        recorded = {label: [Path(p) for p in paths] for label, paths in recording.result().items()}
+        videos = {**recorded, **videos}
+        videos = {"base policy": videos.pop("base policy"), **videos}  # the base first
     title = f"RL's Razor: {cfg.name} ({cfg.suite if cfg.track == 'robot' else 'LLM track'})"
     page = render_html(summary, {k: out / v for k, v in figures.items()}, videos, title)
     with atomic_write(out / "report.html") as f:

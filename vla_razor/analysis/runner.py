@@ -153,7 +153,9 @@ def run_specs(
 
     from vla_razor.runtime import ray_session
 
-    with ray_session(cfg.ray_address, cfg.workers) as ray:
+    # the runs' own progress lines (one per iteration: their output is a pipe) reach this terminal, each
+    # prefixed by Ray with the task's pid
+    with ray_session(cfg.ray_address, cfg.workers, log_to_driver=True) as ray:
         remote = ray.remote(num_cpus=1, max_retries=0)(execute_run)
         pending = {remote.remote(spec.as_dict(), 1): spec for spec in todo}
         with progress(total=len(pending), desc=f"sweep ({cfg.workers} Ray workers)", unit="run") as bar:

@@ -148,10 +148,12 @@ def fit_over_runs(
         return {"r2": None, "runs": runs, "points": len(x), "interval": None, "note": note}
     rng = np.random.default_rng(seed)
     values = []
-    while len(values) < samples:
+    for _ in range(100 * samples):  # bounded: a resample that cannot be fitted is drawn again
         idx = _resample(groups, rng)
         if len(np.unique(x[idx])) >= degree + 2:
             values.append(_r2(x[idx], y[idx], degree))
+            if len(values) == samples:
+                break
     values = np.array(values)
     values = values[np.isfinite(values)]  # resamples without spread in y have no R^2
     tail = (1 - level) / 2
@@ -172,18 +174,20 @@ def rank_probabilities(
     samples: int = 2000,
     seed: int = 0,
     groups: np.ndarray | None = None,
-) -> dict[str, list[float]]:
+) -> dict[str, list[float]] | None:
     """For each predictor, the probability of each rank (1 = best R^2) over resamples of the runs (``groups``:
     each point's run; default one point per run), every predictor ranked on the same resample.
-    ``out[name][k]`` is P(rank k + 1)."""
+    ``out[name][k]`` is P(rank k + 1). None with fewer than :data:`MIN_RUNS` runs or no spread in ``y``."""
     names = list(predictors)
     xs = np.array([np.asarray(predictors[n], float) for n in names])
     y = np.asarray(y, float)
     groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+    if len(np.unique(groups)) < MIN_RUNS or len(np.unique(y)) < degree + 2:
+        return None  # too few runs, or no spread in the forgetting to explain
     counts = np.zeros((len(names), len(names)))
     rng = np.random.default_rng(seed)
     done = 0
-    while done < samples:
+    for _ in range(100 * samples):  # bounded: a resample without spread is drawn again
         idx = _resample(groups, rng)
         if len(np.unique(y[idx])) < degree + 2:
             continue
@@ -191,7 +195,9 @@ def rank_probabilities(
         order = np.argsort(-np.nan_to_num(r2, nan=-np.inf), kind="stable")
         counts[order, np.arange(len(names))] += 1
         done += 1
-    return {name: (counts[i] / samples).tolist() for i, name in enumerate(names)}
+        if done == samples:
+            break
+    return {name: (counts[i] / max(done, 1)).tolist() for i, name in enumerate(names)}
 
 
 def runs_needed(
