@@ -118,6 +118,7 @@ def test_sweep_plan_is_the_grid_times_the_seeds_and_each_run_config_loads():
         seeds=[0, 1],
         rl={"total_env_steps": 4096},
         common={"eval_every": 3},
+        control_grid={"lr": [1e-4]},
     )
     specs = plan_runs(cfg)
     rl = [s for s in specs if s.method == "rl"]
