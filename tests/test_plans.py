@@ -138,3 +138,21 @@ def test_a_report_of_nothing_is_refused_and_writes_nowhere(tmp_path, capsys):
     assert archive_state() == before and not (tmp_path / "empty" / "report").exists()
     status = subprocess.run(["git", "status", "--porcelain", "docs/results"], capture_output=True, text=True)
     assert status.stdout == ""
+
+
+def test_the_committed_archive_is_the_run_its_plan_describes(tmp_path):
+    """The full sweep's archived runs were made before some config fields existed (device, sim_backend): a
+    field a saved config lacks ran as its default, so each restores as the run the plan gives it; a field
+    the plan sets away from its default still counts."""
+    cfg = load_config(RazorConfig, "configs/razor.yaml", [f"runs_dir={tmp_path}"])
+    shutil.copytree("docs/results/razor-robot/runs", cfg.run_root)
+    specs = plan_runs(cfg)
+    assert sum((cfg.run_root / s.name / "config.yaml").is_file() for s in specs) >= 30
+    check_run_configs(cfg, specs)
+    saved = cfg.run_root / specs[0].name / "config.yaml"
+    text = "\n".join(
+        line for line in saved.read_text().splitlines() if not line.startswith("total_env_steps:")
+    )
+    saved.write_text(text + "\n")
+    with pytest.raises(RunDirError, match=r"total_env_steps: 300000 -> 196608"):
+        check_run_configs(cfg, specs)

@@ -94,18 +94,43 @@ def _flat(node, prefix: str = "") -> dict:
     return {prefix[:-1]: node}
 
 
-def config_differences(saved: str, wanted: str) -> list[str]:
+def config_differences(saved: str, wanted: str, added_defaults: dict | None = None) -> list[str]:
     """``key: saved value -> wanted value`` for every (dotted) setting that differs between two dumped
-    configs, runtime settings aside; empty when they describe the same run."""
+    configs, runtime settings aside; empty when they describe the same run. ``added_defaults`` (dotted key
+    -> default) are fields added to the config class since: a saved config without one ran as its default."""
     import yaml
 
     old, new = _flat(yaml.safe_load(saved) or {}), _flat(yaml.safe_load(wanted) or {})
     missing = "(absent)"
+    for key, default in (added_defaults or {}).items():
+        old.setdefault(key, default)
     return [
         f"{key}: {old.get(key, missing)!r} -> {new.get(key, missing)!r}"
         for key in sorted(set(old) | set(new))
         if key.split(".")[0] not in RUNTIME_SETTINGS and old.get(key, missing) != new.get(key, missing)
     ]
+
+
+def field_defaults(config) -> dict:
+    """Every (dotted) field of a config dataclass instance with its class default, as a dumped config
+    writes it (fields without a default are left out)."""
+    import dataclasses
+
+    import yaml
+
+    out = {}
+    for f in dataclasses.fields(config):
+        if f.default is not dataclasses.MISSING:
+            value = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+        else:
+            continue
+        if dataclasses.is_dataclass(value):
+            out.update({f"{f.name}.{k}": v for k, v in field_defaults(value).items()})
+        else:
+            out.update(_flat({f.name: yaml.safe_load(dump_yaml({"v": value}))["v"]}))
+    return out
 
 
 class RunDir:

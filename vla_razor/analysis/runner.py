@@ -35,13 +35,15 @@ def check_run_configs(cfg: RazorConfig, specs: list[RunSpec]) -> None:
     unfinished one resumed only when it is the run the plan describes (where and how it runs aside)."""
     from vla_razor.config import dump_yaml
     from vla_razor.errors import RunDirError
-    from vla_razor.rundir import config_differences
+    from vla_razor.rundir import config_differences, field_defaults
 
     wrong = []
     for spec in specs:
         saved = cfg.run_root / spec.name / "config.yaml"
         if saved.is_file():
-            changed = config_differences(saved.read_text(), dump_yaml(run_config(spec)))
+            wanted = run_config(spec)
+            # a field added since the run was made: it ran as that field's default
+            changed = config_differences(saved.read_text(), dump_yaml(wanted), field_defaults(wanted))
             if changed:
                 wrong.append(f"{spec.name} ({'; '.join(changed)})")
     if wrong:
