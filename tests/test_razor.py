@@ -9,7 +9,7 @@ import torch
 
 from vla_razor.algorithms import load_algorithm
 from vla_razor.analysis.numbers import analyse, findings
-from vla_razor.analysis.plan import RazorConfig, plan_control, plan_runs
+from vla_razor.analysis.plan import SMOKE, RazorConfig, plan_control, plan_runs
 from vla_razor.analysis.predictors import (
     PREDICTORS,
     feature_change,
@@ -243,6 +243,10 @@ def test_sweep_fans_runs_out_as_ray_tasks_and_reports(smoke_base, tmp_path):
         "rl_grid={lr: [0.0001]}",
         "sft_grid={lr: [0.001]}",
         f"sft={json.dumps(sft)}",
+        # every evaluation plays 2 validation episodes too; the control clones the named RL run
+        f"common={json.dumps({**SMOKE['common'], 'validation_episodes': 2})}",
+        "control_teacher=ppo-lr0.0001-seed0",
+        "control_grid={seed: [0]}",
         "--archive",
         f"{tmp_path}/archive",
     ]
@@ -253,10 +257,25 @@ def test_sweep_fans_runs_out_as_ray_tasks_and_reports(smoke_base, tmp_path):
     assert "fine-tuned policy" in done.stdout + done.stderr and "pid=" in done.stdout + done.stderr
     sweep = tmp_path / "razor-smoke"
     statuses = json.loads((sweep / "status.json").read_text())["runs"]
-    assert sorted(s["name"] for s in statuses) == ["ppo-lr0.0001-seed0", "sft-lr0.001-seed0"]
-    assert all(s["status"] == "done" for s in statuses)
+    control = "sft_on_rl-ppo-lr0.0001-seed0-seed0"
+    assert sorted(s["name"] for s in statuses) == ["ppo-lr0.0001-seed0", "sft-lr0.001-seed0", control]
+    assert all(s["status"] == "done" for s in statuses if s["name"] != control)
+    # the control played the named teacher's policy (a smoke policy: it succeeds nowhere, so nothing to clone)
+    refused = next(s for s in statuses if s["name"] == control)
+    assert refused["exit_code"] == 2 and "ppo-lr0.0001-seed0/policy succeeded in none" in refused["error"]
+    plan = json.loads((sweep / "plan.json").read_text())
+    assert plan["control_teacher"].endswith("ppo-lr0.0001-seed0")
+    control_spec = next(r for r in plan["runs"] if r["name"] == control)
+    assert 'rl_policy="' + plan["control_teacher"] + '/policy"' in control_spec["overrides"]
     analysis = json.loads((sweep / "report" / "analysis.json").read_text())
     assert analysis["runs"] == {"rl": 1, "rl_kl": 0, "sft": 1, "sft_on_rl": 0}
+    # validation episodes: seeds disjoint from the scored ones, in every evaluation and on every point
+    for tag in ("iter_000001", "final"):
+        ev = json.loads((sweep / "runs" / "ppo-lr0.0001-seed0" / "eval" / f"{tag}.json").read_text())
+        ((task, validation),) = ev["validation"].items()
+        assert validation["episodes"] == 2 and validation["seed"] == 10_000 + 250_000
+    points = json.loads((sweep / "report" / "points.json").read_text())
+    assert all(0 <= p["validation/new_task_success"] <= 1 for p in points if p["run"] != "base")
     assert (sweep / "report" / "report.html").stat().st_size > 10_000
 
     # The archive: kilobytes per run, no checkpoints or snapshots, and the report rebuilt from it alone.
@@ -267,6 +286,7 @@ def test_sweep_fans_runs_out_as_ray_tasks_and_reports(smoke_base, tmp_path):
         ).is_file()
         assert not (archived / name / "checkpoints").exists() and not (archived / name / "snapshots").exists()
     assert not (archived / "sft-lr0.001-seed0" / "policy").exists()  # only the best RL run keeps its policy
+    assert (archived / "ppo-lr0.0001-seed0" / "policy" / "model.safetensors").is_file()  # the teacher's
     assert json.loads((tmp_path / "archive" / "points.json").read_text()) == json.loads(
         (sweep / "report" / "points.json").read_text()
     )

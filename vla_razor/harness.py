@@ -125,10 +125,11 @@ class FinetuneRun(FinetuneHarness):
         return super().start(total, unit, desc or f"{self.algo} {self.task}")
 
     # -- the track's part ------------------------------------------------------------------------
-    def evaluate_tasks(self, episodes: dict[str, int]) -> dict:
+    def evaluate_tasks(self, episodes: dict[str, int], seed: int | None = None) -> dict:
         from vla_razor.evaluation import evaluate_task
 
-        return {t: evaluate_task(self.policy, t, n, seed=self.cfg.eval_seed) for t, n in episodes.items()}
+        seed = self.cfg.eval_seed if seed is None else seed
+        return {t: evaluate_task(self.policy, t, n, seed=seed) for t, n in episodes.items()}
 
     def measure_kl(self, states, seed: int) -> dict[str, float]:
         from vla_razor.policies.encoders import as_tensor_obs

@@ -39,6 +39,12 @@ def teacher_episodes(seed: int) -> int:
     return seed * _RUN + 500_000
 
 
+def validation_episodes(eval_seed: int) -> int:
+    """First reset seed of the validation episodes of an evaluation (episode ``i`` adds ``i``): disjoint from
+    the scored episodes, which start at ``eval_seed``, so a checkpoint chosen on these is scored on others."""
+    return eval_seed + 250_000
+
+
 def kl_sampling(seed: int, iteration: int) -> int:
     """Seed of the base samples the KL to the base is estimated from at ``iteration``."""
     return seed * _KL + iteration

@@ -21,7 +21,7 @@ from pathlib import Path
 from vla_razor.atomic import atomic_path
 
 from .plan import RazorConfig, RunSpec
-from .runner import best_rl_run, run_is_done
+from .runner import best_rl_run, control_teacher_run, run_is_done
 
 KEPT = ("config.yaml", "metrics.jsonl", "eval/*.json", "analysis/*.json")
 """What of a finished run the archive keeps (glob patterns relative to the run directory)."""
@@ -142,7 +142,7 @@ def archive_report(report_dir: Path, archive_root: Path) -> None:
 class Archiver:
     """Keeps a sweep's archive up to date as runs finish: measures each finished run's predictors (the
     analysis's, cached in the run), copies what the analysis needs (:mod:`.archive`), and keeps the final
-    policy of the best RL run so far (the control's teacher) and no other. Without an archive it does nothing.
+    policy of the best RL run so far and of the control's teacher, and no other. Without an archive it does nothing.
     """
 
     def __init__(self, cfg: RazorConfig, specs: list[RunSpec], archive: Path | None = None):
@@ -187,8 +187,8 @@ class Archiver:
     def keep_best_policy(self) -> None:
         if self.archive is None:
             return
-        best = best_rl_run(self.cfg, self.specs)
+        kept = {best_rl_run(self.cfg, self.specs), control_teacher_run(self.cfg, self.specs)}
         for spec in self.specs:
             run_dir = self.cfg.run_root / spec.name
             if spec.method == "rl" and run_is_done(run_dir):
-                archive_run(run_dir, self.runs, with_policy=run_dir == best and (run_dir / "policy").is_dir())
+                archive_run(run_dir, self.runs, with_policy=run_dir in kept and (run_dir / "policy").is_dir())

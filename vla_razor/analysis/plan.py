@@ -56,6 +56,10 @@ class RazorConfig:
     control_grid: dict[str, list[Any]] = field(default_factory=dict)
     """The "SFT on RL data" control runs (SFT overrides plus these; ``seed`` in it sets their seeds, else the
     first of ``seeds``); empty: no control."""
+    control_teacher: str = ""
+    """The RL run of this sweep (its name) whose successful rollouts the control clones; its control runs are
+    named after it (``sft_on_rl-<teacher>-...``) and run first once it has finished. Empty: the RL run with
+    the best final new-task success, after every other run."""
     workers: PositiveInt = 1
     """Runs at a time (Ray tasks when > 1). On a 2-core machine keep 1: runs starve each other."""
     ray_address: str = ""
@@ -256,8 +260,9 @@ def _spec(cfg: RazorConfig, method: str, algo: str, prefix: str, values: dict, e
 def plan_control(cfg: RazorConfig, rl_policy: str) -> list[RunSpec]:
     """The SFT-on-RL-data runs: SFT on the successful rollouts of ``rl_policy``."""
     extra = {**cfg.sft, "rl_policy": rl_policy, "data": "rl"}
+    prefix = f"sft_on_rl-{cfg.control_teacher}" if cfg.control_teacher else "sft_on_rl"
     # the control grid may set its own seeds
     return [
-        _spec(cfg, "sft_on_rl", "sft", "sft_on_rl", {"seed": cfg.seeds[0], **point}, extra)
+        _spec(cfg, "sft_on_rl", "sft", prefix, {"seed": cfg.seeds[0], **point}, extra)
         for point in (_grid(cfg.control_grid) if cfg.control_grid else [])
     ]

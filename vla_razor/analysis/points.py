@@ -41,6 +41,7 @@ def _evaluations(run_dir: Path) -> list[tuple[str, Path, dict]]:
                         "iteration": ev["iteration"],
                         "env_steps": ev["env_steps"],
                         "tasks": {t: {**x, "rate": _rate(x)} for t, x in ev["tasks"].items()},
+                        "validation": {t: _rate(x) for t, x in ev.get("validation", {}).items()},
                     },
                 )
             )
@@ -55,6 +56,7 @@ def _evaluations(run_dir: Path) -> list[tuple[str, Path, dict]]:
                     "iteration": ev["meta"].get("iteration"),
                     "env_steps": ev["meta"].get("env_steps"),
                     "tasks": {t: {**x, "rate": _rate(x)} for t, x in ev["tasks"].items()},
+                    "validation": {t: _rate(x) for t, x in ev.get("validation", {}).items()},
                 },
             )
         )
@@ -218,6 +220,11 @@ def collect_points(run_root: Path, plan: list[dict], track) -> list[dict]:
             **{f"forgetting/{t}": f for t, f in forgetting.items()},
             **{f"successes/{t}": tasks[t]["successes"] for t in tasks},
             **{f"episodes/{t}": tasks[t]["episodes"] for t in tasks},
+            **(
+                {"validation/new_task_success": ev["validation"][track.new_task]}
+                if track.new_task in ev.get("validation", {})
+                else {}
+            ),
         }
 
     points = []

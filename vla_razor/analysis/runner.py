@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from vla_razor.errors import ConfigError
 from vla_razor.progress import progress
 
 from .plan import RazorConfig, RunSpec
@@ -189,3 +190,17 @@ def best_rl_run(cfg: RazorConfig, specs: list[RunSpec]) -> Path | None:
             if rate > best_rate:
                 best, best_rate = cfg.run_root / spec.name, rate
     return best
+
+
+def control_teacher_run(cfg: RazorConfig, specs: list[RunSpec]) -> Path | None:
+    """The run whose rollouts the control clones: ``cfg.control_teacher`` once it has finished with a policy
+    (None before), else :func:`best_rl_run`."""
+    if not cfg.control_teacher:
+        return best_rl_run(cfg, specs)
+    names = [s.name for s in specs if s.method == "rl"]
+    if cfg.control_teacher not in names:
+        raise ConfigError(
+            f"control_teacher {cfg.control_teacher!r} is not an RL run of this sweep: name one of {names}"
+        )
+    run_dir = cfg.run_root / cfg.control_teacher
+    return run_dir if run_is_done(run_dir) and (run_dir / "policy" / "config.json").is_file() else None

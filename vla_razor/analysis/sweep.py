@@ -21,13 +21,13 @@ from vla_razor.atomic import write_json
 
 from .archive import Archiver
 from .plan import LLM_SMOKE, SMOKE, RazorConfig, RunSpec, plan_control, plan_runs
-from .runner import best_rl_run, run_specs
+from .runner import control_teacher_run, run_specs
 
 __all__ = ["LLM_SMOKE", "SMOKE", "RazorConfig", "RunSpec", "plan_control", "plan_runs", "razor", "run_sweep"]
 
 
 def run_sweep(cfg: RazorConfig, archive: Path | None = None) -> list[RunSpec]:
-    """Every run of the sweep, the control last; writes ``plan.json`` (what each run is) and ``status.json``.
+    """Every run of the sweep, the control last (first when its named teacher has finished); writes ``plan.json`` (what each run is) and ``status.json``.
     With ``archive``, the runs the run directory lacks are restored from it first and every run is archived
     as it goes (:mod:`.archive`); nothing else is written outside ``cfg.path``."""
     from vla_razor.atomic import atomic_write
@@ -46,22 +46,27 @@ def run_sweep(cfg: RazorConfig, archive: Path | None = None) -> list[RunSpec]:
         restored = restore_runs(archiver.runs, cfg.run_root)
         if restored:
             tqdm.write(f"restored {len(restored)} runs from the archive {archive}")
-    statuses = run_specs(cfg, specs, archiver, archiver.partial)
+    statuses = []
+    teacher = control_teacher_run(cfg, specs) if cfg.control_teacher else None
+    if teacher is not None and cfg.control_grid:  # a named, finished teacher: its control goes first
+        specs, statuses = _control(cfg, specs, teacher, archiver)
+    statuses += run_specs(cfg, [s for s in specs if s.method != "sft_on_rl"], archiver, archiver.partial)
     archiver.keep_best_policy()
-    best = best_rl_run(cfg, specs)
-    if best is not None and cfg.control_grid:
-        control = plan_control(cfg, str(best / "policy"))
-        specs += control
-        write_json(
-            cfg.path / "plan.json", {"runs": [s.as_dict() for s in specs], "control_teacher": str(best)}
-        )
-        statuses += run_specs(cfg, control, archiver, archiver.partial)
-    elif cfg.control_grid:
+    if teacher is None:
+        teacher = control_teacher_run(cfg, specs)
+        if teacher is not None and cfg.control_grid:
+            specs, control_statuses = _control(cfg, specs, teacher, archiver)
+            statuses += control_statuses
+    if teacher is None and cfg.control_grid:
         write_json(
             cfg.path / "plan.json",
             {
                 "runs": [s.as_dict() for s in specs],
-                "control_skipped": "no RL run succeeded on the new task in its final evaluation: there is no RL data to clone",
+                "control_skipped": (
+                    f"the control's teacher {cfg.control_teacher} has not finished with a policy"
+                    if cfg.control_teacher
+                    else "no RL run succeeded on the new task in its final evaluation: there is no RL data to clone"
+                ),
             },
         )
     write_json(cfg.path / "status.json", {"runs": statuses})
@@ -69,6 +74,16 @@ def run_sweep(cfg: RazorConfig, archive: Path | None = None) -> list[RunSpec]:
         if status["status"] != "done":
             tqdm.write(f"run {status['name']} {status['status']}: {status.get('error', '')}")
     return specs
+
+
+def _control(cfg: RazorConfig, specs: list[RunSpec], teacher: Path, archiver: Archiver):
+    """Plan the control on ``teacher``'s policy, record it in ``plan.json`` and run it."""
+    specs = specs + plan_control(cfg, str(teacher / "policy"))
+    write_json(
+        cfg.path / "plan.json", {"runs": [s.as_dict() for s in specs], "control_teacher": str(teacher)}
+    )
+    archiver.specs = specs
+    return specs, run_specs(cfg, [s for s in specs if s.method == "sft_on_rl"], archiver, archiver.partial)
 
 
 def report_plan(cfg: RazorConfig, archive: Path | None) -> dict:

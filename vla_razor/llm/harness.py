@@ -121,10 +121,10 @@ class LLMFinetuneRun(FinetuneHarness):
         )
 
     # -- the track's part ------------------------------------------------------------------------
-    def evaluate_tasks(self, episodes: dict[str, int]) -> dict:
+    def evaluate_tasks(self, episodes: dict[str, int], seed: int | None = None) -> dict:
+        seed = self.cfg.eval_seed if seed is None else seed
         return {
-            t: evaluate_accuracy(self.policy, self.tokenizer, t, n, seed=self.cfg.eval_seed)
-            for t, n in episodes.items()
+            t: evaluate_accuracy(self.policy, self.tokenizer, t, n, seed=seed) for t, n in episodes.items()
         }
 
     def measure_kl(self, states: list, seed: int) -> dict[str, float]:

@@ -49,6 +49,10 @@ class FinetuneHarnessConfig(HarnessConfig):
     deterministic sampling)."""
     final_eval_episodes: PositiveInt = 50
     """Episodes (LLM: problems) per task of the final evaluation."""
+    validation_episodes: NonNegativeInt = 0
+    """New-task validation episodes per evaluation (periodic and final), with seeds disjoint from the scored
+    ones: the analysis chooses a run's checkpoint at a target success on these and scores it on the others
+    (``validation/new_task_success``). 0: none (then a checkpoint is chosen on the episodes it is scored on)."""
     kl_states: NonNegativeInt = 256
     """New-task states (LLM: prompts) per iteration on which the KL to the base is measured."""
     kl_penalty: KLPenaltyConfig = field(default_factory=KLPenaltyConfig)
@@ -81,8 +85,9 @@ class FinetuneHarness(TrainingLoop):
         self._last_eval: dict = {}
 
     # -- the track's part ------------------------------------------------------------------------
-    def evaluate_tasks(self, episodes: dict[str, int]) -> dict:
-        """``{task: SuccessRate}`` of the policy in memory, ``episodes[task]`` each from ``cfg.eval_seed``."""
+    def evaluate_tasks(self, episodes: dict[str, int], seed: int | None = None) -> dict:
+        """``{task: SuccessRate}`` of the policy in memory, ``episodes[task]`` each from ``seed`` (default
+        ``cfg.eval_seed``)."""
         raise NotImplementedError
 
     def measure_kl(self, states: Any, seed: int) -> dict[str, float]:
@@ -144,6 +149,9 @@ class FinetuneHarness(TrainingLoop):
         metrics.update({f"retention/{t}": results[t].rate for t in tasks[1:]})
         if len(tasks) > 1:
             metrics["retention/mean"] = sum(results[t].rate for t in tasks[1:]) / (len(tasks) - 1)
+        validation = self.validate()
+        if validation:
+            metrics["validation/new_task_success"] = validation[self.task]["rate"]
         tag = f"iter_{self.iteration:06d}"
         self.record_videos(tag, tasks)
         snapshot = self.save_policy(self.run.path / "snapshots" / tag)
@@ -155,12 +163,22 @@ class FinetuneHarness(TrainingLoop):
                 "env_steps": self.env_steps,
                 "snapshot": str(snapshot),
                 "tasks": {t: {**r.as_dict(), "role": roles[t]} for t, r in results.items()},
+                **({"validation": validation} if validation else {}),
             },
         )
         tqdm.write(f"iteration {self.iteration} ({self.env_steps} env steps)\n{format_table(results, roles)}")
         self._last_eval = metrics
         metrics["time/eval_s"] = time.perf_counter() - started  # evaluation, videos and snapshot
         return metrics
+
+    def validate(self) -> dict:
+        """The new task on ``cfg.validation_episodes`` episodes from :func:`~vla_razor.seeding.validation_episodes`
+        (``{task: rate dict}``; empty without validation episodes)."""
+        if not self.cfg.validation_episodes:
+            return {}
+        seed = streams.validation_episodes(self.cfg.eval_seed)
+        result = self.evaluate_tasks({self.task: self.cfg.validation_episodes}, seed=seed)[self.task]
+        return {self.task: {**result.as_dict(), "seed": seed}}
 
     @property
     def retention_episodes(self) -> int:
@@ -190,7 +208,11 @@ class FinetuneHarness(TrainingLoop):
         policy_dir = self.save_policy(self.run.path / "policy")
         result = self.final_result(policy_dir)
         result.meta.update(iteration=self.iteration, env_steps=self.env_steps, algo=self.algo)
-        write_json(self.run.eval / "final.json", result.as_dict())
+        validation = self.validate()
+        write_json(
+            self.run.eval / "final.json",
+            {**result.as_dict(), **({"validation": validation} if validation else {})},
+        )
         self.record_videos("final", self.tasks)
         metrics = {
             "final/success/new_task": result.new_task_success,
@@ -198,6 +220,8 @@ class FinetuneHarness(TrainingLoop):
             "final/forgetting/mean": result.mean_forgetting,
         }
         metrics.update({f"final/retention/{t}": result.tasks[t].rate for t in result.prior_tasks})
+        if validation:
+            metrics["final/validation/new_task_success"] = validation[self.task]["rate"]
         metrics["final/time/eval_s"] = time.perf_counter() - started  # evaluation against the base and videos
         self.log(metrics)
         self.run.close()
