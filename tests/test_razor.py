@@ -429,23 +429,32 @@ def _minimal_analysis() -> dict:
     }
 
 
-def test_frontier_bootstrap_over_seeds():
+def test_frontier_bootstrap_resamples_runs_within_each_configuration():
     from vla_razor.analysis.fits import bootstrap_frontier_areas, frontier_area
 
     base = (np.array([0.2]), np.array([0.6]))
-    same = {s: (np.array([0.5, 0.9]), np.array([0.5, 0.2])) for s in range(4)}
-    worse = {s: (np.array([0.5, 0.9]), np.array([0.3, 0.0 + 0.01 * s])) for s in range(4)}
+    run = (np.array([0.5, 0.9]), np.array([0.5, 0.2]))
+    same = {"lr1": [run] * 4}
+    worse = {"lr1": [(np.array([0.5, 0.9]), np.array([0.3, 0.0 + 0.01 * s])) for s in range(4)]}
     out = bootstrap_frontier_areas({"rl": same, "sft": worse}, base, samples=300)
     exact = frontier_area(np.array([0.2, 0.5, 0.9]), np.array([0.6, 0.5, 0.2]))
-    # identical seeds: every resample has the same frontier, the interval is a point
+    # identical runs: every resample has the same frontier, the interval is a point
     assert out["area"]["rl"]["low"] == pytest.approx(exact) and out["area"]["rl"]["high"] == pytest.approx(
         exact
     )
     assert out["difference"]["low"] > 0 and out["difference"]["fraction_above_zero"] == 1.0
-    assert out["area"]["sft"]["low"] < out["area"]["sft"]["high"]  # the seeds differ: a real interval
-    assert (
-        bootstrap_frontier_areas({"rl": {0: same[0]}, "sft": {0: worse[0]}}, base) is None
-    )  # one seed: no interval
+    assert out["area"]["sft"]["low"] < out["area"]["sft"]["high"]  # the runs differ: a real interval
+    assert out["runs"] == {"rl": 4, "sft": 4} and out["configurations"] == {"rl": 1, "sft": 1}
+    # a configuration with one run is in every resample: the best SFT run alone in its own configuration
+    # puts a floor under SFT's area; with the runs pooled into one configuration it is drawn out at times
+    best = (np.array([0.5, 0.9]), np.array([0.45, 0.15]))
+    apart = bootstrap_frontier_areas({"rl": same, "sft": {**worse, "lr2": [best]}}, base, samples=300)
+    pooled = bootstrap_frontier_areas({"rl": same, "sft": {"lr1": worse["lr1"] + [best]}}, base, samples=300)
+    floor = frontier_area(np.array([0.2, 0.5, 0.9]), np.array([0.6, 0.45, 0.15]))
+    assert apart["area"]["sft"]["low"] >= floor - 1e-12 > pooled["area"]["sft"]["low"]
+    assert apart["single_run_configurations"] == {"rl": 0, "sft": 1}
+    # no configuration of a method with two runs: no interval
+    assert bootstrap_frontier_areas({"rl": {"a": [run]}, "sft": {"a": [run], "b": [run]}}, base) is None
 
 
 def _counted(method, run, new, retention, kl, grid, tag="final", tasks=("A", "B"), episodes=50):

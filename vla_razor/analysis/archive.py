@@ -128,15 +128,31 @@ def best_rl_name(archive_root: Path, rl_names: list[str]) -> str | None:
     return best
 
 
+def restore_base_evaluation(archive: Path, sweep_dir: Path) -> bool:
+    """Copy the archived base evaluation (:data:`~.points.BASE_EVALUATION`) into a sweep directory that lacks
+    it, so that a report rebuilt from the archive measures forgetting against the same base rates."""
+    from .points import BASE_EVALUATION
+
+    src, dest = archive / BASE_EVALUATION, sweep_dir / BASE_EVALUATION
+    if src.is_file() and not dest.is_file():
+        _copy(src, dest)
+        return True
+    return False
+
+
 REPORT_FILES = ("points.json", "analysis.json", "summary.md", "*.png")
 
 
 def archive_report(report_dir: Path, archive_root: Path) -> None:
-    """The report's machine-readable files, summary and figures (not the HTML page with its embedded videos)."""
-    for pattern in REPORT_FILES:
-        for src in sorted(report_dir.glob(pattern)):
-            if not _same(src, archive_root / src.name):
-                _copy(src, archive_root / src.name)
+    """The report's machine-readable files, summary and figures (not the HTML page with its embedded videos),
+    and the base evaluation they were measured against (in the sweep's directory, above the report's)."""
+    from .points import BASE_EVALUATION
+
+    sources = [src for pattern in REPORT_FILES for src in sorted(report_dir.glob(pattern))]
+    sources += [p for p in [report_dir.parent / BASE_EVALUATION] if p.is_file()]
+    for src in sources:
+        if not _same(src, archive_root / src.name):
+            _copy(src, archive_root / src.name)
 
 
 class Archiver:

@@ -80,33 +80,36 @@ def rank_predictors(
 
 
 def bootstrap_frontier_areas(
-    groups: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]],
+    groups: dict[str, dict[str, list[tuple[np.ndarray, np.ndarray]]]],
     base: tuple[np.ndarray, np.ndarray],
     samples: int = 2000,
     seed: int = 0,
     level: float = 0.95,
-) -> dict:
+) -> dict | None:
     """Percentile intervals of each method's frontier area, and of the first two methods' difference, over
-    seeds: every bootstrap sample draws the seeds with replacement (the same draw for all methods, so
-    the difference is paired by seed) and takes the frontier of the drawn seeds' points plus the base's.
+    runs: every bootstrap sample draws, within each configuration of each method, that configuration's runs
+    with replacement (as many as it has), and takes the frontier of the drawn runs' points plus the base's.
+    Methods are drawn independently (runs of different methods share no seed-level randomness worth pairing).
 
-    ``groups[method][seed] = (new-task success, retention)`` arrays of that seed's points. Seeds that not
-    every method has are left out; None when fewer than two seeds are left."""
+    ``groups[method][configuration] = [(new-task success, retention) arrays of one run, ...]``. A configuration
+    with one run enters every resample as it is (it adds no spread: counted in ``single_run_configurations``).
+    None unless every method has a configuration with at least two runs."""
     methods = list(groups)
-    seeds = sorted(set.intersection(*(set(groups[m]) for m in methods))) if methods else []
-    if len(seeds) < 2:
+    if len(methods) < 1 or not all(any(len(r) >= 2 for r in groups[m].values()) for m in methods):
         return None
     rng = np.random.default_rng(seed)
     areas = {m: [] for m in methods}
     for _ in range(samples):
-        drawn = rng.choice(seeds, size=len(seeds), replace=True)
         for m in methods:
-            x = np.concatenate([base[0], *(groups[m][s][0] for s in drawn)])
-            y = np.concatenate([base[1], *(groups[m][s][1] for s in drawn)])
+            drawn = [runs[i] for runs in groups[m].values() for i in rng.integers(0, len(runs), len(runs))]
+            x = np.concatenate([base[0], *(run[0] for run in drawn)])
+            y = np.concatenate([base[1], *(run[1] for run in drawn)])
             areas[m].append(frontier_area(x, y))
     tail = (1.0 - level) / 2 * 100
     out = {
-        "seeds": seeds,
+        "runs": {m: sum(len(r) for r in groups[m].values()) for m in methods},
+        "configurations": {m: len(groups[m]) for m in methods},
+        "single_run_configurations": {m: sum(len(r) == 1 for r in groups[m].values()) for m in methods},
         "samples": samples,
         "level": level,
         "area": {

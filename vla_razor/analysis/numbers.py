@@ -3,6 +3,7 @@ the findings in words, from the points alone (:mod:`.points`)."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -197,24 +198,29 @@ def run_level(tuned: list[dict], prior_tasks: list[str], targets, tolerance: flo
     }
 
 
-def _seed(point: dict):
-    return point.get("grid", {}).get("seed")
-
-
 def _frontier_bootstrap(base: list[dict], tuned: list[dict]) -> dict | None:
-    """Bootstrap intervals over seeds of the RL and SFT frontier areas and of their difference."""
-    groups: dict = {}
-    for method in ("rl", "sft"):
-        for p in tuned:
-            if p["method"] == method and _seed(p) is not None:
-                groups.setdefault(method, {}).setdefault(_seed(p), []).append(
-                    (p["new_task_success"], p["retention"])
-                )
+    """Bootstrap intervals of the RL and SFT frontier areas and of their difference, over runs within each
+    configuration (a run's grid without its seed)."""
+    groups: dict[str, dict[str, dict[str, list[dict]]]] = {}
+    for p in tuned:
+        if p["method"] in ("rl", "sft"):
+            configuration = json.dumps(
+                {k: v for k, v in p.get("grid", {}).items() if k != "seed"}, sort_keys=True
+            )
+            groups.setdefault(p["method"], {}).setdefault(configuration, {}).setdefault(p["run"], []).append(
+                p
+            )
     if set(groups) != {"rl", "sft"}:
         return None
     arrays = {
-        m: {s: (np.array([a for a, _ in v]), np.array([b for _, b in v])) for s, v in g.items()}
-        for m, g in groups.items()
+        m: {
+            c: [
+                (np.array([q["new_task_success"] for q in pts]), np.array([q["retention"] for q in pts]))
+                for pts in runs.values()
+            ]
+            for c, runs in configurations.items()
+        }
+        for m, configurations in groups.items()
     }
     base_xy = (np.array([p["new_task_success"] for p in base]), np.array([p["retention"] for p in base]))
     return bootstrap_frontier_areas({"rl": arrays["rl"], "sft": arrays["sft"]}, base_xy)
@@ -381,8 +387,10 @@ def findings(analysis: dict) -> list[str]:
     if boot:
         d = boot["difference"]
         out.append(
-            f"Over seeds, RL's frontier area minus SFT's lies in [{d['low']:+.3f}, {d['high']:+.3f}] (bootstrap "
-            f"{boot['level']:.0%}, {len(boot['seeds'])} seeds)."
+            f"Over runs, RL's frontier area minus SFT's lies in [{d['low']:+.3f}, {d['high']:+.3f}] (bootstrap "
+            f"{boot['level']:.0%} over runs within each configuration: {boot['runs']['rl']} RL runs in "
+            f"{boot['configurations']['rl']} configurations, {boot['runs']['sft']} SFT runs in "
+            f"{boot['configurations']['sft']})."
         )
     pen = (analysis.get("penalty") or {}).get("matched")
     if pen:

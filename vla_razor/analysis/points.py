@@ -117,6 +117,14 @@ class RobotTrack:
             "+action"
         )
 
+    @property
+    def base_key(self) -> str:
+        """What the base's rates depend on: its weights, the suite's tasks and the evaluation seed."""
+        from vla_razor.retention.evaluate import weights_hash
+
+        tasks = ",".join([self.new_task, *self.prior_tasks])
+        return f"{self.suite.name}:{tasks}-seed{self.eval_seed}-{weights_hash(self.base_dir)}"
+
     def base_rates(self, episodes: int) -> dict[str, float]:
         from vla_razor.retention import base_results
 
@@ -190,15 +198,36 @@ def run_budgets(run_dir: Path):
     return budget
 
 
-def collect_points(run_root: Path, plan: list[dict], track) -> list[dict]:
-    """Every point of every run in ``plan`` (runs without evaluations are skipped), plus the base itself;
-    ``track`` (:class:`RobotTrack`, or the LLM track's) measures policies and the base."""
-    base_cache: dict[int, dict] = {}
+BASE_EVALUATION = "base_evaluation.json"
+"""The base's success rates a sweep's forgetting is measured against, in the sweep's directory and its archive
+(:func:`base_evaluation`)."""
 
-    def base_rates(episodes: int) -> dict[str, float]:
-        if episodes not in base_cache:
-            base_cache[episodes] = track.base_rates(episodes)
-        return base_cache[episodes]
+
+def base_evaluation(track, path: Path | None):
+    """``rates(episodes) -> {task: rate}``: the base's success on every task at that episode count, read from
+    ``path`` when it holds them for this base, track and evaluation seed, else evaluated and added to it.
+    Kept with the sweep (and its archive), the base's rates do not move with the machine that re-reports it:
+    a simulator run on another CPU or thread count can end a few episodes differently."""
+    key = track.base_key
+    stored = json.loads(path.read_text()) if path is not None and path.is_file() else {}
+    if stored.get("key") != key:
+        stored = {"key": key, "rates": {}}
+
+    def rates(episodes: int) -> dict[str, float]:
+        if str(episodes) not in stored["rates"]:
+            stored["rates"][str(episodes)] = track.base_rates(episodes)
+            if path is not None:
+                write_json(path, stored)
+        return stored["rates"][str(episodes)]
+
+    return rates
+
+
+def collect_points(run_root: Path, plan: list[dict], track, base_file: Path | None = None) -> list[dict]:
+    """Every point of every run in ``plan`` (runs without evaluations are skipped), plus the base itself;
+    ``track`` (:class:`RobotTrack`, or the LLM track's) measures policies and the base, whose rates are kept
+    in ``base_file`` (:func:`base_evaluation`)."""
+    base_rates = base_evaluation(track, base_file)
 
     def row(run: str, method: str, algo: str, grid: dict, tag: str, ev: dict) -> dict:
         method = point_method(method, grid)

@@ -18,6 +18,30 @@ from .numbers import METHOD_LABELS, analyse
 from .render import render_html, summary_markdown
 
 
+def code_commit() -> str | None:
+    """The git commit of the code that writes a report (``+dirty`` when its library files differ from it);
+    None outside a git checkout."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "vla_razor", "configs"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
 def _best_runs(run_root: Path, plan: list[dict]) -> dict[str, str]:
     """The best final policy of RL and of SFT (highest new-task success, then retention), from the runs'
     ``eval/final.json`` alone (known before any predictor is measured)."""
@@ -120,11 +144,11 @@ def write_report(cfg) -> Path:
 
 def _write(cfg, plan_data: dict, out: Path, videos: dict, recording) -> Path:
     """The report's files, once the videos being recorded (``recording``, a future) are in."""
-    from .points import collect_points
+    from .points import BASE_EVALUATION, collect_points
 
     plan = plan_data["runs"]
     track = cfg.make_track()
-    points = collect_points(cfg.run_root, plan, track)
+    points = collect_points(cfg.run_root, plan, track, cfg.path / BASE_EVALUATION)
     if len(points) < 2:
         from vla_razor.errors import RunDirError
 
@@ -153,6 +177,7 @@ def _write(cfg, plan_data: dict, out: Path, videos: dict, recording) -> Path:
             "new_task": track.new_task,
             "prior_tasks": track.prior_tasks,
             "base_policy": cfg.base,
+            "commit": code_commit(),
         },
     )
     summary = summary_markdown(

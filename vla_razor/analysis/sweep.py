@@ -41,8 +41,9 @@ def run_sweep(cfg: RazorConfig, archive: Path | None = None) -> list[RunSpec]:
     write_json(cfg.path / "plan.json", {"runs": [s.as_dict() for s in specs]})
     archiver = Archiver(cfg, specs, archive)
     if archive is not None:
-        from .archive import restore_runs
+        from .archive import restore_base_evaluation, restore_runs
 
+        restore_base_evaluation(archive, cfg.path)
         restored = restore_runs(archiver.runs, cfg.run_root)
         if restored:
             tqdm.write(f"restored {len(restored)} runs from the archive {archive}")
@@ -117,8 +118,9 @@ def razor(cfg: RazorConfig, report_only: bool = False, archive: str | Path | Non
         run_sweep(cfg, archive)
     else:
         if archive is not None:
-            from .archive import restore_runs
+            from .archive import restore_base_evaluation, restore_runs
 
+            restore_base_evaluation(archive, cfg.path)
             restore_runs(archive / "runs", cfg.run_root)
         plan = report_plan(cfg, archive)
         specs = [RunSpec(**{**r, "overrides": tuple(r["overrides"])}) for r in plan["runs"]]

@@ -48,6 +48,13 @@ class LLMTrack:
         default = LLMFinetuneConfig()
         return default.task, default.prior_tasks
 
+    @property
+    def base_key(self) -> str:
+        """What the base's accuracies depend on: its weights and the tasks."""
+        from vla_razor.retention.evaluate import weights_hash
+
+        return f"llm:{','.join([self.new_task, *self.prior_tasks])}-{weights_hash(self.base_dir)}"
+
     def base_rates(self, problems: int) -> dict[str, float]:
         """Greedy accuracy of the base on every task, cached beside its weights."""
         from vla_razor.retention.evaluate import weights_hash
