@@ -212,7 +212,7 @@ CASES = [
     ("unknown-suite", lambda b, t: [*PPO, "suite=nope"], r"unknown suite 'nope'; known suites"),
     (
         "unknown-suite-eval",
-        lambda b, t: ["eval", "--checkpoint", f"{b}/base-smoke/policy", "--suite", "nope"],
+        lambda b, t: ["eval", f"{b}/base-smoke/policy", "--suite", "nope"],
         r"unknown suite 'nope'",
     ),
     (
@@ -285,8 +285,18 @@ CASES = [
     ),
     (
         "eval-episodes-zero",
-        lambda b, t: ["eval", "--checkpoint", f"{b}/base-smoke/policy", "--episodes", "0"],
+        lambda b, t: ["eval", f"{b}/base-smoke/policy", "--episodes", "0"],
         r"--episodes must be >= 1, got 0",
+    ),
+    (
+        "eval-policy-named-twice",
+        lambda b, t: ["eval", f"{b}/base-smoke/policy", "--checkpoint", f"{b}/base-smoke/policy"],
+        r"name the policy once",
+    ),
+    (
+        "eval-no-policy",
+        lambda b, t: ["eval", "--suite", "smoke"],
+        r"name the policy once",
     ),
     (
         "quickstart-base-missing",
@@ -311,6 +321,18 @@ CASES = [
             f"runs_dir={t}/runs",
         ],
         r"holds pd_joint_pos actions.*--control-mode pd_ee_delta_pose",
+    ),
+    (
+        "sft-kl-penalty",
+        lambda b, t: [
+            "finetune",
+            "--algo",
+            "sft",
+            "--smoke",
+            f"base={b}/base-smoke/policy",
+            "kl_penalty.kind=fixed",
+        ],
+        r"kl_penalty: the robot SFT loss has no penalty toward the base",
     ),
     # run directories
     (

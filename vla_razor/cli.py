@@ -146,10 +146,11 @@ def _add_eval(sub) -> None:
         help="evaluate a policy on every task of a suite: success, 95%% intervals, forgetting vs the base",
     )
     p.add_argument(
-        "--checkpoint",
-        required=True,
+        "policy",
+        nargs="?",
         help="a policy directory (save_pretrained) or a run directory (its policy/)",
     )
+    p.add_argument("--checkpoint", help="the same as the positional POLICY (kept for older scripts)")
     p.add_argument("--suite", default="default", help="suite name or YAML path (default: default)")
     p.add_argument("--episodes", type=int, default=50, help="episodes per task (default: 50)")
     p.add_argument(
@@ -184,6 +185,18 @@ def _add_razor(sub) -> None:
         "the sweep's run directory",
     )
     p.set_defaults(handler=lambda args: __import__("vla_razor.commands.razor", fromlist=["main"]).main(args))
+
+
+def _add_results(sub) -> None:
+    p = sub.add_parser(
+        "results", help="the results page and the README's headline numbers, from the committed archives"
+    )
+    p.add_argument("--root", default="docs/results", help="the archives (default: docs/results)")
+    p.add_argument("--out", metavar="FILE", help="write the page here (docs/results.md); default: print it")
+    p.add_argument("--readme", metavar="FILE", help="also rewrite this README's headline block (README.md)")
+    p.set_defaults(
+        handler=lambda args: __import__("vla_razor.commands.results", fromlist=["main"]).main(args)
+    )
 
 
 def _add_llm(sub) -> None:
@@ -227,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_finetune(sub)
     _add_eval(sub)
     _add_razor(sub)
+    _add_results(sub)
     _add_llm(sub)
     return parser
 

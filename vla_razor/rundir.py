@@ -85,7 +85,7 @@ RUNTIME_SETTINGS = frozenset({"threads", "ray_address", "rollout_backend", "runs
 """Config fields that say how or where a run executes, not what it computes: a resume may change them (a
 sweep resumed with more Ray workers gives each run a different thread count; rollout actors may move to a
 cluster; a run directory restored from an archive or copied elsewhere sits under another ``runs_dir``).
-``rollout_backend`` is retired (rollout workers are Ray actors): a run that saved it resumes."""
+``rollout_backend`` is no config field (rollout workers are Ray actors); a saved config holding it resumes."""
 
 
 def _flat(node, prefix: str = "") -> dict:

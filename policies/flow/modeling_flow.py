@@ -6,7 +6,7 @@ Convention: ``x_t = (1 - t) a + t eps`` (t = 1 noise, t = 0 action); the network
 - ODE (deterministic): ``x <- x - dt v``.
 - Flow-SDE (stochastic): ``x <- N(x - dt (v + sigma_t^2 / (2 t) (x + (1 - t) v)), sigma_t^2 dt)`` with
   ``sigma_t = noise_level sqrt(t / (1 - t))``; the drift correction uses the score of x_t implied by v,
-  so every step keeps the ODE's marginals (checked statistically in tests/test_policies.py). At t = 1,
+  so every step keeps the ODE's marginals (checked statistically in tests/test_flow_policy.py). At t = 1,
   where sigma_t diverges, sigma is evaluated at t = 1 - dt.
 - Flow-Noise (stochastic): ``x <- N(x - dt v, std^2)`` with std from a learned head, bounded.
 """

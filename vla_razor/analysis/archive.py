@@ -151,8 +151,16 @@ def archive_report(report_dir: Path, archive_root: Path) -> None:
     sources = [src for pattern in REPORT_FILES for src in sorted(report_dir.glob(pattern))]
     sources += [p for p in [report_dir.parent / BASE_EVALUATION] if p.is_file()]
     for src in sources:
-        if not _same(src, archive_root / src.name):
+        if not _same(src, archive_root / src.name) and not _same_analysis(src, archive_root / src.name):
             _copy(src, archive_root / src.name)
+
+
+def _same_analysis(new: Path, archived: Path) -> bool:
+    """Two ``analysis.json`` with the same numbers: the archived one keeps the commit that first wrote them."""
+    if new.name != "analysis.json" or not archived.is_file():
+        return False
+    a, b = json.loads(new.read_text()), json.loads(archived.read_text())
+    return {k: v for k, v in a.items() if k != "commit"} == {k: v for k, v in b.items() if k != "commit"}
 
 
 class Archiver:

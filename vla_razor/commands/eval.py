@@ -21,7 +21,11 @@ def main(args) -> int:
         if value < low:
             raise BadInputError(f"{flag} must be >= {low}, got {value}")
     suite = load_suite(args.suite)
-    checkpoint = Path(args.checkpoint)
+    if bool(args.policy) == bool(args.checkpoint):
+        raise BadInputError(
+            "name the policy once: `vla-razor eval <policy or run directory>` (or --checkpoint DIR)"
+        )
+    checkpoint = Path(args.policy or args.checkpoint)
     if (checkpoint / "policy" / "config.json").is_file():
         checkpoint = checkpoint / "policy"  # a run directory: its final policy
     ChainPolicy.from_pretrained(checkpoint)  # fail early, with the loader's clear message

@@ -1,1 +1,2 @@
-"""The LLM track: arithmetic tasks, a character tokenizer, and (to come) token-policy RL/SFT through the same divergence core."""
+"""The LLM track: arithmetic tasks, a character tokenizer, a small Llama, and GRPO and SFT on it through the same
+harness and divergence core as the robot track."""

@@ -39,8 +39,7 @@ class LLMPretrainConfig(HarnessConfig):
     exposure_fraction: Fraction = 0.002
     """Share of training problems from ``exposure_task``: a little exposure, so the base starts weak on the
     new task but not at zero and GRPO has successes to reinforce (the robot base's few new-task
-    demonstrations). At 0.002 and 8000 steps the base answers 18% of add_4_5 and 47% of add_4_4; at 0.02
-    it had 47% of add_4_5 by step 2500."""
+    demonstrations)."""
     steps: PositiveInt = 8000
     """Gradient steps."""
     batch_size: PositiveInt = 128

@@ -66,7 +66,7 @@ NEW_TASK = "add_4_4"
 EXPOSURE_TASK = "add_4_5"
 """Pretraining mixes a few of these in (4 and 5 digit additions), so the base knows a little of the new
 task's family: it answers 4+4 digit additions 36% of the time when sampling, 83% within 16 samples,
-and 5+5 almost never (docs/results.md). RL can sharpen what the base half knows, hence add_4_4."""
+and 5+5 almost never (docs/notebook.md). RL can sharpen what the base half knows, hence add_4_4."""
 
 
 def get_task(name: str) -> Task:

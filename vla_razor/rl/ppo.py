@@ -43,9 +43,8 @@ class PPOConfig(ClippedPolicyGradientConfig):
     """Decisions (action chunks) per sub-env per iteration: a rollout is num_envs x num_decisions chunks."""
     reward_mode: str = "sparse"
     """ManiSkill reward: 'sparse' (success) or 'normalized_dense'. ManiSkill ends an episode on success, so
-    under a dense reward (up to 1 per step) succeeding early forfeits the rest of the episode's reward: on
-    PullCube, PPO raised the dense reward per chunk from 1.3 to 2.4 while stochastic success fell from
-    about 50% to 20% (docs/results.md). Sparse reward makes success the objective."""
+    under a dense reward (up to 1 per step) succeeding early forfeits the rest of the episode's reward;
+    sparse reward makes success itself the objective."""
     reward_scale: PositiveFloat = 1.0
     """Multiplier on the summed chunk reward."""
     gamma: Fraction = 0.95
@@ -64,7 +63,7 @@ class PPOConfig(ClippedPolicyGradientConfig):
     """0: rollouts in this process with the current weights (on-policy). N >= 1: N Ray actors (a local Ray,
     or the cluster at ``ray_address``), each owning num_envs / N sub-envs, collect the next iteration's
     rollout while this one updates (more cores). Each rollout then comes from the policy one update old and carries that policy's log-probs
-    (vla_razor/rl/rollout_worker.py; see ``decoupled_clip``). Measured in docs/benchmarks.md and docs/results.md."""
+    (vla_razor/rl/rollout_worker.py; see ``decoupled_clip``). Measured in docs/benchmarks.md and docs/notebook.md."""
     decoupled_clip: bool = True
     """With rollout workers: clip the ratio around the learner's weights before the update (the proximal
     policy) and weight each term by pi_prox / pi_behaviour (decoupled PPO), instead of clipping around

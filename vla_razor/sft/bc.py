@@ -35,7 +35,7 @@ class SFTConfig(FinetuneConfig, LeRobotSource):
     """Learning rate (AdamW)."""
     lr_schedule: str = "constant"
     """'constant', or 'cosine': from ``lr`` down to 0 over all ``iterations x steps_per_iteration`` steps
-    (at a constant 1e-4, PullCube success swung by 20 points between evaluations; docs/results.md)."""
+    (late evaluations then see a policy that has settled)."""
     iterations: PositiveInt = 100
     """Iterations (each ``steps_per_iteration`` gradient steps, then KL tracking)."""
     steps_per_iteration: PositiveInt = 20
@@ -61,6 +61,11 @@ class SFTConfig(FinetuneConfig, LeRobotSource):
         if self.device != "cpu":
             raise ValueError(
                 f"device={self.device!r}: SFT runs on the CPU here; the GPU path is PPO's (docs/scaling.md)"
+            )
+        if self.kl_penalty.kind != "none":
+            raise ValueError(
+                "kl_penalty: the robot SFT loss has no penalty toward the base (PPO, GRPO and the LLM track's SFT "
+                "do); leave kl_penalty.kind none"
             )
         if self.data not in ("demos", "rl", "lerobot"):
             raise ValueError(f"data must be 'demos', 'rl' or 'lerobot', got {self.data!r}")
