@@ -3,12 +3,14 @@
 The baseline is what a ManiSkill user writes: ``gym.make(id, num_envs=1, obs_mode="state",
 sim_backend="physx_cpu")`` stepped with torch actions (resetting when an episode ends). Ours is
 ``make_vec_env(task, num_envs=1, backend="cpu")``: canonical observations, numpy in and out, and
-Gymnasium autoreset. Both run in this process, in short alternating segments so that drifting machine load hits
+Gymnasium autoreset. Both run in this process, in short alternating segments so that drifting machine load \
+hits
 both alike. The overhead is reported on wall time and on process CPU time (time.process_time),
 which a virtual machine's stolen time does not inflate; the CPU-time figure is the steadier one
 on a shared 2-core machine. Prints JSON.
 
-    .venv/bin/python benchmarks/bench_env_overhead.py [--tasks PickCube PushCube ...] [--segment 50] [--blocks 60]
+    .venv/bin/python benchmarks/bench_env_overhead.py [--tasks PickCube PushCube ...] [--segment 50] \
+[--blocks 60]
 """
 
 from __future__ import annotations

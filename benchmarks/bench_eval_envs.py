@@ -6,7 +6,8 @@ periodic evaluation makes a long training run grow and slow down. vla-razor keep
 ``--evaluations`` evaluations that close their env after each (a new one every time), then as many with
 the kept env; prints JSON with the resident memory after each evaluation and the time per evaluation.
 
-    .venv/bin/python benchmarks/bench_eval_envs.py [--policy checkpoints/quickstart-base/policy] [--episodes 10]
+    .venv/bin/python benchmarks/bench_eval_envs.py [--policy checkpoints/quickstart-base/policy]
+        [--episodes 10]
 """
 
 from __future__ import annotations

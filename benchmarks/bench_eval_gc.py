@@ -1,10 +1,12 @@
 """Evaluation wall time with and without freezing the Python heap around ManiSkill env creation/close.
 
 ManiSkill runs a full ``gc.collect()`` each time an env is built or closed; vla-razor freezes the
-heap for those calls (``vla_razor.envs.maniskill.frozen_python_heap``) so the collector skips the long-lived objects of torch,
-transformers and the policy. Same policy, task, episodes and seeds, in one process, alternating:
+heap for those calls (``vla_razor.envs.maniskill.frozen_python_heap``) so the collector skips the long-lived
+objects of torch, transformers and the policy. Same policy, task, episodes and seeds, in one process,
+alternating:
 
-    .venv/bin/python benchmarks/bench_eval_gc.py [--policy runs/base-pull/policy] [--task PullCube] [--episodes 4]
+    .venv/bin/python benchmarks/bench_eval_gc.py [--policy runs/base-pull/policy] [--task PullCube]
+        [--episodes 4]
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ policy choosing every chunk. Measured here, per task and in total, in one thread
 
 ``ratio`` = evaluation rate / raw rate. Prints JSON.
 
-    .venv/bin/python benchmarks/bench_eval_rate.py [--episodes 50] [--tasks PullCube PushCube PickCube LiftPegUpright]
+    .venv/bin/python benchmarks/bench_eval_rate.py [--episodes 50]
+        [--tasks PullCube PushCube PickCube LiftPegUpright]
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def count_steps(env, step_all: bool = False) -> list[int]:
 
 
 def raw_rate(env, steps_wanted: int, chunk: int, seed: int) -> float:
-    """Env steps per second of ``env`` under random chunks, all sub-envs stepped (autoreset keeps them busy)."""
+    """Env steps per second of ``env`` under random chunks, all sub-envs stepped (autoreset keeps them
+    busy)."""
     rng = np.random.default_rng(seed)
     env.reset(seed=seed)
     shape = env.action_space.shape

@@ -11,9 +11,9 @@ pass. Prints one JSON record per policy; seconds are the median of ``--repeats``
 Sizes: ``smolvla`` is SmolVLA at its real dimensions (SmolVLM2-500M's shape, 16 VLM layers, 512 px, 50-action
 chunks, 10 steps); ``pi0`` is LeRobot's pi0 at its defaults (PaliGemma gemma_2b and the gemma_300m expert,
 224 px, 50 actions, 10 steps: 4B parameters, 16 GB in float32). Its backward pass would need as much again
-for the gradients, more than this 24 GB machine has: it is timed forward only. (gemma_300m for both parts does not
-run in LeRobot 0.6.1: its image projection stays 2048 wide against a 1024-wide language model.) ``tiny-*`` are
-the tests' configurations.
+for the gradients, more than this 24 GB machine has: it is timed forward only. (gemma_300m for both parts does
+not run in LeRobot 0.6.1: its image projection stays 2048 wide against a 1024-wide language model.) ``tiny-*``
+are the tests' configurations.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ def build(name: str, root: Path):
     """(adapter, image size) for one benchmark policy."""
     from lerobot_builders import local_tokenizer, make_pi0, make_smolvla, smolvlm_folder, tiny_pi0_dims
 
-    from vla_razor.policies.lerobot import LeRobotPI0Chain, LeRobotSmolVLAChain
+    from vla_razor.policies.lerobot_pi0.modeling_lerobot_pi0 import LeRobotPI0Chain
+    from vla_razor.policies.lerobot_smolvla.modeling_lerobot_smolvla import LeRobotSmolVLAChain
 
     if name == "smolvla":
         vlm = smolvlm_folder(root / "smolvlm", text=SMOLVLM_TEXT, vision=SMOLVLM_VISION, scale_factor=4)

@@ -19,11 +19,13 @@ malloc those large blocks are mmap'd fresh on every call and page-faulted in, wh
 batch-64 graph-building log_prob ~1.4x slower than without autograd. Keeping freed memory in the
 process removes that cost; the JSON records the two glibc settings for that:
 
-    MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=4294967296 .venv/bin/python benchmarks/bench_policy_sampling.py
+    MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=4294967296 .venv/bin/python \
+benchmarks/bench_policy_sampling.py
 
 Prints one JSON object. Usage:
 
-    .venv/bin/python benchmarks/bench_policy_sampling.py [--threads 2 --repeats 30 --batches 1 64 --no-fastpath]
+    .venv/bin/python benchmarks/bench_policy_sampling.py [--threads 2 --repeats 30 --batches 1 64 \
+--no-fastpath]
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ Prints JSON with, per mode, ``ppo_over_raw`` (against one raw process) and ``ppo
 ``kl_share``. With ``--repeats K`` every mode runs K times, interleaved (odd repeats in reverse order),
 the raw rates measured between repeats; the JSON then holds each repeat's ratios and their medians.
 
-    .venv/bin/python benchmarks/bench_ppo_throughput.py [--base runs/base/policy] [--iterations 6] [--repeats 3]
+    .venv/bin/python benchmarks/bench_ppo_throughput.py [--base runs/base/policy] [--iterations 6]
+        [--repeats 3]
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ vla-razor's Gaussian policy encodes it into three tokens (language, proprio, sta
 ``sb3`` (DummyVecEnv, one process) and ``sb3_subproc`` (SubprocVecEnv, one process per sub-env), so that
 a multi-process vla-razor is also compared with a multi-process SB3.
 
-    .venv/bin/python benchmarks/bench_ppo_vs_sb3.py [--task PushCube] [--env-steps 40000] [--variants ours,sb3]
+    .venv/bin/python benchmarks/bench_ppo_vs_sb3.py [--task PushCube] [--env-steps 40000]
+        [--variants ours,sb3]
 """
 
 from __future__ import annotations
@@ -204,7 +205,8 @@ def main() -> None:
         "--preset",
         choices=sorted(PRESETS),
         default="default",
-        help="hyper-parameters: 'default' (throughput) or 'maniskill' (ManiSkill's PPO baseline, to check learning)",
+        help="hyper-parameters: 'default' (throughput) or 'maniskill' (ManiSkill's PPO baseline, to check "
+        "learning)",
     )
     parser.add_argument(
         "--keep-run",
@@ -225,7 +227,8 @@ def main() -> None:
         or not any(v.startswith("sb3") for v in variants)
     ):
         parser.error(
-            f"--variants needs at least one of ours, ours_wN and one of sb3, sb3_subproc (got {args.variants!r})"
+            "--variants needs at least one of ours, ours_wN and one of sb3, sb3_subproc (got "
+            f"{args.variants!r})"
         )
     HPARAMS.update(PRESETS[args.preset])
     torch.set_num_threads(args.threads)

@@ -3,10 +3,11 @@
 Measures, in one run:
 - the raw simulator's env-step rate on this machine (PullCube, state observations, random action chunks, one
   process, one thread), before the main job and after it (a busy or slower machine shows here);
-- ``make setup`` (what ``make quickstart`` runs first) and ``vla-razor quickstart`` in the clone, each timed as
-  a whole, then each stage (``runs/quickstart/eval/timings.json``) and each run of the sweep (its process's
+- ``make setup`` (what ``make quickstart`` runs first) and ``vla-razor quickstart`` in the clone, each timed
+  as a whole, then each stage (``runs/quickstart/eval/timings.json``) and each run of the sweep (its process's
   wall time, its periodic and final evaluations' time from its metrics);
-- the plan's runs, and ``git status --porcelain`` of the clone afterwards (the main job changes no tracked file).
+- the plan's runs, and ``git status --porcelain`` of the clone afterwards (the main job changes no tracked
+  file).
 
 Prints JSON and writes it to ``--out`` (default ``runs/bench_quickstart/<UTC time>.json``); the clone is
 removed unless ``--keep``. docs/benchmarks.md has the figures and the command.

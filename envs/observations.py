@@ -70,7 +70,8 @@ def canonicalize(obs: dict, task: TaskSpec, rgb_key: str = "base_camera"):
         qpos, qvel, tcp = _as_tensor(agent["qpos"]), _as_tensor(agent["qvel"]), _as_tensor(extra["tcp_pose"])
     except KeyError as err:
         raise ValueError(
-            f"not a ManiSkill state_dict observation of {task.name} (missing {err}); make the env with obs_mode='state_dict' or 'rgb'"
+            f"not a ManiSkill state_dict observation of {task.name} (missing {err}); make the env with "
+            "obs_mode='state_dict' or 'rgb'"
         ) from None
     is_numpy = isinstance(agent["qpos"], np.ndarray)
     state = task_state(extra)

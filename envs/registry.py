@@ -156,8 +156,8 @@ def get_task(name: str) -> TaskSpec:
     short = name.split("-v")[0]
     if any(short.startswith(prefix) or prefix in short for prefix in NEEDS_ASSETS):
         raise UnknownTaskError(
-            f"task {name!r} needs downloaded assets, which vla-razor does not fetch (no downloads at run time); "
-            f"use one of the asset-free tasks: {', '.join(TASKS)}"
+            f"task {name!r} needs downloaded assets, which vla-razor does not fetch (no downloads at run "
+            f"time); use one of the asset-free tasks: {', '.join(TASKS)}"
         )
     close = difflib.get_close_matches(short, list(TASKS), n=2, cutoff=0.6)
     hint = f" Did you mean {' or '.join(close)}?" if close else ""

@@ -144,7 +144,8 @@ class InProcessVectorEnv(gym.vector.VectorEnv):
 
 
 class TaskVectorEnv(gym.vector.VectorWrapper):
-    """The vector env make_vec_env returns: task metadata per sub-env, the factory seed as default first reset.
+    """The vector env make_vec_env returns: task metadata per sub-env, the factory seed as default first
+    reset.
 
     Also fills ``info["success"]`` of finished sub-envs from their ``final_info`` so that ``success``
     always refers to the step just taken.
@@ -164,7 +165,8 @@ class TaskVectorEnv(gym.vector.VectorWrapper):
         return self.env.reset(seed=seed, options=options)
 
     def step(self, actions, running: np.ndarray | None = None):
-        """One step of every sub-env; ``running`` (a boolean mask, in-process sub-envs only) steps only those."""
+        """One step of every sub-env; ``running`` (a boolean mask, in-process sub-envs only) steps only
+        those."""
         if running is None:
             obs, reward, terminated, truncated, info = self.env.step(actions)
         elif isinstance(self.env, InProcessVectorEnv):
@@ -174,8 +176,8 @@ class TaskVectorEnv(gym.vector.VectorWrapper):
                 "stepping some sub-envs only (running=...) needs the cpu backend's sync vectorization"
             )
         if "_final_obs" in info and not isinstance(info["final_obs"], dict):
-            # Gymnasium's AsyncVectorEnv gives an object array of per-env dicts; the learner wants one batched dict,
-            # the same layout as ``obs`` (rows of unfinished sub-envs hold their current observation).
+            # Gymnasium's AsyncVectorEnv gives an object array of per-env dicts; the learner wants one batched
+            # dict, the same layout as ``obs`` (rows of unfinished sub-envs hold their current observation).
             finished = info["_final_obs"]
             info["final_obs"] = {
                 key: np.stack(

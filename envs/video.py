@@ -3,9 +3,9 @@
 Rendering is the costly part on a CPU machine (Mesa's software Vulkan): about 8 s for the first
 frame of a process, then per frame (step + render, one env) 46 ms at 128 px, 53 ms at 224 px and
 69 ms at 512 px here (docs/benchmarks.md). The default tile is 224 px, so a 2 x 2 grid is a 448 px
-video: sharp enough to see a grasp, and 4 episodes of 100 steps cost about 20 s. Episodes are stepped one sub-env at a time (not through the
-autoresetting vector env) so each tile's last frame really is its episode's last state; a finished
-tile freezes on that frame with its outcome shown until the longest episode ends.
+video: sharp enough to see a grasp, and 4 episodes of 100 steps cost about 20 s. Episodes are stepped one
+sub-env at a time (not through the autoresetting vector env) so each tile's last frame really is its episode's
+last state; a finished tile freezes on that frame with its outcome shown until the longest episode ends.
 """
 
 from __future__ import annotations

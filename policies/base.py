@@ -28,9 +28,19 @@ from torch import nn
 
 from vla_razor.config import PositiveInt
 from vla_razor.divergence import GaussianChain
+from vla_razor.errors import CheckpointError
 
 from .encoders import ObservationEncoder, as_tensor_obs
-from .serialization import CONFIG_NAME, build_saved_config, load_weights, read_saved_config, save_module
+from .registry import FAMILIES, lerobot_family, lerobot_types, policy_class
+from .serialization import (
+    CONFIG_NAME,
+    LEROBOT_PREFIX,
+    build_saved_config,
+    lerobot_type,
+    load_weights,
+    read_saved_config,
+    save_module,
+)
 
 SampleMode = Literal["stochastic", "deterministic"]
 MIN_ACTION_SCALE = 0.05
@@ -85,22 +95,6 @@ class Chain:
         return self.points.shape[1] - 1
 
 
-POLICY_CLASSES: dict[str, type["ChainPolicy"]] = {}
-"""Every registered policy family by its ``family`` name (:func:`register_policy`)."""
-
-
-def register_policy(cls: type["ChainPolicy"]) -> type["ChainPolicy"]:
-    """Class decorator of a policy family: makes it known to ``make_policy`` and ``from_pretrained`` by its
-    ``family`` name. A family's package registers itself when imported (``vla_razor.policies`` imports them all)."""
-    known = POLICY_CLASSES.get(cls.family)
-    if known is not None and known is not cls:
-        raise ValueError(
-            f"policy family {cls.family!r} is registered twice: {known.__qualname__} and {cls.__qualname__}"
-        )
-    POLICY_CLASSES[cls.family] = cls
-    return cls
-
-
 class ChainPolicy(nn.Module, ABC):
     """Base class: observation encoding, the chain log-likelihood, and hub-style saving."""
 
@@ -143,7 +137,8 @@ class ChainPolicy(nn.Module, ABC):
 
     @torch.no_grad()
     def set_normalization(self, obs: dict, actions: torch.Tensor) -> None:
-        """Observation and action statistics from training data (``obs`` canonical ``[N, ...]``, ``actions`` ``[N, H, A]``)."""
+        """Observation and action statistics from training data (``obs`` canonical ``[N, ...]``, ``actions``
+        ``[N, H, A]``)."""
         self.obs_encoder.set_normalization(obs["proprio"], obs["state"], obs["state_mask"], obs["task_id"])
         flat = self._check_actions(actions).reshape(-1, self.config.action_dim)
         low, high = flat.min(0).values, flat.max(0).values
@@ -179,7 +174,8 @@ class ChainPolicy(nn.Module, ABC):
         want = (num_steps + 1, self.config.chunk_size, self.config.action_dim)
         if tuple(chain.points.shape[1:]) != want:
             raise ValueError(
-                f"{self.family} chain points must be [B, {', '.join(map(str, want))}], got {tuple(chain.points.shape)}"
+                f"{self.family} chain points must be [B, {', '.join(map(str, want))}], got "
+                f"{tuple(chain.points.shape)}"
             )
 
     # -- saving --------------------------------------------------------------------------------
@@ -191,24 +187,25 @@ class ChainPolicy(nn.Module, ABC):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> "ChainPolicy":
-        """Load a policy saved by :meth:`save_pretrained` (any family when called on ChainPolicy)."""
-        from vla_razor.errors import CheckpointError
-
-        from .lerobot import PREFIX, lerobot_type
-
-        if lerobot_type(directory):  # a directory LeRobot's save_pretrained wrote (or base=lerobot:/path)
-            from .lerobot import from_pretrained as from_lerobot
-
-            return from_lerobot(directory, device)
-        directory = Path(str(directory).removeprefix(PREFIX))
+        """Load a policy saved by :meth:`save_pretrained` (any family when called on ChainPolicy), or a
+        directory LeRobot's ``save_pretrained`` wrote, through the family registered for its LeRobot type."""
+        kind = lerobot_type(directory)
+        directory = Path(str(directory).removeprefix(LEROBOT_PREFIX))
+        if kind:
+            family = lerobot_family(kind)
+            if family is None:
+                raise CheckpointError(
+                    f"{directory}: LeRobot policy type {kind!r} is not supported behind vla-razor's chain "
+                    f"interface yet; supported: {', '.join(lerobot_types())}"
+                )
+            return policy_class(family).from_pretrained(directory, device=device)
         meta = read_saved_config(directory, "policy", "family")
         family = meta["family"]
-        if family not in POLICY_CLASSES:
+        if family not in FAMILIES:
             raise CheckpointError(
-                f"{directory / CONFIG_NAME}: unknown policy family {family!r}; known: "
-                f"{', '.join(POLICY_CLASSES)}"
+                f"{directory / CONFIG_NAME}: unknown policy family {family!r}; known: {', '.join(FAMILIES)}"
             )
-        policy_cls = POLICY_CLASSES[family]
+        policy_cls = policy_class(family)
         if cls is not ChainPolicy and policy_cls is not cls:
             raise CheckpointError(f"{directory} holds a {family} policy, not a {cls.family} policy")
         config = build_saved_config(policy_cls.config_class, meta, directory)
@@ -278,7 +275,8 @@ class DenoisingChainPolicy(ChainPolicy):
         )
         k = torch.arange(K, device=self.device).repeat(batch)
         _, mean, log_std = self._step(x, k, tokens.repeat_interleave(K, dim=0))
-        # Back to action units: an affine map of each step's Gaussian (mean scaled and shifted, log-std shifted).
+        # Back to action units: an affine map of each step's Gaussian (mean scaled and shifted, log-std
+        # shifted).
         mean, log_std = self.denormalize_actions(mean), log_std + self.action_scale.log()
         flat = (batch, K, cfg.chunk_size * cfg.action_dim)
         return GaussianChain(mean.reshape(flat), log_std.reshape(flat))

@@ -38,7 +38,8 @@ def _sentence_encoder():
 
 @torch.no_grad()
 def embed_instructions(texts: list[str]) -> torch.Tensor:
-    """Sentence embeddings ``[N, 384]`` (mean pooling over tokens, L2-normalised, as sentence-transformers)."""
+    """Sentence embeddings ``[N, 384]`` (mean pooling over tokens, L2-normalised, as
+    sentence-transformers)."""
     tokenizer, model = _sentence_encoder()
     batch = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
     hidden = model(**batch).last_hidden_state
@@ -129,7 +130,8 @@ class ObservationEncoder(nn.Module):
         proprio, state, mask = obs["proprio"], obs["state"], obs["state_mask"]
         if proprio.shape[-1] != PROPRIO_DIM or state.shape[-1] != STATE_DIM:
             raise ValueError(
-                f"expected proprio [B, {PROPRIO_DIM}] and state [B, {STATE_DIM}], got {tuple(proprio.shape)} and {tuple(state.shape)}"
+                f"expected proprio [B, {PROPRIO_DIM}] and state [B, {STATE_DIM}], got {tuple(proprio.shape)} "
+                f"and {tuple(state.shape)}"
             )
         proprio = (proprio - self.proprio_mean) / self.proprio_std
         task = obs["task_id"]

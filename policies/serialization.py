@@ -16,6 +16,22 @@ from torch import nn
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+LEROBOT_PREFIX = "lerobot:"
+"""``base=lerobot:/path`` names a LeRobot policy directory explicitly (it is detected without the prefix
+too)."""
+
+
+def lerobot_type(directory: str | Path) -> str | None:
+    """The policy ``type`` of a directory LeRobot's ``save_pretrained`` wrote (its ``config.json`` has a
+    ``"type"`` and no vla-razor ``"family"``), or None for anything else."""
+    path = Path(str(directory).removeprefix(LEROBOT_PREFIX)) / CONFIG_NAME
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if isinstance(meta, dict) and "type" in meta and "family" not in meta:
+        return str(meta["type"])
+    return None
 
 
 def save_module(module: nn.Module, directory: str | Path, meta: dict) -> Path:

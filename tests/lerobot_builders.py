@@ -123,8 +123,9 @@ def _stats(image_size: int) -> dict:
 
 
 def make_pi0(tokenizer: Path, seed: int = 0, image_size: int = 32, **overrides):
-    """A pi0 on the canonical state and one camera with its processors, ``(policy, preprocessor,
-    postprocessor)`` (tokenizer: a local folder). Tiny inside :func:`tiny_pi0_dims`, LeRobot's sizes outside."""
+    """A pi0 on the canonical state and one camera with its processors,
+    ``(policy, preprocessor, postprocessor)`` (tokenizer: a local folder). Tiny inside :func:`tiny_pi0_dims`,
+    LeRobot's sizes outside."""
     return _make_paligemma("pi0", tokenizer, seed, image_size, overrides)
 
 
@@ -176,7 +177,8 @@ def canonical_obs(n: int, seed: int = 0, image_size: int | None = None) -> dict:
 
 @contextlib.contextmanager
 def local_tokenizer_step(module, tokenizer: Path):
-    """While active, the tokenizer step ``module`` builds loads ``tokenizer`` (a local folder), not its hub name."""
+    """While active, the tokenizer step ``module`` builds loads ``tokenizer`` (a local folder), not its hub
+    name."""
     real = module.TokenizerProcessorStep
     module.TokenizerProcessorStep = lambda **kw: real(**{**kw, "tokenizer_name": str(tokenizer)})
     try:
@@ -254,7 +256,8 @@ def smolvlm_folder(
 
 
 def make_smolvla(vlm: Path, seed: int = 0, image_size: int = 32, **overrides):
-    """A SmolVLA on the canonical state and one camera over the local backbone ``vlm``, like :func:`make_pi0`."""
+    """A SmolVLA on the canonical state and one camera over the local backbone ``vlm``, like
+    :func:`make_pi0`."""
     from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
     from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
     from lerobot.policies.smolvla.processor_smolvla import make_smolvla_pre_post_processors

@@ -71,7 +71,8 @@ def test_report_html_renders_lists_tables_and_inlines_figures(tmp_path):
     plt.savefig(png)
     plt.close()
     summary = (
-        "# RL's Razor report\n\n## Findings\n\n- first <finding>\n- second\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n"
+        "# RL's Razor report\n\n## Findings\n\n- first <finding>\n- second\n\n"
+        "| a | b |\n|---|---|\n| 1 | 2 |\n\n"
         "![Pareto frontier](pareto.png)\n"
     )
     page = render_html(summary, {"pareto": png}, {}, "t")

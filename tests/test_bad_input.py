@@ -361,7 +361,8 @@ CASES = [
     (
         "razor-run-of-another-config",
         lambda b, t: ["razor", "--report-only", "name=other", f"runs_dir={_sweep_run_of_another_config(t)}"],
-        r"1 run\(s\) in .* were made with another config .*ppo-lr1e-05-seed0 \(.*total_env_steps: 300000 -> 196608",
+        r"1 run\(s\) in .* were made with another config "
+        r".*ppo-lr1e-05-seed0 \(.*total_env_steps: 300000 -> 196608",
     ),
 ]
 

@@ -443,7 +443,8 @@ def test_exact_kls_stay_finite_and_non_negative_at_extreme_logits():
         for dtype in (torch.float32, torch.float64):
             exact = kl(Categorical(zp.to(dtype)), Categorical(zq.to(dtype)))
             assert torch.isfinite(exact).all() and (exact >= 0).all()
-            # the reference in float64 log space (torch.distributions says inf here: q's probabilities underflow)
+            # the reference in float64 log space (torch.distributions says inf here: q's probabilities
+            # underflow)
             lp, lq = torch.log_softmax(zp.double(), -1), torch.log_softmax(zq.double(), -1)
             ref = (lp.exp() * (lp - lq)).sum(-1)
             torch.testing.assert_close(

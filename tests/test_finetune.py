@@ -153,11 +153,16 @@ def test_adaptive_coefficient_and_critical_weights():
     critical = KLPenalty(KLPenaltyConfig(kind="fixed", critical_weighting=True, critical_samples=8))
     obs = _obs(16)
     _, chains = policy.sample(obs, "stochastic")
-    w = critical.prepare(freeze(policy), obs, chains, torch.Generator().manual_seed(0))["weight"]
-    assert (
-        w.shape == (16,) and (w > 0).all() and (w <= 1).all() and (w == 1).sum() >= 8
-    )  # uncertain half down-weighted
-    assert (w < 1).any()
+    base = freeze(policy)
+    w = critical.prepare(base, obs, chains, torch.Generator().manual_seed(0))["weight"]
+    # the spread u(s) of the base's actions at each state, from the same draws (the reverse penalty's prepare
+    # draws nothing else): weight min(1, median(u) / u(s)), so the most uncertain state weighs least
+    repeated = {k: v.repeat_interleave(8, 0) for k, v in obs.items()}
+    actions, _ = base.sample(repeated, "stochastic", generator=torch.Generator().manual_seed(0))
+    spread = actions.reshape(16, 8, -1).std(1).mean(-1)
+    assert torch.allclose(w, (spread.median() / spread).clamp(max=1.0))
+    assert w.argmin() == spread.argmax() and (w[spread <= spread.median()] == 1).all()
+    assert w.shape == (16,) and (w > 0).all() and (w < 1).sum() >= 7  # the uncertain half down-weighted
     with pytest.raises(ValueError, match="direction"):
         KLPenaltyConfig(direction="sideways")
 

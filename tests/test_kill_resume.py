@@ -24,7 +24,8 @@ def _digest(directory: Path) -> dict[str, str]:
 
 
 def _start(cmd: list[str], marker: str):
-    """Start ``cmd`` in its own process group; an event is set once its log shows ``marker`` (training began)."""
+    """Start ``cmd`` in its own process group; an event is set once its log shows ``marker`` (training
+    began)."""
     proc = subprocess.Popen(
         cmd,
         stdout=subprocess.DEVNULL,
@@ -112,7 +113,8 @@ def test_a_robot_ppo_run_killed_ten_times_at_random_moments_resumes_to_the_same_
     records = _check_run_directory(run)
     iterations = [r["step"] for r in records if "kl/forward" in r]
     assert iterations == list(range(1, len(iterations) + 1)), iterations  # each iteration logged exactly once
-    # An iteration is 2 envs x 4 chunks of 8 actions, fewer env steps when episodes end early: about 25 of them.
+    # An iteration is 2 envs x 4 chunks of 8 actions, fewer env steps when episodes end early: about 25 of
+    # them.
     last = [r for r in records if "kl/forward" in r][-1]
     assert 20 <= len(iterations) <= 30 and last["env_steps"] >= 1600 and last["env_steps"] - 64 < 1600
     final = json.loads((run / "eval" / "final.json").read_text())

@@ -140,11 +140,12 @@ def upward_imports(graph: dict[str, set[str]]) -> list[str]:
 
 
 def find_circles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """Every cycle a depth-first walk meets. A package's __init__ importing its own submodules is how
-    packages work (and a submodule implies its package): those edges are not followed."""
+    """Every cycle a depth-first walk meets, over every written import: a package's ``__init__`` importing its
+    own submodules runs them, and a submodule importing names from its own package needs that ``__init__``
+    done, so both are followed (only the implicit import of a submodule's package is not an edge)."""
 
     def edges(a):
-        return sorted(b for b in graph.get(a, ()) if not (b.startswith(a + ".") or a.startswith(b + ".")))
+        return sorted(graph.get(a, ()))
 
     state: dict[str, int] = {}
     stack: list[str] = []
@@ -179,7 +180,11 @@ def test_no_import_circle():
 
 def test_the_walker_sees_circles_and_upward_imports():
     assert find_circles({"a.x": {"a.y"}, "a.y": {"a.z"}, "a.z": {"a.x"}}) == [["a.x", "a.y", "a.z", "a.x"]]
-    assert find_circles({"a": {"a.x"}, "a.x": {"a"}}) == []  # a package and its submodule
+    assert find_circles({"a": {"a.x"}, "a.x": set()}) == []  # a package importing its submodule
+    assert find_circles({"a": {"a.x"}, "a.x": {"a"}}) == [["a", "a.x", "a"]]  # ... which imports it back
+    # through a package's __init__: base -> lerobot (its __init__ imports .flow) -> lerobot.flow -> base
+    circle = {"p.base": {"p.lerobot"}, "p.lerobot": {"p.lerobot.flow"}, "p.lerobot.flow": {"p.base"}}
+    assert find_circles(circle) == [["p.base", "p.lerobot", "p.lerobot.flow", "p.base"]]
     assert upward_imports({"vla_razor.divergence.kl": {"vla_razor.harness"}}) == [
         "vla_razor.divergence.kl (divergence) imports vla_razor.harness (training harness)"
     ]
@@ -202,3 +207,35 @@ def test_importing_a_low_layer_loads_nothing_above_it(low, above):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False", f"importing {low} loaded {above}"
+
+
+def test_the_policy_base_and_package_import_no_family_modeling_and_nothing_of_lerobot():
+    code = (
+        "import sys, vla_razor.policies.base, vla_razor.policies; "
+        "print(sorted(m for m in sys.modules if '.modeling_' in m or m.split('.')[0] == 'lerobot'"
+        " or m.endswith('lerobot.flow_chain') or m.endswith('lerobot.common')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", f"importing the policy package loaded {done.stdout.strip()}"
+
+
+def test_every_family_builds_through_the_factory_alone():
+    from vla_razor.policies import FAMILIES, make_policy, policy_class
+
+    assert set(FAMILIES) == {
+        "flow",
+        "diffusion",
+        "gaussian",
+        "lerobot_diffusion",
+        "lerobot_pi0",
+        "lerobot_pi05",
+        "lerobot_smolvla",
+    }
+    for name in ("flow", "diffusion", "gaussian"):
+        assert make_policy(name).family == name
+    for (
+        name,
+        family,
+    ) in FAMILIES.items():  # every modeling class resolves (LeRobot is imported only when used)
+        assert policy_class(name).family == name and policy_class(name).config_class is family.config_class

@@ -49,12 +49,13 @@ def _lerobot_chunk(policy, obs: dict, seed: int, **kwargs) -> torch.Tensor:
 @pytest.mark.parametrize("family", FAMILIES)
 def test_a_lerobot_flow_directory_loads_and_samples_as_lerobot_does_bit_for_bit(policy_dirs, family):
     from vla_razor.policies import ChainPolicy
-    from vla_razor.policies.lerobot import SUPPORTED, lerobot_type
+    from vla_razor.policies.registry import lerobot_family, policy_class
+    from vla_razor.policies.serialization import lerobot_type
 
     directory = policy_dirs[family]
-    assert lerobot_type(directory) == family
+    assert lerobot_type(directory) == family and lerobot_family(family) == f"lerobot_{family}"
     policy = ChainPolicy.from_pretrained(f"lerobot:{directory}")
-    assert type(policy) is SUPPORTED[family] and policy.family == f"lerobot_{family}"
+    assert type(policy) is policy_class(f"lerobot_{family}") and policy.family == f"lerobot_{family}"
     cfg = policy.config
     assert (cfg.chunk_size, cfg.horizon, cfg.num_steps, cfg.chain_dim, cfg.action_dim) == (8, 8, 4, 32, 7)
     assert cfg.use_rgb and cfg.image_size == 32
@@ -124,9 +125,10 @@ def test_ppo_on_a_lerobot_flow_policy_tracks_kl_keeps_the_base_and_saves_for_ler
 ):
     from safetensors.torch import load_file
 
+    from vla_razor.algorithms import smoke_settings
     from vla_razor.base_kl import freeze, measure_kl_to_base
     from vla_razor.policies import ChainPolicy
-    from vla_razor.rl.ppo import SMOKE, PPOConfig, train
+    from vla_razor.rl.ppo import PPOConfig, train
     from vla_razor.rundir import RunDir
 
     directory = policy_dirs[family]
@@ -135,7 +137,12 @@ def test_ppo_on_a_lerobot_flow_policy_tracks_kl_keeps_the_base_and_saves_for_ler
     same = measure_kl_to_base(freeze(policy), policy, obs, 8, seed=0)
     assert abs(same["kl/forward"]) < 1e-6 and abs(same["kl/reverse"]) < 1e-6
 
-    settings = {**SMOKE, "base": f"lerobot:{directory}", "runs_dir": str(tmp_path), "name": f"ppo-{family}"}
+    settings = {
+        **smoke_settings("ppo"),
+        "base": f"lerobot:{directory}",
+        "runs_dir": str(tmp_path),
+        "name": f"ppo-{family}",
+    }
     settings.update(critic_warmup_iterations=0, lr=1e-3, total_env_steps=128, video_episodes=0)
     run = train(PPOConfig(**settings))
     rows = [r for r in RunDir(run).read_metrics() if "kl/forward" in r]
@@ -239,9 +246,10 @@ def test_flow_noise_learns_a_std_around_lerobots_euler_steps_and_saves_its_head(
 ):
     from safetensors.torch import load_file
 
+    from vla_razor.algorithms import smoke_settings
     from vla_razor.policies import ChainPolicy
-    from vla_razor.policies.lerobot.flow import NOISE_HEAD
-    from vla_razor.rl.ppo import SMOKE, PPOConfig, train
+    from vla_razor.policies.lerobot.flow_chain import NOISE_HEAD
+    from vla_razor.rl.ppo import PPOConfig, train
 
     directory = tmp_path / "noise"
     shutil.copytree(policy_dirs[family], directory)
@@ -270,7 +278,12 @@ def test_flow_noise_learns_a_std_around_lerobots_euler_steps_and_saves_its_head(
     torch.manual_seed(1)
     assert torch.equal(policy.predict_action_chunk(obs), expected)  # evaluation stays LeRobot's sampler
 
-    settings = {**SMOKE, "base": f"lerobot:{directory}", "runs_dir": str(tmp_path), "name": "ppo-noise"}
+    settings = {
+        **smoke_settings("ppo"),
+        "base": f"lerobot:{directory}",
+        "runs_dir": str(tmp_path),
+        "name": "ppo-noise",
+    }
     settings.update(critic_warmup_iterations=0, lr=1e-3, total_env_steps=64, video_episodes=0, kl_states=4)
     saved = Path(train(PPOConfig(**settings))) / "policy"
     head = load_file(str(saved / NOISE_HEAD))

@@ -94,7 +94,8 @@ def _lerobot_chunk(policy, obs: dict, seed: int) -> torch.Tensor:
 
 def test_a_lerobot_directory_loads_as_a_chain_policy(lerobot_dir):
     from vla_razor.policies import ChainPolicy
-    from vla_razor.policies.lerobot import LeRobotDiffusionChain, lerobot_type
+    from vla_razor.policies.lerobot_diffusion.modeling_lerobot_diffusion import LeRobotDiffusionChain
+    from vla_razor.policies.serialization import lerobot_type
 
     assert lerobot_type(lerobot_dir) == "diffusion" and lerobot_type(f"lerobot:{lerobot_dir}") == "diffusion"
     policy = ChainPolicy.from_pretrained(f"lerobot:{lerobot_dir}")
@@ -155,9 +156,10 @@ def test_each_stochastic_step_is_the_ddpm_gaussian_and_the_chain_log_prob_is_exa
 def test_ppo_on_a_lerobot_policy_tracks_kl_keeps_the_base_and_saves_for_lerobot(lerobot_dir, tmp_path):
     from safetensors.torch import load_file
 
+    from vla_razor.algorithms import smoke_settings
     from vla_razor.base_kl import freeze, measure_kl_to_base
     from vla_razor.policies import ChainPolicy
-    from vla_razor.rl.ppo import SMOKE, PPOConfig, train
+    from vla_razor.rl.ppo import PPOConfig, train
     from vla_razor.rundir import RunDir
 
     policy = ChainPolicy.from_pretrained(lerobot_dir)
@@ -167,7 +169,12 @@ def test_ppo_on_a_lerobot_policy_tracks_kl_keeps_the_base_and_saves_for_lerobot(
     # from one batched pass over all K steps
     assert abs(same["kl/forward"]) < 1e-8 and abs(same["kl/reverse"]) < 1e-8
 
-    settings = {**SMOKE, "base": f"lerobot:{lerobot_dir}", "runs_dir": str(tmp_path), "name": "ppo-lerobot"}
+    settings = {
+        **smoke_settings("ppo"),
+        "base": f"lerobot:{lerobot_dir}",
+        "runs_dir": str(tmp_path),
+        "name": "ppo-lerobot",
+    }
     settings.update(critic_warmup_iterations=0, lr=1e-3, total_env_steps=128, video_episodes=0)
     run = train(PPOConfig(**settings))
     rows = [r for r in RunDir(run).read_metrics() if "kl/forward" in r]

@@ -1,4 +1,5 @@
-"""LLM-track tasks and tokenizer: deterministic generators with correct answers, a round-tripping tokenizer."""
+"""LLM-track tasks and tokenizer: deterministic generators with correct answers, a round-tripping
+tokenizer."""
 
 import pytest
 
@@ -309,7 +310,8 @@ def test_sft_on_rl_data_clones_only_what_the_rl_policy_solves(tmp_path, capsys):
     ]
     solved = [r["sft/rl_solved"] for r in rows if "sft/rl_solved" in r]
     assert len(solved) == 2 and all(0 < s < 1 for s in solved)  # some problems kept, not all
-    # the share kept is the teacher's sampled accuracy on that iteration's problems (same seeds, same generator)
+    # the share kept is the teacher's sampled accuracy on that iteration's problems (same seeds, same
+    # generator)
     import torch
 
     model, tok = load_policy(teacher)

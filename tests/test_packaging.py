@@ -38,11 +38,15 @@ def test_every_package_directory_is_listed_in_pyproject():
     )
 
 
-def test_cli_lists_working_commands():
-    out = subprocess.run(
-        [sys.executable, "-m", "vla_razor.cli", "--help"], capture_output=True, text=True, check=True
-    ).stdout
-    for command in (
+def test_the_cli_has_exactly_its_commands_and_each_has_help():
+    import argparse
+
+    from vla_razor.cli import build_parser
+
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    commands = set(action.choices)
+    assert commands == {
         "doctor",
         "demos",
         "dataset",
@@ -51,9 +55,14 @@ def test_cli_lists_working_commands():
         "finetune",
         "eval",
         "razor",
+        "results",
         "llm",
-    ):
-        assert command in out
+    }
+    for command in sorted(commands):
+        done = subprocess.run(
+            [sys.executable, "-m", "vla_razor.cli", command, "--help"], capture_output=True, text=True
+        )
+        assert done.returncode == 0 and done.stdout.startswith(f"usage: vla-razor {command}"), done.stderr
 
 
 def _doctor(env_extra=None):

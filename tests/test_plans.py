@@ -26,7 +26,8 @@ def _points(grid: dict) -> list[dict]:
 
 
 def _expected_runs(raw: dict) -> list[tuple[str, dict]]:
-    """(method, swept values with the seed) of every run a sweep file asks for, worked out from the file alone."""
+    """(method, swept values with the seed) of every run a sweep file asks for, worked out from the file
+    alone."""
     seeds = raw["seeds"]
     rl_seeds = raw.get("rl_seeds") or seeds
     out = [("rl", {**p, "seed": s}) for p in _points(raw.get("rl_grid", {})) for s in rl_seeds]
@@ -39,7 +40,8 @@ def _expected_runs(raw: dict) -> list[tuple[str, dict]]:
 
 
 def _check_plan(cfg: RazorConfig, raw: dict) -> list:
-    """The plan of ``cfg`` is exactly the runs ``raw`` (its file) asks for, each configured as the file says."""
+    """The plan of ``cfg`` is exactly the runs ``raw`` (its file) asks for, each configured as the file
+    says."""
     specs = plan_runs(cfg)
     expected = _expected_runs(raw)
 
@@ -85,7 +87,8 @@ def test_the_quickstart_plans_its_own_four_runs_and_nothing_else():
 
 
 def test_the_quickstart_reads_no_other_sweep_config(tmp_path, monkeypatch):
-    """A configs/razor.yaml with extra grids, seeds and a control, beside the quickstart's file, changes nothing."""
+    """A configs/razor.yaml with extra grids, seeds and a control, beside the quickstart's file, changes
+    nothing."""
     shutil.copytree("configs", tmp_path / "configs")
     monkeypatch.chdir(tmp_path)
     config = load_config(QuickstartConfig, "configs/quickstart.yaml")

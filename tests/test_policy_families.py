@@ -255,8 +255,8 @@ def test_forward_noising_and_posterior_match_bayes(schedule):
     ab = torch.tensor(alpha_bar[1:])[:, None, None]
     torch.testing.assert_close(policy.q_sample(x0, i, eps), ab.sqrt() * x0 + (1 - ab).sqrt() * eps)
 
-    # q(x_{i-1} | x_i, x0) ∝ N(x_{i-1}; sqrt(ab_{i-1}) x0, 1 - ab_{i-1}) N(x_i; sqrt(alpha_i) x_{i-1}, beta_i):
-    # a product of Gaussians in x_{i-1}, precision-weighted.
+    # q(x_{i-1} | x_i, x0) ∝ N(x_{i-1}; sqrt(ab_{i-1}) x0, 1 - ab_{i-1}) N(x_i; sqrt(alpha_i) x_{i-1},
+    # beta_i): a product of Gaussians in x_{i-1}, precision-weighted.
     mean, var = policy.posterior(x0, x, i)
     for n in range(2, K + 1):
         prior_mean, prior_var = math.sqrt(alpha_bar[n - 1]) * x0[n - 1], 1 - alpha_bar[n - 1]

@@ -19,8 +19,8 @@ pytestmark = pytest.mark.slow  # end-to-end: the main job through the CLI
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-    """``vla-razor quickstart --smoke`` as a user runs it: in a fresh clone-like copy of this checkout, with its
-    defaults (runs under the copy's ``runs/``), the copy's code first on the path."""
+    """``vla-razor quickstart --smoke`` as a user runs it: in a fresh clone-like copy of this checkout, with
+    its defaults (runs under the copy's ``runs/``), the copy's code first on the path."""
     clone = clone_like(tmp_path_factory.mktemp("clone"))
     command = [sys.executable, "-m", "vla_razor.cli", "quickstart", "--smoke"]
     env = {**os.environ, "PYTHONPATH": str(clone)}
@@ -110,7 +110,8 @@ window.addEventListener('load', () => setTimeout(() => {
   document.body.setAttribute('data-images', imgs.length);
   document.body.setAttribute('data-images-decoded', imgs.filter(i => i.naturalWidth > 0).length);
   document.body.setAttribute('data-videos', vids.length);
-  document.body.setAttribute('data-videos-decoded', vids.filter(v => v.readyState >= 1 && v.videoWidth > 0).length);
+  document.body.setAttribute('data-videos-decoded', \
+vids.filter(v => v.readyState >= 1 && v.videoWidth > 0).length);
 }, 1000));
 </script>"""
 
@@ -130,7 +131,8 @@ def test_report_opens_in_headless_chromium_with_its_plots_and_videos(smoke_run, 
         timeout=180,
     ).stdout
     body = dict(re.findall(r'data-([a-z-]+)="(\d+)"', re.search(r"<body[^>]*>", dom).group(0)))
-    # the five figures (with the per-prior-task panel) decode, and the videos of the base and the best RL and SFT runs (2 tasks each) load
+    # the five figures (with the per-prior-task panel) decode, and the videos of the base and the best RL and
+    # SFT runs (2 tasks each) load
     assert body["images"] == body["images-decoded"] == "5"
     assert body["videos"] == body["videos-decoded"] == "6"
     assert "<li>" in dom and "<p>- " not in dom  # the findings are a list, not paragraphs starting with "- "

@@ -1,4 +1,5 @@
-"""The razor analysis: predictors against closed forms, the sweep's plan, the fits of the report, the HTML page."""
+"""The razor analysis: predictors against closed forms, the sweep's plan, the fits of the report, the HTML
+page."""
 
 import copy
 import shutil
@@ -24,7 +25,8 @@ from vla_razor.policies import make_policy
 
 
 def _hsic_cka(x: np.ndarray, y: np.ndarray) -> float:
-    """CKA from its definition with Gram matrices and the centring matrix (independent of the implementation)."""
+    """CKA from its definition with Gram matrices and the centring matrix (independent of the
+    implementation)."""
     n = len(x)
     h = np.eye(n) - np.ones((n, n)) / n
     k, l_ = x @ x.T, y @ y.T

@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_docs_results_md_is_the_page_the_archives_generate():
     page = results_page(ROOT / "docs" / "results")
     assert (ROOT / "docs" / "results.md").read_text() == page, (
-        "docs/results.md differs from the archives: run `vla-razor results --out docs/results.md --readme README.md`"
+        "docs/results.md differs from the archives: run `vla-razor results --out docs/results.md --readme "
+        "README.md`"
     )
 
 
@@ -105,8 +106,10 @@ def test_the_headline_block_is_replaced_and_a_readme_without_one_is_refused(tmp_
 
 @pytest.mark.slow
 def test_the_committed_robot_archive_re_reports_to_its_committed_points(tmp_path):
-    """``razor --report-only --archive docs/results/razor-robot`` in a scratch clone: the very points.json that is
-    committed (the base's evaluation is archived with the runs), and no tracked file changes."""
+    """``razor --report-only --archive docs/results/razor-robot`` in a scratch clone: the very points.json
+    that is committed (the base's evaluation is archived with the runs), and no tracked file changes. The
+    sweep runs where a user's would, in the clone's own runs/ (git-ignored): the plan records that
+    directory."""
     clone = clone_like(tmp_path / "clone")
     cmd = [
         sys.executable,
@@ -118,13 +121,12 @@ def test_the_committed_robot_archive_re_reports_to_its_committed_points(tmp_path
         "--report-only",
         "--archive",
         "docs/results/razor-robot",
-        f"runs_dir={tmp_path / 'runs'}",
         "report_videos=false",
     ]
     env = {**os.environ, "PYTHONPATH": str(clone)}
     done = subprocess.run(cmd, cwd=clone, capture_output=True, text=True, timeout=1800, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
-    ours = json.loads((tmp_path / "runs" / "razor" / "report" / "points.json").read_text())
+    ours = json.loads((clone / "runs" / "razor" / "report" / "points.json").read_text())
     committed = json.loads((ROOT / "docs" / "results" / "razor-robot" / "points.json").read_text())
     assert ours == committed
     status = subprocess.run(

@@ -1,8 +1,10 @@
-"""Retention: per-task success on a suite, forgetting against cached base results, Ray fan-out, `vla-razor eval`."""
+"""Retention: per-task success on a suite, forgetting against cached base results, Ray fan-out,
+`vla-razor eval`."""
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -59,10 +61,13 @@ def test_base_results_are_computed_once(tiny_policy):
     assert result.mean_forgetting == pytest.approx(1.0 - result.tasks["PushCube"].rate)
 
 
-def test_ray_fan_out_matches_in_process_evaluation(tiny_policy):
-    jobs = [(str(tiny_policy), "PushCube"), (str(tiny_policy), "PickCube")]
-    serial = run_evaluations(jobs, episodes=2, seed=5, workers=1)
-    parallel = run_evaluations(jobs, episodes=2, seed=5, workers=2)
+def test_ray_fan_out_matches_in_process_evaluation():
+    # the shipped base succeeds on some episodes and fails on others: equal results mean the same episodes
+    base = str(Path(__file__).resolve().parents[1] / "checkpoints" / "quickstart-base" / "policy")
+    jobs = [(base, "PushCube"), (base, "LiftPegUpright")]
+    serial = run_evaluations(jobs, episodes=6, seed=5, workers=1)
+    parallel = run_evaluations(jobs, episodes=6, seed=5, workers=2)
+    assert any(0 < r.successes < r.episodes for r in serial[base].values())  # neither all nor none succeed
     assert serial == parallel  # fixed seeds: the same episodes wherever they run
 
 

@@ -176,8 +176,9 @@ def test_ppo_with_two_rollout_workers_runs_end_to_end(smoke_base, tmp_path):
     iterations = [r for r in records if "kl/forward" in r]
     assert len(iterations) >= 3 and iterations[-1]["env_steps"] >= 400
     assert iterations[-1]["ppo/policy_updated"] == 1.0 and iterations[-1]["kl/forward"] > 0
-    # decoupled clip: pi_prox / pi_behaviour is exactly 1 until the learner's first policy update (iteration 2,
-    # after one critic warm-up iteration), and differs from 1 on the rollout acted with the weights before it
+    # decoupled clip: pi_prox / pi_behaviour is exactly 1 until the learner's first policy update
+    # (iteration 2, after one critic warm-up iteration), and differs from 1 on the rollout acted with the
+    # weights before it
     weights = [r["ppo/behaviour_weight"] for r in iterations]
     assert weights[0] == pytest.approx(1.0, abs=1e-4) and weights[1] == pytest.approx(1.0, abs=1e-4)
     assert abs(weights[2] - 1.0) > 1e-4 and all(0 < w <= 2.0 for w in weights)

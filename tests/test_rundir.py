@@ -185,7 +185,8 @@ elif where == "before_rename":      # the whole temp directory written, not yet 
     os.replace = lambda a, b: kill() if str(b).endswith("step_00000002") else real_replace(a, b)
 elif where == "before_latest":      # renamed into place, LATEST still names step 1
     real_atomic_write = rundir.atomic_write
-    rundir.atomic_write = lambda path, *a, **k: kill() if str(path).endswith("LATEST") else real_atomic_write(path, *a, **k)
+    rundir.atomic_write = lambda path, *a, **k: kill() if str(path).endswith("LATEST") \
+else real_atomic_write(path, *a, **k)
 run.save_checkpoint(2, {"x": torch.full((3,), 2.0)})
 """
 

@@ -179,7 +179,8 @@ def test_the_committed_archive_reports_run_level_rows_in_its_summary():
 
 
 def test_every_point_says_what_its_run_had_spent(tmp_path):
-    """Budgets from a run's saved config and metrics: PPO's optimizer steps start after the critic's warm-up."""
+    """Budgets from a run's saved config and metrics: PPO's optimizer steps start after the critic's
+    warm-up."""
     import json
 
     from vla_razor.analysis.points import run_budgets

@@ -1,11 +1,17 @@
-"""The `vla-razor` command: one entry point, one sub-command per capability that really works."""
+"""The `vla-razor` command: one entry point, one sub-command per capability that really works.
+
+Each sub-command's parser names its handler as ``"module:function"`` (a function of ``args`` in
+:mod:`vla_razor.commands`), imported only when that command runs, so ``--help`` and every command start fast.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 
+from .algorithms import ALGORITHMS, LLM_ALGORITHMS
 from .errors import EXIT_INTERRUPTED, BadInputError, ConfigError, NonFiniteError, WorkerError
 
 
@@ -13,9 +19,7 @@ def _add_doctor(sub) -> None:
     p = sub.add_parser(
         "doctor", help="check the installation (torch, numpy, Vulkan, ManiSkill, divergence core)"
     )
-    p.set_defaults(
-        handler=lambda args: __import__("vla_razor.commands.doctor", fromlist=["run_doctor"]).run_doctor()
-    )
+    p.set_defaults(handler="vla_razor.commands.doctor:main")
 
 
 def _add_demos(sub) -> None:
@@ -43,7 +47,7 @@ def _add_demos(sub) -> None:
         "--smoke", action="store_true", help="2 demos per task (and a tiny RL budget): checks the pipeline"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.set_defaults(handler=lambda args: __import__("vla_razor.commands.demos", fromlist=["main"]).main(args))
+    p.set_defaults(handler="vla_razor.commands.demos:main")
 
 
 def _add_dataset(sub) -> None:
@@ -72,15 +76,11 @@ def _add_dataset(sub) -> None:
     ex.add_argument("--successful-only", action="store_true", help="leave out unsuccessful episodes")
     ex.add_argument("--smoke", action="store_true", help="2 episodes of each demo folder")
     ex.add_argument("--no-progress", action="store_true", help="no progress bar")
-    ex.set_defaults(
-        handler=lambda args: __import__("vla_razor.commands.dataset", fromlist=["export"]).export(args)
-    )
+    ex.set_defaults(handler="vla_razor.commands.dataset:export")
     ins = ds.add_parser("inspect", help="how a local LeRobotDataset maps to canonical demonstrations")
     ins.add_argument("root", help="the dataset's local directory")
     ins.add_argument("--key", action="append", help="canonical=feature, e.g. proprio=observation.joints")
-    ins.set_defaults(
-        handler=lambda args: __import__("vla_razor.commands.dataset", fromlist=["inspect"]).inspect(args)
-    )
+    ins.set_defaults(handler="vla_razor.commands.dataset:inspect")
 
 
 def _add_config_args(p: argparse.ArgumentParser, default_config: str) -> None:
@@ -103,9 +103,7 @@ def _add_quickstart(sub) -> None:
         action="store_true",
         help="pretrain the base from scratch (configs/pretrain.yaml) instead of using the shipped checkpoint",
     )
-    p.set_defaults(
-        handler=lambda args: __import__("vla_razor.commands.quickstart", fromlist=["main"]).main(args)
-    )
+    p.set_defaults(handler="vla_razor.commands.quickstart:main")
 
 
 def _add_pretrain(sub) -> None:
@@ -113,17 +111,16 @@ def _add_pretrain(sub) -> None:
         "pretrain", help="multi-task behaviour cloning of the base policy on the suite's demonstrations"
     )
     _add_config_args(p, "configs/pretrain.yaml")
-    p.set_defaults(
-        handler=lambda args: __import__("vla_razor.commands.pretrain", fromlist=["main"]).main(args)
-    )
+    p.set_defaults(handler="vla_razor.commands.pretrain:main")
 
 
 def _add_finetune(sub) -> None:
     p = sub.add_parser(
         "finetune",
-        help="fine-tune a base policy on the suite's new task (PPO, GRPO or SFT), tracking the KL to the base",
+        help="fine-tune a base policy on the suite's new task (PPO, GRPO or SFT), tracking the KL to the "
+        "base",
     )
-    p.add_argument("--algo", choices=("ppo", "grpo", "sft"), required=True, help="fine-tuning algorithm")
+    p.add_argument("--algo", choices=tuple(ALGORITHMS), required=True, help="fine-tuning algorithm")
     p.add_argument("--config", default=None, help="YAML config (default: configs/finetune_<algo>.yaml)")
     p.add_argument("--smoke", action="store_true", help="a tiny budget: checks the whole pipeline in minutes")
     p.add_argument(
@@ -135,9 +132,7 @@ def _add_finetune(sub) -> None:
         metavar="key.sub=value",
         help="override config fields, e.g. lr=1e-5 kl_penalty.kind=fixed",
     )
-    p.set_defaults(
-        handler=lambda args: __import__("vla_razor.commands.finetune", fromlist=["main"]).main(args)
-    )
+    p.set_defaults(handler="vla_razor.commands.finetune:main")
 
 
 def _add_eval(sub) -> None:
@@ -166,7 +161,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--video", action="store_true", help="also record videos of every task")
     p.add_argument("--video-episodes", type=int, default=4, help="episodes per video (default: 4)")
     p.add_argument("--out", help="results JSON (default: <run>/eval/retention_<suite>.json)")
-    p.set_defaults(handler=lambda args: __import__("vla_razor.commands.eval", fromlist=["main"]).main(args))
+    p.set_defaults(handler="vla_razor.commands.eval:main")
 
 
 def _add_razor(sub) -> None:
@@ -180,11 +175,11 @@ def _add_razor(sub) -> None:
     p.add_argument(
         "--archive",
         metavar="DIR",
-        help="restore the runs the sweep lacks from this archive, and keep every run, the plan and the report's "
-        "files there (the committed one: docs/results/razor-robot); without it nothing is written outside "
-        "the sweep's run directory",
+        help="restore the runs the sweep lacks from this archive, and keep every run, the plan and the "
+        "report's files there (the committed one: docs/results/razor-robot); without it nothing is written "
+        "outside the sweep's run directory",
     )
-    p.set_defaults(handler=lambda args: __import__("vla_razor.commands.razor", fromlist=["main"]).main(args))
+    p.set_defaults(handler="vla_razor.commands.razor:main")
 
 
 def _add_results(sub) -> None:
@@ -194,9 +189,7 @@ def _add_results(sub) -> None:
     p.add_argument("--root", default="docs/results", help="the archives (default: docs/results)")
     p.add_argument("--out", metavar="FILE", help="write the page here (docs/results.md); default: print it")
     p.add_argument("--readme", metavar="FILE", help="also rewrite this README's headline block (README.md)")
-    p.set_defaults(
-        handler=lambda args: __import__("vla_razor.commands.results", fromlist=["main"]).main(args)
-    )
+    p.set_defaults(handler="vla_razor.commands.results:main")
 
 
 def _add_llm(sub) -> None:
@@ -206,30 +199,23 @@ def _add_llm(sub) -> None:
     llm = p.add_subparsers(dest="llm_command", required=True, metavar="LLM_COMMAND")
     pre = llm.add_parser("pretrain", help="train the base LM from scratch on the prior arithmetic suite")
     _add_config_args(pre, "configs/llm_pretrain.yaml")
-    pre.set_defaults(
-        handler=lambda args: __import__("vla_razor.commands.llm", fromlist=["pretrain_main"]).pretrain_main(
-            args
-        )
-    )
+    pre.set_defaults(handler="vla_razor.commands.llm:pretrain_main")
     fin = llm.add_parser(
         "finetune", help="GRPO or SFT on the new arithmetic task, tracking the token KL to the base"
     )
-    fin.add_argument("--algo", choices=("grpo", "sft"), required=True, help="fine-tuning algorithm")
+    fin.add_argument("--algo", choices=LLM_ALGORITHMS, required=True, help="fine-tuning algorithm")
     fin.add_argument(
         "--resume", action="store_true", help="continue the run of the same name from its last checkpoint"
     )
     _add_config_args(fin, "configs/llm_finetune.yaml")
-    fin.set_defaults(
-        handler=lambda args: __import__("vla_razor.commands.llm", fromlist=["finetune_main"]).finetune_main(
-            args
-        )
-    )
+    fin.set_defaults(handler="vla_razor.commands.llm:finetune_main")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vla-razor",
-        description="Fine-tune robot VLA policies with RL or SFT and measure the KL to the base policy and the forgetting.",
+        description="Fine-tune robot VLA policies with RL or SFT and measure the KL to the base policy and "
+        "the forgetting.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_doctor(sub)
@@ -252,8 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sub_command = getattr(args, "llm_command", None) or getattr(args, "dataset_command", None)
     command = args.command + (f" {sub_command}" if sub_command else "")
+    module, _, function = args.handler.partition(":")
+    handler = getattr(importlib.import_module(module), function)
     try:
-        return int(args.handler(args) or 0)
+        return int(handler(args) or 0)
     except ConfigError as err:
         print(f"vla-razor {command}: config error: {err}", file=sys.stderr)
         return err.exit_code

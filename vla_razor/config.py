@@ -28,7 +28,8 @@ T = TypeVar("T")
 
 @dataclasses.dataclass(frozen=True)
 class Range:
-    """A numeric field's bounds, checked by the config layer for every config: ``Annotated[int, Range(ge=1)]``."""
+    """A numeric field's bounds, checked by the config layer for every config:
+    ``Annotated[int, Range(ge=1)]``."""
 
     ge: float | None = None
     gt: float | None = None
@@ -106,7 +107,8 @@ def _type_name(tp) -> str:
 
 
 def _coerce(value: Any, tp, key: str, source: str):
-    """Check ``value`` against the annotation ``tp`` and convert where it is lossless (int -> float, str -> Path)."""
+    """Check ``value`` against the annotation ``tp`` and convert where it is lossless (int -> float,
+    str -> Path)."""
 
     def fail(extra: str = ""):
         raise ConfigError(

@@ -84,8 +84,10 @@ def refuse_pickles(directory, what: str) -> None:
     pickles = sorted(p.name for p in directory.iterdir() if p.suffix in PICKLE_SUFFIXES)
     if pickles and not any(directory.glob("*.safetensors")):
         raise CheckpointError(
-            f"{directory} holds only pickle files ({', '.join(pickles[:3])}) and no safetensors: vla-razor never "
-            f"unpickles a {what} it is handed (it could run arbitrary code). Convert it where you trust the file: "
+            f"{directory} holds only pickle files ({', '.join(pickles[:3])}) and no safetensors: vla-razor "
+            f"never unpickles a {what} it is handed (it could run arbitrary code). Convert it where you "
+            "trust the file: "
             'python -c "import torch, safetensors.torch as st; '
-            f"st.save_file(torch.load('{directory}/{pickles[0]}', weights_only=True), '{directory}/model.safetensors')\""
+            f"st.save_file(torch.load('{directory}/{pickles[0]}', weights_only=True), "
+            f"'{directory}/model.safetensors')\""
         )

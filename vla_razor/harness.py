@@ -27,7 +27,8 @@ class FinetuneConfig(FinetuneHarnessConfig):
     name: str = ""
     """Run directory name under ``runs_dir`` (default: ``<algo>-<task>``)."""
     base: str = "runs/base/policy"
-    """The base policy: a directory written by ``save_pretrained`` (``vla-razor pretrain`` writes ``runs/<name>/policy``)."""
+    """The base policy: a directory written by ``save_pretrained`` (``vla-razor pretrain`` writes
+    ``runs/<name>/policy``)."""
     lr: PositiveFloat = 3e-6
     """Policy learning rate."""
     checkpoint_every: PositiveInt = 5
@@ -86,7 +87,8 @@ class FinetuneRun(FinetuneHarness):
         self.suite = load_suite(cfg.suite)
         self.task = get_task(cfg.task).name if cfg.task else self.suite.new_task
         self.prior_tasks = [t for t in self.suite.prior_tasks if t != self.task]
-        # a LeRobot policy (base=lerobot:/path, or any directory LeRobot saved) is detected from its config.json
+        # a LeRobot policy (base=lerobot:/path, or any directory LeRobot saved) is detected from its
+        # config.json
         self.base_dir = base_dir = Path(cfg.base.removeprefix("lerobot:"))
         if not (base_dir / "config.json").is_file():
             raise CheckpointError(

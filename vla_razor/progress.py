@@ -40,7 +40,8 @@ def _interval() -> float:
 
 
 class _LineStream:
-    """Passes whole lines through; drops the bare carriage returns and newlines tqdm writes around a redraw."""
+    """Passes whole lines through; drops the bare carriage returns and newlines tqdm writes around a
+    redraw."""
 
     def __init__(self, stream):
         self.stream = stream

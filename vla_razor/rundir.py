@@ -176,7 +176,8 @@ class RunDir:
         if run.path.exists() and not resume:
             if any(run.path.iterdir()):
                 raise RunDirError(
-                    f"run directory {run.path} already exists; pass --resume to continue it or choose another name"
+                    f"run directory {run.path} already exists; pass --resume to continue it or choose "
+                    "another name"
                 )
         for sub in (run.checkpoints, run.videos, run.eval):
             sub.mkdir(parents=True, exist_ok=True)
@@ -308,7 +309,8 @@ class RunDir:
         return complete[-1] if complete else None
 
     def load_latest_checkpoint(self) -> tuple[Path, int, dict[str, Any]] | None:
-        """``(path, step, state)`` of the newest checkpoint that loads and verifies, or None when there is none.
+        """``(path, step, state)`` of the newest checkpoint that loads and verifies, or None when there is
+        none.
 
         A damaged newest checkpoint (a disk error, a copy cut short, a kill the atomic rename could not
         cover) is skipped with a warning for the previous one; it is never deleted."""
@@ -362,5 +364,6 @@ class RunDir:
             return int(meta["step"]), _unflatten_state(meta["state"], tensors)
         except (json.JSONDecodeError, KeyError, SafetensorError, OSError) as err:
             raise CheckpointError(
-                f"checkpoint {path} is corrupt ({type(err).__name__}: {err}); delete it to fall back to an earlier one"
+                f"checkpoint {path} is corrupt ({type(err).__name__}: {err}); delete it to fall back to an "
+                "earlier one"
             ) from err

@@ -25,7 +25,8 @@ def episode_resets(seed: int, iteration: int, num_envs: int) -> int:
 
 
 def group_resets(seed: int, iteration: int, num_groups: int) -> int:
-    """First reset seed of GRPO's groups at ``iteration`` (group ``g`` adds ``g``; a group shares its seed)."""
+    """First reset seed of GRPO's groups at ``iteration`` (group ``g`` adds ``g``; a group shares its
+    seed)."""
     return seed * _RUN + iteration * num_groups
 
 

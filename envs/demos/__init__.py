@@ -22,7 +22,8 @@ Layout, under ``out_dir/<TaskName>/<control_mode>/``::
 
     trajectory.state_dict.<control_mode>.physx_cpu.h5    ManiSkill's trajectory format (traj_<i> groups)
     trajectory.state_dict.<control_mode>.physx_cpu.json  ManiSkill's episode metadata (seeds, success, ...)
-    index.json                                           vla-razor's summary (:class:`DemoIndex`), written last
+    index.json                                           vla-razor's summary (:class:`DemoIndex`), written
+                                                         last
     expert/ppo.zip, expert/expert.json                   the RL expert (rl_expert tasks only)
 
 The trajectory files are assembled in a private staging directory and renamed into place, and
@@ -30,8 +31,8 @@ The trajectory files are assembled in a private staging directory and renamed in
 
 Episode length vs the task horizon: motion-planned demos are often LONGER than ManiSkill's default
 horizons (PickCube's 20 demos take 49-91 steps against ManiSkill's 50; PlaceSphere's reach 282;
-conversion to end-effector control can add steps too). They are KEPT whole and not truncated: cutting a demo at
-the horizon would drop the part that reaches success. The index stores every episode's length,
+conversion to end-effector control can add steps too). They are KEPT whole and not truncated: cutting a demo
+at the horizon would drop the part that reaches success. The index stores every episode's length,
 length statistics and ``num_longer_than_horizon``, so the training and evaluation code can choose a
 horizon from data (or filter demos by length). RL-expert rollouts are at most the horizon by
 construction.

@@ -1,5 +1,5 @@
-"""The demo index (what a demo folder holds and whether it can be reused), the data types and the helpers every
-demo module shares."""
+"""The demo index (what a demo folder holds and whether it can be reused), the data types and the helpers
+every demo module shares."""
 
 from __future__ import annotations
 
@@ -190,7 +190,8 @@ def _make_env(
 
 @contextlib.contextmanager
 def _quiet_tqdm(module, enabled: bool) -> Iterator[None]:
-    """Silence the progress bars and prints of one of ManiSkill's tools (``module`` did ``from tqdm import tqdm``).
+    """Silence the progress bars and prints of one of ManiSkill's tools (``module`` did
+    ``from tqdm import tqdm``).
 
     tqdm reads ``TQDM_DISABLE`` only when it is imported, so the tool's ``tqdm`` name is swapped for
     a subclass that always disables itself (class methods such as ``tqdm.write`` keep working).
@@ -287,7 +288,8 @@ class _Round:
 def summary_line(index: DemoIndex) -> str:
     stats = index.length_stats
     lengths = (
-        f", length {stats['min']}-{stats['max']} (median {stats['median']:g}, horizon {index.max_episode_steps})"
+        f", length {stats['min']}-{stats['max']} (median {stats['median']:g}, horizon "
+        f"{index.max_episode_steps})"
         if stats
         else ""
     )

@@ -1,4 +1,5 @@
-"""Loading demos into canonical episodes (observations, actions, seeds), with named errors for damaged files."""
+"""Loading demos into canonical episodes (observations, actions, seeds), with named errors for damaged
+files."""
 
 from __future__ import annotations
 

@@ -35,7 +35,8 @@ def _solver(spec: TaskSpec):
 
     if spec.env_id not in MP_SOLUTIONS:
         raise DemoGenerationError(
-            f"ManiSkill has no motion-planning solution for {spec.env_id} (it has: {', '.join(sorted(MP_SOLUTIONS))})"
+            f"ManiSkill has no motion-planning solution for {spec.env_id} (it has: "
+            f"{', '.join(sorted(MP_SOLUTIONS))})"
         )
     return MP_SOLUTIONS[spec.env_id]
 
@@ -56,7 +57,8 @@ def _motion_planning_round(
 
 
 def _plan(spec: TaskSpec, seeds: range, need: int, staging: Path, progress: bool, rnd: _Round) -> Path | None:
-    """Run ManiSkill's planner on successive seeds until ``need`` successful plans; record them in pd_joint_pos."""
+    """Run ManiSkill's planner on successive seeds until ``need`` successful plans; record them in
+    pd_joint_pos."""
     from mani_skill.utils.wrappers.record import RecordEpisode
 
     from vla_razor.progress import progress as progress_bar

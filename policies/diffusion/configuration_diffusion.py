@@ -8,8 +8,10 @@ from typing import Literal
 from vla_razor.config import PositiveFloat, PositiveInt
 
 from ..base import PolicyConfig
+from ..registry import register_family
 
 
+@register_family("diffusion", "vla_razor.policies.diffusion.modeling_diffusion:DiffusionPolicy")
 @dataclass
 class DiffusionConfig(PolicyConfig):
     num_steps: PositiveInt = 10

@@ -5,7 +5,8 @@ Convention: diffusion time index ``i`` runs from K (pure noise) to 0 (the action
 expert) predicts the noise ``eps`` of ``x_i``, at expert time ``t = i / K``. Chain step k goes from
 index ``i = K - k`` to ``i - 1`` and is the Gaussian
 
-    N(mu_i(x0_hat, x_i), max(sqrt(beta_tilde_i), min_std)^2),   x0_hat = clip((x_i - sqrt(1 - alpha_bar_i) eps) / sqrt(alpha_bar_i))
+    N(mu_i(x0_hat, x_i), max(sqrt(beta_tilde_i), min_std)^2),
+    x0_hat = clip((x_i - sqrt(1 - alpha_bar_i) eps) / sqrt(alpha_bar_i))
 
 where ``mu_i`` and ``beta_tilde_i`` are the mean and variance of the DDPM posterior
 ``q(x_{i-1} | x_i, x_0)``. The std floor applies to the last step too (whose posterior variance is 0),
@@ -20,7 +21,7 @@ import math
 import torch
 
 from ..action_expert import ActionExpert
-from ..base import DenoisingChainPolicy, register_policy
+from ..base import DenoisingChainPolicy
 from .configuration_diffusion import DiffusionConfig
 
 # Nichol & Dhariwal's cosine schedule: the offset s keeps beta_1 from being vanishingly small, and
@@ -32,7 +33,8 @@ LINEAR_BETA_MIN, LINEAR_BETA_MAX = 0.1, 20.0
 
 
 def cosine_betas(num_steps: int) -> torch.Tensor:
-    """``[K]`` betas with ``alpha_bar_i = f(i) / f(0)``, ``f(i) = cos((i/K + s) / (1 + s) pi/2)^2`` (clipped at 0.999)."""
+    """``[K]`` betas with ``alpha_bar_i = f(i) / f(0)``, ``f(i) = cos((i/K + s) / (1 + s) pi/2)^2`` (clipped
+    at 0.999)."""
     i = torch.arange(num_steps + 1, dtype=torch.float64)
     f = torch.cos((i / num_steps + COSINE_OFFSET) / (1 + COSINE_OFFSET) * math.pi / 2).square()
     alpha_bar = f / f[0]
@@ -76,7 +78,6 @@ def ddpm_schedule(betas: torch.Tensor, min_std: float) -> dict[str, torch.Tensor
     return {name: value.float() for name, value in schedule.items()}
 
 
-@register_policy
 class DiffusionPolicy(DenoisingChainPolicy):
     family = "diffusion"
     config_class = DiffusionConfig
@@ -120,7 +121,8 @@ class DiffusionPolicy(DenoisingChainPolicy):
         return mean, self._at("posterior_var", i).expand_as(mean)
 
     def _step(self, x: torch.Tensor, k: torch.Tensor, obs_tokens: torch.Tensor):
-        """Reverse step k, from diffusion index i = K - k (per row) to i - 1: deterministic mode takes its mean."""
+        """Reverse step k, from diffusion index i = K - k (per row) to i - 1: deterministic mode takes its
+        mean."""
         i = self.indices()[k]
         eps = self.expert(x, i.float() / self.config.num_steps, obs_tokens)
         mean, _ = self.posterior(self.predict_x0(x, i, eps), x, i)

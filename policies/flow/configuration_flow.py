@@ -8,8 +8,10 @@ from typing import Literal
 from vla_razor.config import NonNegativeFloat, PositiveFloat, PositiveInt
 
 from ..base import PolicyConfig
+from ..registry import register_family
 
 
+@register_family("flow", "vla_razor.policies.flow.modeling_flow:FlowPolicy")
 @dataclass
 class FlowConfig(PolicyConfig):
     num_steps: PositiveInt = 5

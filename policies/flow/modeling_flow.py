@@ -18,7 +18,7 @@ import math
 import torch
 
 from ..action_expert import ActionExpert
-from ..base import DenoisingChainPolicy, register_policy
+from ..base import DenoisingChainPolicy
 from .configuration_flow import FlowConfig
 
 
@@ -48,7 +48,6 @@ def flow_sde_step(
     return mean, sigma * math.sqrt(dt)
 
 
-@register_policy
 class FlowPolicy(DenoisingChainPolicy):
     family = "flow"
     config_class = FlowConfig

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..base import PolicyConfig
+from ..registry import register_family
 
 
+@register_family("gaussian", "vla_razor.policies.gaussian.modeling_gaussian:GaussianPolicy")
 @dataclass
 class GaussianConfig(PolicyConfig):
     init_log_std: float = -1.0
@@ -25,5 +27,6 @@ class GaussianConfig(PolicyConfig):
             raise ValueError(f"num_layers must be >= 1 (MLP layers), got {self.num_layers}")
         if not self.min_log_std < self.init_log_std < self.max_log_std:
             raise ValueError(
-                f"need min_log_std < init_log_std < max_log_std, got {self.min_log_std}, {self.init_log_std}, {self.max_log_std}"
+                f"need min_log_std < init_log_std < max_log_std, got {self.min_log_std}, "
+                f"{self.init_log_std}, {self.max_log_std}"
             )

@@ -19,11 +19,10 @@ from torch import nn
 
 from vla_razor.divergence import DiagGaussian, GaussianChain
 
-from ..base import Chain, ChainPolicy, SampleMode, register_policy
+from ..base import Chain, ChainPolicy, SampleMode
 from .configuration_gaussian import GaussianConfig
 
 
-@register_policy
 class GaussianPolicy(ChainPolicy):
     family = "gaussian"
     config_class = GaussianConfig

@@ -38,7 +38,8 @@ def require_lerobot():
 
 
 def action_affine(postprocessor, action_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(center, scale) with ``action = x * scale + center``: LeRobot's action un-normaliser as an affine map."""
+    """(center, scale) with ``action = x * scale + center``: LeRobot's action un-normaliser as an affine
+    map."""
     from lerobot.configs.types import FeatureType, NormalizationMode
     from lerobot.processor.normalize_processor import UnnormalizerProcessorStep
 
@@ -61,7 +62,8 @@ def action_affine(postprocessor, action_dim: int) -> tuple[torch.Tensor, torch.T
     if mode == NormalizationMode.MEAN_STD:
         return stats["mean"], stats["std"]
     raise ConfigError(
-        f"LeRobot action normalisation {mode} is not supported (MIN_MAX, QUANTILES, QUANTILE10, MEAN_STD, IDENTITY are)"
+        f"LeRobot action normalisation {mode} is not supported (MIN_MAX, QUANTILES, QUANTILE10, MEAN_STD, "
+        "IDENTITY are)"
     )
 
 
@@ -88,9 +90,6 @@ def global_stream_from(generator: torch.Generator | None, device: torch.device):
 
 class LeRobotChain(ChainPolicy):
     """Base of the LeRobot adapters: ``inner`` is LeRobot's policy, with its pre/post-processors."""
-
-    lerobot_type: str
-    """The ``"type"`` of the LeRobot config this adapter serves."""
 
     @property
     def device(self) -> torch.device:
@@ -123,9 +122,9 @@ class LeRobotChain(ChainPolicy):
         return raw
 
     def demo_batch(self, obs: dict, actions: torch.Tensor) -> dict:
-        """Demonstrated chunks ``[B, L <= horizon, A]`` with their observations as the policy's training batch; a
-        chunk shorter than the horizon is padded with copies of its last action and marked ``action_is_pad``
-        (LeRobot's dataset pads an episode's end the same way)."""
+        """Demonstrated chunks ``[B, L <= horizon, A]`` with their observations as the policy's training
+        batch; a chunk shorter than the horizon is padded with copies of its last action and marked
+        ``action_is_pad`` (LeRobot's dataset pads an episode's end the same way)."""
         cfg = self.config
         actions = torch.as_tensor(actions, dtype=torch.float32)
         if actions.dim() != 3 or actions.shape[1] > cfg.horizon or actions.shape[2] != cfg.action_dim:
@@ -151,8 +150,9 @@ class LeRobotChain(ChainPolicy):
         return {}
 
     def save_pretrained(self, directory: str | Path, extra=None) -> Path:
-        """LeRobot's format (config.json with ``"type"``, model.safetensors, processors) plus ``vla_razor.json``
-        (and whatever ``extra(folder)`` writes); written into a fresh folder, then moved into place."""
+        """LeRobot's format (config.json with ``"type"``, model.safetensors, processors) plus
+        ``vla_razor.json`` (and whatever ``extra(folder)`` writes); written into a fresh folder, then moved
+        into place."""
         from vla_razor.atomic import write_json
 
         directory = Path(directory)
@@ -179,10 +179,10 @@ class LeRobotChain(ChainPolicy):
 
 
 def load_verified(policy_class, directory: Path, fix_keys=None):
-    """LeRobot's ``policy_class.from_pretrained(directory)``, with its weights checked tensor by tensor against
-    ``model.safetensors``: a directory whose weights do not load is a :class:`CheckpointError`, never a policy
-    with random weights (some LeRobot families only warn and go on). ``fix_keys(saved, inner)`` maps a
-    checkpoint's names to the module's (a family's own renaming of older checkpoints). Tied tensors (one
+    """LeRobot's ``policy_class.from_pretrained(directory)``, with its weights checked tensor by tensor
+    against ``model.safetensors``: a directory whose weights do not load is a :class:`CheckpointError`, never
+    a policy with random weights (some LeRobot families only warn and go on). ``fix_keys(saved, inner)`` maps
+    a checkpoint's names to the module's (a family's own renaming of older checkpoints). Tied tensors (one
     storage under two names) count as present when one of their names is saved."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -220,8 +220,8 @@ def load_verified(policy_class, directory: Path, fix_keys=None):
     wrong += sorted(k for k in saved if k not in state)
     if wrong:
         raise CheckpointError(
-            f"{weights} does not hold this policy's weights ({len(wrong)} tensors missing, extra or different, "
-            f"e.g. {wrong[0]!r}): LeRobot would run with random ones; re-save the policy"
+            f"{weights} does not hold this policy's weights ({len(wrong)} tensors missing, extra or "
+            f"different, e.g. {wrong[0]!r}): LeRobot would run with random ones; re-save the policy"
         )
     return inner
 
@@ -238,10 +238,11 @@ def require_processors(directory: Path) -> None:
     missing = [name for name in PROCESSOR_FILES if not (directory / name).is_file()]
     if missing:
         raise CheckpointError(
-            f"{directory} has no {' or '.join(missing)} (LeRobot's processors, with the normalisation statistics "
-            "the policy was trained with): lerobot-train saves them beside the weights; for a policy saved with "
-            "policy.save_pretrained(dir) alone, save them too: pre, post = make_pre_post_processors(policy.config, "
-            "dataset_stats=stats); pre.save_pretrained(dir); post.save_pretrained(dir)"
+            f"{directory} has no {' or '.join(missing)} (LeRobot's processors, with the normalisation "
+            "statistics the policy was trained with): lerobot-train saves them beside the weights; for a "
+            "policy saved with policy.save_pretrained(dir) alone, save them too: pre, post = "
+            "make_pre_post_processors(policy.config, dataset_stats=stats); pre.save_pretrained(dir); "
+            "post.save_pretrained(dir)"
         )
 
 

@@ -42,8 +42,8 @@ def _same(a: Path, b: Path) -> bool:
 
 
 def _copy_changed(run_dir: Path, dest: Path, patterns) -> int:
-    """Copy the files of ``run_dir`` matching ``patterns`` to the same places under ``dest``, those that differ
-    there; returns how many."""
+    """Copy the files of ``run_dir`` matching ``patterns`` to the same places under ``dest``, those that
+    differ there; returns how many."""
     changed = 0
     for pattern in patterns:
         for src in sorted(run_dir.glob(pattern)):
@@ -156,7 +156,8 @@ def archive_report(report_dir: Path, archive_root: Path) -> None:
 
 
 def _same_analysis(new: Path, archived: Path) -> bool:
-    """Two ``analysis.json`` with the same numbers: the archived one keeps the commit that first wrote them."""
+    """Two ``analysis.json`` with the same numbers: the archived one keeps the commit that first wrote
+    them."""
     if new.name != "analysis.json" or not archived.is_file():
         return False
     a, b = json.loads(new.read_text()), json.loads(archived.read_text())
@@ -166,7 +167,8 @@ def _same_analysis(new: Path, archived: Path) -> bool:
 class Archiver:
     """Keeps a sweep's archive up to date as runs finish: measures each finished run's predictors (the
     analysis's, cached in the run), copies what the analysis needs (:mod:`.archive`), and keeps the final
-    policy of the best RL run so far and of the control's teacher, and no other. Without an archive it does nothing.
+    policy of the best RL run so far and of the control's teacher, and no other. Without an archive it does
+    nothing.
     """
 
     def __init__(self, cfg: RazorConfig, specs: list[RunSpec], archive: Path | None = None):
@@ -174,7 +176,8 @@ class Archiver:
 
     @property
     def runs(self) -> Path:
-        """Where the archived runs go (``<archive>/runs/<name>``); the report's files go to the archive itself."""
+        """Where the archived runs go (``<archive>/runs/<name>``); the report's files go to the archive
+        itself."""
         return self.archive / "runs"
 
     def __call__(self, spec: RunSpec, status: dict) -> None:
@@ -200,7 +203,8 @@ class Archiver:
         return run_dir
 
     def archive_all(self) -> None:
-        """Every finished run of the plan (their predictors measured by the report), then the best RL policy."""
+        """Every finished run of the plan (their predictors measured by the report), then the best RL
+        policy."""
         if self.archive is None:
             return
         for spec in self.specs:

@@ -91,9 +91,9 @@ def bootstrap_frontier_areas(
     with replacement (as many as it has), and takes the frontier of the drawn runs' points plus the base's.
     Methods are drawn independently (runs of different methods share no seed-level randomness worth pairing).
 
-    ``groups[method][configuration] = [(new-task success, retention) arrays of one run, ...]``. A configuration
-    with one run enters every resample as it is (it adds no spread: counted in ``single_run_configurations``).
-    None unless every method has a configuration with at least two runs."""
+    ``groups[method][configuration] = [(new-task success, retention) arrays of one run, ...]``. A
+    configuration with one run enters every resample as it is (it adds no spread: counted in
+    ``single_run_configurations``). None unless every method has a configuration with at least two runs."""
     methods = list(groups)
     if len(methods) < 1 or not all(any(len(r) >= 2 for r in groups[m].values()) for m in methods):
         return None

@@ -335,8 +335,9 @@ def findings(analysis: dict) -> list[str]:
         if method in best:
             b = best[method]
             out.append(
-                f"The best {METHOD_LABELS[method]} run ({b['run']}) reaches {b['new_task_success']:.0%} on the new "
-                f"task ({b['lift'] * 100:+.0f} points over the base) and forgets {b['forgetting'] * 100:.0f} points."
+                f"The best {METHOD_LABELS[method]} run ({b['run']}) reaches {b['new_task_success']:.0%} on "
+                f"the new task ({b['lift'] * 100:+.0f} points over the base) and forgets "
+                f"{b['forgetting'] * 100:.0f} points."
             )
     matched = analysis.get("matched")
     if matched:
@@ -347,16 +348,20 @@ def findings(analysis: dict) -> list[str]:
         elif d["ci_high"] < 0:
             verdict = f"RL forgets {-d['estimate'] * 100:.0f} points more than SFT, 95% CI {span}"
         else:
-            verdict = f"the forgetting differs by {d['estimate'] * 100:+.0f} points (SFT − RL), 95% CI {span}: no difference shown"
+            verdict = (
+                f"the forgetting differs by {d['estimate'] * 100:+.0f} points (SFT − RL), 95% CI {span}: "
+                "no difference shown"
+            )
         out.append(
-            f"At matched new-task success (RL {rl['new_task_success']:.0%}, SFT {sft['new_task_success']:.0%}), "
-            f"{verdict}; the interval's half-width is {d['half_width'] * 100:.0f} points "
-            f"({matched['episodes_per_prior_task']} episodes per prior task)."
+            f"At matched new-task success (RL {rl['new_task_success']:.0%}, SFT "
+            f"{sft['new_task_success']:.0%}), {verdict}; the interval's half-width is "
+            f"{d['half_width'] * 100:.0f} points ({matched['episodes_per_prior_task']} episodes per prior "
+            "task)."
         )
     elif "rl" in best and "sft" in best:
         out.append(
-            f"No RL and SFT points lie within {analysis.get('match_tolerance', 0.10) * 100:.0f} points of new-task "
-            "success of each other: no matched comparison."
+            f"No RL and SFT points lie within {analysis.get('match_tolerance', 0.10) * 100:.0f} points of "
+            "new-task success of each other: no matched comparison."
         )
     area = analysis["frontier_area"]
     if "rl" in area and "sft" in area:
@@ -381,15 +386,16 @@ def findings(analysis: dict) -> list[str]:
         chain, action = cva["kl/forward"]["r2_linear"], cva["kl/forward_action"]["r2_linear"]
         better = "the action-marginal KL" if action > chain else "the chain KL"
         out.append(
-            f"Chain KL or action KL: {better} predicts forgetting better (linear R² {chain:.2f} chain, {action:.2f} action)."
+            f"Chain KL or action KL: {better} predicts forgetting better (linear R² {chain:.2f} chain, "
+            f"{action:.2f} action)."
         )
     boot = analysis.get("frontier_bootstrap")
     if boot:
         d = boot["difference"]
         out.append(
-            f"Over runs, RL's frontier area minus SFT's lies in [{d['low']:+.3f}, {d['high']:+.3f}] (bootstrap "
-            f"{boot['level']:.0%} over runs within each configuration: {boot['runs']['rl']} RL runs in "
-            f"{boot['configurations']['rl']} configurations, {boot['runs']['sft']} SFT runs in "
+            f"Over runs, RL's frontier area minus SFT's lies in [{d['low']:+.3f}, {d['high']:+.3f}] "
+            f"(bootstrap {boot['level']:.0%} over runs within each configuration: {boot['runs']['rl']} RL "
+            f"runs in {boot['configurations']['rl']} configurations, {boot['runs']['sft']} SFT runs in "
             f"{boot['configurations']['sft']})."
         )
     pen = (analysis.get("penalty") or {}).get("matched")
@@ -403,17 +409,19 @@ def findings(analysis: dict) -> list[str]:
             else "no difference shown"
         )
         out.append(
-            f"Explicit KL penalty ({pen['setting']}) against none at matched success: {d['estimate'] * 100:+.0f} points of "
-            f"forgetting, 95% CI [{d['ci_low'] * 100:+.0f}, {d['ci_high'] * 100:+.0f}]: {verdict}."
+            f"Explicit KL penalty ({pen['setting']}) against none at matched success: "
+            f"{d['estimate'] * 100:+.0f} points of forgetting, 95% CI [{d['ci_low'] * 100:+.0f}, "
+            f"{d['ci_high'] * 100:+.0f}]: {verdict}."
         )
     for row in (analysis.get("run_level") or {}).get("comparisons", []):
         d, runs = row["sft_minus_rl"], row["runs"]
         for method, floor in row["at_floor"].items():
             if floor and 2 * floor >= runs[method]:
                 out.append(
-                    f"At {row['target']:.0%} new-task success, {floor} of {runs[method]} {METHOD_LABELS[method]} "
-                    "checkpoints keep 0% of every prior task: that method sits at the floor, where forgetting "
-                    "cannot exceed the base's retention, so its difference to the other is a lower bound."
+                    f"At {row['target']:.0%} new-task success, {floor} of {runs[method]} "
+                    f"{METHOD_LABELS[method]} checkpoints keep 0% of every prior task: that method sits at "
+                    "the floor, where forgetting cannot exceed the base's retention, so its difference to "
+                    "the other is a lower bound."
                 )
         if d is None:
             continue
@@ -428,8 +436,8 @@ def findings(analysis: dict) -> list[str]:
             low, high = welch["interval"]
             out.append(
                 f"Over runs at {row['target']:.0%} new-task success ({count}): SFT − RL forgetting "
-                f"{welch['estimate'] * 100:+.0f} points, 95% CI [{low * 100:+.0f}, {high * 100:+.0f}] over runs"
-                + (" (no difference shown)." if low <= 0 <= high else ".")
+                f"{welch['estimate'] * 100:+.0f} points, 95% CI [{low * 100:+.0f}, {high * 100:+.0f}] "
+                "over runs" + (" (no difference shown)." if low <= 0 <= high else ".")
             )
     compared = [r for r in analysis.get("per_task", []) if "own_states" in r and "new_task_states" in r]
     if compared:
@@ -437,8 +445,8 @@ def findings(analysis: dict) -> list[str]:
             r["task"] for r in compared if r["own_states"]["r2_linear"] > r["new_task_states"]["r2_linear"]
         ]
         out.append(
-            f"Per prior task, the forward KL on that task's own states predicts its forgetting better than the KL "
-            f"on the new task's states for {len(better)} of {len(compared)} tasks"
+            "Per prior task, the forward KL on that task's own states predicts its forgetting better than "
+            f"the KL on the new task's states for {len(better)} of {len(compared)} tasks"
             + (f" ({', '.join(better)})." if better else ".")
         )
     return out

@@ -129,6 +129,7 @@ SMOKE = dict(
     rl_extra_seeds=[],
     rl_seeds=[],
     control_grid={"lr": [1e-3]},
+    control_teacher="",
     sft_grid={"lr": [1e-4, 1e-3]},
     seeds=[0],
     state_episodes=2,
@@ -166,6 +167,7 @@ LLM_SMOKE = dict(
     state_episodes=1,
     kl_states=8,
     control_grid={"lr": [1e-3]},
+    control_teacher="",
     rl={},
     sft={},
     common={
@@ -215,7 +217,8 @@ def _grid(grid: dict[str, list]) -> list[dict]:
 
 def plan_runs(cfg: RazorConfig) -> list[RunSpec]:
     """The RL and SFT runs of the sweep (the control comes later, from the RL results), seed by seed: every
-    setting's first seed runs before any setting's second, so a sweep stopped part-way has seen every setting."""
+    setting's first seed runs before any setting's second, so a sweep stopped part-way has seen every
+    setting."""
     rl = [("rl", cfg.rl_algo, point, cfg.rl) for point in _grid(cfg.rl_grid)]
     sft = [("sft", "sft", point, cfg.sft) for point in _grid(cfg.sft_grid)]
     rl_seeds = cfg.rl_seeds or cfg.seeds

@@ -64,9 +64,9 @@ def _evaluations(run_dir: Path) -> list[tuple[str, Path, dict]]:
 
 
 def measure_run(run_dir: Path, track) -> dict[str, dict]:
-    """The predictors of every evaluation of one run, by tag, measured by ``track`` on the evaluated policy and
-    cached in ``<run>/analysis/<tag>.json`` (keyed by the track's states and the policy's weights). Where the
-    policy is not on disk (an archived run), the cache is used as it is when its states match."""
+    """The predictors of every evaluation of one run, by tag, measured by ``track`` on the evaluated policy
+    and cached in ``<run>/analysis/<tag>.json`` (keyed by the track's states and the policy's weights). Where
+    the policy is not on disk (an archived run), the cache is used as it is when its states match."""
     from vla_razor.retention.evaluate import weights_hash
 
     out = {}

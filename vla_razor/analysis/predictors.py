@@ -8,8 +8,8 @@ measured identically:
 - ``kl/forward_action``  the forward KL between the action marginals (not the whole denoising chains),
   estimated with the chains' exact likelihoods (:mod:`vla_razor.divergence.marginal`; at most the chain KL);
 - ``weights/l2_change``  ||theta - theta_0||_2 over all trainable parameters;
-- ``weights/update_density``  fraction of parameter entries that moved by more than ``1e-3 * (|theta_0| + 1e-8)``
-  (one minus the "update sparsity" of RL-fine-tuned LLMs);
+- ``weights/update_density``  fraction of parameter entries that moved by more than
+  ``1e-3 * (|theta_0| + 1e-8)`` (one minus the "update sparsity" of RL-fine-tuned LLMs);
 - ``features/change``  1 - linear CKA between the base's and the policy's observation features.
 
 The states are the new task's, as the base policy meets them: observations of the base's own
@@ -34,7 +34,8 @@ DENSITY_RELATIVE_TOLERANCE = 1e-3
 
 
 def weight_change(base: torch.nn.Module, policy: torch.nn.Module) -> dict[str, float]:
-    """L2 norm of the parameter change and the fraction of entries that changed (parameters only, not buffers)."""
+    """L2 norm of the parameter change and the fraction of entries that changed (parameters only, not
+    buffers)."""
     base_params = dict(base.named_parameters())
     squared, moved, total = 0.0, 0, 0
     for name, p in policy.named_parameters():
@@ -51,8 +52,10 @@ def weight_change(base: torch.nn.Module, policy: torch.nn.Module) -> dict[str, f
 
 
 def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Linear centred kernel alignment of two feature matrices ``[n, d1]`` and ``[n, d2]`` (Kornblith et al. 2019):
-    ||Y_c^T X_c||_F^2 / (||X_c^T X_c||_F ||Y_c^T Y_c||_F); 1 for identical features up to rotation and scale."""
+    """Linear centred kernel alignment of two feature matrices ``[n, d1]`` and ``[n, d2]``
+    (Kornblith et al. 2019):
+    ||Y_c^T X_c||_F^2 / (||X_c^T X_c||_F ||Y_c^T Y_c||_F); 1 for identical features up to rotation and
+    scale."""
     if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
         raise ValueError(
             f"need feature matrices [n, d] with the same n, got {tuple(x.shape)} and {tuple(y.shape)}"

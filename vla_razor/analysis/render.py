@@ -27,7 +27,8 @@ def _missing(value) -> bool:
 
 
 def fmt(value, pct: bool = False) -> str:
-    """A number as the report's tables print it: 3 significant digits, or a percentage; a dash when missing."""
+    """A number as the report's tables print it: 3 significant digits, or a percentage; a dash when
+    missing."""
     if _missing(value):
         return "–"
     return f"{value:.0%}" if pct else f"{value:.3g}"
@@ -83,7 +84,8 @@ def _embed(path: Path, mime: str) -> str:
 
 
 def render_html(summary_md: str, figures: dict[str, Path], videos: dict[str, list[Path]], title: str) -> str:
-    """A self-contained page: the summary rendered by Python-Markdown, every figure and video inlined as data URIs."""
+    """A self-contained page: the summary rendered by Python-Markdown, every figure and video inlined as data
+    URIs."""
     import markdown
 
     by_name = {p.name: p for p in figures.values()}

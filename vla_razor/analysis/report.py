@@ -32,7 +32,18 @@ def code_commit() -> str | None:
             check=True,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--", "vla_razor", "configs"],
+            [
+                "git",
+                "-C",
+                str(root),
+                "status",
+                "--porcelain",
+                "--",
+                "vla_razor",
+                "envs",
+                "policies",
+                "configs",
+            ],
             capture_output=True,
             text=True,
             check=True,
@@ -96,8 +107,8 @@ def _video_jobs(cfg, plan: list[dict], out: Path) -> tuple[dict[str, list[Path]]
 def policy_videos(
     policy_dir: str | Path, tasks: list[str], out: Path, prefix: str, episodes: int
 ) -> list[Path]:
-    """A saved policy on every task, ``<out>/<prefix>_<task>.mp4`` (cached: recorded once per report directory).
-    The report records the videos it shows itself, so a sweep's runs need record none."""
+    """A saved policy on every task, ``<out>/<prefix>_<task>.mp4`` (cached: recorded once per report
+    directory). The report records the videos it shows itself, so a sweep's runs need record none."""
     from vla_razor.envs.video import record_episodes
     from vla_razor.evaluation import deterministic_actor
     from vla_razor.policies import ChainPolicy
@@ -114,7 +125,8 @@ def policy_videos(
 
 
 def write_report(cfg) -> Path:
-    """Collect the points of the sweep ``cfg`` (a RazorConfig), analyse them, write the report; returns report.html."""
+    """Collect the points of the sweep ``cfg`` (a RazorConfig), analyse them, write the report; returns
+    report.html."""
 
     plan_file = cfg.path / "plan.json"
     if not plan_file.is_file():

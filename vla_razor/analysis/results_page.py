@@ -2,10 +2,10 @@
 archives' ``analysis.json`` and ``points.json`` alone, so that neither can drift from the data.
 
 Each claim is stated with its estimate, its 95% interval over runs (the hierarchical bootstrap of
-:mod:`.runstats`), the runs per arm it rests on, the command that reproduces it and the commit of the code that
-wrote the analysis. An arm with fewer than :data:`~.runstats.MIN_RUNS` runs gets no interval, and the page says
-so in its "what the data do not show" list, with checkpoints chosen on the episodes that score them, points at
-the retention floor and the runs a difference would need.
+:mod:`.runstats`), the runs per arm it rests on, the command that reproduces it and the commit of the code
+that wrote the analysis. An arm with fewer than :data:`~.runstats.MIN_RUNS` runs gets no interval, and the
+page says so in its "what the data do not show" list, with checkpoints chosen on the episodes that score them,
+points at the retention floor and the runs a difference would need.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ TRACKS = (
     Track(
         "razor-lerobot",
         "LeRobot: a DiffusionPolicy trained by LeRobot, fine-tuned here",
-        ".venv-lerobot/bin/vla-razor razor --config configs/razor_lerobot.yaml --archive docs/results/razor-lerobot",
+        ".venv-lerobot/bin/vla-razor razor --config configs/razor_lerobot.yaml --archive "
+        "docs/results/razor-lerobot",
     ),
     Track(
         "razor-llm",
@@ -191,8 +192,8 @@ def not_shown(track: Track, analysis: dict) -> list[str]:
         return out
     if "same episodes" in run_level.get("selection", []):
         out.append(
-            f"{track.title}: some checkpoints were chosen on the episodes that also score them (runs made before "
-            "validation episodes existed), which favours points that landed near a target by chance."
+            f"{track.title}: some checkpoints were chosen on the episodes that also score them (runs made "
+            "before validation episodes existed), which favours points that landed near a target by chance."
         )
     for row in run_level.get("comparisons", []):
         target = f"{row['target']:.0%}"
@@ -203,24 +204,26 @@ def not_shown(track: Track, analysis: dict) -> list[str]:
         for method, n in sorted(row.get("at_floor", {}).items()):
             if n and method in ("rl", "sft"):
                 out.append(
-                    f"{track.title}: at {target}, {n} of {row['runs'][method]} {METHOD_LABELS[method]} checkpoints "
-                    "keep 0% of every prior task: their forgetting is bounded by the base's retention, not measured."
+                    f"{track.title}: at {target}, {n} of {row['runs'][method]} {METHOD_LABELS[method]} "
+                    "checkpoints keep 0% of every prior task: their forgetting is bounded by the base's "
+                    "retention, not measured."
                 )
         d = row.get("sft_minus_rl")
         if d and d["bootstrap"].get("interval") and row.get("runs_needed"):
             low, high = d["bootstrap"]["interval"]
             if low <= 0 <= high:
                 out.append(
-                    f"{track.title}: at {target}, a difference of {_points(d['bootstrap']['estimate'])} points "
-                    f"needs about {row['runs_needed']} runs per method to be shown (80% power)."
+                    f"{track.title}: at {target}, a difference of {_points(d['bootstrap']['estimate'])} "
+                    f"points needs about {row['runs_needed']} runs per method to be shown (80% power)."
                 )
     boot = analysis.get("frontier_bootstrap") or {}
     single = {m: n for m, n in (boot.get("single_run_configurations") or {}).items() if n}
     if single:
         counts = ", ".join(f"{METHOD_LABELS[m]} {n}" for m, n in single.items())
         out.append(
-            f"{track.title}: the frontier interval resamples runs within each configuration; configurations with "
-            f"one run ({counts}) enter every resample as they are, so their run-to-run spread is not in it."
+            f"{track.title}: the frontier interval resamples runs within each configuration; configurations "
+            f"with one run ({counts}) enter every resample as they are, so their run-to-run spread is not in "
+            "it."
         )
     return out
 

@@ -32,7 +32,8 @@ MIN_RUNS = 3
 @dataclass(frozen=True)
 class RunOutcome:
     """One run's checkpoint at one target: per prior task, its successes and episodes and the base's rate
-    on the same episode seeds. Its forgetting is the mean over tasks of ``base_rate - successes / episodes``."""
+    on the same episode seeds. Its forgetting is the mean over tasks of
+    ``base_rate - successes / episodes``."""
 
     run: str
     successes: tuple[int, ...]

@@ -27,9 +27,10 @@ __all__ = ["LLM_SMOKE", "SMOKE", "RazorConfig", "RunSpec", "plan_control", "plan
 
 
 def run_sweep(cfg: RazorConfig, archive: Path | None = None) -> list[RunSpec]:
-    """Every run of the sweep, the control last (first when its named teacher has finished); writes ``plan.json`` (what each run is) and ``status.json``.
-    With ``archive``, the runs the run directory lacks are restored from it first and every run is archived
-    as it goes (:mod:`.archive`); nothing else is written outside ``cfg.path``."""
+    """Every run of the sweep, the control last (first when its named teacher has finished); writes
+    ``plan.json`` (what each run is) and ``status.json``. With ``archive``, the runs the run directory lacks
+    are restored from it first and every run is archived as it goes (:mod:`.archive`); nothing else is written
+    outside ``cfg.path``."""
     from vla_razor.atomic import atomic_write
     from vla_razor.config import dump_yaml
 
@@ -66,7 +67,8 @@ def run_sweep(cfg: RazorConfig, archive: Path | None = None) -> list[RunSpec]:
                 "control_skipped": (
                     f"the control's teacher {cfg.control_teacher} has not finished with a policy"
                     if cfg.control_teacher
-                    else "no RL run succeeded on the new task in its final evaluation: there is no RL data to clone"
+                    else "no RL run succeeded on the new task in its final evaluation: there is no RL data "
+                    "to clone"
                 ),
             },
         )
@@ -88,9 +90,9 @@ def _control(cfg: RazorConfig, specs: list[RunSpec], teacher: Path, archiver: Ar
 
 
 def report_plan(cfg: RazorConfig, archive: Path | None) -> dict:
-    """The plan a report-only pass reads: this config's runs (a grid added since the archive's plan was written
-    is reported too) and the control runs of the archived plan (they depend on the RL results of that sweep),
-    with what else the archived plan says (its control teacher)."""
+    """The plan a report-only pass reads: this config's runs (a grid added since the archive's plan was
+    written is reported too) and the control runs of the archived plan (they depend on the RL results of that
+    sweep), with what else the archived plan says (its control teacher)."""
     archived_plan = archive / "plan.json" if archive is not None else None
     archived = json.loads(archived_plan.read_text()) if archived_plan and archived_plan.is_file() else {}
     control = [r for r in archived.get("runs", []) if r["method"] == "sft_on_rl"]

@@ -49,7 +49,8 @@ def export(args) -> int:
 
 
 def inspect(args) -> int:
-    """``vla-razor dataset inspect``: the dataset's episodes per task, as pretraining and SFT would read it."""
+    """``vla-razor dataset inspect``: the dataset's episodes per task, as pretraining and SFT would read
+    it."""
     from vla_razor.data.lerobot import episodes_by_task, load_lerobot_episodes
 
     keys = dict(kv.split("=", 1) for kv in args.key or [])

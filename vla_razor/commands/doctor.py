@@ -65,7 +65,10 @@ def _check_maniskill() -> str:
         env.step(env.action_space.sample())
     finally:
         env.close()
-    return f"mani-skill {mani_skill.__version__}: PickCube-v1 reset and stepped in {time.perf_counter() - start:.1f}s"
+    return (
+        f"mani-skill {mani_skill.__version__}: PickCube-v1 reset and stepped in "
+        f"{time.perf_counter() - start:.1f}s"
+    )
 
 
 def _check_divergence() -> str:
@@ -107,3 +110,8 @@ def run_doctor() -> int:
             print(f"  FAIL  {name:<11} {err}", flush=True)
     print("all checks passed" if not failed else f"{failed} check(s) failed", flush=True)
     return 1 if failed else 0
+
+
+def main(args) -> int:
+    """`vla-razor doctor`."""
+    return run_doctor()

@@ -53,7 +53,8 @@ def main(args) -> int:
 
 
 def _base_of(policy_dir: Path) -> Path | None:
-    """The base a fine-tuning run started from (its config.yaml names it), or None (e.g. for the base itself)."""
+    """The base a fine-tuning run started from (its config.yaml names it), or None (e.g. for the base
+    itself)."""
     import yaml
 
     config = policy_dir.parent / "config.yaml"

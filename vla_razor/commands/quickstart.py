@@ -50,7 +50,8 @@ class QuickstartConfig:
     """The base policy every fine-tuning run starts from (a ``save_pretrained`` directory); unused
     with ``retrain_base``."""
     retrain_base: bool = False
-    """Train the base from scratch (configs/pretrain.yaml with ``pretrain``'s overrides) instead of using ``base``."""
+    """Train the base from scratch (configs/pretrain.yaml with ``pretrain``'s overrides) instead of using
+    ``base``."""
     pretrain: dict[str, Any] = field(default_factory=dict)
     """Overrides of configs/pretrain.yaml for a retrained base (its ``name`` defaults to ``<name>-base``)."""
     razor: dict[str, Any] = field(default_factory=dict)
@@ -257,7 +258,8 @@ def demos_stage(config: QuickstartConfig, suite, run: RunDir) -> list[dict]:
 
 
 def _success_table(base: Path) -> Path:
-    """A base's success table: ``eval/success.json`` of its pretraining run, or the shipped ``success.json``."""
+    """A base's success table: ``eval/success.json`` of its pretraining run, or the shipped
+    ``success.json``."""
     run_table = base.parent / "eval" / "success.json"
     return run_table if run_table.is_file() else base.parent / "success.json"
 
@@ -282,15 +284,16 @@ def _write_summary(
         "",
         f"New task: **{suite.new_task}**. Prior (retention) tasks: {', '.join(suite.prior_tasks)}.",
         "",
-        "| task | role | instruction | demos | expert success | s/demo | median length | replay success | video |",
+        "| task | role | instruction | demos | expert success | s/demo | median length | replay success | video |",  # noqa: E501
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         replay = "" if r["replay_success"] is None else f"{r['replay_success']:.0%}"
         video = f"[mp4]({r['video']})" if r["video"] else ""
         lines.append(
-            f"| {r['task']} | {r['role']} | {r['instruction']} | {r['demos']} | {r['expert_success_rate']:.0%} | "
-            f"{r['seconds_per_demo']:.2f} | {r['median_length']} | {replay} | {video} |"
+            f"| {r['task']} | {r['role']} | {r['instruction']} | {r['demos']} | "
+            f"{r['expert_success_rate']:.0%} | {r['seconds_per_demo']:.2f} | {r['median_length']} | "
+            f"{replay} | {video} |"
         )
     lines += [
         "",

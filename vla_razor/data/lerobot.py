@@ -9,7 +9,8 @@ The mapping between a LeRobot frame and vla-razor's canonical observation (``env
 ====================================  =========  ===========================================================
 LeRobot feature                       canonical  notes
 ====================================  =========  ===========================================================
-``observation.state``                 proprio    [<= 25] qpos (9), qvel (9), TCP pose (7); zero-padded on import
+``observation.state``                 proprio    [<= 25] qpos (9), qvel (9), TCP pose (7); zero-padded
+                                                 on import
 ``observation.environment_state``     state      [<= 32] the task's object/goal state; zero-padded on import
 ``observation.environment_state_mask`` state_mask [32] written on export; on import, when absent: 1 for each
                                                  entry the dataset has, 0 for the padding
@@ -320,7 +321,8 @@ def load_lerobot_episodes(
                 problems.append(f"{key} ({feats[key].get('dtype')} {list(shape)}) is not a float vector")
             elif shape[0] > _WIDTHS[canonical]:
                 problems.append(
-                    f"{key} has {shape[0]} entries, more than the canonical {canonical}'s {_WIDTHS[canonical]}"
+                    f"{key} has {shape[0]} entries, more than the canonical {canonical}'s "
+                    f"{_WIDTHS[canonical]}"
                 )
     if problems:
         raise DatasetError(

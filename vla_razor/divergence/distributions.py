@@ -63,7 +63,8 @@ class Categorical:
         """Log-probability of integer categories ``value`` of shape ``batch_shape``."""
         if value.shape != self.batch_shape:
             raise ValueError(
-                f"Categorical.log_prob: value shape {tuple(value.shape)} != batch shape {tuple(self.batch_shape)}"
+                f"Categorical.log_prob: value shape {tuple(value.shape)} != batch shape "
+                f"{tuple(self.batch_shape)}"
             )
         return self.log_probs.gather(-1, value.long().unsqueeze(-1)).squeeze(-1)
 
@@ -90,13 +91,15 @@ class DiagGaussian:
         _check_tensor(f"{type(self).__name__}.log_std", self.log_std)
         if self.mean.dim() < self.event_dims:
             raise ValueError(
-                f"{type(self).__name__}.mean needs at least {self.event_dims} dims ({self._shape_doc}), got {tuple(self.mean.shape)}"
+                f"{type(self).__name__}.mean needs at least {self.event_dims} dims ({self._shape_doc}), got "
+                f"{tuple(self.mean.shape)}"
             )
         try:
             torch.broadcast_shapes(self.mean.shape, self.log_std.shape)
         except RuntimeError:
             raise ValueError(
-                f"{type(self).__name__}: log_std shape {tuple(self.log_std.shape)} does not broadcast to mean shape {tuple(self.mean.shape)}"
+                f"{type(self).__name__}: log_std shape {tuple(self.log_std.shape)} does not broadcast to "
+                f"mean shape {tuple(self.mean.shape)}"
             ) from None
 
     _shape_doc = "[..., D]"

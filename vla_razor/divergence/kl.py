@@ -72,7 +72,8 @@ def _check_same_family(p, q) -> None:
     for dist in (p, q):
         if not isinstance(dist, (Categorical, DiagGaussian)):
             raise TypeError(
-                f"expected a vla_razor.divergence distribution (Categorical, DiagGaussian, GaussianChain), got {type(dist).__name__}"
+                "expected a vla_razor.divergence distribution (Categorical, DiagGaussian, GaussianChain), "
+                f"got {type(dist).__name__}"
             )
     if type(p) is not type(q):
         raise TypeError(
@@ -81,7 +82,8 @@ def _check_same_family(p, q) -> None:
     if isinstance(p, DiagGaussian) and p.event_shape != q.event_shape:
         what = "[K, D] (steps, action dims)" if isinstance(p, GaussianChain) else "[D]"
         raise ValueError(
-            f"{type(p).__name__} event shapes differ: {tuple(p.event_shape)} vs {tuple(q.event_shape)}; both must be {what}"
+            f"{type(p).__name__} event shapes differ: {tuple(p.event_shape)} vs {tuple(q.event_shape)}; both "
+            f"must be {what}"
         )
     if isinstance(p, Categorical) and p.logits.shape[-1] != q.logits.shape[-1]:
         raise ValueError(
@@ -173,7 +175,8 @@ def f_divergence(
             )
         raise TypeError(
             f"f_divergence kind {kind!r} has no closed form for {type(p).__name__}; "
-            "estimate it from samples (gaussian_js_estimate for js, kl_from_logprobs for KL) or use kind='forward_kl'/'reverse_kl'"
+            "estimate it from samples (gaussian_js_estimate for js, kl_from_logprobs for KL) or use "
+            "kind='forward_kl'/'reverse_kl'"
         )
     if kind == "forward_kl":
         return kl(p, q, mask=mask, reduction=reduction)
@@ -201,6 +204,7 @@ def f_divergence(
         values = terms.sum(-1).masked_fill(support_gap, float("inf"))
     else:
         raise ValueError(
-            f"unknown f-divergence kind {kind!r}; choose forward_kl, reverse_kl, js, tv, chi2 or pass a generator f(t)"
+            f"unknown f-divergence kind {kind!r}; choose forward_kl, reverse_kl, js, tv, chi2 or pass a "
+            "generator f(t)"
         )
     return reduce(values, mask, reduction)

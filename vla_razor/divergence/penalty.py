@@ -26,7 +26,8 @@ class KLPenaltyConfig:
     coef: NonNegativeFloat = 0.01
     """Penalty coefficient (the starting value for 'adaptive')."""
     target: PositiveFloat = 1.0
-    """'adaptive': the KL (nats per state) the coefficient steers toward (doubled above 1.5x, halved below /1.5)."""
+    """'adaptive': the KL (nats per state) the coefficient steers toward (doubled above 1.5x, halved below
+    /1.5)."""
     critical_weighting: bool = False
     """Lower the penalty where the base policy is uncertain (the critical states or tokens of "Ignore the
     KL Penalty!"): on the robot, weight min(1, median(u) / u(s)) with u(s) the spread of the base's actions

@@ -120,12 +120,14 @@ def categorical_kl(
     """
     if logits_p.shape != logits_q.shape:
         raise ValueError(
-            f"categorical KL needs logits of the same shape, got {tuple(logits_p.shape)} and {tuple(logits_q.shape)}"
+            f"categorical KL needs logits of the same shape, got {tuple(logits_p.shape)} and "
+            f"{tuple(logits_q.shape)}"
         )
     if mask is not None:
         if mask.shape != logits_p.shape[:-1]:
             raise ValueError(
-                f"mask shape {tuple(mask.shape)} must equal the logits' batch shape {tuple(logits_p.shape[:-1])}"
+                f"mask shape {tuple(mask.shape)} must equal the logits' batch shape "
+                f"{tuple(logits_p.shape[:-1])}"
             )
         mask = mask.to(torch.bool)
     if chunk_elements < 1:

@@ -146,7 +146,8 @@ def complete(
 
 
 def evaluate_accuracy(model, tokenizer, task: str, problems: int, seed: int = 10_000, batch_size: int = 256):
-    """Greedy exact-match accuracy on ``problems`` held-out problems of ``task`` (a SuccessRate with its Wilson interval)."""
+    """Greedy exact-match accuracy on ``problems`` held-out problems of ``task`` (a SuccessRate with its
+    Wilson interval)."""
     from vla_razor.evaluation import SuccessRate, wilson_interval
 
     was_training = model.training

@@ -1,4 +1,5 @@
-"""`vla-razor llm finetune --algo grpo|sft`: fine-tune the base LM on the new task, tracking the KL to the base.
+"""`vla-razor llm finetune --algo grpo|sft`: fine-tune the base LM on the new task, tracking the KL to the
+base.
 
 The loops are :mod:`.grpo` and :mod:`.sft`; both run in :class:`~vla_razor.llm.harness.LLMFinetuneRun`,
 the LLM adapter of the harness the robot track runs (:mod:`vla_razor.training`), so both tracks log the
@@ -10,11 +11,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vla_razor.algorithms import LLM_ALGORITHMS as ALGORITHMS
+
 from .harness import LLMFinetuneConfig, LLMFinetuneRun, token_log_probs
 
 __all__ = ["ALGORITHMS", "SMOKE", "LLMFinetuneConfig", "LLMFinetuneRun", "token_log_probs", "train"]
 
-ALGORITHMS = ("grpo", "sft")
 
 SMOKE = dict(
     iterations=2,

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from vla_razor import seeding as streams
-from vla_razor.rl.objective import clipped_surrogate, group_advantages
+from vla_razor.rl.objective import clipped_surrogate, clipped_updates, group_advantages
 
 from .data import encode_batch, sample_responses
 from .harness import LLMFinetuneConfig, LLMFinetuneRun, token_log_probs
@@ -61,31 +61,40 @@ def train(cfg: LLMFinetuneConfig, resume: bool = False) -> Path:
             rollout_s = time.perf_counter() - started
 
             # 2. Clipped token-ratio updates; responses of unanimous groups carry zero advantage.
+            #    One minibatch of every response per epoch.
             policy.train()
-            stats = {"grpo/approx_kl": 0.0, "grpo/clipfrac": 0.0, "loss/policy": 0.0, "loss/kl_penalty": 0.0}
-            sampler_log_prob = None
-            for _ in range(cfg.update_epochs):
+            behaviour: dict[str, torch.Tensor] = {}
+
+            def minibatch_loss(index: torch.Tensor):
                 log_prob = token_log_probs(policy, batch)
-                if sampler_log_prob is None:  # before the first step the policy is the sampler
-                    sampler_log_prob = log_prob.detach()
-                policy_loss, surrogate = clipped_surrogate(
-                    log_prob - sampler_log_prob, advantages, cfg.clip_coef, mask=mask
+                if not behaviour:  # before the first step the policy is the one that sampled the responses
+                    behaviour["log_prob"] = log_prob.detach()
+                policy_loss, local = clipped_surrogate(
+                    log_prob - behaviour["log_prob"], advantages, cfg.clip_coef, mask=mask
                 )
                 penalty_loss = ft.penalty_loss(batch)
                 loss = policy_loss + penalty_loss
                 ft.check_finite(**{"loss/total": loss})
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                stats["grpo/approx_kl"] += surrogate["approx_kl"]
-                stats["grpo/clipfrac"] += surrogate["clipfrac"]
-                stats["loss/policy"] += float(policy_loss.detach())
-                stats["loss/kl_penalty"] += float(penalty_loss.detach())
+                local["loss/policy"] = float(policy_loss.detach())
+                local["loss/kl_penalty"] = float(penalty_loss.detach())
+                return loss, local
+
+            stats, updates, _ = clipped_updates(
+                len(prompts),
+                minibatch_loss,
+                optimizer,
+                [list(policy.parameters())],
+                epochs=cfg.update_epochs,
+                num_minibatches=1,
+                max_grad_norm=cfg.max_grad_norm,
+                target_kl=0.0,
+                generator=generator,
+            )
+            stats["grpo/approx_kl"], stats["grpo/clipfrac"] = stats.pop("approx_kl"), stats.pop("clipfrac")
 
             # 3. Bookkeeping: KL to the base on fresh prompts, metrics, evaluation, checkpoint.
             ft.step(env_steps=len(prompts))
-            metrics = {k: v / cfg.update_epochs for k, v in stats.items()}
+            metrics = {k: v / updates for k, v in stats.items()}
             metrics.update(ft.track_kl(ft.kl_problems()))
             metrics.update(
                 {

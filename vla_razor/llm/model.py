@@ -1,4 +1,5 @@
-"""Token policies for the LLM track: a tiny transformers causal LM built from a config, or any local checkpoint.
+"""Token policies for the LLM track: a tiny transformers causal LM built from a config, or any local
+checkpoint.
 
 The tiny model is a Llama (or Qwen2) architecture of a few million parameters, trained from scratch on
 the prior arithmetic suite; nothing is downloaded. ``load_policy(path)`` takes any local Hugging Face
@@ -62,7 +63,8 @@ def build_model(cfg: TinyLMConfig, tokenizer):
 
 
 def place(model, tokenizer, device: str):
-    """Move ``model`` to ``device`` and mark the tokenizer so batches follow it (``cpu``, ``cuda``, ``auto``)."""
+    """Move ``model`` to ``device`` and mark the tokenizer so batches follow it (``cpu``, ``cuda``,
+    ``auto``)."""
     import torch
 
     if device == "auto":
@@ -73,7 +75,8 @@ def place(model, tokenizer, device: str):
 
 
 def load_policy(path: str | Path):
-    """``(model, tokenizer)`` from a local checkpoint directory (``save_pretrained`` output); never downloads."""
+    """``(model, tokenizer)`` from a local checkpoint directory (``save_pretrained`` output); never
+    downloads."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging
 

@@ -35,7 +35,8 @@ class LLMPretrainConfig(HarnessConfig):
     new_task: str = NEW_TASK
     """The fine-tuning task, evaluated here (the base should be weak on it)."""
     exposure_task: str = EXPOSURE_TASK
-    """Longer problems mixed into pretraining at ``exposure_fraction`` (and evaluated): the new task's family."""
+    """Longer problems mixed into pretraining at ``exposure_fraction`` (and evaluated): the new task's
+    family."""
     exposure_fraction: Fraction = 0.002
     """Share of training problems from ``exposure_task``: a little exposure, so the base starts weak on the
     new task but not at zero and GRPO has successes to reinforce (the robot base's few new-task

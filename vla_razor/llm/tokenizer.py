@@ -1,4 +1,5 @@
-"""A character-level transformers fast tokenizer over the arithmetic alphabet, built locally (nothing downloaded)."""
+"""A character-level transformers fast tokenizer over the arithmetic alphabet, built locally (nothing
+downloaded)."""
 
 from __future__ import annotations
 

@@ -161,7 +161,8 @@ def evaluate_suite(
     base_dir: str | Path | None = None,
     workers: int = 1,
 ) -> SuiteResult:
-    """Evaluate a saved policy on every suite task; with ``base_dir``, forgetting against the (cached) base."""
+    """Evaluate a saved policy on every suite task; with ``base_dir``, forgetting against the (cached)
+    base."""
     tasks = evaluate_policy_dir(policy_dir, suite.tasks, episodes, seed, workers)
     base = base_results(base_dir, suite, episodes, seed, workers) if base_dir else None
     return SuiteResult(

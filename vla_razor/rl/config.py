@@ -20,7 +20,8 @@ class ClippedPolicyGradientConfig(FinetuneConfig):
     clip_coef: PositiveFloat = 0.2
     """Ratio clip (per denoising step)."""
     target_kl: NonNegativeFloat = 0.2
-    """Stop the iteration's epochs once the old-vs-new approximate KL (per step, nats) exceeds this; 0: never."""
+    """Stop the iteration's epochs once the old-vs-new approximate KL (per step, nats) exceeds this;
+    0: never."""
     vectorization: str = "sync"
     """'sync' (sub-envs in this process) or 'async' (one process per sub-env)."""
 

@@ -22,7 +22,7 @@ from vla_razor.policies.encoders import as_tensor_obs
 
 from ..config import PositiveInt
 from .config import ClippedPolicyGradientConfig
-from .objective import clipped_surrogate, group_advantages
+from .objective import clipped_surrogate, clipped_updates, group_advantages
 from .rollout import per_step_log_prob
 
 
@@ -33,7 +33,8 @@ class GRPOConfig(ClippedPolicyGradientConfig):
     group_size: PositiveInt = 8
     """Episodes per initial state (sub-envs = num_groups x group_size)."""
     score: str = "success"
-    """Episode score: 'success' (binary, as in GRPO on verifiable rewards) or 'return' (summed dense reward)."""
+    """Episode score: 'success' (binary, as in GRPO on verifiable rewards) or 'return' (summed dense
+    reward)."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -47,25 +48,6 @@ class GRPOConfig(ClippedPolicyGradientConfig):
             )
         if self.score not in ("success", "return"):
             raise ValueError(f"score must be 'success' or 'return', got {self.score!r}")
-
-
-SMOKE = dict(
-    total_env_steps=200,
-    num_groups=1,
-    group_size=2,
-    score="return",
-    update_epochs=1,
-    num_minibatches=1,
-    eval_every=0,
-    eval_episodes=1,
-    retention_episodes=1,
-    final_eval_episodes=1,
-    video_episodes=1,
-    checkpoint_every=1,
-    kl_states=8,
-    suite="smoke",
-    base="runs/base-smoke/policy",
-)
 
 
 @dataclass
@@ -151,7 +133,7 @@ def train(cfg: GRPOConfig, resume: bool = False):
             seeds = [first + g for g in range(cfg.num_groups) for _ in range(cfg.group_size)]
             policy.eval()
             group = collect_groups(env, policy, seeds, max_decisions, generator)
-            obs, chains, sampler_log_prob = group.obs, group.chains, group.log_probs
+            obs, chains, behaviour_log_prob = group.obs, group.chains, group.log_probs
             rollout_s = time.perf_counter() - started
             outcome = group.success if cfg.score == "success" else group.returns
             scores = torch.as_tensor(outcome, dtype=torch.float32)
@@ -165,36 +147,36 @@ def train(cfg: GRPOConfig, resume: bool = False):
 
             # 2. Clipped per-step ratio updates; decisions of unanimous groups carry zero advantage.
             policy.train()
-            batch = group.owner.shape[0]
-            minibatch = max(1, batch // cfg.num_minibatches)
-            stats = {"grpo/approx_kl": 0.0, "grpo/clipfrac": 0.0, "loss/policy": 0.0, "loss/kl_penalty": 0.0}
-            updates = 0
-            for epoch in range(cfg.update_epochs):
-                order = torch.randperm(batch, generator=generator)
-                for start in range(0, batch, minibatch):
-                    index = order[start : start + minibatch]
-                    mb_obs = {k: v[index] for k, v in obs.items()}
-                    mb_chain = Chain(chains.points[index], True)
-                    steps = policy.step_distributions(mb_obs, mb_chain)
-                    log_ratio = per_step_log_prob(steps, mb_chain.points) - sampler_log_prob[index]
-                    loss, surrogate = clipped_surrogate(log_ratio, advantages[index], cfg.clip_coef)
-                    stats["loss/policy"] += float(loss.detach())
-                    stats["grpo/approx_kl"] += surrogate["approx_kl"]
-                    stats["grpo/clipfrac"] += surrogate["clipfrac"]
-                    if ft.penalty.active:
-                        penalty, _ = ft.penalty.loss(
-                            policy, obs, chains, prepared, index, current=steps, generator=generator
-                        )
-                        loss = loss + penalty
-                        stats["loss/kl_penalty"] += float(penalty.detach())
-                    ft.check_finite(**{"loss/total": loss})
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-                    optimizer.step()
-                    updates += 1
-                if cfg.target_kl and stats["grpo/approx_kl"] / updates > cfg.target_kl:
-                    break
+
+            def minibatch_loss(index: torch.Tensor):
+                mb_obs = {k: v[index] for k, v in obs.items()}
+                mb_chain = Chain(chains.points[index], True)
+                steps = policy.step_distributions(mb_obs, mb_chain)
+                log_ratio = per_step_log_prob(steps, mb_chain.points) - behaviour_log_prob[index]
+                loss, local = clipped_surrogate(log_ratio, advantages[index], cfg.clip_coef)
+                local.update({"loss/policy": float(loss.detach()), "loss/kl_penalty": 0.0})
+                if ft.penalty.active:
+                    penalty, _ = ft.penalty.loss(
+                        policy, obs, chains, prepared, index, current=steps, generator=generator
+                    )
+                    loss = loss + penalty
+                    local["loss/kl_penalty"] = float(penalty.detach())
+                ft.check_finite(**{"loss/total": loss})
+                return loss, local
+
+            stats, updates, epochs = clipped_updates(
+                group.owner.shape[0],
+                minibatch_loss,
+                optimizer,
+                [list(policy.parameters())],
+                epochs=cfg.update_epochs,
+                num_minibatches=cfg.num_minibatches,
+                max_grad_norm=cfg.max_grad_norm,
+                target_kl=cfg.target_kl,
+                generator=generator,
+            )
+            stats["grpo/approx_kl"] = stats.pop("approx_kl", 0.0)
+            stats["grpo/clipfrac"] = stats.pop("clipfrac", 0.0)
 
             ft.step(env_steps=group.env_steps)
             metrics = {k: v / max(updates, 1) for k, v in stats.items()}
@@ -206,7 +188,7 @@ def train(cfg: GRPOConfig, resume: bool = False):
                     "grpo/informative_groups": float(
                         (scores.reshape(cfg.num_groups, -1).std(1) > 0).float().mean()
                     ),
-                    "grpo/epochs": epoch + 1,
+                    "grpo/epochs": epochs,
                     "time/rollout_s": rollout_s,
                     "time/iteration_s": time.perf_counter() - started,
                 }

@@ -1,7 +1,10 @@
 """The policy-gradient objectives every RL loop shares, on both tracks: the clipped surrogate (per
-denoising step on the robot, per token on the LLM) and group-normalised advantages (GRPO)."""
+denoising step on the robot, per token on the LLM), group-normalised advantages (GRPO) and the minibatch
+update loop around them (:func:`clipped_updates`)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 
@@ -49,3 +52,48 @@ def clipped_surrogate(
             "clipfrac": float(((ratio - 1).abs() > clip)[valid].float().mean()) if any_valid else 0.0,
         }
     return loss, stats
+
+
+def clipped_updates(
+    size: int,
+    minibatch_loss: Callable[[torch.Tensor], tuple[torch.Tensor | None, dict[str, float]]],
+    optimizer: torch.optim.Optimizer,
+    clip_groups: list[list[torch.nn.Parameter]],
+    *,
+    epochs: int,
+    num_minibatches: int,
+    max_grad_norm: float,
+    target_kl: float,
+    generator: torch.Generator,
+    sync_gradients: Callable[[], None] | None = None,
+    reduce_stats: Callable[[dict[str, float]], dict[str, float]] | None = None,
+) -> tuple[dict[str, float], int, int]:
+    """The update loop every clipped policy-gradient algorithm runs (PPO, GRPO; robot and LLM): ``epochs``
+    passes over ``size`` samples in ``num_minibatches`` minibatches of ``size // num_minibatches`` (drawn in a
+    random order from ``generator``; the remainder of an epoch's order is left out, a different one each
+    epoch), each: the loss of ``minibatch_loss(index)`` (None when this rank holds none of the minibatch),
+    backward, ``sync_gradients`` (data parallel), each parameter group's gradient norm clipped to
+    ``max_grad_norm``, a step. Stops after an epoch whose minibatches so far average an approximate KL
+    (``stats["approx_kl"]``) above ``target_kl`` (0: never). Returns the per-minibatch stats summed
+    (``reduce_stats`` first sums each minibatch's over ranks), the number of updates and of epochs run."""
+    minibatch = max(1, size // num_minibatches)
+    stats: dict[str, float] = {}
+    updates = epoch = 0
+    for epoch in range(1, epochs + 1):
+        order = torch.randperm(size, generator=generator) if num_minibatches > 1 else torch.arange(size)
+        for start in range(0, size - minibatch + 1, minibatch):
+            optimizer.zero_grad(set_to_none=True)
+            loss, local = minibatch_loss(order[start : start + minibatch])
+            if loss is not None:
+                loss.backward()
+            if sync_gradients is not None:
+                sync_gradients()
+            for group in clip_groups:
+                torch.nn.utils.clip_grad_norm_(group, max_grad_norm)
+            optimizer.step()
+            for key, value in (reduce_stats(local) if reduce_stats else local).items():
+                stats[key] = stats.get(key, 0.0) + value
+            updates += 1
+        if target_kl and updates and stats.get("approx_kl", 0.0) / updates > target_kl:
+            break
+    return stats, updates, epoch

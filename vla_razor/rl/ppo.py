@@ -30,7 +30,7 @@ from vla_razor.training.distributed import DataParallel
 
 from ..config import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from .config import ClippedPolicyGradientConfig
-from .objective import clipped_surrogate
+from .objective import clipped_surrogate, clipped_updates
 from .rollout import gae, per_step_log_prob
 from .rollout_worker import InlineRollouts, OverlappedRollouts, RolloutSpec, split_spec
 
@@ -56,14 +56,16 @@ class PPOConfig(ClippedPolicyGradientConfig):
     critic_lr: PositiveFloat = 3e-4
     """Critic learning rate (Adam)."""
     critic_warmup_iterations: NonNegativeInt = 2
-    """Iterations at the start that train only the critic (the pretrained policy needs an adequate critic first)."""
+    """Iterations at the start that train only the critic (the pretrained policy needs an adequate critic
+    first)."""
     norm_advantages: bool = True
     """Normalise advantages per minibatch."""
     rollout_workers: NonNegativeInt = 0
     """0: rollouts in this process with the current weights (on-policy). N >= 1: N Ray actors (a local Ray,
     or the cluster at ``ray_address``), each owning num_envs / N sub-envs, collect the next iteration's
-    rollout while this one updates (more cores). Each rollout then comes from the policy one update old and carries that policy's log-probs
-    (vla_razor/rl/rollout_worker.py; see ``decoupled_clip``). Measured in docs/benchmarks.md and docs/notebook.md."""
+    rollout while this one updates (more cores). Each rollout then comes from the policy one update old and
+    carries that policy's log-probs (vla_razor/rl/rollout_worker.py; see ``decoupled_clip``). Measured in
+    docs/benchmarks.md."""
     decoupled_clip: bool = True
     """With rollout workers: clip the ratio around the learner's weights before the update (the proximal
     policy) and weight each term by pi_prox / pi_behaviour (decoupled PPO), instead of clipping around
@@ -89,7 +91,8 @@ class PPOConfig(ClippedPolicyGradientConfig):
         if self.norm_advantages and self.num_envs * self.num_decisions < 2 * self.num_minibatches:
             raise ValueError(
                 "norm_advantages needs minibatches of at least 2 decisions: num_envs * num_decisions "
-                f"({self.num_envs * self.num_decisions}) must be >= 2 * num_minibatches ({self.num_minibatches})"
+                f"({self.num_envs * self.num_decisions}) must be >= 2 * num_minibatches "
+                f"({self.num_minibatches})"
             )
         if not 0 < self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
             raise ValueError("need 0 < gamma <= 1 and 0 <= gae_lambda <= 1")
@@ -106,25 +109,6 @@ class PPOConfig(ClippedPolicyGradientConfig):
                 "sim_backend='gpu' steps every sub-env in this process on the GPU: it needs device='cuda' "
                 f"and rollout_workers=0 (got device={self.device!r}, rollout_workers={self.rollout_workers})"
             )
-
-
-SMOKE = dict(
-    total_env_steps=256,
-    num_envs=2,
-    num_decisions=4,
-    update_epochs=1,
-    num_minibatches=2,
-    eval_every=0,
-    eval_episodes=1,
-    retention_episodes=1,
-    final_eval_episodes=1,
-    video_episodes=1,
-    critic_warmup_iterations=1,
-    checkpoint_every=1,
-    kl_states=8,
-    suite="smoke",
-    base="runs/base-smoke/policy",
-)
 
 
 @dataclass
@@ -157,6 +141,15 @@ def _normalise(adv: torch.Tensor, count: int, dp: DataParallel) -> torch.Tensor:
     return (adv - mean) / (std + 1e-8)
 
 
+def rank_minibatch(chosen: torch.Tensor, local_envs: int, dp: DataParallel) -> torch.Tensor:
+    """This rank's part of a minibatch of global decisions (``t * envs + env``, every rank's sub-envs side by
+    side), as indices into its own rollout."""
+    envs = local_envs * dp.world
+    env = chosen % envs
+    mine = env // local_envs == dp.rank
+    return (chosen // envs)[mine] * local_envs + env[mine] % local_envs
+
+
 def update(
     policy,
     critic,
@@ -170,74 +163,67 @@ def update(
     sampler: torch.Generator | None = None,
     check_finite=None,
 ) -> tuple[dict[str, float], int, int]:
-    """PPO's clipped-ratio updates over minibatches of the whole rollout, stopping early on the trust
-    region; returns (summed stats, updates, epochs). ``generator`` (the same state on every rank) draws
-    the minibatches; ``sampler`` (this rank's own) the penalty's samples."""
+    """PPO's clipped-ratio updates over minibatches of the whole rollout (every rank's), stopping early on the
+    trust region (:func:`~.objective.clipped_updates`); returns (summed stats, updates, epochs).
+    ``generator`` (the same state on every rank) draws the minibatches; ``sampler`` (this rank's own) the
+    penalty's samples."""
     sampler = sampler or generator
-    envs = batch.local_envs * dp.world
-    total = batch.num_decisions * envs
-    minibatch = total // cfg.num_minibatches
+    total = batch.num_decisions * batch.local_envs * dp.world
+    minibatch = max(1, total // cfg.num_minibatches)
     policy.train()
-    stats = {
-        "ppo/approx_kl": 0.0,
-        "ppo/clipfrac": 0.0,
-        "loss/policy": 0.0,
-        "loss/value": 0.0,
-        "loss/kl_penalty": 0.0,
-    }
-    updates = 0
+
+    def minibatch_loss(chosen: torch.Tensor):
+        index = rank_minibatch(chosen, batch.local_envs, dp)
+        share = index.numel() / minibatch if dp.active else 1.0  # the loss is a mean over the whole minibatch
+        adv = batch.advantages[index]
+        if update_policy and cfg.norm_advantages:
+            adv = _normalise(adv, minibatch, dp)  # every rank takes part, holding samples or not
+        local = dict.fromkeys(("approx_kl", "clipfrac", "loss/policy", "loss/value", "loss/kl_penalty"), 0.0)
+        if not index.numel():
+            return None, local
+        mb_obs = {k: v[index] for k, v in batch.obs.items()}
+        value_loss = 0.5 * (critic(mb_obs) - batch.returns[index]).square().mean()
+        loss = cfg.vf_coef * value_loss
+        if update_policy:
+            mb_chain = Chain(batch.points[index], True)
+            steps = policy.step_distributions(mb_obs, mb_chain)
+            log_ratio = per_step_log_prob(steps, mb_chain.points) - batch.clip_anchor[index]
+            weight = batch.behaviour_weight[index] if batch.behaviour_weight is not None else None
+            policy_loss, surrogate = clipped_surrogate(log_ratio, adv, cfg.clip_coef, weight)
+            loss = loss + policy_loss
+            if penalty is not None and penalty.active:
+                chains = Chain(batch.points, True)
+                penalty_loss, _ = penalty.loss(
+                    policy, batch.obs, chains, batch.penalty, index, current=steps, generator=sampler
+                )
+                loss = loss + penalty_loss
+                local["loss/kl_penalty"] = float(penalty_loss.detach())
+            local.update(surrogate, **{"loss/policy": float(policy_loss.detach())})
+        if check_finite is not None:
+            check_finite(**{"loss/value": value_loss, "loss/total": loss})
+        local["loss/value"] = float(value_loss.detach())
+        return loss * share, {k: v * share for k, v in local.items()}
+
     params = list(critic.parameters()) + (list(policy.parameters()) if update_policy else [])
-    for epoch in range(cfg.update_epochs):
-        order = torch.randperm(total, generator=generator)
-        for start in range(0, total - minibatch + 1, minibatch):
-            # the minibatch's global decisions (t * envs + env) -> this rank's part, in local indices
-            chosen = order[start : start + minibatch]
-            env = chosen % envs
-            mine = env // batch.local_envs == dp.rank
-            index = (chosen // envs)[mine] * batch.local_envs + env[mine] % batch.local_envs
-            share = index.numel() / minibatch  # the loss is a mean over the whole minibatch
-            adv = batch.advantages[index]
-            if update_policy and cfg.norm_advantages:
-                adv = _normalise(adv, minibatch, dp)
-            optimizer.zero_grad(set_to_none=True)
-            local = dict.fromkeys(stats, 0.0)
-            if index.numel():
-                mb_obs = {k: v[index] for k, v in batch.obs.items()}
-                value_loss = 0.5 * (critic(mb_obs) - batch.returns[index]).square().mean()
-                loss = cfg.vf_coef * value_loss
-                if update_policy:
-                    mb_chain = Chain(batch.points[index], True)
-                    steps = policy.step_distributions(mb_obs, mb_chain)
-                    log_ratio = per_step_log_prob(steps, mb_chain.points) - batch.clip_anchor[index]
-                    weight = batch.behaviour_weight[index] if batch.behaviour_weight is not None else None
-                    policy_loss, surrogate = clipped_surrogate(log_ratio, adv, cfg.clip_coef, weight)
-                    loss = loss + policy_loss
-                    if penalty is not None and penalty.active:
-                        chains = Chain(batch.points, True)
-                        penalty_loss, _ = penalty.loss(
-                            policy, batch.obs, chains, batch.penalty, index, current=steps, generator=sampler
-                        )
-                        loss = loss + penalty_loss
-                        local["loss/kl_penalty"] = float(penalty_loss.detach())
-                    local["ppo/approx_kl"] = surrogate["approx_kl"]
-                    local["ppo/clipfrac"] = surrogate["clipfrac"]
-                    local["loss/policy"] = float(policy_loss.detach())
-                if check_finite is not None:
-                    check_finite(**{"loss/value": value_loss, "loss/total": loss})
-                local["loss/value"] = float(value_loss.detach())
-                (loss * share if dp.active else loss).backward()
-            dp.sum_gradients(params)
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-            torch.nn.utils.clip_grad_norm_(critic.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            reduced = dp.sum_values([v * (share if dp.active else 1.0) for v in local.values()])
-            for key, value in zip(local, reduced):
-                stats[key] += value
-            updates += 1
-        # early stop on the mean approximate KL over this iteration's minibatches so far
-        if update_policy and cfg.target_kl and stats["ppo/approx_kl"] / updates > cfg.target_kl:
-            break
-    return stats, updates, epoch + 1
+
+    def summed_over_ranks(local: dict[str, float]) -> dict[str, float]:
+        return dict(zip(local, dp.sum_values(list(local.values()))))
+
+    stats, updates, epochs = clipped_updates(
+        total,
+        minibatch_loss,
+        optimizer,
+        [list(policy.parameters()), list(critic.parameters())],
+        epochs=cfg.update_epochs,
+        num_minibatches=cfg.num_minibatches,
+        max_grad_norm=cfg.max_grad_norm,
+        target_kl=cfg.target_kl if update_policy else 0.0,
+        generator=generator,
+        sync_gradients=(lambda: dp.sum_gradients(params)) if dp.active else None,
+        reduce_stats=summed_over_ranks if dp.active else None,
+    )
+    stats["ppo/approx_kl"], stats["ppo/clipfrac"] = stats.pop("approx_kl", 0.0), stats.pop("clipfrac", 0.0)
+    return stats, updates, epochs
 
 
 def train(cfg: PPOConfig, resume: bool = False):
@@ -307,7 +293,8 @@ def train(cfg: PPOConfig, resume: bool = False):
     try:
         while not ft.done:
             started, before = time.perf_counter(), ft.progress_count
-            # 1. Rollout (stochastic chains) with the current policy, or with the previous one from rollout workers.
+            # 1. Rollout (stochastic chains) with the current policy, or with the previous one from rollout
+            #    workers.
             rollout = rollouts.next(policy, critic)
             rollout_s = time.perf_counter() - started
             flat_obs, chains = rollout.flat_obs(), rollout.flat_chains()

@@ -30,7 +30,8 @@ class Rollout:
     chains: torch.Tensor
     """Chain points ``[T, N, K + 1, H, A]``."""
     log_probs: torch.Tensor
-    """``[T, N, K]``: each denoising step's log-density under the policy that sampled it (PPO's old policy)."""
+    """``[T, N, K]``: each denoising step's log-density under the policy that sampled it (PPO's old
+    policy)."""
     rewards: torch.Tensor
     """Summed chunk rewards (times ``reward_scale``): the environment's, nothing added."""
     bootstrap: torch.Tensor

@@ -48,7 +48,8 @@ class RolloutSpec:
     """Seed of the sampling generator (the worker's own)."""
     threads: int = 1
     backend: str = "cpu"
-    """The simulator: 'cpu' (physx_cpu scenes) or 'gpu' (ManiSkill's batched physx_cuda, tensors on the GPU)."""
+    """The simulator: 'cpu' (physx_cpu scenes) or 'gpu' (ManiSkill's batched physx_cuda, tensors on the
+    GPU)."""
     obs_mode: str = "state"
     """What the policy observes: 'state', or 'rgb' (state and camera images)."""
     image_size: int = 64
@@ -174,7 +175,8 @@ def merge_rollouts(parts: list[Rollout]) -> Rollout:
 
 
 def split_spec(spec: RolloutSpec, workers: int) -> list[RolloutSpec]:
-    """Per-worker specs: contiguous blocks of sub-envs, seeded as the same sub-envs would be in one process."""
+    """Per-worker specs: contiguous blocks of sub-envs, seeded as the same sub-envs would be in one
+    process."""
     if workers < 1 or spec.num_envs % workers:
         raise ValueError(f"num_envs ({spec.num_envs}) must be a multiple of rollout_workers ({workers})")
     size = spec.num_envs // workers
@@ -240,12 +242,14 @@ class _RayWorker:
             ray.kill(self.actor)
             raise RolloutWorkerError(
                 f"the rollout actor {self.name} sent nothing in {timeout_s:.0f} s (expected {expected!r}): "
-                "it hangs; it was stopped. Raise worker_timeout_s if rollouts are really that slow, else --resume"
+                "it hangs; it was stopped. Raise worker_timeout_s if rollouts are really that slow, else "
+                "--resume"
             ) from None
         except ray.exceptions.RayActorError as err:
             raise RolloutWorkerError(
                 f"the rollout actor {self.name} died before sending {expected!r} ({str(err)[:300]}); rerun "
-                "with rollout_workers=0 to see the failure in this process, then --resume from the last checkpoint"
+                "with rollout_workers=0 to see the failure in this process, then --resume from the last "
+                "checkpoint"
             ) from None
         except ray.exceptions.RayTaskError as err:
             raise RolloutWorkerError(f"the rollout actor {self.name} failed:\n{err}") from None

@@ -64,8 +64,8 @@ class SFTConfig(FinetuneConfig, LeRobotSource):
             )
         if self.kl_penalty.kind != "none":
             raise ValueError(
-                "kl_penalty: the robot SFT loss has no penalty toward the base (PPO, GRPO and the LLM track's SFT "
-                "do); leave kl_penalty.kind none"
+                "kl_penalty: the robot SFT loss has no penalty toward the base (PPO, GRPO and the LLM "
+                "track's SFT do); leave kl_penalty.kind none"
             )
         if self.data not in ("demos", "rl", "lerobot"):
             raise ValueError(f"data must be 'demos', 'rl' or 'lerobot', got {self.data!r}")
@@ -79,24 +79,6 @@ class SFTConfig(FinetuneConfig, LeRobotSource):
             raise ValueError(
                 "iterations, steps_per_iteration, batch_size, demos and rl_episodes must be >= 1"
             )
-
-
-SMOKE = dict(
-    iterations=2,
-    steps_per_iteration=2,
-    batch_size=8,
-    demos=1,
-    eval_every=0,
-    eval_episodes=1,
-    retention_episodes=1,
-    final_eval_episodes=1,
-    video_episodes=1,
-    checkpoint_every=1,
-    kl_states=8,
-    rl_episodes=2,
-    suite="smoke",
-    base="runs/base-smoke/policy",
-)
 
 
 def demo_dataset(cfg: SFTConfig, task: str, chunk_size: int):
@@ -159,7 +141,8 @@ def rl_dataset(cfg: SFTConfig, task: str, chunk_size: int):
     if not kept:
         raise NoRLDataError(f"{cfg.rl_policy} succeeded in none of {n} episodes of {task}: no data to clone")
     tqdm.write(
-        f"SFT on RL data: {int(success.sum())}/{n} successful episodes, {len(kept)} (observation, chunk) pairs"
+        f"SFT on RL data: {int(success.sum())}/{n} successful episodes, "
+        f"{len(kept)} (observation, chunk) pairs"
     )
     obs = {k: torch.stack([o[k] for o, _ in kept]) for k in kept[0][0]}
     return ChunkDataset(obs, torch.stack([a for _, a in kept]).float(), {task: int(success.sum())})
@@ -169,7 +152,8 @@ def train(cfg: SFTConfig, resume: bool = False):
     ft = FinetuneRun(cfg, "sft" if cfg.data == "demos" else "sft-rl", resume=resume)
     policy = ft.policy
     chunk = policy.config.chunk_size
-    # demonstrations cover a policy's whole prediction horizon (a LeRobot policy's can exceed the chunk it executes)
+    # demonstrations cover a policy's whole prediction horizon (a LeRobot policy's can exceed the chunk it
+    # executes)
     horizon = getattr(policy.config, "horizon", chunk)
     data = rl_dataset(cfg, ft.task, chunk) if cfg.data == "rl" else demo_dataset(cfg, ft.task, horizon)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

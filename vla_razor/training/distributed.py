@@ -38,7 +38,8 @@ class DataParallel:
     rank: int = 0
     world: int = 1
     collective_device: str = "cpu"
-    """Where the collectives run: 'cpu' under gloo, this rank's GPU under NCCL (which reduces GPU tensors only)."""
+    """Where the collectives run: 'cpu' under gloo, this rank's GPU under NCCL (which reduces GPU tensors
+    only)."""
 
     @property
     def main(self) -> bool:

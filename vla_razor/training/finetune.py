@@ -52,7 +52,8 @@ class FinetuneHarnessConfig(HarnessConfig):
     validation_episodes: NonNegativeInt = 0
     """New-task validation episodes per evaluation (periodic and final), with seeds disjoint from the scored
     ones: the analysis chooses a run's checkpoint at a target success on these and scores it on the others
-    (``validation/new_task_success``). 0: none (then a checkpoint is chosen on the episodes it is scored on)."""
+    (``validation/new_task_success``). 0: none (then a checkpoint is chosen on the episodes it is scored
+    on)."""
     kl_states: NonNegativeInt = 256
     """New-task states (LLM: prompts) per iteration on which the KL to the base is measured."""
     kl_penalty: KLPenaltyConfig = field(default_factory=KLPenaltyConfig)
@@ -172,8 +173,9 @@ class FinetuneHarness(TrainingLoop):
         return metrics
 
     def validate(self) -> dict:
-        """The new task on ``cfg.validation_episodes`` episodes from :func:`~vla_razor.seeding.validation_episodes`
-        (``{task: rate dict}``; empty without validation episodes)."""
+        """The new task on ``cfg.validation_episodes`` episodes from
+        :func:`~vla_razor.seeding.validation_episodes` (``{task: rate dict}``; empty without validation
+        episodes)."""
         if not self.cfg.validation_episodes:
             return {}
         seed = streams.validation_episodes(self.cfg.eval_seed)

@@ -1,4 +1,5 @@
-"""LeRobot's ``DiffusionPolicy`` as a chain policy: its own DDPM or DDIM denoising loop, one Gaussian step at a time.
+"""LeRobot's ``DiffusionPolicy`` as a chain policy: its own DDPM or DDIM denoising loop, one Gaussian step at
+a time.
 
 LeRobot samples an action chunk with ``DiffusionModel.conditional_sample``: from noise ``x_K`` of shape
 ``[B, horizon, A]`` (in its normalised action units), ``K = num_inference_steps`` calls of diffusers'
@@ -29,50 +30,25 @@ camera feature <- rgb (vla_razor/data/lerobot.py exports datasets with these nam
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from vla_razor.config import NonNegativeFloat, PositiveInt
 from vla_razor.divergence import GaussianChain
 
-from ..base import Chain, PolicyConfig, register_policy
-from . import common
-from .common import LeRobotChain, action_affine, global_stream_from
+from ..base import Chain
+from ..lerobot import common
+from ..lerobot.common import LeRobotChain, action_affine, global_stream_from
+from .configuration_lerobot_diffusion import LeRobotDiffusionChainConfig
 
 OBS_IMAGES = "observation.images"
 
 
-@dataclass
-class LeRobotDiffusionChainConfig(PolicyConfig):
-    """The adapter's settings; the network's are LeRobot's own config (its ``config.json``)."""
-
-    min_std: NonNegativeFloat = 0.1
-    """Floor on every denoising step's standard deviation (normalised action units, where actions span
-    [-1, 1]) when sampling stochastically and in the log-probabilities. DDPM's last step has none, and its
-    last steps' are so small that a policy update changes their log-densities by tens of nats; DPPO floors
-    sampling and log-probabilities at 0.1 for the same reason."""
-    horizon: PositiveInt = 8
-    """Actions per denoised chunk (LeRobot's ``horizon``); the env executes the first ``chunk_size``
-    (LeRobot's ``n_action_steps``). Read from the LeRobot config when loaded."""
-    num_steps: PositiveInt = 10
-    """Denoising steps of the chain (LeRobot's ``num_inference_steps``): read from the LeRobot config, or set
-    by ``num_steps`` in the directory's ``vla_razor.json`` (DPPO fine-tunes fewer steps than the policy was
-    trained with), which the saved policy's LeRobot config then carries."""
-    ddim_eta: NonNegativeFloat = 1.0
-    """A DDIM policy's noise in stochastic sampling: eta of Song et al.'s formula 12 (1: DDPM's variance at
-    DDIM's timesteps; 0: LeRobot's deterministic DDIM, then only ``min_std`` remains). DPPO samples with 1.
-    LeRobot's own sampler (deterministic mode) always uses 0; DDPM policies ignore it."""
-
-
-@register_policy
 class LeRobotDiffusionChain(LeRobotChain):
     """A LeRobot ``DiffusionPolicy`` (``inner``) with its pre/post-processors, behind the chain interface."""
 
     family = "lerobot_diffusion"
-    lerobot_type = "diffusion"
     config_class = LeRobotDiffusionChainConfig
 
     def __init__(self, inner, preprocessor, postprocessor, config: LeRobotDiffusionChainConfig | None = None):
@@ -82,8 +58,8 @@ class LeRobotDiffusionChain(LeRobotChain):
         lr = inner.config
         if lr.n_obs_steps != 1:
             raise ConfigError(
-                f"LeRobot diffusion policy with n_obs_steps={lr.n_obs_steps}: vla-razor's chain interface acts "
-                "on the current observation only (train the policy with n_obs_steps=1)"
+                f"LeRobot diffusion policy with n_obs_steps={lr.n_obs_steps}: vla-razor's chain interface "
+                "acts on the current observation only (train the policy with n_obs_steps=1)"
             )
         scheduler = inner.diffusion.noise_scheduler
         kind = type(scheduler).__name__
@@ -91,8 +67,8 @@ class LeRobotDiffusionChain(LeRobotChain):
         ddim = kind == "DDIMScheduler" and not scheduler.config.thresholding
         if not (ddpm or ddim):
             raise ConfigError(
-                f"LeRobot diffusion policy with {kind} ({dict(scheduler.config)}): DDPM with fixed_small variance "
-                "(LeRobot's default) and DDIM without thresholding are supported"
+                f"LeRobot diffusion policy with {kind} ({dict(scheduler.config)}): DDPM with fixed_small "
+                "variance (LeRobot's default) and DDIM without thresholding are supported"
             )
         if lr.prediction_type not in ("epsilon", "sample"):
             raise ConfigError(
@@ -118,8 +94,8 @@ class LeRobotDiffusionChain(LeRobotChain):
         center, scale = action_affine(postprocessor, action_dim)
         self.register_buffer("action_center", center)
         self.register_buffer("action_scale", scale)
-        # each step's Gaussian is mean = c_x0 x0 + c_x x + c_eps eps (x0, eps: the network's predictions at x),
-        # std = _std, at the sampler's timesteps: DDPM's formula 7 (Ho et al.) or DDIM's with noise eta
+        # each step's Gaussian is mean = c_x0 x0 + c_x x + c_eps eps (x0, eps: the network's predictions at
+        # x), std = _std, at the sampler's timesteps: DDPM's formula 7 (Ho et al.) or DDIM's with noise eta
         # (Song et al., formula 12), as diffusers' step computes them
         scheduler.set_timesteps(inner.diffusion.num_inference_steps)
         ts = scheduler.timesteps.long()
@@ -200,7 +176,8 @@ class LeRobotDiffusionChain(LeRobotChain):
         self, out: torch.Tensor, x: torch.Tensor, k: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Step ``k``'s Gaussian at ``x`` ``[N, horizon, A]`` (normalised units) from the U-Net's output:
-        (mean, std), exactly what ``DDPMScheduler.step`` draws from (``DDIMScheduler.step`` with ``ddim_eta``)."""
+        (mean, std), exactly what ``DDPMScheduler.step`` draws from (``DDIMScheduler.step`` with
+        ``ddim_eta``)."""
         lr = self.inner.config
         view = (-1, 1, 1)
         if lr.prediction_type == "epsilon":
@@ -213,7 +190,8 @@ class LeRobotDiffusionChain(LeRobotChain):
         return mean, self._std[k].view(view).expand_as(mean)
 
     def _denoise(self, obs: dict, mode: str, generator: torch.Generator | None):
-        """The chain in normalised units: (points ``[B, K + 1, horizon, A]``, means and stds ``[B, K, ...]``)."""
+        """The chain in normalised units: (points ``[B, K + 1, horizon, A]``, means and stds
+        ``[B, K, ...]``)."""
         cfg, scheduler = self.config, self.inner.diffusion.noise_scheduler
         cond = self._condition(obs)
         batch = cond.shape[0]
@@ -265,7 +243,8 @@ class LeRobotDiffusionChain(LeRobotChain):
         want = (K + 1, cfg.horizon, cfg.action_dim)
         if tuple(chain.points.shape[1:]) != want:
             raise ValueError(
-                f"{self.family} chain points must be [B, {', '.join(map(str, want))}], got {tuple(chain.points.shape)}"
+                f"{self.family} chain points must be [B, {', '.join(map(str, want))}], got "
+                f"{tuple(chain.points.shape)}"
             )
         cond = self._condition(obs)
         batch = cond.shape[0]

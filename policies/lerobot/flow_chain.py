@@ -32,17 +32,14 @@ as the task string through the policy's own tokenizer step.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 from torch import nn
 
-from vla_razor.config import PositiveFloat, PositiveInt
 from vla_razor.divergence import GaussianChain
 
-from ..base import Chain, PolicyConfig, register_policy
+from ..base import Chain
 from ..flow.modeling_flow import bounded_log_std, flow_sde_step, raw_for_std
 from .common import (
     LeRobotChain,
@@ -53,43 +50,11 @@ from .common import (
     require_lerobot,
     require_processors,
 )
+from .configuration_flow_chain import LeRobotFlowChainConfig
 
 TOKENS, TOKEN_MASK = "observation.language.tokens", "observation.language.attention_mask"
 NOISE_HEAD = "vla_razor_noise_head.safetensors"
 """Flow-Noise's learned noise head, saved beside LeRobot's files (LeRobot ignores it)."""
-
-
-@dataclass
-class LeRobotFlowChainConfig(PolicyConfig):
-    """The adapter's settings; the network's are LeRobot's own config (its ``config.json``)."""
-
-    noise_level: PositiveFloat = 0.5
-    """Flow-SDE: a in s_t = a sqrt(t / (1 - t)), the exploration noise of stochastic sampling (in the model's
-    normalised action units)."""
-    horizon: PositiveInt = 50
-    """Actions per denoised chunk (LeRobot's ``chunk_size``); the env executes the first ``chunk_size`` of
-    this config (LeRobot's ``n_action_steps``). Read from the LeRobot config when loaded."""
-    num_steps: PositiveInt = 10
-    """Denoising (Euler) steps of the chain (LeRobot's ``num_inference_steps`` / ``num_steps``): read from the
-    LeRobot config, or set by ``num_steps`` in the directory's ``vla_razor.json``, which the saved policy's
-    LeRobot config then carries."""
-    chain_dim: PositiveInt = 32
-    """Width of the chain's actions: the model's padded ``max_action_dim``. Read from the LeRobot config."""
-    noise_method: Literal["sde", "noise"] = "sde"
-    """Stochastic sampling: 'sde' (Flow-SDE: the Euler step turned into an SDE step with the same marginals,
-    noise ``noise_level``) or 'noise' (Flow-Noise: the Euler step plus Gaussian noise whose std a learned
-    head predicts from the expert's action-token features; the head is trained with the policy)."""
-    noise_init_std: PositiveFloat = 0.2
-    """Flow-Noise: the std the noise head starts from (normalised action units)."""
-    noise_min_std: PositiveFloat = 0.05
-    """Flow-Noise: lower bound of the learned std."""
-    noise_max_std: PositiveFloat = 0.5
-    """Flow-Noise: upper bound of the learned std."""
-
-    def __post_init__(self):
-        super().__post_init__()
-        if not 0 < self.noise_min_std <= self.noise_init_std <= self.noise_max_std:
-            raise ValueError("need 0 < noise_min_std <= noise_init_std <= noise_max_std")
 
 
 class LeRobotFlowChain(LeRobotChain):
@@ -113,9 +78,9 @@ class LeRobotFlowChain(LeRobotChain):
         }
         if any(unsupported.values()):
             raise ConfigError(
-                f"LeRobot {lr.type} policy with {', '.join(k for k, v in unsupported.items() if v)}: vla-razor's "
-                "chain interface needs one observation step, no real-time chunking, absolute actions and no "
-                "Aloha remapping"
+                f"LeRobot {lr.type} policy with {', '.join(k for k, v in unsupported.items() if v)}: "
+                "vla-razor's chain interface needs one observation step, no real-time chunking, absolute "
+                "actions and no Aloha remapping"
             )
         cameras = [k for k in lr.image_features if "empty_camera" not in k]
         if not cameras:
@@ -133,7 +98,7 @@ class LeRobotFlowChain(LeRobotChain):
             use_rgb=True,
             image_size=lr.image_features[cameras[0]].shape[-1],
         )
-        self.config = LeRobotFlowChainConfig(**settings)
+        self.config = self.config_class(**settings)
         self.inner, self.preprocessor, self.postprocessor = inner, preprocessor, postprocessor
         self.camera = cameras[0]
         center, scale = action_affine(postprocessor, action_dim)
@@ -185,7 +150,8 @@ class LeRobotFlowChain(LeRobotChain):
     @torch.no_grad()
     def encode(self, obs: dict) -> torch.Tensor:
         """Observation features for the representation-change measure: the velocity the expert gives at t = 1
-        from a zero chunk, ``[B, horizon * chain_dim]`` (it reads the whole prefix: images, instruction, state)."""
+        from a zero chunk, ``[B, horizon * chain_dim]`` (it reads the whole prefix: images, instruction,
+        state)."""
         context = self._prefix(self._batch(obs))
         batch = context["batch_size"]
         x = torch.zeros(batch, self.config.horizon, self.config.chain_dim, device=self.device)
@@ -200,8 +166,8 @@ class LeRobotFlowChain(LeRobotChain):
 
     def _step(self, context: dict, x: torch.Tensor, t: torch.Tensor):
         """One denoising step from x at time t: (velocity, the stochastic step's mean and std), normalised
-        units. Flow-SDE: the SDE Gaussian around the velocity; Flow-Noise: the Euler step with the noise head's
-        std, read from the expert's action-token features (the input of ``action_out_proj``)."""
+        units. Flow-SDE: the SDE Gaussian around the velocity; Flow-Noise: the Euler step with the noise
+        head's std, read from the expert's action-token features (the input of ``action_out_proj``)."""
         cfg = self.config
         if self.noise_head is None:
             v = self._velocity(context, x, t)
@@ -219,7 +185,8 @@ class LeRobotFlowChain(LeRobotChain):
         return v, x + (-1.0 / cfg.num_steps) * v, log_std.exp()
 
     def _flow(self, obs: dict, mode: str, generator: torch.Generator | None):
-        """The chain in normalised units: (points ``[B, K + 1, horizon, chain_dim]``, means, stds ``[B, K, ...]``)."""
+        """The chain in normalised units: (points ``[B, K + 1, horizon, chain_dim]``, means, stds
+        ``[B, K, ...]``)."""
         cfg = self.config
         context = self._prefix(self._batch(obs))
         batch = context["batch_size"]
@@ -270,7 +237,8 @@ class LeRobotFlowChain(LeRobotChain):
         want = (K + 1, cfg.horizon, cfg.chain_dim)
         if tuple(chain.points.shape[1:]) != want:
             raise ValueError(
-                f"{self.family} chain points must be [B, {', '.join(map(str, want))}], got {tuple(chain.points.shape)}"
+                f"{self.family} chain points must be [B, {', '.join(map(str, want))}], got "
+                f"{tuple(chain.points.shape)}"
             )
         context = self._prefix(self._batch(obs))  # once: every step attends to the same prefix cache
         batch = context["batch_size"]
@@ -289,10 +257,11 @@ class LeRobotFlowChain(LeRobotChain):
     def bc_loss(
         self, obs: dict, actions: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """The policy's own flow-matching loss (LeRobot's ``forward``) on demonstrated chunks ``[B, L <= horizon,
-        A]``; a shorter chunk is padded with copies of its last action (as LeRobot's dataset pads an episode's
-        end) and marked ``action_is_pad`` for the families whose loss reads it. LeRobot draws noise and times
-        from the global stream: with a ``generator`` that stream is seeded from it for the call."""
+        """The policy's own flow-matching loss (LeRobot's ``forward``) on demonstrated chunks
+        ``[B, L <= horizon, A]``; a shorter chunk is padded with copies of its last action (as LeRobot's
+        dataset pads an episode's end) and marked ``action_is_pad`` for the families whose loss reads it.
+        LeRobot draws noise and times from the global stream: with a ``generator`` that stream is seeded from
+        it for the call."""
         batch = self.demo_batch(obs, actions)
         with global_stream_from(generator, self.device):
             loss, _ = self.inner.forward(batch)
@@ -349,11 +318,12 @@ class LeRobotFlowChain(LeRobotChain):
             if isinstance(err, ValueError) and "tokenizer" not in str(err):
                 raise
             raise CheckpointError(
-                f"{directory}: the policy's tokenizer does not load offline ({str(err).split('Error: ')[-1][:200]}); put a "
-                f'local copy\'s path in {directory / "vla_razor.json"} as {{"config": {{"tokenizer": "/path"}}}}'
+                f"{directory}: the policy's tokenizer does not load offline "
+                f"({str(err).split('Error: ')[-1][:200]}); put a local copy's path in "
+                f'{directory / "vla_razor.json"} as {{"config": {{"tokenizer": "/path"}}}}'
             ) from None
         keys = ("noise_level", "noise_method", "noise_init_std", "noise_min_std", "noise_max_std")
-        config = LeRobotFlowChainConfig(**{k: v for k, v in settings.items() if k in keys})
+        config = cls.config_class(**{k: v for k, v in settings.items() if k in keys})
         policy = cls(inner, preprocessor, postprocessor, config)
         head = directory / NOISE_HEAD
         if policy.noise_head is not None and head.is_file():  # absent: a fresh head at noise_init_std
@@ -365,118 +335,3 @@ class LeRobotFlowChain(LeRobotChain):
             except (SafetensorError, OSError, RuntimeError) as err:
                 raise CheckpointError(f"{head} does not hold this policy's noise head ({err})") from None
         return policy.to(device)
-
-
-@register_policy
-class LeRobotPI0Chain(LeRobotFlowChain):
-    """LeRobot's ``PI0Policy``: PaliGemma prefix (images, instruction), state and noisy actions in the expert."""
-
-    family = "lerobot_pi0"
-    lerobot_type = "pi0"
-
-    @classmethod
-    def _policy_class(cls):
-        from lerobot.policies.pi0.modeling_pi0 import PI0Policy
-
-        return PI0Policy
-
-    @classmethod
-    def _fix_keys(cls, saved: dict, inner) -> dict:
-        """PI0's own renaming of openpi checkpoints, then its ``model.`` prefix (PI0Policy.from_pretrained)."""
-        fixed = inner._fix_pytorch_state_dict_keys(saved, inner.config)
-        return {k if k.startswith("model.") else f"model.{k}": v for k, v in fixed.items()}
-
-    def _prefix(self, batch: dict) -> dict:
-        """The prefix cache as PI0Pytorch.sample_actions computes it, and the padded state."""
-        state = self.inner.prepare_state(batch)
-        return {**self._paligemma_prefix(batch), "state": state}
-
-    def _paligemma_prefix(self, batch: dict) -> dict:
-        """PaliGemma's prefix cache over the images and the prompt (pi0's and pi0.5's sample_actions)."""
-        from lerobot.policies.pi0.modeling_pi0 import make_att_2d_masks, prepare_attention_masks_4d
-
-        model = self.inner.model
-        images, img_masks = self.inner._preprocess_images(batch)
-        embs, pad_masks, att_masks = model.embed_prefix(images, img_masks, batch[TOKENS], batch[TOKEN_MASK])
-        masks_4d = prepare_attention_masks_4d(make_att_2d_masks(pad_masks, att_masks))
-        position_ids = torch.cumsum(pad_masks, dim=1) - 1
-        model.paligemma_with_expert.paligemma.model.language_model.config._attn_implementation = "eager"
-        _, cache = model.paligemma_with_expert.forward(
-            attention_mask=masks_4d,
-            position_ids=position_ids,
-            past_key_values=None,
-            inputs_embeds=[embs, None],
-            use_cache=True,
-        )
-        return {"prefix_pad_masks": pad_masks, "past_key_values": cache, "batch_size": pad_masks.shape[0]}
-
-    def _velocity(self, context: dict, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.inner.model.denoise_step(
-            state=context["state"],
-            prefix_pad_masks=context["prefix_pad_masks"],
-            past_key_values=context["past_key_values"],
-            x_t=x,
-            timestep=t,
-        )
-
-
-@register_policy
-class LeRobotSmolVLAChain(LeRobotFlowChain):
-    """LeRobot's ``SmolVLAPolicy``: SmolVLM prefix (images, instruction, state), noisy actions in the expert."""
-
-    family = "lerobot_smolvla"
-    lerobot_type = "smolvla"
-
-    @staticmethod
-    def _inference_steps(lr) -> int:
-        return lr.num_steps
-
-    @staticmethod
-    def _set_inference_steps(lr, steps: int) -> None:
-        lr.num_steps = steps
-
-    @classmethod
-    def _policy_class(cls):
-        from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
-
-        return SmolVLAPolicy
-
-    def _prefix(self, batch: dict) -> dict:
-        """The prefix cache as VLAFlowMatching.sample_actions computes it."""
-        from lerobot.policies.smolvla.modeling_smolvla import make_att_2d_masks
-
-        model = self.inner.model
-        images, img_masks = self.inner.prepare_images(batch)
-        state = self.inner.prepare_state(batch)
-        embs, pad_masks, att_masks = model.embed_prefix(
-            images, img_masks, batch[TOKENS], batch[TOKEN_MASK], state=state
-        )
-        _, cache = model.vlm_with_expert.forward(
-            attention_mask=make_att_2d_masks(pad_masks, att_masks),
-            position_ids=torch.cumsum(pad_masks, dim=1) - 1,
-            past_key_values=None,
-            inputs_embeds=[embs, None],
-            use_cache=model.config.use_cache,
-        )
-        return {"prefix_pad_masks": pad_masks, "past_key_values": cache, "batch_size": state.shape[0]}
-
-
-@register_policy
-class LeRobotPI05Chain(LeRobotPI0Chain):
-    """LeRobot's ``PI05Policy``: the state discretised into the prompt, so the expert sees noisy actions only."""
-
-    family = "lerobot_pi05"
-    lerobot_type = "pi05"
-
-    @classmethod
-    def _policy_class(cls):
-        from lerobot.policies.pi05.modeling_pi05 import PI05Policy
-
-        return PI05Policy
-
-    def _prefix(self, batch: dict) -> dict:
-        """The prefix cache as PI05Pytorch.sample_actions computes it (pi0's, with no state beside it)."""
-        return self._paligemma_prefix(batch)
-
-    def _velocity(self, context: dict, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return LeRobotFlowChain._velocity(self, context, x, t)
