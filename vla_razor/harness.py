@@ -109,8 +109,9 @@ class FinetuneRun(FinetuneHarness):
         )
         self.base = freeze(self.policy)  # after the noise change: every KL compares like with like
         self.begin(algo)
-        self.penalty = KLPenalty(cfg.kl_penalty)
-        self.penalty_coef = self.penalty  # one coefficient: the penalty's, adapted by the harness
+
+    def make_penalty(self) -> KLPenalty:
+        return KLPenalty(self.cfg.kl_penalty)
 
     @property
     def retention_episodes(self) -> int:

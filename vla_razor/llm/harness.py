@@ -173,7 +173,7 @@ class LLMFinetuneRun(FinetuneHarness):
         )
         if penalty.critical_weighting:
             per_token = per_token * torch.softmax(base_logits, -1).amax(-1)
-        return self.penalty_coef.coef * per_token.sum(-1).mean()
+        return self.penalty.coef * per_token.sum(-1).mean()
 
 
 def token_log_probs(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,7 @@ class FinetuneHarnessConfig(HarnessConfig):
             raise ValueError(f"kl_states must be >= 2, got {self.kl_states}")
 
 
-class FinetuneHarness(TrainingLoop):
+class FinetuneHarness(TrainingLoop, ABC):
     """The harness of one fine-tuning run; the algorithm's loop owns the updates and calls into this.
 
     Subclasses (one per track) set ``policy``, ``base``, ``task`` and ``prior_tasks`` before calling
@@ -82,37 +83,47 @@ class FinetuneHarness(TrainingLoop):
         """Called by the subclass once the policy and the frozen base exist."""
         self.algo = algo
         self._base_fingerprint = fingerprint(self.base)
-        self.penalty_coef = PenaltyCoefficient(self.cfg.kl_penalty)
+        self.penalty = self.make_penalty()
         self._last_eval: dict = {}
 
     # -- the track's part ------------------------------------------------------------------------
+    def make_penalty(self) -> PenaltyCoefficient:
+        """The penalty toward the base: its coefficient (fixed or adapted to the measured KL every
+        iteration), and for a track that computes the penalty itself, its loss (the robot's
+        :class:`~vla_razor.base_kl.KLPenalty`)."""
+        return PenaltyCoefficient(self.cfg.kl_penalty)
+
+    @abstractmethod
     def evaluate_tasks(self, episodes: dict[str, int], seed: int | None = None) -> dict:
         """``{task: SuccessRate}`` of the policy in memory, ``episodes[task]`` each from ``seed`` (default
         ``cfg.eval_seed``)."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def measure_kl(self, states: Any, seed: int) -> dict[str, float]:
         """``kl/forward``, ``kl/reverse`` (with ``_stderr``) and ``kl/states`` on this iteration's states."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def save_policy(self, directory: Path) -> Path:
         """Write the policy in memory to ``directory`` (``from_pretrained`` reads it back)."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def final_result(self, policy_dir: Path):
         """The final :class:`~vla_razor.retention.SuiteResult` of ``policy_dir``, with the base's results."""
-        raise NotImplementedError
+        ...
 
     def record_videos(self, tag: str, tasks: list[str]) -> None:
         """Videos of the policy in memory (tracks without videos do nothing)."""
 
     # -- shared ----------------------------------------------------------------------------------
     def checkpoint_extra(self) -> dict:
-        return {"kl_coef": self.penalty_coef.coef}
+        return {"kl_coef": self.penalty.coef}
 
     def restore_extra(self, extra: dict) -> None:
         if "kl_coef" in extra:
-            self.penalty_coef.coef = float(extra["kl_coef"])
+            self.penalty.coef = float(extra["kl_coef"])
 
     def track_kl(self, states: Any) -> dict[str, float]:
         """``kl/forward`` and ``kl/reverse`` to the base on this iteration's states (NaN-checked), and the
@@ -128,8 +139,8 @@ class FinetuneHarness(TrainingLoop):
             )
         self.check_finite(**{"kl/forward": out["kl/forward"], "kl/reverse": out["kl/reverse"]})
         out["time/kl_s"] = time.perf_counter() - started
-        self.penalty_coef.update(out[self.penalty_coef.measured])
-        out["kl/penalty_coef"] = self.penalty_coef.coef
+        self.penalty.update(out[self.penalty.measured])
+        out["kl/penalty_coef"] = self.penalty.coef
         return out
 
     @property
