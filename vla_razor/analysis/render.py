@@ -13,7 +13,7 @@ import jinja2
 
 from .numbers import METHOD_LABELS, PREDICTOR_LABELS, findings
 
-_TEMPLATES = jinja2.Environment(
+TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
     trim_blocks=True,
     lstrip_blocks=True,
@@ -42,8 +42,8 @@ def _r2_pair(fit) -> str:
     return f"{fmt(fit['r2_linear'])} / {fmt(fit['r2_quadratic'])}" if fit else "–"
 
 
-_TEMPLATES.filters.update(pct=lambda v: fmt(v, True), num=fmt, points=_points)
-_TEMPLATES.globals.update(
+TEMPLATES.filters.update(pct=lambda v: fmt(v, True), num=fmt, points=_points)
+TEMPLATES.globals.update(
     label=METHOD_LABELS.__getitem__, predictor_label=PREDICTOR_LABELS.__getitem__, r2_pair=_r2_pair
 )
 
@@ -70,7 +70,7 @@ def summary_markdown(
         **analysis,
         "per_task": per_task,
     }
-    return _TEMPLATES.get_template("summary.md.j2").render(
+    return TEMPLATES.get_template("summary.md.j2").render(
         a=a,
         findings=findings(analysis),
         figures={"per_task": None, **figures},
@@ -106,6 +106,6 @@ def render_html(summary_md: str, figures: dict[str, Path], videos: dict[str, lis
         for label, paths in videos.items()
     }
     template = jinja2.Environment(
-        loader=_TEMPLATES.loader, autoescape=True, trim_blocks=True, lstrip_blocks=True
+        loader=TEMPLATES.loader, autoescape=True, trim_blocks=True, lstrip_blocks=True
     )
     return template.get_template("report.html.j2").render(title=title, body=body, videos=clips)

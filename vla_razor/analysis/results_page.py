@@ -16,11 +16,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import jinja2
 import numpy as np
 from scipy import stats
 
 from .numbers import METHOD_LABELS, PREDICTOR_LABELS
+from .render import TEMPLATES
 from .runstats import MIN_RUNS
 
 
@@ -266,18 +266,6 @@ def final_table(points: list[dict]) -> list[dict]:
     return rows
 
 
-def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    env.globals.update(label=lambda m: "base" if m == "base" else METHOD_LABELS[m])
-    return env
-
-
 def _load(root: Path) -> list[dict]:
     sections = []
     for track in TRACKS:
@@ -309,7 +297,7 @@ def _load(root: Path) -> list[dict]:
 
 def results_page(root: Path) -> str:
     """docs/results.md from the archives under ``root`` (docs/results)."""
-    return _environment().get_template("results.md.j2").render(sections=_load(Path(root)))
+    return TEMPLATES.get_template("results.md.j2").render(sections=_load(Path(root)))
 
 
 def headline(root: Path) -> str:
