@@ -10,6 +10,7 @@ last state; a finished tile freezes on that frame with its outcome shown until t
 
 from __future__ import annotations
 
+import inspect
 import math
 import textwrap
 from dataclasses import dataclass
@@ -124,8 +125,6 @@ def record_episodes(
     their episode indices (see :func:`replay_policy`). Returns the outcomes and the number of frames
     written (the longest episode's length + 1 for the initial frame).
     """
-    import inspect
-
     seeds = list(seed) if isinstance(seed, (list, tuple)) else [seed + i for i in range(num_episodes)]
     if len(seeds) != num_episodes:
         raise ValueError(f"got {len(seeds)} seeds for {num_episodes} episodes")

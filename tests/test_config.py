@@ -175,3 +175,93 @@ def test_a_dotted_override_sets_one_key_of_a_mapping_on_top_of_its_default():
     assert cfg.policy == {"hidden": 64, "layers": 2}  # the other default keys stay
     assert cfg.keys == {"proprio": "observation.joints.pos"}  # the key is everything after the field
     assert WithMapping().policy == {"hidden": 128, "layers": 2}  # the default itself is untouched
+
+
+TRAINER_CONFIGS = [
+    ("vla_razor.rl.ppo", "PPOConfig"),
+    ("vla_razor.rl.grpo", "GRPOConfig"),
+    ("vla_razor.sft.bc", "SFTConfig"),
+    ("vla_razor.llm.harness", "LLMFinetuneConfig"),
+    ("vla_razor.pretrain", "PretrainConfig"),
+    ("vla_razor.llm.pretrain", "LLMPretrainConfig"),
+]
+
+
+def _trainer_configs():
+    import importlib
+
+    return [getattr(importlib.import_module(m), c) for m, c in TRAINER_CONFIGS]
+
+
+def test_every_trainer_config_is_one_class_on_the_shared_base_and_declares_each_field_once():
+    import dataclasses as dc
+
+    from vla_razor.config import Config
+    from vla_razor.training import TrainerConfig
+
+    def trainer_subclasses(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from trainer_subclasses(sub)
+
+    configs = _trainer_configs()
+    # every trainer config of those modules is in the list above (a new one gets walked too)
+    assert {c.__name__ for c in trainer_subclasses(TrainerConfig)} == {c for _, c in TRAINER_CONFIGS}
+    for cls in configs:
+        # two levels: the algorithm's class directly on TrainerConfig; the rest are field groups
+        assert TrainerConfig in cls.__bases__, cls
+        groups = [b for b in cls.__bases__ if b is not TrainerConfig]
+        assert all(not issubclass(g, Config) and dc.is_dataclass(g) for g in groups), cls
+        declared: dict[str, str] = {}
+        for klass in [k for k in cls.__mro__ if dc.is_dataclass(k)]:
+            overridden = set(klass.__dict__.get("defaults", {}))
+            for name in klass.__dict__.get("__annotations__", {}):
+                if name in overridden:
+                    continue
+                assert name not in declared, f"{cls.__name__}.{name}: in {declared.get(name)} and {klass}"
+                declared[name] = klass.__name__
+        # every field has one declaration somewhere in the class's own chain, and a docstring-free
+        # redeclaration through `defaults` keeps the type of the first one
+        assert set(declared) == {f.name for f in dc.fields(cls)}, cls
+
+
+def test_defaults_change_an_inherited_default_and_nothing_else():
+    import typing
+
+    from vla_razor.rl.ppo import PPOConfig
+    from vla_razor.sft.bc import SFTConfig
+    from vla_razor.training import TrainerConfig
+
+    assert TrainerConfig().lr == 1e-4 and PPOConfig().lr == 3e-6 and SFTConfig().lr == 1e-4
+    assert PPOConfig().checkpoint_every == 5 and TrainerConfig().checkpoint_every == 10
+    hints = typing.get_type_hints(PPOConfig, include_extras=True)
+    assert hints["lr"] == typing.get_type_hints(TrainerConfig, include_extras=True)["lr"]
+    with pytest.raises(ConfigError, match="'lr' must be > 0"):
+        PPOConfig(lr=0)
+    with pytest.raises(TypeError, match="'lrr' is not a field"):
+
+        @dataclass
+        class Typo(TrainerConfig):
+            defaults = dict(lrr=1.0)
+
+
+@pytest.mark.parametrize(
+    "module, cls, kwargs, message",
+    [
+        ("vla_razor.rl.ppo", "PPOConfig", {"gamma": 0.0}, r"'gamma' must be > 0 and <= 1"),
+        ("vla_razor.rl.ppo", "PPOConfig", {"vectorization": "threads"}, r"'vectorization' expects one of"),
+        ("vla_razor.rl.ppo", "PPOConfig", {"device": "tpu"}, r"'device' must be 'cpu', 'cuda', 'cuda:N'"),
+        ("vla_razor.rl.ppo", "PPOConfig", {"kl_states": 1}, r"'kl_states' must be >= 2"),
+        ("vla_razor.rl.grpo", "GRPOConfig", {"group_size": 1}, r"'group_size' must be >= 2"),
+        ("vla_razor.rl.grpo", "GRPOConfig", {"score": "reward"}, r"'score' expects one of"),
+        ("vla_razor.sft.bc", "SFTConfig", {"lr_schedule": "linear"}, r"'lr_schedule' expects one of"),
+        ("vla_razor.llm.harness", "LLMFinetuneConfig", {"temperature": 0.0}, r"'temperature' must be > 0"),
+        ("vla_razor.llm.pretrain", "LLMPretrainConfig", {"exposure_fraction": 1.0}, r"must be >= 0 and < 1"),
+        ("vla_razor.divergence.penalty", "KLPenaltyConfig", {"critical_samples": 1}, r"must be >= 2"),
+    ],
+)
+def test_a_config_built_in_python_gets_the_checks_of_a_config_file(module, cls, kwargs, message):
+    import importlib
+
+    with pytest.raises(ConfigError, match=message):
+        getattr(importlib.import_module(module), cls)(**kwargs)

@@ -148,11 +148,11 @@ def test_data_parallel_shards_and_refuses_what_it_cannot_split():
 
 
 def test_loops_without_data_parallel_learners_refuse_several_ranks(monkeypatch, tmp_path):
-    from vla_razor.training.loop import HarnessConfig, TrainingLoop
+    from vla_razor.training import TrainerConfig, TrainingLoop
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ConfigError, match="data-parallel learners are PPO's"):
-        TrainingLoop(HarnessConfig(runs_dir=str(tmp_path)), "sft-run")
+        TrainingLoop(TrainerConfig(runs_dir=str(tmp_path)), "sft-run")
 
 
 def _torchrun(root, base, *extra):

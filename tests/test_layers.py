@@ -70,7 +70,7 @@ LAYERS = [
             "vla_razor.llm.pretrain",
         ],
     ),
-    ("analysis", ["vla_razor.analysis", "vla_razor.llm.razor"]),
+    ("analysis and the main job", ["vla_razor.analysis", "vla_razor.llm.razor", "vla_razor.quickstart"]),
     ("commands", ["vla_razor.commands", "vla_razor.cli"]),
 ]
 
@@ -191,6 +191,72 @@ def test_the_walker_sees_circles_and_upward_imports():
     # the real graph is read: relative imports resolved, lazy ones included
     assert "vla_razor.policies.base" in GRAPH["vla_razor.policies.flow.modeling_flow"]
     assert "vla_razor.algorithms" in GRAPH["vla_razor.commands.finetune"]  # an import inside a function
+
+
+UTILITIES = set(LAYERS[0][1]) - {"vla_razor"}
+LIGHT = {"yaml", "numpy", "tabulate", "jinja2", "tqdm"}
+
+
+def needless_lazy_imports(source: str, module: str) -> list[str]:
+    """Imports inside functions that gain nothing there: the standard library, light libraries, the
+    utilities layer (from above it), or a module the file already imports at its top. What stays inside a
+    function is heavy (torch, ManiSkill through ``vla_razor.envs``, transformers, matplotlib, LeRobot) or
+    optional (inside ``try``)."""
+    tree = ast.parse(source)
+    top = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            top |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            top.add(node.module)
+    guarded = {
+        id(n) for t in ast.walk(tree) if isinstance(t, ast.Try) for stmt in t.body for n in ast.walk(stmt)
+    }
+    found = []
+    for fn in ast.walk(tree):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(fn):
+            if id(node) in guarded:
+                continue
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                root = name.split(".")[0]
+                if (
+                    (root in sys.stdlib_module_names and root != "__future__")
+                    or root in LIGHT
+                    or (name in UTILITIES and module not in UTILITIES)
+                    or name in top
+                ):
+                    found.append(f"{module}:{node.lineno} {ast.unparse(node)}")
+    return found
+
+
+def test_imports_inside_functions_are_only_of_heavy_or_optional_modules():
+    found = [
+        line for name, path in modules().items() for line in needless_lazy_imports(path.read_text(), name)
+    ]
+    assert not found, "move these to the module's top:\n" + "\n".join(found)
+
+
+def test_the_lazy_import_check_flags_what_it_should():
+    source = (
+        "import torch\n"
+        "def f():\n    import json\n    import torch\n    from vla_razor.errors import ConfigError\n"
+        "    import matplotlib.pyplot as plt\n"
+        "    try:\n        import lerobot\n    except ImportError:\n        pass\n"
+    )
+    found = needless_lazy_imports(source, "vla_razor.analysis.x")
+    assert [line.split(" ", 1)[1] for line in found] == [
+        "import json",
+        "import torch",
+        "from vla_razor.errors import ConfigError",
+    ]
 
 
 @pytest.mark.parametrize(

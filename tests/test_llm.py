@@ -563,13 +563,13 @@ def test_weights_an_update_overflowed_stop_the_run_with_the_harness_message(tmp_
     import torch
 
     from vla_razor.errors import NonFiniteError
-    from vla_razor.llm.harness import LLMFinetuneConfig, LLMFinetuneRun
+    from vla_razor.llm.harness import LLMFinetuneConfig, LLMFinetuneHarness
 
     model, tok = _random_model()
     model.save_pretrained(tmp_path / "base")
     tok.save_pretrained(tmp_path / "base")
     cfg = LLMFinetuneConfig(base=str(tmp_path / "base"), runs_dir=str(tmp_path), name="inf", kl_states=4)
-    ft = LLMFinetuneRun(cfg, "grpo")
+    ft = LLMFinetuneHarness(cfg, "grpo")
     healthy = ft.track_kl(ft.kl_problems())  # the base against itself: zero KL, no error
     assert abs(healthy["kl/forward"]) < 1e-5 and healthy["kl/states"] == 4
     name, weight = next(iter(ft.policy.named_parameters()))

@@ -9,9 +9,9 @@ import pytest
 
 from vla_razor.analysis.plan import RazorConfig, plan_runs
 from vla_razor.analysis.runner import check_run_configs, run_config
-from vla_razor.commands.quickstart import QuickstartConfig, razor_config
 from vla_razor.config import dump_yaml, load_config, read_yaml
 from vla_razor.errors import RunDirError
+from vla_razor.quickstart import QuickstartConfig, razor_config
 
 SWEEPS = [
     "configs/razor.yaml",

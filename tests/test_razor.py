@@ -304,7 +304,8 @@ def test_sweep_fans_runs_out_as_ray_tasks_and_reports(smoke_base, tmp_path):
 
 def test_fine_tuning_noise_level_is_applied_to_policy_and_base_alike():
     from vla_razor.analysis.points import base_as_finetuned
-    from vla_razor.harness import FinetuneConfig, set_noise_level
+    from vla_razor.harness import set_noise_level
+    from vla_razor.rl.ppo import PPOConfig
 
     torch.manual_seed(0)
     base = make_policy(
@@ -326,8 +327,8 @@ def test_fine_tuning_noise_level_is_applied_to_policy_and_base_alike():
             make_policy("gaussian", {"hidden": 32, "num_layers": 1, "chunk_size": 4}, embed_language=False),
             0.1,
         )
-    with pytest.raises(ValueError, match="noise_level must be >= 0"):
-        FinetuneConfig(noise_level=-1)
+    with pytest.raises(ValueError, match="'noise_level' must be >= 0"):
+        PPOConfig(noise_level=-1)
 
 
 def test_a_run_whose_process_dies_is_marked_failed_and_the_sweep_goes_on(tmp_path, monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -69,8 +70,6 @@ def fsync(path: Path) -> None:
 
 def sha256_file(path: Path) -> str:
     """The SHA-256 of a file's bytes, read in 1 MiB blocks."""
-    import hashlib
-
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -4,20 +4,25 @@ Every experiment config is a dataclass whose fields are typed and documented (a 
 comment under each field). ``load_config(MyConfig, "configs/x.yaml", ["train.lr=3e-4"])`` reads the
 file, applies the overrides in order, and checks every key and type: an unknown key or a wrong type
 fails with a :class:`ConfigError` that names the key, where it came from, and the closest valid keys.
-Every float must be finite, and a numeric field annotated with a :class:`Range` (``PositiveInt``,
-``Fraction``, ...) must lie in it: the checks live here once, not in each config class.
+Every float must be finite, a numeric field annotated with a :class:`Range` (``PositiveInt``,
+``Fraction``, ...) must lie in it and a ``Literal`` field must hold one of its choices: the checks live here
+once, not in each config class. A config class that extends :class:`Config` gets the same checks when it
+is built in Python (:func:`validate`), and sets the defaults of fields it inherits in ``defaults`` instead of
+declaring them again.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
+import functools
 import math
 import re
 import types
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, Union
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union
 
 import yaml
 
@@ -53,12 +58,26 @@ class Range:
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class Pattern:
+    """A string field's form, checked by the config layer: ``Annotated[str, Pattern(r"cpu|cuda(:\\d+)?")]``
+    (the whole string must match)."""
+
+    regex: str
+    describe_as: str
+
+    def describe(self) -> str:
+        return self.describe_as
+
+
 # The ranges most fields need; annotate a field with one of these (or Annotated[..., Range(...)]).
 PositiveInt = Annotated[int, Range(ge=1)]
 NonNegativeInt = Annotated[int, Range(ge=0)]
 PositiveFloat = Annotated[float, Range(gt=0)]
 NonNegativeFloat = Annotated[float, Range(ge=0)]
 Fraction = Annotated[float, Range(ge=0, le=1)]
+Device = Annotated[str, Pattern(r"cpu|cuda(:\d+)?|auto", "'cpu', 'cuda', 'cuda:N' or 'auto'")]
+"""A torch device: 'auto' is a GPU when torch sees one, else the CPU."""
 
 
 class _Loader(yaml.SafeLoader):
@@ -95,7 +114,7 @@ def _type_name(tp) -> str:
     origin = typing.get_origin(tp)
     if origin is Annotated:
         base, *extras = typing.get_args(tp)
-        ranges = [e.describe() for e in extras if isinstance(e, Range)]
+        ranges = [e.describe() for e in extras if isinstance(e, (Range, Pattern))]
         return " ".join([_type_name(base), *ranges])
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
@@ -123,6 +142,8 @@ def _coerce(value: Any, tp, key: str, source: str):
         value = _coerce(value, base, key, source)
         for bound in extras:
             if isinstance(bound, Range) and value is not None and not bound.holds(value):
+                raise ConfigError(f"{source}: key '{key}' must be {bound.describe()}, got {value!r}")
+            if isinstance(bound, Pattern) and not re.fullmatch(bound.regex, value):
                 raise ConfigError(f"{source}: key '{key}' must be {bound.describe()}, got {value!r}")
         return value
     if origin is Literal:
@@ -221,6 +242,54 @@ def build_config(cls: type[T], data: dict, prefix: str, source: str) -> T:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:  # __post_init__ validation
         raise ConfigError(f"{source}: invalid '{prefix or cls.__name__}': {err}") from err
+
+
+def validate(config) -> None:
+    """Check every field of a config object against its annotation, as :func:`load_config` checks a file:
+    type, finite floats, :class:`Range`, ``Literal`` choices (ints given for floats become floats)."""
+    cls = type(config)
+    hints = typing.get_type_hints(cls, include_extras=True)
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        checked = _coerce(value, hints[f.name], f.name, cls.__name__)
+        if checked is not value:  # an int given for a float, a mapping given for a section
+            object.__setattr__(config, f.name, checked)
+
+
+class Config:
+    """Base of the config dataclasses: every field checked against its annotation when an instance is built
+    (:func:`validate`), so ranges and choices are declared once, on the field.
+
+    ``defaults`` sets the defaults of inherited fields for this class (``defaults = dict(lr=3e-6)``): each
+    field keeps its one declaration, type and docstring where it was first declared. A subclass's own
+    ``__post_init__`` calls ``super().__post_init__()`` first and adds only checks that span several fields.
+    """
+
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("defaults")
+        if not own:
+            return
+        if "__annotations__" not in cls.__dict__:
+            cls.__annotations__ = {}
+        annotations = cls.__dict__["__annotations__"]
+        for name, value in own.items():
+            declaring = next(
+                (k for k in cls.__mro__[1:] if name in k.__dict__.get("__annotations__", {})), None
+            )
+            if declaring is None:
+                raise TypeError(f"{cls.__name__}.defaults: {name!r} is not a field {cls.__name__} inherits")
+            if name in annotations:
+                raise TypeError(f"{cls.__name__}: {name!r} is both declared and in defaults")
+            annotations[name] = typing.get_type_hints(declaring, include_extras=True)[name]
+            if isinstance(value, (list, dict)) or dataclasses.is_dataclass(value):
+                value = dataclasses.field(default_factory=functools.partial(copy.deepcopy, value))
+            setattr(cls, name, value)
+
+    def __post_init__(self):
+        validate(self)
 
 
 def to_dict(config) -> dict:

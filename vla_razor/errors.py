@@ -20,6 +20,8 @@ code   meaning
 
 from __future__ import annotations
 
+from pathlib import Path
+
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
@@ -76,8 +78,6 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 def refuse_pickles(directory, what: str) -> None:
     """Raise a :class:`CheckpointError` when ``directory`` holds only pickle files: they are never loaded
     (unpickling runs arbitrary code); the message says how to convert them to safetensors."""
-    from pathlib import Path
-
     directory = Path(directory)
     if not directory.is_dir():
         return

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+from tabulate import tabulate
 
 from vla_razor.progress import progress as progress_bar
 
@@ -155,8 +156,6 @@ def evaluate(
 
 def format_table(results: dict[str, SuccessRate], roles: dict[str, str] | None = None) -> str:
     """A plain-text table of success rates per task (with each task's role)."""
-    from tabulate import tabulate
-
     rows = [(task, (roles or {}).get(task, ""), str(rate)) for task, rate in results.items()]
     return tabulate(
         rows, headers=("task", "role", "success [95% CI]"), tablefmt="simple", disable_numparse=True

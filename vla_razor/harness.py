@@ -9,30 +9,21 @@ KL to the base (:mod:`vla_razor.base_kl`) and the final evaluation through the r
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from .base_kl import KLPenalty, freeze, measure_kl_to_base
-from .config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from .config import Device, NonNegativeFloat, NonNegativeInt
 from .errors import CheckpointError, ConfigError
 from .runtime import tune_malloc
-from .training import FinetuneHarness, FinetuneHarnessConfig
+from .training import FinetuneFields, FinetuneHarness, TrainerConfig
 
 
 @dataclass
-class FinetuneConfig(FinetuneHarnessConfig):
-    """Fields every robot fine-tuning algorithm shares (each algorithm's config extends this one)."""
+class RobotTaskFields:
+    """Fields every robot fine-tuning trainer adds: the suite and task, the retention and video budgets, the
+    exploration noise and the device."""
 
-    name: str = ""
-    """Run directory name under ``runs_dir`` (default: ``<algo>-<task>``)."""
-    base: str = "runs/base/policy"
-    """The base policy: a directory written by ``save_pretrained`` (``vla-razor pretrain`` writes
-    ``runs/<name>/policy``)."""
-    lr: PositiveFloat = 3e-6
-    """Policy learning rate."""
-    checkpoint_every: PositiveInt = 5
-    """Iterations between checkpoints (the last iteration always gets one)."""
     suite: str = "default"
     """Task suite: fine-tune on its new task, measure retention on its prior tasks."""
     task: str = ""
@@ -47,24 +38,18 @@ class FinetuneConfig(FinetuneHarnessConfig):
     noise_level: NonNegativeFloat = 0.0
     """Flow-SDE exploration noise while fine-tuning, for the policy and the frozen base alike (0: the base's
     own). It sets how often stochastic rollouts succeed, so how much PPO has to reinforce."""
-    device: str = "cpu"
+    device: Device = "cpu"
     """Where the policy, its frozen base and PPO's critic run: 'cpu', 'cuda' (under torchrun, each rank's
-    own GPU, ``cuda:$LOCAL_RANK``) or 'cuda:N'. Evaluations still step the CPU simulator."""
-
-    def __post_init__(self):
-        super().__post_init__()
-        if not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
-            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
-        if self.retention_episodes < 0 or self.video_episodes < 0:
-            raise ValueError("need retention_episodes >= 0 and video_episodes >= 0")
-        if self.noise_level < 0:
-            raise ValueError(f"noise_level must be >= 0 (0: the base's own), got {self.noise_level}")
+    own GPU, ``cuda:$LOCAL_RANK``), 'cuda:N' or 'auto' (a GPU when torch sees one). Evaluations still step
+    the CPU simulator."""
 
 
 def resolve_device(name: str):
     """``cpu``, ``cuda:N``, or ``cuda``: this rank's GPU under torchrun (``LOCAL_RANK``), else GPU 0."""
     import torch
 
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cpu":
         return torch.device("cpu")
     if not torch.cuda.is_available():
@@ -74,13 +59,14 @@ def resolve_device(name: str):
     return device
 
 
-class FinetuneRun(FinetuneHarness):
+class RobotFinetuneHarness(FinetuneHarness):
     """The robot track's fine-tuning harness: a chain policy from a ``save_pretrained`` directory, the
     suite's tasks in ManiSkill, the chain KL to the base. The algorithm's loop owns the updates."""
 
-    cfg: FinetuneConfig
+    cfg: RobotTaskFields | FinetuneFields | TrainerConfig
+    """The algorithm's config: it extends all three (PPO's, GRPO's, SFT's)."""
 
-    def __init__(self, cfg: FinetuneConfig, algo: str, resume: bool = False, data_parallel_ok: bool = False):
+    def __init__(self, cfg, algo: str, resume: bool = False, data_parallel_ok: bool = False):
         from vla_razor.envs import get_task, load_suite
         from vla_razor.policies import ChainPolicy
 

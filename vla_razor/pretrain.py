@@ -11,26 +11,39 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from tqdm import tqdm
 
+from vla_razor.errors import DatasetError
+
 from . import seeding as streams
 from .atomic import write_json
-from .config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from .config import NonNegativeFloat, NonNegativeInt, PositiveInt
 from .data.lerobot import LeRobotSource
-from .training import HarnessConfig, TrainingLoop
+from .training import TrainerConfig, TrainingLoop
 from .training.schedules import lr_scheduler
 
 
 @dataclass
-class PretrainConfig(HarnessConfig, LeRobotSource):
-    name: str = "base"
-    """Run directory name under ``runs_dir``."""
+class PretrainConfig(LeRobotSource, TrainerConfig):
+    """Robot pretraining's config: the shared trainer fields (``eval_every`` and ``checkpoint_every`` count
+    gradient steps; ``lr`` is AdamW's peak, after a linear warm-up, before a cosine decay to 0), where a
+    LeRobotDataset is read from, and pretraining's own below."""
+
+    defaults = dict(
+        name="base",
+        lr=3e-4,
+        eval_every=10_000,
+        eval_episodes=10,
+        final_eval_episodes=30,
+        checkpoint_every=1_000,
+    )
+
     suite: str = "default"
     """Task suite: prior tasks get ``prior_demos`` demonstrations each, the new task ``new_demos``."""
-    data: str = "demos"
+    data: Literal["demos", "lerobot"] = "demos"
     """'demos' (the demonstration store, generated on demand) or 'lerobot' (a local LeRobotDataset at
     ``lerobot_root``: its episodes of the suite's tasks, up to ``prior_demos`` / ``new_demos`` each)."""
     demo_dir: str = "runs/demos"
@@ -49,25 +62,13 @@ class PretrainConfig(HarnessConfig, LeRobotSource):
     """Gradient steps (the loop's iterations)."""
     batch_size: PositiveInt = 256
     """Samples (observation, action chunk) per step."""
-    lr: PositiveFloat = 3e-4
-    """Peak AdamW learning rate (linear warm-up from 0, cosine decay to 0)."""
     warmup_steps: NonNegativeInt = 500
     """Linear warm-up steps."""
     weight_decay: NonNegativeFloat = 1e-4
     """AdamW weight decay."""
-    eval_every: NonNegativeInt = 10_000
-    """Steps between evaluations on every suite task (0: only at the end)."""
-    eval_episodes: PositiveInt = 10
-    """Episodes per task per evaluation (fixed seeds)."""
-    final_eval_episodes: PositiveInt = 30
-    """Episodes per task in the final evaluation (the success table)."""
-    checkpoint_every: PositiveInt = 1_000
-    """Steps between checkpoints (resumable)."""
 
     def __post_init__(self):
         super().__post_init__()
-        if self.data not in ("demos", "lerobot"):
-            raise ValueError(f"data must be 'demos' or 'lerobot', got {self.data!r}")
         if self.data == "lerobot" and not self.lerobot_root:
             raise ValueError("data: lerobot needs lerobot_root=<a local LeRobotDataset directory>")
 
@@ -92,7 +93,6 @@ def _suite_episodes(cfg: PretrainConfig, suite) -> dict[str, list]:
     """Each suite task's successful demonstrations, from the store or from a LeRobotDataset."""
     from vla_razor.data.lerobot import episodes_by_task, load_lerobot_episodes
     from vla_razor.envs.demos import generate_demos, load_demos
-    from vla_razor.errors import DatasetError
 
     if cfg.data == "demos":
         out = {}

@@ -18,17 +18,20 @@ under a temporary name and renamed into place, and LATEST is updated after it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from .atomic import atomic_write, fsync, json_default, sha256_file, write_json
 from .config import dump_yaml
@@ -98,8 +101,6 @@ def config_differences(saved: str, wanted: str, added_defaults: dict | None = No
     """``key: saved value -> wanted value`` for every (dotted) setting that differs between two dumped
     configs, runtime settings aside; empty when they describe the same run. ``added_defaults`` (dotted key
     -> default) are fields added to the config class since: a saved config without one ran as its default."""
-    import yaml
-
     old, new = _flat(yaml.safe_load(saved) or {}), _flat(yaml.safe_load(wanted) or {})
     missing = "(absent)"
     for key, default in (added_defaults or {}).items():
@@ -114,10 +115,6 @@ def config_differences(saved: str, wanted: str, added_defaults: dict | None = No
 def field_defaults(config) -> dict:
     """Every (dotted) field of a config dataclass instance with its class default, as a dumped config
     writes it (fields without a default are left out)."""
-    import dataclasses
-
-    import yaml
-
     out = {}
     for f in dataclasses.fields(config):
         if f.default is not dataclasses.MISSING:
@@ -314,8 +311,6 @@ class RunDir:
 
         A damaged newest checkpoint (a disk error, a copy cut short, a kill the atomic rename could not
         cover) is skipped with a warning for the previous one; it is never deleted."""
-        import sys
-
         complete = [p for p in self.list_checkpoints() if (p / "state.json").exists()]
         damaged = []
         for path in reversed(complete):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 
 
 def tune_malloc() -> None:
@@ -27,8 +28,6 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, log_to_
     task), else started, on the cluster at ``address`` (or ``$RAY_ADDRESS``) or locally with
     ``num_cpus``, and shut down again afterwards; ``log_to_driver`` shows what the tasks print here.
     Yields the ``ray`` module."""
-    import os
-
     import ray
 
     address = address or os.environ.get("RAY_ADDRESS") or None

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy
+
+from vla_razor.progress import is_terminal
+from vla_razor.progress import progress as progress_bar
+
 from ..registry import TaskSpec
 from .index import (
     OBS_MODE,
@@ -20,8 +25,6 @@ from .index import (
 def require_motion_planning() -> None:
     """Raise :class:`DemoGenerationError` where ManiSkill's motion planner cannot run: mplib 0.1.1
     segfaults under numpy 2 (it would kill the process, not raise), e.g. in ``.venv-lerobot``."""
-    import numpy
-
     if int(numpy.__version__.split(".")[0]) >= 2:
         raise DemoGenerationError(
             f"motion-planning demonstrations need numpy<2 (mplib crashes on numpy {numpy.__version__}); "
@@ -60,8 +63,6 @@ def _plan(spec: TaskSpec, seeds: range, need: int, staging: Path, progress: bool
     """Run ManiSkill's planner on successive seeds until ``need`` successful plans; record them in
     pd_joint_pos."""
     from mani_skill.utils.wrappers.record import RecordEpisode
-
-    from vla_razor.progress import progress as progress_bar
 
     require_motion_planning()
     solve = _solver(spec)
@@ -106,8 +107,6 @@ def _plan(spec: TaskSpec, seeds: range, need: int, staging: Path, progress: bool
 def _convert(plans: Path, control_mode: str, progress: bool, task: str) -> Path:
     """ManiSkill's replay tool: pd_joint_pos plans -> ``control_mode`` with state_dict observations."""
     from mani_skill.trajectory import replay_trajectory
-
-    from vla_razor.progress import is_terminal
 
     args = replay_trajectory.Args(
         traj_path=str(plans),

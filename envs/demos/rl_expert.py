@@ -12,6 +12,7 @@ from typing import Any
 import gymnasium as gym
 
 from vla_razor.atomic import write_json
+from vla_razor.progress import progress as progress_bar
 
 from ..registry import TaskSpec, get_task
 from .index import (
@@ -147,8 +148,6 @@ def _rl_round(
     from mani_skill.utils import common
     from mani_skill.utils.wrappers.record import RecordEpisode
     from stable_baselines3 import PPO
-
-    from vla_razor.progress import progress as progress_bar
 
     rnd = _Round()
     model = PPO.load(str(expert_path), device="cpu")

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import torch
 
+from vla_razor.atomic import write_json
+from vla_razor.errors import CheckpointError, ConfigError, refuse_pickles
+
 from ..base import ChainPolicy
 from ..encoders import as_tensor_obs
 
@@ -29,8 +32,6 @@ def require_lerobot():
     try:
         import lerobot  # noqa: F401
     except ImportError:
-        from vla_razor.errors import ConfigError
-
         raise ConfigError(
             "a LeRobot policy needs LeRobot, which lives in .venv-lerobot (make setup-lerobot): "
             "run the command with .venv-lerobot/bin/vla-razor"
@@ -42,8 +43,6 @@ def action_affine(postprocessor, action_dim: int) -> tuple[torch.Tensor, torch.T
     map."""
     from lerobot.configs.types import FeatureType, NormalizationMode
     from lerobot.processor.normalize_processor import UnnormalizerProcessorStep
-
-    from vla_razor.errors import ConfigError
 
     steps = [s for s in postprocessor.steps if isinstance(s, UnnormalizerProcessorStep)]
     mode = steps[0].norm_map.get(FeatureType.ACTION, NormalizationMode.IDENTITY) if steps else None
@@ -98,8 +97,6 @@ class LeRobotChain(ChainPolicy):
     def raw_inputs(self, obs: dict, actions: torch.Tensor | None = None) -> dict:
         """Canonical observations (and action chunks) as the LeRobot batch its pre-processor takes: state
         features, camera images ``[B, 3, H, W]`` in [0, 1], and the instruction as the ``task`` string."""
-        from vla_razor.errors import ConfigError
-
         obs = as_tensor_obs(obs)
         lr = self.inner.config
         raw = {}
@@ -153,8 +150,6 @@ class LeRobotChain(ChainPolicy):
         """LeRobot's format (config.json with ``"type"``, model.safetensors, processors) plus
         ``vla_razor.json`` (and whatever ``extra(folder)`` writes); written into a fresh folder, then moved
         into place."""
-        from vla_razor.atomic import write_json
-
         directory = Path(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
@@ -186,8 +181,6 @@ def load_verified(policy_class, directory: Path, fix_keys=None):
     storage under two names) count as present when one of their names is saved."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
-
-    from vla_razor.errors import CheckpointError, refuse_pickles
 
     refuse_pickles(directory, "policy")
     weights = directory / "model.safetensors"
@@ -233,8 +226,6 @@ PROCESSOR_FILES = ("policy_preprocessor.json", "policy_postprocessor.json")
 def require_processors(directory: Path) -> None:
     """Refuse (:class:`CheckpointError`) a LeRobot policy directory without its processor pipelines: its
     observations and actions would be used without the normalisation it was trained with."""
-    from vla_razor.errors import CheckpointError
-
     missing = [name for name in PROCESSOR_FILES if not (directory / name).is_file()]
     if missing:
         raise CheckpointError(

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from vla_razor.divergence import GaussianChain
+from vla_razor.errors import CheckpointError, ConfigError
 
 from ..base import Chain
 from ..flow.modeling_flow import bounded_log_std, flow_sde_step, raw_for_std
@@ -67,7 +68,6 @@ class LeRobotFlowChain(LeRobotChain):
 
     def __init__(self, inner, preprocessor, postprocessor, config: LeRobotFlowChainConfig | None = None):
         nn.Module.__init__(self)
-        from vla_razor.errors import ConfigError
 
         lr = inner.config
         unsupported = {
@@ -298,8 +298,6 @@ class LeRobotFlowChain(LeRobotChain):
         {"noise_method": "noise"}}`` there selects Flow-Noise (a fresh head, or the saved one)."""
         require_lerobot()
         from lerobot.policies.factory import make_pre_post_processors
-
-        from vla_razor.errors import CheckpointError
 
         directory = Path(directory)
         require_processors(directory)

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from vla_razor.divergence import GaussianChain
+from vla_razor.errors import ConfigError
 
 from ..base import Chain
 from ..lerobot import common
@@ -53,7 +54,6 @@ class LeRobotDiffusionChain(LeRobotChain):
 
     def __init__(self, inner, preprocessor, postprocessor, config: LeRobotDiffusionChainConfig | None = None):
         nn.Module.__init__(self)
-        from vla_razor.errors import ConfigError
 
         lr = inner.config
         if lr.n_obs_steps != 1:

@@ -19,6 +19,7 @@ import shutil
 from pathlib import Path
 
 from vla_razor.atomic import atomic_path
+from vla_razor.rundir import RunDir
 
 from .plan import RazorConfig, RunSpec
 from .runner import best_rl_run, control_teacher_run, run_is_done
@@ -73,8 +74,6 @@ def archive_partial(run_dir: Path, archive_root: Path) -> int:
     """Archive an unfinished run: the kept files of :func:`archive_run` and its latest complete checkpoint
     (the one ``--resume`` would load; older archived checkpoints are removed). Returns how many files
     changed; nothing when the run has no checkpoint yet or has finished (:func:`archive_run` keeps those)."""
-    from vla_razor.rundir import RunDir
-
     latest = RunDir(run_dir).latest_checkpoint()
     if latest is None or (run_dir / "eval" / "final.json").is_file():
         return 0

@@ -9,10 +9,13 @@ new-task states for all runs. Predictors are cached per snapshot in ``<run>/anal
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 from pathlib import Path
 
 from vla_razor.atomic import write_json
+from vla_razor.config import read_yaml
 from vla_razor.progress import progress
 
 from .predictors import measure_predictors, task_states
@@ -158,8 +161,6 @@ def run_budgets(run_dir: Path):
     epochs x minibatches an iteration; SFT steps_per_iteration), ``budget/demos`` (the demonstrations SFT
     learns from; None for the control, whose data are the RL policy's rollouts) and ``budget/wall_s`` (from
     the start of the first iteration to the log record of this one)."""
-    from vla_razor.config import read_yaml
-
     config_file = run_dir / "config.yaml"
     cfg = (read_yaml(config_file.read_text()) or {}) if config_file.is_file() else {}
     times: dict[int, float] = {}
@@ -311,9 +312,6 @@ def point_method(method: str, grid: dict) -> str:
 def base_as_finetuned(base, policy):
     """The base as the run's frozen copy was: with the policy's sampling noise, when fine-tuning changed it
     (``noise_level``), so the KLs compare the weights' effect alone, like the run's own tracking."""
-    import copy
-    import dataclasses
-
     level = getattr(policy.config, "noise_level", None)
     if level is None or level == getattr(base.config, "noise_level", None):
         return base

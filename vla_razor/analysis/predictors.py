@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from vla_razor.atomic import atomic_path
+
 PREDICTORS = (
     "kl/forward",
     "kl/reverse",
@@ -96,7 +98,6 @@ def task_states(
     ``seed``), cached in ``<base_dir>/razor_cache`` keyed by the weights' hash."""
     from safetensors.torch import load_file, save_file
 
-    from vla_razor.atomic import atomic_path
     from vla_razor.evaluation import evaluate_task
     from vla_razor.policies import ChainPolicy
     from vla_razor.retention.evaluate import weights_hash

@@ -9,9 +9,13 @@ are :mod:`.numbers`', the figures :mod:`.figures`', the pages :mod:`.render`'s.
 from __future__ import annotations
 
 import json
+import multiprocessing
+import subprocess
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from vla_razor.atomic import atomic_write, write_json
+from vla_razor.errors import RunDirError
 
 from .figures import curves_figure, kl_figure, pareto_figure, per_task_figure, predictors_figure
 from .numbers import METHOD_LABELS, analyse
@@ -21,8 +25,6 @@ from .render import render_html, summary_markdown
 def code_commit() -> str | None:
     """The git commit of the code that writes a report (``+dirty`` when its library files differ from it);
     None outside a git checkout."""
-    import subprocess
-
     root = Path(__file__).resolve().parents[2]
     try:
         head = subprocess.run(
@@ -142,9 +144,6 @@ def write_report(cfg) -> Path:
     videos, jobs = _video_jobs(cfg, plan, out / "videos")
     recording = None
     if jobs:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
         pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
         recording = pool.submit(record_videos, jobs)
     try:
@@ -162,8 +161,6 @@ def _write(cfg, plan_data: dict, out: Path, videos: dict, recording) -> Path:
     track = cfg.make_track()
     points = collect_points(cfg.run_root, plan, track, cfg.path / BASE_EVALUATION)
     if len(points) < 2:
-        from vla_razor.errors import RunDirError
-
         raise RunDirError(f"no run of {cfg.path} has an evaluation yet: nothing to analyse")
     analysis = analyse(points, track.prior_tasks, targets=cfg.targets)
     figures = {

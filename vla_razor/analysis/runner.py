@@ -3,11 +3,20 @@ on), one after another or fanned out as Ray tasks."""
 
 from __future__ import annotations
 
+import collections
 import json
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
-from vla_razor.errors import ConfigError
+from vla_razor.config import dump_yaml, load_config
+from vla_razor.errors import EXIT_BAD_INPUT, EXIT_DIVERGED, ConfigError, RunDirError
 from vla_razor.progress import progress
+from vla_razor.rundir import config_differences, field_defaults
+from vla_razor.runtime import ray_session
 
 from .plan import RazorConfig, RunSpec
 
@@ -19,8 +28,6 @@ def run_is_done(run_dir: Path) -> bool:
 def run_config(spec: RunSpec):
     """The resolved config a run of ``spec`` trains with: what :func:`run_command`'s process loads and
     records in the run's ``config.yaml``."""
-    from vla_razor.config import load_config
-
     if spec.track == "llm":
         from vla_razor.llm.finetune import LLMFinetuneConfig
 
@@ -34,10 +41,6 @@ def check_run_configs(cfg: RazorConfig, specs: list[RunSpec]) -> None:
     """Refuse (:class:`~vla_razor.errors.RunDirError`) a sweep whose run directories, its own or restored from
     an archive, were made with another config than the plan gives them: a finished run is reused and an
     unfinished one resumed only when it is the run the plan describes (where and how it runs aside)."""
-    from vla_razor.config import dump_yaml
-    from vla_razor.errors import RunDirError
-    from vla_razor.rundir import config_differences, field_defaults
-
     wrong = []
     for spec in specs:
         saved = cfg.run_root / spec.name / "config.yaml"
@@ -57,8 +60,6 @@ def check_run_configs(cfg: RazorConfig, specs: list[RunSpec]) -> None:
 
 def run_command(spec: dict, threads: int = 0) -> list[str]:
     """The command line of one run: ``vla-razor [llm] finetune --algo A --resume <overrides>``."""
-    import sys
-
     overrides = list(spec["overrides"]) + ([f"threads={threads}"] if threads else [])
     track = ["llm"] if spec.get("track") == "llm" else []
     return [
@@ -83,15 +84,6 @@ def execute_run(spec: dict, threads: int = 0, on_progress=None, progress_every_s
     marked ``diverged`` or ``failed`` with its reason and the last lines it printed, and the sweep goes on;
     a re-run of the sweep retries every run without a final evaluation. ``on_progress()`` is called every
     ``progress_every_s`` seconds while the run goes on (the sweep archives its latest checkpoint)."""
-    import collections
-    import signal
-    import subprocess
-    import sys
-    import threading
-    import time
-
-    from vla_razor.errors import EXIT_BAD_INPUT, EXIT_DIVERGED
-
     command = run_command(spec, threads)
     started = time.perf_counter()
     tail: collections.deque[str] = collections.deque(maxlen=12)
@@ -153,8 +145,6 @@ def run_specs(
             statuses.append(execute_run(spec.as_dict(), on_progress=tick, progress_every_s=progress_every_s))
             on_done(spec, statuses[-1])
         return statuses
-
-    from vla_razor.runtime import ray_session
 
     # the runs' own progress lines (one per iteration: their output is a pipe) reach this terminal, each
     # prefixed by Ray with the task's pid

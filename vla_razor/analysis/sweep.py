@@ -17,7 +17,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from vla_razor.atomic import write_json
+from vla_razor.atomic import atomic_write, write_json
+from vla_razor.config import dump_yaml
+from vla_razor.errors import RunDirError
 
 from .archive import Archiver
 from .plan import LLM_SMOKE, SMOKE, RazorConfig, RunSpec, plan_control, plan_runs
@@ -31,9 +33,6 @@ def run_sweep(cfg: RazorConfig, archive: Path | None = None) -> list[RunSpec]:
     ``plan.json`` (what each run is) and ``status.json``. With ``archive``, the runs the run directory lacks
     are restored from it first and every run is archived as it goes (:mod:`.archive`); nothing else is written
     outside ``cfg.path``."""
-    from vla_razor.atomic import atomic_write
-    from vla_razor.config import dump_yaml
-
     # No config guard on the sweep itself, unlike a run directory: growing a sweep's grid or seeds is how it
     # is extended. Every run keeps its own config.yaml, which must match the plan (check_run_configs).
     specs = plan_runs(cfg)
@@ -104,8 +103,6 @@ def razor(cfg: RazorConfig, report_only: bool = False, archive: str | Path | Non
     directory; returns the report's HTML page. ``archive`` (``vla-razor razor --archive DIR``) is the only way
     anything is written outside the sweep's directory: its runs are restored first, and every run, the plan
     and the report's files are archived there."""
-    from vla_razor.errors import RunDirError
-
     from .report import write_report
     from .runner import check_run_configs
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from vla_razor.progress import progress
+
 
 def _sources(args) -> list[Path]:
     from vla_razor.envs import load_suite
@@ -21,7 +23,6 @@ def _sources(args) -> list[Path]:
 def export(args) -> int:
     """``vla-razor dataset export``: one summary line; the dataset at ``--out``."""
     from vla_razor.data.lerobot import export_demos
-    from vla_razor.progress import progress
 
     sources = _sources(args)
     limit = 2 if args.smoke else args.episodes

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 
 def main(args) -> int:
     """``vla-razor demos``: generate (or reuse) demos for each ``--task``; one summary line each."""
-    import sys
-
     from vla_razor.envs.demos import (
         DEFAULT_RL_TIMESTEPS,
         SMOKE_EPISODES,

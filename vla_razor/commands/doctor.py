@@ -5,7 +5,10 @@ from __future__ import annotations
 import platform
 import sys
 import time
+from importlib.metadata import PackageNotFoundError, version
 from typing import Callable
+
+import numpy
 
 
 def _check_python() -> str:
@@ -23,8 +26,6 @@ def _check_torch() -> str:
 
 
 def _check_numpy() -> str:
-    import numpy
-
     if int(numpy.__version__.split(".")[0]) >= 2:
         # Not a failure: everything but motion-planning demo generation runs on numpy 2 (.venv-lerobot).
         return (
@@ -35,8 +36,6 @@ def _check_numpy() -> str:
 
 
 def _check_lerobot() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return f"lerobot {version('lerobot')}: LeRobot datasets and policies available"
     except PackageNotFoundError:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
+from vla_razor.atomic import write_json
+from vla_razor.errors import BadInputError
+
 
 def main(args) -> int:
-    from vla_razor.atomic import write_json
     from vla_razor.envs import load_suite
-    from vla_razor.errors import BadInputError
     from vla_razor.policies import ChainPolicy
     from vla_razor.retention import evaluate_suite
 
@@ -55,8 +58,6 @@ def main(args) -> int:
 def _base_of(policy_dir: Path) -> Path | None:
     """The base a fine-tuning run started from (its config.yaml names it), or None (e.g. for the base
     itself)."""
-    import yaml
-
     config = policy_dir.parent / "config.yaml"
     if config.is_file():
         base = (yaml.safe_load(config.read_text()) or {}).get("base")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from vla_razor.config import load_config, with_smoke
+
 
 def pretrain_main(args) -> int:
-    from vla_razor.config import load_config, with_smoke
     from vla_razor.llm.pretrain import SMOKE, LLMPretrainConfig, pretrain
 
     cfg = load_config(LLMPretrainConfig, args.config, args.overrides)
@@ -15,7 +16,6 @@ def pretrain_main(args) -> int:
 
 
 def finetune_main(args) -> int:
-    from vla_razor.config import load_config, with_smoke
     from vla_razor.llm.finetune import SMOKE, LLMFinetuneConfig, train
 
     cfg = load_config(LLMFinetuneConfig, args.config, args.overrides)

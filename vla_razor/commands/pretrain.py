@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from vla_razor.config import load_config, with_smoke
+
 
 def main(args) -> int:
-    from vla_razor.config import load_config, with_smoke
     from vla_razor.pretrain import SMOKE, PretrainConfig, pretrain
 
     cfg = load_config(PretrainConfig, args.config, args.overrides)

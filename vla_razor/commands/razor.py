@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from vla_razor.config import load_config, with_smoke
+
 
 def main(args) -> int:
     from vla_razor.analysis.sweep import LLM_SMOKE, SMOKE, RazorConfig, razor
-    from vla_razor.config import load_config, with_smoke
 
     cfg = load_config(RazorConfig, args.config, args.overrides)
     if args.smoke:

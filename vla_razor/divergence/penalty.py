@@ -8,16 +8,16 @@ shares the coefficient rule here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
-from vla_razor.config import NonNegativeFloat, PositiveFloat, PositiveInt
+from vla_razor.config import Config, NonNegativeFloat, PositiveFloat, Range
 
 PenaltyKind = Literal["none", "fixed", "adaptive"]
 PenaltyDirection = Literal["forward", "reverse", "js"]
 
 
 @dataclass
-class KLPenaltyConfig:
+class KLPenaltyConfig(Config):
     kind: PenaltyKind = "none"
     """'none' (as in the paper: the KL is measured, not optimised), 'fixed' or 'adaptive' coefficient."""
     direction: PenaltyDirection = "reverse"
@@ -32,16 +32,8 @@ class KLPenaltyConfig:
     """Lower the penalty where the base policy is uncertain (the critical states or tokens of "Ignore the
     KL Penalty!"): on the robot, weight min(1, median(u) / u(s)) with u(s) the spread of the base's actions
     at s; on tokens, the base's max-probability."""
-    critical_samples: PositiveInt = 4
+    critical_samples: Annotated[int, Range(ge=2)] = 4
     """Robot track: base action samples per state used to measure u(s)."""
-
-    def __post_init__(self):
-        if self.kind not in ("none", "fixed", "adaptive"):
-            raise ValueError(f"kl_penalty.kind must be none, fixed or adaptive, got {self.kind!r}")
-        if self.direction not in ("forward", "reverse", "js"):
-            raise ValueError(f"kl_penalty.direction must be forward, reverse or js, got {self.direction!r}")
-        if self.coef < 0 or self.target <= 0 or self.critical_samples < 2:
-            raise ValueError("kl_penalty needs coef >= 0, target > 0 and critical_samples >= 2")
 
 
 class PenaltyCoefficient:

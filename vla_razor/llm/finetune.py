@@ -1,7 +1,7 @@
 """`vla-razor llm finetune --algo grpo|sft`: fine-tune the base LM on the new task, tracking the KL to the
 base.
 
-The loops are :mod:`.grpo` and :mod:`.sft`; both run in :class:`~vla_razor.llm.harness.LLMFinetuneRun`,
+The loops are :mod:`.grpo` and :mod:`.sft`; both run in :class:`~vla_razor.llm.harness.LLMFinetuneHarness`,
 the LLM adapter of the harness the robot track runs (:mod:`vla_razor.training`), so both tracks log the
 same metrics (``kl/forward``, ``kl/reverse``, ``success/new_task``, ``retention/<task>``), stop on a NaN
 the same way (:class:`~vla_razor.errors.NonFiniteError`, exit code 3) and write the same run directory.
@@ -13,9 +13,9 @@ from pathlib import Path
 
 from vla_razor.algorithms import LLM_ALGORITHMS as ALGORITHMS
 
-from .harness import LLMFinetuneConfig, LLMFinetuneRun, token_log_probs
+from .harness import LLMFinetuneConfig, LLMFinetuneHarness, token_log_probs
 
-__all__ = ["ALGORITHMS", "SMOKE", "LLMFinetuneConfig", "LLMFinetuneRun", "token_log_probs", "train"]
+__all__ = ["ALGORITHMS", "SMOKE", "LLMFinetuneConfig", "LLMFinetuneHarness", "token_log_probs", "train"]
 
 
 SMOKE = dict(

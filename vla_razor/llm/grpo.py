@@ -3,7 +3,7 @@
 Each iteration: ``num_prompts`` fresh new-task prompts, ``group_size`` responses each sampled from the
 current policy, a binary reward (the exact answer), advantages normalised within each group (no critic),
 then ``update_epochs`` passes of the clipped token-level surrogate against the sampling policy, plus the
-optional penalty toward the base. The harness (:class:`~vla_razor.llm.harness.LLMFinetuneRun`) measures
+optional penalty toward the base. The harness (:class:`~vla_razor.llm.harness.LLMFinetuneHarness`) measures
 ``kl/forward`` and ``kl/reverse`` to the base every iteration and evaluates, snapshots and checkpoints on
 its schedule, exactly as on the robot track.
 """
@@ -19,14 +19,14 @@ from vla_razor import seeding as streams
 from vla_razor.rl.objective import clipped_surrogate, clipped_updates, group_advantages
 
 from .data import encode_batch, sample_responses
-from .harness import LLMFinetuneConfig, LLMFinetuneRun, token_log_probs
+from .harness import LLMFinetuneConfig, LLMFinetuneHarness, token_log_probs
 from .tasks import generate, is_correct
 
 
 def train(cfg: LLMFinetuneConfig, resume: bool = False) -> Path:
     if cfg.data == "rl":
         raise ValueError("data: rl is the SFT-on-RL-data control: use --algo sft")
-    ft = LLMFinetuneRun(cfg, "grpo", resume=resume)
+    ft = LLMFinetuneHarness(cfg, "grpo", resume=resume)
     policy, tokenizer = ft.policy, ft.tokenizer
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(streams.minibatches(cfg.seed))

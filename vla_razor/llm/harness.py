@@ -19,9 +19,9 @@ import torch
 
 from vla_razor import seeding as streams
 from vla_razor.base_kl import freeze
-from vla_razor.config import PositiveFloat, PositiveInt
+from vla_razor.config import Device, PositiveFloat, PositiveInt
 from vla_razor.divergence import categorical_kl
-from vla_razor.training import FinetuneHarness, FinetuneHarnessConfig
+from vla_razor.training import FinetuneFields, FinetuneHarness, TrainerConfig
 
 from .data import batch_device, evaluate_accuracy
 from .kl import measure_token_kl, response_logits
@@ -29,13 +29,13 @@ from .tasks import NEW_TASK, PRIOR_TASKS, generate, get_task
 
 
 @dataclass
-class LLMFinetuneConfig(FinetuneHarnessConfig):
-    """Fields of both LLM fine-tuning algorithms (GRPO's and SFT's own are marked)."""
+class LLMFinetuneConfig(FinetuneFields, TrainerConfig):
+    """The LLM fine-tuning config (GRPO's and SFT's own fields are marked): the shared trainer fields, the
+    fine-tuning group and the LLM's own below. ``base`` is any local Hugging Face checkpoint directory with
+    its tokenizer."""
 
-    name: str = ""
-    """Run directory name under ``runs_dir`` (default: ``llm-<algo>-<task>``)."""
-    base: str = "runs/llm-base/policy"
-    """The base model: any local Hugging Face checkpoint directory with its tokenizer."""
+    defaults = dict(base="runs/llm-base/policy", kl_states=64, eval_episodes=100, final_eval_episodes=200)
+
     task: str = NEW_TASK
     """The new task."""
     prior_tasks: list[str] = field(default_factory=lambda: list(PRIOR_TASKS))
@@ -58,24 +58,14 @@ class LLMFinetuneConfig(FinetuneHarnessConfig):
     problems the RL policy solves)."""
     rl_policy: str = ""
     """data: rl: the GRPO-fine-tuned policy directory to sample from."""
-    kl_states: PositiveInt = 64
-    """New-task prompts per iteration on which the KL to the base is measured."""
-    eval_episodes: PositiveInt = 100
-    """Held-out problems per task per periodic evaluation (greedy decoding)."""
-    final_eval_episodes: PositiveInt = 200
-    """Held-out problems per task in the final evaluation."""
-    device: str = "cpu"
-    """cpu, cuda or auto (cuda when available)."""
+    device: Device = "cpu"
+    """cpu, cuda, cuda:N or auto (cuda when available)."""
 
     def __post_init__(self):
         super().__post_init__()
         for task in [self.task, *self.prior_tasks]:
             get_task(task)
         self.prior_tasks = [t for t in self.prior_tasks if t != self.task]
-        if self.temperature <= 0:
-            raise ValueError("temperature must be > 0")
-        if self.data not in ("answers", "rl"):
-            raise ValueError(f"data must be 'answers' or 'rl', got {self.data!r}")
         if self.data == "rl" and not self.rl_policy:
             raise ValueError("data: rl needs rl_policy=<a GRPO run's policy directory>")
         if self.kl_penalty.kind != "none" and self.kl_penalty.direction == "js":
@@ -84,7 +74,7 @@ class LLMFinetuneConfig(FinetuneHarnessConfig):
             )
 
 
-class LLMFinetuneRun(FinetuneHarness):
+class LLMFinetuneHarness(FinetuneHarness):
     """The LLM track's fine-tuning harness: a causal LM and its tokenizer, the arithmetic tasks, the exact
     token KL to the base. The algorithm's loop (:mod:`.grpo`, :mod:`.sft`) owns the updates."""
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from vla_razor.errors import CheckpointError, refuse_pickles
+
 from ..config import PositiveInt
 
 
@@ -65,8 +67,6 @@ def build_model(cfg: TinyLMConfig, tokenizer):
 def place(model, tokenizer, device: str):
     """Move ``model`` to ``device`` and mark the tokenizer so batches follow it (``cpu``, ``cuda``,
     ``auto``)."""
-    import torch
-
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)
@@ -81,7 +81,6 @@ def load_policy(path: str | Path):
     from transformers.utils import logging
 
     logging.disable_progress_bar()  # a bar per load of a few-MB model is noise in sweeps
-    from vla_razor.errors import CheckpointError, refuse_pickles
 
     path = Path(path)
     if not (path / "config.json").is_file():

@@ -9,25 +9,37 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import torch
 from tqdm import tqdm
 
 from vla_razor import seeding as streams
 from vla_razor.atomic import write_json
-from vla_razor.training import HarnessConfig, TrainingLoop
+from vla_razor.training import TrainerConfig, TrainingLoop
 from vla_razor.training.schedules import lr_scheduler
 
-from ..config import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from ..config import Device, NonNegativeFloat, NonNegativeInt, PositiveInt, Range
 from .data import answer_loss, encode_batch, evaluate_accuracy
 from .model import TinyLMConfig, build_model, place
 from .tasks import EXPOSURE_TASK, NEW_TASK, PRIOR_TASKS, generate, get_task
 
 
 @dataclass
-class LLMPretrainConfig(HarnessConfig):
-    name: str = "llm-base"
-    """Run directory name under ``runs_dir``."""
+class LLMPretrainConfig(TrainerConfig):
+    """LLM pretraining's config: the shared trainer fields (``eval_every`` and ``checkpoint_every`` count
+    gradient steps; ``lr`` is AdamW's peak, after a linear warm-up, before a cosine decay to 0) and
+    pretraining's own below."""
+
+    defaults = dict(
+        name="llm-base",
+        lr=1e-3,
+        eval_every=1000,
+        eval_episodes=200,
+        final_eval_episodes=200,
+        checkpoint_every=500,
+    )
+
     model: TinyLMConfig = field(default_factory=TinyLMConfig)
     """Architecture and size of the tiny LM."""
     prior_tasks: list[str] = field(default_factory=lambda: list(PRIOR_TASKS))
@@ -37,7 +49,7 @@ class LLMPretrainConfig(HarnessConfig):
     exposure_task: str = EXPOSURE_TASK
     """Longer problems mixed into pretraining at ``exposure_fraction`` (and evaluated): the new task's
     family."""
-    exposure_fraction: Fraction = 0.002
+    exposure_fraction: Annotated[float, Range(ge=0, lt=1)] = 0.002
     """Share of training problems from ``exposure_task``: a little exposure, so the base starts weak on the
     new task but not at zero and GRPO has successes to reinforce (the robot base's few new-task
     demonstrations)."""
@@ -45,29 +57,17 @@ class LLMPretrainConfig(HarnessConfig):
     """Gradient steps."""
     batch_size: PositiveInt = 128
     """Problems per step."""
-    lr: PositiveFloat = 1e-3
-    """Peak AdamW learning rate (linear warm-up from 0, cosine decay to 0)."""
     warmup_steps: NonNegativeInt = 200
     """Linear warm-up steps."""
     weight_decay: NonNegativeFloat = 0.01
     """AdamW weight decay."""
-    eval_every: NonNegativeInt = 1000
-    """Steps between evaluations (0: only at the end)."""
-    eval_episodes: PositiveInt = 200
-    """Held-out problems per task per evaluation (and at the end)."""
-    checkpoint_every: PositiveInt = 500
-    """Steps between checkpoints (resumable)."""
-    device: str = "cpu"
+    device: Device = "cpu"
     """cpu, cuda or auto (cuda when available)."""
 
     def __post_init__(self):
         super().__post_init__()
         for task in [*self.prior_tasks, self.new_task, self.exposure_task]:
             get_task(task)  # a clear KeyError for an unknown task
-        if not 0 <= self.exposure_fraction < 1:
-            raise ValueError(f"exposure_fraction must be in [0, 1), got {self.exposure_fraction}")
-        if self.steps < 1 or self.batch_size < 1 or self.eval_episodes < 1:
-            raise ValueError("steps, batch_size and eval_episodes must be >= 1")
 
 
 SMOKE = dict(
@@ -77,6 +77,7 @@ SMOKE = dict(
     warmup_steps=5,
     eval_every=0,
     eval_episodes=8,
+    final_eval_episodes=8,
     checkpoint_every=10,
     model=TinyLMConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64),
 )
@@ -152,11 +153,11 @@ def pretrain(cfg: LLMPretrainConfig):
     policy_dir = run.path / "policy"
     model.save_pretrained(policy_dir)
     tokenizer.save_pretrained(policy_dir)
-    results = log_eval(cfg.eval_episodes)
+    results = log_eval(cfg.final_eval_episodes)
     write_json(
         run.eval / "accuracy.json",
         {
-            "problems_per_task": cfg.eval_episodes,
+            "problems_per_task": cfg.final_eval_episodes,
             "eval_seed": cfg.eval_seed,
             "tasks": {
                 t: {

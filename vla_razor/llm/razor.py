@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import torch
+import yaml
 
 from vla_razor.analysis.predictors import linear_cka, weight_change
 from vla_razor.atomic import write_json
@@ -37,8 +38,6 @@ class LLMTrack:
     @staticmethod
     def _tasks(run_root: Path) -> tuple[str, list[str]]:
         """The new task and prior tasks the sweep's runs used (from any run's resolved config)."""
-        import yaml
-
         for config in sorted(Path(run_root).glob("*/config.yaml")):
             data = yaml.safe_load(config.read_text()) or {}
             if "task" in data and "prior_tasks" in data:

@@ -4,7 +4,7 @@ Each iteration is one update: cross-entropy on the correct answers of ``num_prom
 new-task problems (as many sequences as a GRPO iteration samples), plus the optional penalty toward the
 base. With ``data: rl`` it is the paper's control: the answers are the responses ``rl_policy`` samples,
 kept where they are correct, so SFT sees exactly the problems the RL policy solves, in its words. The
-harness (:class:`~vla_razor.llm.harness.LLMFinetuneRun`) measures the KL to the base, evaluates, snapshots
+harness (:class:`~vla_razor.llm.harness.LLMFinetuneHarness`) measures the KL to the base, evaluates, snapshots
 and checkpoints, exactly as on the robot track.
 """
 
@@ -19,11 +19,11 @@ from vla_razor import seeding as streams
 from vla_razor.errors import NoRLDataError
 
 from .data import encode_batch, sample_responses
-from .harness import LLMFinetuneConfig, LLMFinetuneRun, token_log_probs
+from .harness import LLMFinetuneConfig, LLMFinetuneHarness, token_log_probs
 from .tasks import generate, is_correct
 
 
-def teacher_batch(ft: LLMFinetuneRun, problems: list, generator: torch.Generator) -> tuple[dict, float]:
+def teacher_batch(ft: LLMFinetuneHarness, problems: list, generator: torch.Generator) -> tuple[dict, float]:
     """The RL teacher's own correct responses to ``problems`` (where several forms are correct, its form),
     encoded for training, and the fraction it solved."""
     responses, ended = sample_responses(
@@ -52,7 +52,7 @@ def teacher_batch(ft: LLMFinetuneRun, problems: list, generator: torch.Generator
 
 
 def train(cfg: LLMFinetuneConfig, resume: bool = False) -> Path:
-    ft = LLMFinetuneRun(cfg, "sft" if cfg.data == "answers" else "sft-rl", resume=resume)
+    ft = LLMFinetuneHarness(cfg, "sft" if cfg.data == "answers" else "sft-rl", resume=resume)
     policy = ft.policy
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(streams.minibatches(cfg.seed))

@@ -17,6 +17,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tabulate import tabulate
+
 from vla_razor.atomic import write_json
 from vla_razor.evaluation import SuccessRate
 
@@ -96,8 +98,6 @@ class SuiteResult:
         )
 
     def table(self) -> str:
-        from tabulate import tabulate
-
         rows = []
         for task, r in self.tasks.items():
             f = self.forgetting(task)

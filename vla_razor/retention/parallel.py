@@ -10,14 +10,15 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 
-from vla_razor.evaluation import SuccessRate
+from vla_razor.errors import WorkerError
+from vla_razor.evaluation import SuccessRate, evaluate_task
 from vla_razor.progress import progress
+from vla_razor.runtime import ray_session
 
 
 def evaluate_one(policy_dir: str, task: str, episodes: int, seed: int, threads: int | None = None) -> dict:
     import torch
 
-    from vla_razor.evaluation import evaluate_task
     from vla_razor.policies import ChainPolicy
 
     if threads:
@@ -41,8 +42,6 @@ def run_evaluations(
             store(job, evaluate_one(*job, episodes, seed))
         return dict(results)
 
-    from vla_razor.runtime import ray_session
-
     with ray_session(address, workers) as ray:
         remote = ray.remote(num_cpus=1)(evaluate_one)
         pending = {remote.remote(p, t, episodes, seed, 1): (p, t) for p, t in jobs}
@@ -56,8 +55,6 @@ def run_evaluations(
                     try:
                         store(job, ray.get(ref))
                     except ray.exceptions.RayError as err:  # Ray retried the task and its worker died again
-                        from vla_razor.errors import WorkerError
-
                         raise WorkerError(
                             f"the Ray worker evaluating {job[0]} on {job[1]} was lost "
                             f"({type(err).__name__}: {str(err)[:300]}); run again, or with "

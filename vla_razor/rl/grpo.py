@@ -11,28 +11,35 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
 
 from vla_razor import seeding as streams
-from vla_razor.harness import FinetuneRun
+from vla_razor.harness import RobotFinetuneHarness, RobotTaskFields
 from vla_razor.policies.base import Chain
 from vla_razor.policies.encoders import as_tensor_obs
+from vla_razor.training import FinetuneFields, TrainerConfig
 
-from ..config import PositiveInt
-from .config import ClippedPolicyGradientConfig
+from ..config import PositiveInt, Range
+from .config import ClippedUpdateFields
 from .objective import clipped_surrogate, clipped_updates, group_advantages
 from .rollout import per_step_log_prob
 
 
 @dataclass
-class GRPOConfig(ClippedPolicyGradientConfig):
+class GRPOConfig(ClippedUpdateFields, RobotTaskFields, FinetuneFields, TrainerConfig):
+    """GRPO's config: the shared trainer fields, the fine-tuning and robot groups, the clipped update's
+    fields and GRPO's own below."""
+
+    defaults = dict(lr=3e-6, checkpoint_every=5)
+
     num_groups: PositiveInt = 4
     """Initial states per iteration."""
-    group_size: PositiveInt = 8
-    """Episodes per initial state (sub-envs = num_groups x group_size)."""
-    score: str = "success"
+    group_size: Annotated[int, Range(ge=2)] = 8
+    """Episodes per initial state (sub-envs = num_groups x group_size; a group normalises within itself)."""
+    score: Literal["success", "return"] = "success"
     """Episode score: 'success' (binary, as in GRPO on verifiable rewards) or 'return' (summed dense
     reward)."""
 
@@ -42,12 +49,6 @@ class GRPOConfig(ClippedPolicyGradientConfig):
             raise ValueError(
                 f"device={self.device!r}: GRPO runs on the CPU here; the GPU path is PPO's (docs/scaling.md)"
             )
-        if self.num_groups < 1 or self.group_size < 2:
-            raise ValueError(
-                "GRPO needs num_groups >= 1 and group_size >= 2 (a group normalises within itself)"
-            )
-        if self.score not in ("success", "return"):
-            raise ValueError(f"score must be 'success' or 'return', got {self.score!r}")
 
 
 @dataclass
@@ -112,7 +113,7 @@ def collect_groups(
 def train(cfg: GRPOConfig, resume: bool = False):
     from vla_razor.envs import get_task, make_vec_env
 
-    ft = FinetuneRun(cfg, "grpo", resume=resume)
+    ft = RobotFinetuneHarness(cfg, "grpo", resume=resume)
     policy, base = ft.policy, ft.base
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
     generator = torch.Generator().manual_seed(streams.minibatches(cfg.seed))

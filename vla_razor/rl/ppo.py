@@ -19,35 +19,42 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Annotated, Literal
 
 import torch
 
 from vla_razor import seeding as streams
 from vla_razor.evaluation import policy_observations
-from vla_razor.harness import FinetuneRun
+from vla_razor.harness import RobotFinetuneHarness, RobotTaskFields
 from vla_razor.policies.base import Chain
+from vla_razor.training import FinetuneFields, TrainerConfig
 from vla_razor.training.distributed import DataParallel
 
-from ..config import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
-from .config import ClippedPolicyGradientConfig
+from ..config import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range
+from .config import ClippedUpdateFields
 from .objective import clipped_surrogate, clipped_updates
 from .rollout import gae, per_step_log_prob
 from .rollout_worker import InlineRollouts, OverlappedRollouts, RolloutSpec, split_spec
 
 
 @dataclass
-class PPOConfig(ClippedPolicyGradientConfig):
+class PPOConfig(ClippedUpdateFields, RobotTaskFields, FinetuneFields, TrainerConfig):
+    """PPO's config: the shared trainer fields, the fine-tuning and robot groups, the clipped update's
+    fields and PPO's own below."""
+
+    defaults = dict(lr=3e-6, checkpoint_every=5)
+
     num_envs: PositiveInt = 16
     """Parallel sub-envs of the new task."""
     num_decisions: PositiveInt = 16
     """Decisions (action chunks) per sub-env per iteration: a rollout is num_envs x num_decisions chunks."""
-    reward_mode: str = "sparse"
+    reward_mode: Literal["sparse", "normalized_dense"] = "sparse"
     """ManiSkill reward: 'sparse' (success) or 'normalized_dense'. ManiSkill ends an episode on success, so
     under a dense reward (up to 1 per step) succeeding early forfeits the rest of the episode's reward;
     sparse reward makes success itself the objective."""
     reward_scale: PositiveFloat = 1.0
     """Multiplier on the summed chunk reward."""
-    gamma: Fraction = 0.95
+    gamma: Annotated[float, Range(gt=0, le=1)] = 0.95
     """Discount per decision (one decision = one action chunk)."""
     gae_lambda: Fraction = 0.95
     """GAE lambda."""
@@ -75,35 +82,27 @@ class PPOConfig(ClippedPolicyGradientConfig):
     worker_timeout_s: PositiveFloat = 600.0
     """Seconds a rollout worker may take for one rollout before it counts as hung and the run stops (a dead
     worker is noticed within a second)."""
-    max_behaviour_weight: float = 2.0
+    max_behaviour_weight: Annotated[float, Range(ge=1)] = 2.0
     """Upper bound on the per-step weight pi_prox / pi_behaviour of the decoupled objective."""
-    sim_backend: str = "cpu"
+    sim_backend: Literal["cpu", "gpu"] = "cpu"
     """The new task's simulator: 'cpu' (ManiSkill's physx_cpu, one scene per sub-env) or 'gpu' (its batched
     physx_cuda: every sub-env in one GPU scene, rollouts kept on the GPU; needs device='cuda' and
     rollout_workers=0; docs/scaling.md)."""
 
     def __post_init__(self):
         super().__post_init__()
-        if self.num_envs < 1 or self.num_decisions < 1:
-            raise ValueError("num_envs and num_decisions must be >= 1")
-        if self.num_envs * self.num_decisions < self.num_minibatches:
+        decisions = self.num_envs * self.num_decisions
+        if decisions < self.num_minibatches:
             raise ValueError("num_envs * num_decisions must be >= num_minibatches")
-        if self.norm_advantages and self.num_envs * self.num_decisions < 2 * self.num_minibatches:
+        if self.norm_advantages and decisions < 2 * self.num_minibatches:
             raise ValueError(
                 "norm_advantages needs minibatches of at least 2 decisions: num_envs * num_decisions "
-                f"({self.num_envs * self.num_decisions}) must be >= 2 * num_minibatches "
-                f"({self.num_minibatches})"
+                f"({decisions}) must be >= 2 * num_minibatches ({self.num_minibatches})"
             )
-        if not 0 < self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
-            raise ValueError("need 0 < gamma <= 1 and 0 <= gae_lambda <= 1")
-        if self.max_behaviour_weight < 1:
-            raise ValueError(f"max_behaviour_weight must be >= 1, got {self.max_behaviour_weight}")
-        if self.rollout_workers < 0 or (self.rollout_workers and self.num_envs % self.rollout_workers):
+        if self.rollout_workers and self.num_envs % self.rollout_workers:
             raise ValueError(
                 f"rollout_workers must be 0 or divide num_envs ({self.num_envs}), got {self.rollout_workers}"
             )
-        if self.sim_backend not in ("cpu", "gpu"):
-            raise ValueError(f"sim_backend must be 'cpu' or 'gpu', got {self.sim_backend!r}")
         if self.sim_backend == "gpu" and (self.rollout_workers or not self.device.startswith("cuda")):
             raise ValueError(
                 "sim_backend='gpu' steps every sub-env in this process on the GPU: it needs device='cuda' "
@@ -229,7 +228,7 @@ def update(
 def train(cfg: PPOConfig, resume: bool = False):
     from vla_razor.policies.critic import CriticConfig, ValueCritic
 
-    ft = FinetuneRun(cfg, "ppo", resume=resume, data_parallel_ok=True)
+    ft = RobotFinetuneHarness(cfg, "ppo", resume=resume, data_parallel_ok=True)
     dp = ft.dp
     local_envs = dp.shard(cfg.num_envs)
     if cfg.rollout_workers and local_envs % cfg.rollout_workers:

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import traceback
 from dataclasses import dataclass
 
 import torch
 
 from vla_razor.errors import WorkerError
+from vla_razor.runtime import ray_session, tune_malloc
 from vla_razor.seeding import RANK_STRIDE
 
 from .rollout import Rollout, collect
@@ -120,8 +122,6 @@ class _Collector:
     """What a rollout actor owns: the env and its own copies of the policy and the critic."""
 
     def __init__(self, spec: RolloutSpec, policy, critic):
-        from vla_razor.runtime import tune_malloc
-
         tune_malloc()
         torch.set_num_threads(spec.threads)
         self.spec, self.policy, self.critic = spec, policy.eval(), critic
@@ -215,8 +215,6 @@ class _RolloutActor:
             self.collector.close()
 
     def pid(self) -> int:
-        import os
-
         return os.getpid()
 
 
@@ -284,8 +282,6 @@ class OverlappedRollouts:
         timeout_s: float | None = 600.0,
         ray_address: str | None = None,
     ):
-        from vla_razor.runtime import ray_session
-
         specs = split_spec(spec, workers)
         self._ray_session = ray_session(ray_address, workers)
         self._ray = self._ray_session.__enter__()

@@ -14,26 +14,31 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from vla_razor import seeding as streams
-from vla_razor.data.lerobot import LeRobotSource
-from vla_razor.errors import NoRLDataError
-from vla_razor.harness import FinetuneConfig, FinetuneRun
+from vla_razor.data.lerobot import LeRobotSource, load_lerobot_episodes
+from vla_razor.errors import DatasetError, NoRLDataError
+from vla_razor.harness import RobotFinetuneHarness, RobotTaskFields
 from vla_razor.progress import progress
+from vla_razor.training import FinetuneFields, TrainerConfig
 from vla_razor.training.schedules import lr_scheduler
 
-from ..config import NonNegativeFloat, PositiveFloat, PositiveInt
+from ..config import NonNegativeFloat, PositiveInt
 
 
 @dataclass
-class SFTConfig(FinetuneConfig, LeRobotSource):
-    lr: PositiveFloat = 1e-4
-    """Learning rate (AdamW)."""
-    lr_schedule: str = "constant"
+class SFTConfig(LeRobotSource, RobotTaskFields, FinetuneFields, TrainerConfig):
+    """Behaviour cloning's config: the shared trainer fields, the fine-tuning and robot groups, where a
+    LeRobotDataset is read from, and SFT's own below (the optimizer is AdamW)."""
+
+    defaults = dict(lr=1e-4, checkpoint_every=5)
+
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     """'constant', or 'cosine': from ``lr`` down to 0 over all ``iterations x steps_per_iteration`` steps
     (late evaluations then see a policy that has settled)."""
     iterations: PositiveInt = 100
@@ -44,7 +49,7 @@ class SFTConfig(FinetuneConfig, LeRobotSource):
     """(observation, action chunk) samples per gradient step."""
     weight_decay: NonNegativeFloat = 0.0
     """AdamW weight decay."""
-    data: str = "demos"
+    data: Literal["demos", "rl", "lerobot"] = "demos"
     """'demos' (demonstrations of the new task), 'rl' (successful rollouts of ``rl_policy``) or 'lerobot'
     (the new task's successful episodes in the LeRobotDataset at ``lerobot_root``, up to ``demos``)."""
     demos: PositiveInt = 50
@@ -67,18 +72,10 @@ class SFTConfig(FinetuneConfig, LeRobotSource):
                 "kl_penalty: the robot SFT loss has no penalty toward the base (PPO, GRPO and the LLM "
                 "track's SFT do); leave kl_penalty.kind none"
             )
-        if self.data not in ("demos", "rl", "lerobot"):
-            raise ValueError(f"data must be 'demos', 'rl' or 'lerobot', got {self.data!r}")
         if self.data == "lerobot" and not self.lerobot_root:
             raise ValueError("data: lerobot needs lerobot_root=<a local LeRobotDataset directory>")
-        if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
         if self.data == "rl" and not self.rl_policy:
             raise ValueError("data: rl needs rl_policy=<an RL run's policy directory>")
-        if min(self.iterations, self.steps_per_iteration, self.batch_size, self.demos, self.rl_episodes) < 1:
-            raise ValueError(
-                "iterations, steps_per_iteration, batch_size, demos and rl_episodes must be >= 1"
-            )
 
 
 def demo_dataset(cfg: SFTConfig, task: str, chunk_size: int):
@@ -86,9 +83,6 @@ def demo_dataset(cfg: SFTConfig, task: str, chunk_size: int):
     from vla_razor.envs.demos import generate_demos, load_demos
 
     if cfg.data == "lerobot":
-        from vla_razor.data.lerobot import load_lerobot_episodes
-        from vla_razor.errors import DatasetError
-
         found = load_lerobot_episodes(cfg.lerobot_root, cfg.lerobot_keys, cfg.lerobot_tasks)
         episodes = [ep for ep in found if ep.task == task and ep.success][: cfg.demos]
         if not episodes:
@@ -149,7 +143,7 @@ def rl_dataset(cfg: SFTConfig, task: str, chunk_size: int):
 
 
 def train(cfg: SFTConfig, resume: bool = False):
-    ft = FinetuneRun(cfg, "sft" if cfg.data == "demos" else "sft-rl", resume=resume)
+    ft = RobotFinetuneHarness(cfg, "sft" if cfg.data == "demos" else "sft-rl", resume=resume)
     policy = ft.policy
     chunk = policy.config.chunk_size
     # demonstrations cover a policy's whole prediction horizon (a LeRobot policy's can exceed the chunk it

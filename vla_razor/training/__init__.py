@@ -1,7 +1,8 @@
-"""The training harness: what every loop shares (:mod:`.loop`) and what every fine-tuning run shares
-(:mod:`.finetune`), on both tracks."""
+"""The training harness: every trainer's shared config level (:mod:`.config`), what every loop shares
+(:mod:`.loop`) and what every fine-tuning run shares (:mod:`.finetune`), on both tracks."""
 
-from .finetune import FinetuneHarness, FinetuneHarnessConfig, fingerprint
-from .loop import HarnessConfig, TrainingLoop
+from .config import FinetuneFields, TrainerConfig
+from .finetune import FinetuneHarness, fingerprint
+from .loop import TrainingLoop
 
-__all__ = ["FinetuneHarness", "FinetuneHarnessConfig", "HarnessConfig", "TrainingLoop", "fingerprint"]
+__all__ = ["FinetuneFields", "FinetuneHarness", "TrainerConfig", "TrainingLoop", "fingerprint"]

@@ -14,8 +14,8 @@ the update is here, so every run is measured the same way and writes the same ru
   forgetting per prior task against the base), and the ``final/...`` metrics.
 
 A track plugs in through a subclass that loads the policy and says how to evaluate it, measure its KL to
-the base and save it (:class:`vla_razor.harness.FinetuneRun` for robots,
-:class:`vla_razor.llm.harness.LLMFinetuneRun` for language models).
+the base and save it (:class:`vla_razor.harness.RobotFinetuneHarness` for robots,
+:class:`vla_razor.llm.harness.LLMFinetuneHarness` for language models).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,38 +31,11 @@ from tqdm import tqdm
 
 from vla_razor import seeding as streams
 from vla_razor.atomic import write_json
-from vla_razor.config import NonNegativeInt, PositiveInt
-from vla_razor.divergence.penalty import KLPenaltyConfig, PenaltyCoefficient
+from vla_razor.divergence.penalty import PenaltyCoefficient
 from vla_razor.errors import NonFiniteError
 
-from .loop import HarnessConfig, TrainingLoop
-
-
-@dataclass
-class FinetuneHarnessConfig(HarnessConfig):
-    """Fields every fine-tuning run shares (each track's config extends this one)."""
-
-    base: str = ""
-    """The base policy: a directory written by ``save_pretrained``."""
-    eval_episodes: PositiveInt = 20
-    """New-task evaluation episodes (LLM: problems) per periodic evaluation (fixed seeds, greedy or
-    deterministic sampling)."""
-    final_eval_episodes: PositiveInt = 50
-    """Episodes (LLM: problems) per task of the final evaluation."""
-    validation_episodes: NonNegativeInt = 0
-    """New-task validation episodes per evaluation (periodic and final), with seeds disjoint from the scored
-    ones: the analysis chooses a run's checkpoint at a target success on these and scores it on the others
-    (``validation/new_task_success``). 0: none (then a checkpoint is chosen on the episodes it is scored
-    on)."""
-    kl_states: NonNegativeInt = 256
-    """New-task states (LLM: prompts) per iteration on which the KL to the base is measured."""
-    kl_penalty: KLPenaltyConfig = field(default_factory=KLPenaltyConfig)
-    """Optional penalty toward the base policy (default none, as in the paper)."""
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.kl_states < 2:
-            raise ValueError(f"kl_states must be >= 2, got {self.kl_states}")
+from .config import FinetuneFields, TrainerConfig
+from .loop import TrainingLoop
 
 
 class FinetuneHarness(TrainingLoop, ABC):
@@ -73,7 +45,7 @@ class FinetuneHarness(TrainingLoop, ABC):
     :meth:`begin`, and implement :meth:`evaluate_tasks`, :meth:`measure_kl`, :meth:`save_policy` and
     :meth:`final_result`."""
 
-    cfg: FinetuneHarnessConfig
+    cfg: TrainerConfig | FinetuneFields
     policy: torch.nn.Module
     base: torch.nn.Module
     task: str

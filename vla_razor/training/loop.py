@@ -16,49 +16,18 @@ place and one format:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from vla_razor.config import NonNegativeInt, PositiveFloat, PositiveInt
 from vla_razor.errors import CheckpointError, ConfigError, NonFiniteError
 from vla_razor.progress import progress
 from vla_razor.rundir import RunDir
 
+from .config import TrainerConfig
 from .distributed import DataParallel, data_parallel
-
-
-@dataclass
-class HarnessConfig:
-    """Fields every training loop shares, one spelling each (every loop's config extends this one)."""
-
-    name: str = ""
-    """Run directory name under ``runs_dir`` (each loop has its default)."""
-    runs_dir: str = "runs"
-    """Where run directories go."""
-    seed: NonNegativeInt = 0
-    """Seed of the loop's random streams (:mod:`vla_razor.seeding`)."""
-    lr: PositiveFloat = 1e-4
-    """Learning rate of the policy's optimizer."""
-    max_grad_norm: PositiveFloat = 1.0
-    """Global gradient-norm clip."""
-    eval_every: NonNegativeInt = 10
-    """Iterations between evaluations; 0: only at the end."""
-    checkpoint_every: PositiveInt = 10
-    """Iterations between checkpoints (the last iteration always gets one)."""
-    eval_seed: NonNegativeInt = 10_000
-    """First seed of evaluation (episodes or problems; disjoint from training seeds)."""
-    threads: NonNegativeInt = 0
-    """torch threads (0: torch's default)."""
-
-    def __post_init__(self):
-        if self.lr <= 0 or self.max_grad_norm <= 0:
-            raise ValueError("lr and max_grad_norm must be > 0")
-        if self.checkpoint_every < 1:
-            raise ValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
 
 
 class TrainingLoop:
@@ -68,7 +37,7 @@ class TrainingLoop:
     writes the run directory, checkpoints and progress. A loop that does not set it refuses to start
     under torchrun with more than one rank."""
 
-    def __init__(self, cfg: HarnessConfig, name: str, resume: bool = False, data_parallel_ok: bool = False):
+    def __init__(self, cfg: TrainerConfig, name: str, resume: bool = False, data_parallel_ok: bool = False):
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
