@@ -32,6 +32,16 @@ class Suite:
             )
         if len(set(self.prior_tasks)) != len(self.prior_tasks):
             raise ValueError(f"suite {self.name!r}: a prior task is listed twice")
+        worlds = {get_task(t).world for t in self.tasks}
+        if len(worlds) > 1:
+            raise ValueError(
+                f"suite {self.name!r} mixes worlds ({', '.join(sorted(worlds))}): a policy serves one"
+            )
+
+    @property
+    def world(self) -> str:
+        """The simulator of the suite's tasks."""
+        return get_task(self.new_task).world
 
     @property
     def tasks(self) -> list[str]:

@@ -1,4 +1,5 @@
-"""`make_vec_env`: vectorized ManiSkill3 tasks with canonical observations (Gymnasium 1.x vector API).
+"""`make_vec_env`: vectorized ManiSkill3 or Meta-World tasks with canonical observations (Gymnasium 1.x
+vector API).
 
 Autoreset semantics (both backends): Gymnasium's SAME_STEP mode. When a sub-env's episode ends
 (``terminated or truncated``), the observation returned by that same ``step`` is already the first
@@ -8,7 +9,7 @@ observation of its next episode; the last observation of the finished episode is
 is the success flag of the step just taken (of the finished episode's last step for finished
 sub-envs, taken from ``final_info``).
 
-Backends:
+Backends (Meta-World runs on ``cpu``, state observations only, one MuJoCo model per sub-env):
 - ``cpu``: ManiSkill's ``physx_cpu`` physics, one scene per sub-env. ``vectorization="sync"`` steps
   them in this process (:class:`InProcessVectorEnv`), ``"async"`` runs each in its own worker
   process (Gymnasium's AsyncVectorEnv), which pays off when a step is costly (RGB rendering).
@@ -222,8 +223,17 @@ def make_vec_env(
     names = resolve_tasks(tasks)
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+    worlds = {get_task(t).world for t in names}
+    if len(worlds) > 1:
+        raise ValueError(f"one vector env runs one world, got tasks of {sorted(worlds)}: {names}")
+    metaworld = worlds == {"metaworld"}
+    if metaworld and (obs_mode != "state" or backend == "gpu"):
+        raise ValueError(
+            "Meta-World runs state observations on the CPU here (obs_mode='state', backend 'cpu' or 'auto'); "
+            f"got obs_mode={obs_mode!r}, backend={backend!r}"
+        )
     if backend == "auto":
-        backend = "gpu" if torch.cuda.is_available() and len(set(names)) == 1 else "cpu"
+        backend = "gpu" if not metaworld and torch.cuda.is_available() and len(set(names)) == 1 else "cpu"
     per_env = [names[i % len(names)] for i in range(num_envs)]
 
     if backend == "gpu":
@@ -254,6 +264,11 @@ def make_vec_env(
 
     def factory(task: str):
         def make():
+            if metaworld:
+                from .metaworld import MetaWorldTaskEnv
+
+                env = MetaWorldTaskEnv(task, render_mode, render_size, max_episode_steps, reward_mode)
+                return ActionChunkWrapper(env, chunk_size) if chunk_size > 1 else env
             env = ManiSkillTaskEnv(
                 task,
                 obs_mode,

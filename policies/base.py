@@ -28,6 +28,7 @@ from torch import nn
 
 from vla_razor.config import PositiveInt
 from vla_razor.divergence import GaussianChain
+from vla_razor.envs.registry import World
 from vla_razor.errors import CheckpointError
 
 from .encoders import ObservationEncoder, as_tensor_obs
@@ -64,6 +65,8 @@ class PolicyConfig:
     """Encode the base-camera image with a small CNN (needs obs_mode='rgb')."""
     image_size: PositiveInt = 64
     """RGB side length in pixels, when used."""
+    world: World = "maniskill"
+    """The simulator whose tasks the policy serves (``task_id`` counts within it; a policy serves one)."""
 
     def __post_init__(self):
         if self.chunk_size < 1 or self.action_dim < 1 or self.hidden < 1:
@@ -109,7 +112,7 @@ class ChainPolicy(nn.Module, ABC):
             )
         self.config = config
         self.obs_encoder = ObservationEncoder(
-            config.hidden, config.use_rgb, config.image_size, embed_language
+            config.hidden, config.use_rgb, config.image_size, embed_language, config.world
         )
         # The chain runs in normalised action units: each dimension's training range mapped to [-1, 1]
         # (Diffusion Policy's convention, which diffusion's x0 clipping assumes). Demonstrated deltas

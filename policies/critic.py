@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from vla_razor.config import PositiveInt
+from vla_razor.envs.registry import World
 from vla_razor.errors import CheckpointError
 
 from .encoders import ObservationEncoder, as_tensor_obs
@@ -33,6 +34,8 @@ class CriticConfig:
     """Encode the base-camera image too (needs obs_mode='rgb')."""
     image_size: PositiveInt = 64
     """RGB side length in pixels, when used."""
+    world: World = "maniskill"
+    """The simulator whose tasks the critic values (as the policy's ``world``)."""
 
     def __post_init__(self):
         if self.hidden < 1 or self.num_layers < 1:
@@ -46,7 +49,7 @@ class ValueCritic(nn.Module):
         super().__init__()
         self.config = config = config or CriticConfig()
         self.obs_encoder = ObservationEncoder(
-            config.hidden, config.use_rgb, config.image_size, embed_language
+            config.hidden, config.use_rgb, config.image_size, embed_language, config.world
         )
         layers, width = [], self.obs_encoder.num_tokens * config.hidden
         for _ in range(config.num_layers):

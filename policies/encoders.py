@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from vla_razor.envs.observations import PROPRIO_DIM, STATE_DIM
-from vla_razor.envs.registry import TASKS
+from vla_razor.envs.registry import world_tasks
 
 LANGUAGE_DIM = 384
 
@@ -47,9 +47,9 @@ def embed_instructions(texts: list[str]) -> torch.Tensor:
     return nn.functional.normalize(pooled, dim=-1)
 
 
-def task_instruction_table() -> torch.Tensor:
-    """One embedding per registry task, in registry order (row ``task_id``)."""
-    return embed_instructions([spec.instruction for spec in TASKS.values()])
+def task_instruction_table(world: str = "maniskill") -> torch.Tensor:
+    """One embedding per task of ``world``, in task-id order (row ``task_id``)."""
+    return embed_instructions([spec.instruction for spec in world_tasks(world).values()])
 
 
 def as_tensor_obs(obs: dict, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
@@ -73,16 +73,24 @@ class ObservationEncoder(nn.Module):
 
     num_tokens_state = 3
 
-    def __init__(self, hidden: int, use_rgb: bool = False, image_size: int = 64, embed_language: bool = True):
+    def __init__(
+        self,
+        hidden: int,
+        use_rgb: bool = False,
+        image_size: int = 64,
+        embed_language: bool = True,
+        world: str = "maniskill",
+    ):
         super().__init__()
-        table = task_instruction_table() if embed_language else torch.zeros(len(TASKS), LANGUAGE_DIM)
+        tasks = len(world_tasks(world))
+        table = task_instruction_table(world) if embed_language else torch.zeros(tasks, LANGUAGE_DIM)
         self.register_buffer("instruction_table", table)
         # Observation normalization (set from the training data by set_normalization; identity until then).
         self.register_buffer("proprio_mean", torch.zeros(PROPRIO_DIM))
         self.register_buffer("proprio_std", torch.ones(PROPRIO_DIM))
         # Per task: the padded state slots hold different quantities in different tasks.
-        self.register_buffer("state_mean", torch.zeros(len(TASKS), STATE_DIM))
-        self.register_buffer("state_std", torch.ones(len(TASKS), STATE_DIM))
+        self.register_buffer("state_mean", torch.zeros(tasks, STATE_DIM))
+        self.register_buffer("state_std", torch.ones(tasks, STATE_DIM))
         self.language = nn.Sequential(nn.Linear(LANGUAGE_DIM, hidden), nn.GELU(), nn.Linear(hidden, hidden))
         self.proprio = nn.Sequential(nn.Linear(PROPRIO_DIM, hidden), nn.GELU(), nn.Linear(hidden, hidden))
         self.state = nn.Sequential(nn.Linear(2 * STATE_DIM, hidden), nn.GELU(), nn.Linear(hidden, hidden))

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from tabulate import tabulate
 
+from vla_razor.envs.registry import get_task
+from vla_razor.errors import ConfigError
 from vla_razor.progress import progress as progress_bar
 
 
@@ -88,6 +90,16 @@ def close_evaluation_envs() -> None:
         _EVAL_ENVS.popitem()[1].close()
 
 
+def check_world(policy, task: str) -> None:
+    """Refuse (:class:`~vla_razor.errors.ConfigError`) a task of another world than the policy serves."""
+    world = getattr(policy.config, "world", "maniskill")  # LeRobot's policies serve ManiSkill here
+    if get_task(task).world != world:
+        raise ConfigError(
+            f"{task} is a {get_task(task).world} task but the policy serves {world} (task ids and "
+            "observations are per world): give a policy pretrained on that world's suite"
+        )
+
+
 @torch.no_grad()
 def evaluate_task(
     policy,
@@ -107,6 +119,7 @@ def evaluate_task(
     chunk before predicting again (receding horizon). ``observations``, when given, receives the
     observation of every still-running episode at every decision (the states the policy met). The env is
     kept for the next evaluation with the same settings (:data:`_EVAL_ENVS`)."""
+    check_world(policy, task)
     execute = execute_steps or policy.config.chunk_size
     if not 1 <= execute <= policy.config.chunk_size:
         raise ValueError(f"execute_steps must be in [1, {policy.config.chunk_size}], got {execute_steps}")

@@ -15,6 +15,7 @@ from pathlib import Path
 from .base_kl import KLPenalty, freeze, measure_kl_to_base
 from .config import Device, NonNegativeFloat, NonNegativeInt
 from .errors import CheckpointError, ConfigError
+from .evaluation import check_world, deterministic_actor, evaluate_task
 from .runtime import tune_malloc
 from .training import FinetuneFields, FinetuneHarness, TrainerConfig
 
@@ -88,6 +89,17 @@ class RobotFinetuneHarness(FinetuneHarness):
         # the base before the run directory: a base that does not load, or does not take the settings,
         # leaves no directory behind
         self.policy = ChainPolicy.from_pretrained(base_dir, device=self.device)
+        for task in [self.task, *self.prior_tasks]:
+            check_world(self.policy, task)
+        if (
+            get_task(self.task).world == "metaworld"
+            and cfg.video_episodes
+            and not os.environ.get("MUJOCO_GL")
+        ):
+            raise ConfigError(
+                "Meta-World renders videos through MuJoCo's OpenGL (MUJOCO_GL=egl on a GPU machine); on this "
+                "machine set video_episodes=0"
+            )
         if cfg.noise_level:
             set_noise_level(self.policy, cfg.noise_level)
         super().__init__(
@@ -115,8 +127,6 @@ class RobotFinetuneHarness(FinetuneHarness):
 
     # -- the track's part ------------------------------------------------------------------------
     def evaluate_tasks(self, episodes: dict[str, int], seed: int | None = None) -> dict:
-        from vla_razor.evaluation import evaluate_task
-
         seed = self.cfg.eval_seed if seed is None else seed
         return {t: evaluate_task(self.policy, t, n, seed=seed) for t, n in episodes.items()}
 
@@ -142,7 +152,6 @@ class RobotFinetuneHarness(FinetuneHarness):
 
     def record_videos(self, tag: str, tasks: list[str]) -> None:
         from vla_razor.envs.video import record_episodes
-        from vla_razor.evaluation import deterministic_actor
 
         if not self.cfg.video_episodes or (tag != "final" and not self.cfg.periodic_videos):
             return

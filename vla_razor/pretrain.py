@@ -16,7 +16,7 @@ from typing import Any, Literal
 import torch
 from tqdm import tqdm
 
-from vla_razor.errors import DatasetError
+from vla_razor.errors import ConfigError, DatasetError
 
 from . import seeding as streams
 from .atomic import write_json
@@ -145,7 +145,12 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     suite = load_suite(cfg.suite)
     loop = TrainingLoop(cfg, cfg.name, resume=True)
     run = loop.run
-    policy = make_policy(cfg.family, cfg.policy)
+    if cfg.policy.get("world", suite.world) != suite.world:
+        raise ConfigError(
+            f"policy.world={cfg.policy['world']!r} but suite {suite.name} is a {suite.world} suite: leave "
+            "policy.world out (it follows the suite)"
+        )
+    policy = make_policy(cfg.family, {**cfg.policy, "world": suite.world})
     data = load_dataset(cfg, suite, policy.config.chunk_size)
     policy.set_normalization(data.obs, data.actions)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

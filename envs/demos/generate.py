@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -13,6 +14,8 @@ from pathlib import Path
 
 from vla_razor.atomic import write_json
 
+from ..metaworld import CONTROL_MODE as METAWORLD_CONTROL_MODE
+from ..metaworld import metaworld_version
 from ..registry import get_task
 from .index import (
     DEFAULT_CONTROL_MODE,
@@ -32,6 +35,7 @@ from .index import (
 )
 from .planning import _motion_planning_round, _solver, require_motion_planning
 from .rl_expert import _rl_round, train_rl_expert
+from .scripted import _scripted_round
 
 
 def generate_demos(
@@ -52,7 +56,10 @@ def generate_demos(
     spec = get_task(task)
     if num_episodes < 1:
         raise ValueError(f"num_episodes must be at least 1, got {num_episodes}")
-    if spec.demo_source == "motion_planning":
+    if spec.world == "metaworld":
+        control_mode = METAWORLD_CONTROL_MODE  # Meta-World has one; the default names ManiSkill's
+        keep = "success"
+    elif spec.demo_source == "motion_planning":
         if keep == "all":
             raise ValueError("keep='all' is for rl_expert tasks; motion-planned demos are always successful")
         keep = "success"
@@ -68,7 +75,7 @@ def generate_demos(
         source=spec.demo_source,
         base_seed=seed,
         trajectory_file=trajectory_name(control_mode),
-        mani_skill_version=_mani_skill_version(),
+        mani_skill_version=metaworld_version() if spec.world == "metaworld" else _mani_skill_version(),
         max_episode_steps=spec.max_episode_steps,
         next_seed=seed,
         keep=keep,
@@ -113,6 +120,8 @@ def generate_demos(
             need = num_episodes - index.num_kept
             if spec.demo_source == "motion_planning":
                 rnd = _motion_planning_round(spec, seeds, need, control_mode, staging, progress)
+            elif spec.demo_source == "scripted":
+                rnd = _scripted_round(spec, seeds, need, staging, progress)
             else:
                 rnd = _rl_round(spec, expert_path, seeds, need, control_mode, keep, staging, progress)
             attempts += len(rnd.attempted)
@@ -138,6 +147,9 @@ def generate_demos(
 def _merge_round(index: DemoIndex, rnd: _Round, staging: Path) -> None:
     """Merge the round's episodes after the existing ones and move the result into place."""
     from mani_skill.trajectory.merge_trajectory import merge_trajectories
+    from mani_skill.utils.logging_utils import logger
+
+    logger.setLevel(max(logger.level, logging.WARNING))  # its INFO line per merged file
 
     index.num_attempted += len(rnd.attempted)
     index.next_seed = max(rnd.attempted, default=index.next_seed - 1) + 1

@@ -29,7 +29,8 @@ INDEX_FORMAT = 1
 SMOKE_EPISODES = 2
 SMOKE_RL_TIMESTEPS = 256
 DEFAULT_RL_TIMESTEPS = 200_000
-CANONICAL_CONTROL_MODES = ("pd_ee_delta_pose", "pd_ee_target_delta_pose")
+CANONICAL_CONTROL_MODES = ("pd_ee_delta_pose", "pd_ee_target_delta_pose", "mocap_delta_xyz_gripper")
+"""ManiSkill's end-effector delta poses, and Meta-World's only mode (its hand position delta and gripper)."""
 KeepPolicy = Literal["all", "success"]
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..metaworld import canonicalize as canonicalize_metaworld
 from ..observations import ACTION_DIM, canonicalize
 from ..registry import TaskSpec, get_task
 from .index import (
@@ -98,7 +99,10 @@ def _load_episode(
     group, ep: dict, spec: TaskSpec, control_mode: str, h5_path: Path, hint: str
 ) -> DemoEpisode:
     raw = group["actions"][()]
-    obs = canonicalize(_read_group(group["obs"]), spec)
+    if spec.world == "metaworld":  # Meta-World's raw observations, one array
+        obs = canonicalize_metaworld(group["obs"][()], spec.name)
+    else:
+        obs = canonicalize(_read_group(group["obs"]), spec)
     steps = raw.shape[0]
     if obs["proprio"].shape[0] != steps + 1 or steps != int(ep["elapsed_steps"]):
         raise DemoFileError(

@@ -46,7 +46,7 @@ import numpy as np
 
 from vla_razor.atomic import write_json
 from vla_razor.envs.observations import ACTION_DIM, PROPRIO_DIM, STATE_DIM
-from vla_razor.envs.registry import TASKS, TaskSpec, get_task, task_index
+from vla_razor.envs.registry import ALL_TASKS, TaskSpec, get_task, task_index
 from vla_razor.errors import DatasetError
 
 IMAGE_KEY = "observation.images.front"
@@ -277,7 +277,7 @@ class LeRobotSource:
 def _task_of(text: str, overrides: dict[str, str]) -> TaskSpec | None:
     if text in overrides:
         return get_task(overrides[text])
-    for spec in TASKS.values():
+    for spec in ALL_TASKS.values():
         if text in spec.instructions or text == spec.name:
             return spec
     return None
@@ -336,7 +336,7 @@ def load_lerobot_episodes(
     if unmapped:
         raise DatasetError(
             f"{root}: task strings {unmapped} are not the instruction of a registered task; map them with "
-            f"lerobot_tasks={{'<task string>': <task name>}} (tasks: {', '.join(TASKS)})"
+            f"lerobot_tasks={{'<task string>': <task name>}} (tasks: {', '.join(ALL_TASKS)})"
         )
     by_index = {int(dataset.meta.tasks.loc[t].task_index): specs[t] for t in task_strings}
     columns = [mapping[c] for c in mapping if mapping[c] in feats] + ["episode_index", "task_index"]

@@ -236,7 +236,8 @@ def train(cfg: PPOConfig, resume: bool = False):
             f"rollout_workers ({cfg.rollout_workers}) must divide each rank's sub-envs ({local_envs})"
         )
     policy, base = ft.policy, ft.base
-    critic = ValueCritic(CriticConfig(hidden=policy.config.hidden), embed_language=False).to(ft.device)
+    critic_config = CriticConfig(hidden=policy.config.hidden, world=policy.config.world)
+    critic = ValueCritic(critic_config, embed_language=False).to(ft.device)
     # The critic sees observations the way the policy does: reuse the base's normalisation statistics
     # (a LeRobot policy normalises in its own pre-processor: the critic keeps its own).
     if hasattr(policy, "obs_encoder"):
