@@ -251,3 +251,33 @@ def test_cli_exports_a_suite_and_inspects_it(demos, tmp_path):
     assert done.returncode == 0 and "PickCube: 2 episodes (2 successful)" in done.stdout, done.stdout
     done = _cli("dataset", "export", "--suite", "smoke", "--demo-dir", str(store), "--out", str(out))
     assert done.returncode == 2 and "exists" in done.stderr  # never over an existing dataset
+
+
+def test_a_meta_world_export_uses_lerobots_task_strings_and_round_trips(tmp_path):
+    from vla_razor.data.lerobot import export_demos, load_lerobot_episodes
+    from vla_razor.envs.demos import generate_demos, load_demos
+
+    tasks = ["push-v3", "push-back-v3", "window-open-v3"]  # push and push-back share one task string
+    dirs = [generate_demos(t, 2, out_dir=tmp_path / "demos", progress=False).path for t in tasks]
+    out = tmp_path / "metaworld"
+    summary = export_demos(dirs, out)
+    assert summary.episodes == 6 and summary.fps == 80  # MuJoCo's 0.0025 s step times a frame skip of 5
+    dataset = _lerobot(out)
+    assert dataset.meta.robot_type == "sawyer"
+    assert set(dataset.meta.tasks.index) == {"Push the puck to a goal", "Push and open a window"}
+    assert dataset.meta.features["observation.state"]["names"][:4] == [
+        "hand_x",
+        "hand_y",
+        "hand_z",
+        "gripper",
+    ]
+    assert dataset.meta.features["action"]["names"][:4] == ["dx", "dy", "dz", "gripper"]
+    originals = [ep for d in dirs for ep in load_demos(d)]
+    back = load_lerobot_episodes(out)
+    assert [(b.task, b.seed) for b in back] == [(o.task, o.seed) for o in originals]
+    for b, o in zip(back, originals):
+        for key in ("proprio", "state", "state_mask", "task_id"):
+            np.testing.assert_array_equal(b.obs[key][:-1], o.obs[key][:-1])
+        np.testing.assert_array_equal(b.actions, o.actions)
+    with pytest.raises(DatasetError, match="state only"):
+        export_demos(dirs[:1], tmp_path / "video", video=True)

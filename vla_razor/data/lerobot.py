@@ -65,6 +65,22 @@ _PROPRIO_NAMES = (
     + ["tcp_x", "tcp_y", "tcp_z", "tcp_qw", "tcp_qx", "tcp_qy", "tcp_qz"]
 )
 _ACTION_NAMES = ["dx", "dy", "dz", "drx", "dry", "drz", "gripper"]
+# Meta-World's entries (envs/metaworld.py), the rest of each canonical width named as padding
+_METAWORLD_PROPRIO = ["hand_x", "hand_y", "hand_z", "gripper", "prev_hand_x", "prev_hand_y", "prev_hand_z"]
+_METAWORLD_PROPRIO += ["prev_gripper"] + [f"pad_{i}" for i in range(PROPRIO_DIM - 8)]
+_METAWORLD_ACTION = ["dx", "dy", "dz", "gripper", "pad_0", "pad_1", "pad_2"]
+ROBOT_TYPES = {"maniskill": "panda", "metaworld": "sawyer"}
+
+
+def _task_env(task: str, control_mode: str, **kwargs):
+    """The task's env in its own world (Meta-World's has no control modes)."""
+    if get_task(task).world == "metaworld":
+        from vla_razor.envs.metaworld import MetaWorldTaskEnv
+
+        return MetaWorldTaskEnv(task, **kwargs)
+    from vla_razor.envs.maniskill import ManiSkillTaskEnv
+
+    return ManiSkillTaskEnv(task, control_mode=control_mode, **kwargs)
 
 
 def require_lerobot():
@@ -79,10 +95,13 @@ def require_lerobot():
     return LeRobotDataset
 
 
-def features(image_size: int | None = None) -> dict[str, dict]:
-    """The LeRobot features an export writes (``image_size``: also the camera's video)."""
+def features(image_size: int | None = None, world: str = "maniskill") -> dict[str, dict]:
+    """The LeRobot features an export writes (``image_size``: also the camera's video), their entries named
+    as ``world``'s."""
+    proprio_names = _METAWORLD_PROPRIO if world == "metaworld" else _PROPRIO_NAMES
+    action_names = _METAWORLD_ACTION if world == "metaworld" else _ACTION_NAMES
     out = {
-        DEFAULT_KEYS["proprio"]: {"dtype": "float32", "shape": (PROPRIO_DIM,), "names": _PROPRIO_NAMES},
+        DEFAULT_KEYS["proprio"]: {"dtype": "float32", "shape": (PROPRIO_DIM,), "names": proprio_names},
         DEFAULT_KEYS["state"]: {
             "dtype": "float32",
             "shape": (STATE_DIM,),
@@ -93,7 +112,7 @@ def features(image_size: int | None = None) -> dict[str, dict]:
             "shape": (STATE_DIM,),
             "names": [f"mask_{i}" for i in range(STATE_DIM)],
         },
-        DEFAULT_KEYS["action"]: {"dtype": "float32", "shape": (ACTION_DIM,), "names": _ACTION_NAMES},
+        DEFAULT_KEYS["action"]: {"dtype": "float32", "shape": (ACTION_DIM,), "names": action_names},
     }
     if image_size:
         out[IMAGE_KEY] = {
@@ -152,7 +171,6 @@ def export_demos(
     at ``out`` (``max_episodes``: the first N of each); assembled beside it and renamed into place, so
     ``out`` is whole or absent."""
     from vla_razor.envs.demos import load_demos
-    from vla_razor.envs.maniskill import ManiSkillTaskEnv
 
     LeRobotDataset = require_lerobot()
     import datasets
@@ -170,11 +188,17 @@ def export_demos(
         if not episodes:
             raise DatasetError(f"{path} holds no demonstrations to export")
         sources.append((Path(path), episodes))
+    worlds = {get_task(episodes[0].task).world for _, episodes in sources}
+    if len(worlds) > 1:
+        raise DatasetError(f"a dataset holds one world's tasks; these demos are of {sorted(worlds)}")
+    world = worlds.pop()
+    if video and world == "metaworld":
+        raise DatasetError("Meta-World exports are state only here (no OpenGL context to render a camera)")
     fps: dict[str, int] = {}
     for _, episodes in sources:
         task = episodes[0].task
         if task not in fps:
-            env = ManiSkillTaskEnv(task, control_mode=episodes[0].control_mode)
+            env = _task_env(task, episodes[0].control_mode)
             fps[task] = env.control_freq
             env.close()
     if len(set(fps.values())) != 1:
@@ -185,9 +209,9 @@ def export_demos(
     dataset = LeRobotDataset.create(
         repo_id or f"vla-razor/{out.name}",
         fps=next(iter(fps.values())),
-        features=features(image_size if video else None),
+        features=features(image_size if video else None, world),
         root=staging,
-        robot_type="panda",
+        robot_type=ROBOT_TYPES[world],
         use_videos=video,
         video_backend="pyav",
     )
@@ -199,9 +223,9 @@ def export_demos(
             env = None
             if video:
                 horizon = max(ep.length for ep in episodes) + 1
-                env = ManiSkillTaskEnv(
+                env = _task_env(
                     episodes[0].task,
-                    control_mode=episodes[0].control_mode,
+                    episodes[0].control_mode,
                     render_mode="rgb_array",
                     render_size=image_size,
                     max_episode_steps=horizon,
@@ -347,7 +371,9 @@ def load_lerobot_episodes(
     episodes = []
     for ep_index in np.unique(data["episode_index"]):
         rows = np.flatnonzero(data["episode_index"] == ep_index)
-        spec = by_index[int(data["task_index"][rows[0]])]
+        meta = sidecar[int(ep_index)] if sidecar is not None and int(ep_index) < len(sidecar) else {}
+        # the sidecar names the task where two tasks share a task string (Meta-World's push and push-back)
+        spec = get_task(meta["task"]) if "task" in meta else by_index[int(data["task_index"][rows[0]])]
         obs = {}
         for canonical in ("proprio", "state"):
             width = _WIDTHS[canonical]
@@ -367,7 +393,6 @@ def load_lerobot_episodes(
         # T frames, T actions: the last frame's observation stands in for the final one.
         obs = {k: np.concatenate([v, v[-1:]]) for k, v in obs.items()}
         raw = data[mapping["action"]][rows].astype(np.float32)
-        meta = sidecar[int(ep_index)] if sidecar is not None and int(ep_index) < len(sidecar) else {}
         episodes.append(
             DemoEpisode(
                 task=spec.name,
