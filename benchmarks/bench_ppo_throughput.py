@@ -15,7 +15,7 @@ Prints JSON with, per mode, ``ppo_over_raw`` (against one raw process) and ``ppo
 the raw rates measured between repeats; the JSON then holds each repeat's ratios and their medians.
 
     .venv/bin/python benchmarks/bench_ppo_throughput.py [--base runs/base/policy] [--iterations 6]
-        [--repeats 3]
+        [--repeats 3] [--suite mt10]
 """
 
 from __future__ import annotations
@@ -97,6 +97,9 @@ def main() -> None:
     parser.add_argument(
         "--base", default="runs/base/policy", help="base policy (a fresh flow policy when missing)"
     )
+    parser.add_argument(
+        "--suite", default="default", help="the suite whose new task is stepped (mt10: Meta-World)"
+    )
     parser.add_argument("--iterations", type=int, default=6)
     parser.add_argument("--num-envs", type=int, default=16)
     parser.add_argument("--num-decisions", type=int, default=16)
@@ -118,13 +121,15 @@ def main() -> None:
     from vla_razor.policies import make_policy
     from vla_razor.rl.ppo import PPOConfig, train
 
-    task = load_suite("default").new_task
+    suite = load_suite(args.suite)
+    task = suite.new_task
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(args.base)
         if not (base / "config.json").exists():
             base = Path(tmp) / "fresh"
             make_policy(
-                "flow", {"chunk_size": 8, "num_steps": 5, "hidden": 128, "num_layers": 2}
+                "flow",
+                {"chunk_size": 8, "num_steps": 5, "hidden": 128, "num_layers": 2, "world": suite.world},
             ).save_pretrained(base)
         chunk = 8
         parallel = sorted({1} | {max(w, 1) for w in args.workers})
@@ -158,6 +163,7 @@ def main() -> None:
                     critic_warmup_iterations=1,
                     checkpoint_every=1000,
                     rollout_workers=workers,
+                    suite=suite.name,
                 )
                 with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON
                     train(cfg)

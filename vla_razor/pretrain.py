@@ -98,6 +98,8 @@ def _suite_episodes(cfg: PretrainConfig, suite) -> dict[str, list]:
         out = {}
         for task in suite.tasks:
             wanted = cfg.new_demos if task == suite.new_task else cfg.prior_demos
+            if not wanted:  # new_demos=0: the base never sees the new task (zero-shot)
+                continue
             index = generate_demos(task, wanted, out_dir=cfg.demo_dir, seed=cfg.seed, progress=True)
             out[task] = load_demos(index.path, successful_only=True)
         return out
@@ -143,13 +145,13 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     from vla_razor.policies.factory import make_policy
 
     suite = load_suite(cfg.suite)
-    loop = TrainingLoop(cfg, cfg.name, resume=True)
-    run = loop.run
     if cfg.policy.get("world", suite.world) != suite.world:
         raise ConfigError(
             f"policy.world={cfg.policy['world']!r} but suite {suite.name} is a {suite.world} suite: leave "
             "policy.world out (it follows the suite)"
         )
+    loop = TrainingLoop(cfg, cfg.name, resume=True)
+    run = loop.run
     policy = make_policy(cfg.family, {**cfg.policy, "world": suite.world})
     data = load_dataset(cfg, suite, policy.config.chunk_size)
     policy.set_normalization(data.obs, data.actions)

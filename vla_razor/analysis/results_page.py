@@ -127,7 +127,7 @@ def claims(track: Track, analysis: dict, points: list[dict], teacher: str | None
                 f"{_points(boot['estimate'])} points",
                 "none",
                 f"{rl} / {sft}",
-                f"no interval: {boot['note']}",
+                boot["note"] if boot["note"].startswith("no interval") else f"no interval: {boot['note']}",
             )
     fits, ranks = run_level.get("fits") or {}, run_level.get("rank_probabilities") or {}
     if ranks:
