@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from importlib.metadata import version
 
 import gymnasium as gym
 import numpy as np
@@ -72,8 +73,6 @@ def canonicalize(raw: np.ndarray, task: str) -> dict[str, np.ndarray]:
 
 
 def metaworld_version() -> str:
-    from importlib.metadata import version
-
     return f"metaworld {version('metaworld')}"
 
 

@@ -165,7 +165,7 @@ CASES = [
     ),
     ("config-nan-word", lambda b, t: [*PPO, "lr=nan"], r"key 'lr' expects float, got str 'nan'"),
     ("config-below-range", lambda b, t: [*PPO, "num_envs=0"], r"key 'num_envs' must be >= 1, got 0"),
-    ("config-above-range", lambda b, t: [*PPO, "gamma=1.5"], r"key 'gamma' must be >= 0 and <= 1, got 1.5"),
+    ("config-above-range", lambda b, t: [*PPO, "gamma=1.5"], r"key 'gamma' must be > 0 and <= 1, got 1.5"),
     ("config-nested-range", lambda b, t: [*PPO, "kl_penalty.coef=-1"], r"'kl_penalty.coef' must be >= 0"),
     ("config-wrong-type", lambda b, t: ["pretrain", "--smoke", "steps=abc"], r"key 'steps' expects int"),
     (
@@ -181,7 +181,11 @@ CASES = [
     ),
     ("config-llm-range", lambda b, t: ["llm", "pretrain", "steps=0"], r"'steps' must be >= 1"),
     ("config-razor-range", lambda b, t: ["razor", "workers=0"], r"'workers' must be >= 1"),
-    ("config-device", lambda b, t: [*PPO, "device=tpu"], r"device must be 'cpu', 'cuda' or 'cuda:N'"),
+    (
+        "config-device",
+        lambda b, t: [*PPO, "device=tpu"],
+        r"key 'device' must be 'cpu', 'cuda', 'cuda:N' or 'auto', got 'tpu'",
+    ),
     (
         "config-gpu-sim-on-cpu",
         lambda b, t: [*PPO, "sim_backend=gpu"],

@@ -228,12 +228,12 @@ def test_async_process_pool_matches_in_process_env():
 def test_bad_input_errors_are_clear():
     with pytest.raises(
         UnknownTaskError,
-        match=r"unknown task 'PickCub'\. Did you mean PickCube.*Known tasks: PickCube, PushCube",
+        match=r"unknown task 'PickCub'\. Did you mean PickCube.*Known tasks: ManiSkill PickCube, PushCube",
     ):
         get_task("PickCub")
     with pytest.raises(UnknownTaskError, match="needs downloaded assets"):
         get_task("PickSingleYCB-v1")
-    with pytest.raises(ConfigError, match=r"unknown suite 'nope'; known suites: default, smoke"):
+    with pytest.raises(ConfigError, match=r"unknown suite 'nope'; known suites: cw10, default, metaworld, metaworld-smoke, mt10, smoke"):
         load_suite("nope")
     assert resolve_tasks(["PickCube-v1", "smoke"]) == ["PickCube", "PushCube", "PickCube"]
     env = make_vec_env("PushCube", num_envs=1, backend="cpu")
