@@ -52,8 +52,9 @@ def import_metaworld():
     return metaworld
 
 
-def canonicalize(raw: np.ndarray, task: str) -> dict[str, np.ndarray]:
-    """Meta-World observations ``[..., 39]`` -> the canonical arrays (float32), for one task."""
+def canonicalize(raw: np.ndarray, task_id: int) -> dict[str, np.ndarray]:
+    """Meta-World observations ``[..., 39]`` of the task with id ``task_id`` (:func:`task_index`) -> the
+    canonical arrays (float32)."""
     raw = np.asarray(raw, dtype=np.float32)
     if raw.shape[-1] != RAW_DIM:
         raise ValueError(f"a Meta-World observation has {RAW_DIM} entries, got shape {raw.shape}")
@@ -68,7 +69,7 @@ def canonicalize(raw: np.ndarray, task: str) -> dict[str, np.ndarray]:
         "proprio": proprio,
         "state": state,
         "state_mask": mask,
-        "task_id": np.full(lead, task_index(task), np.int64),
+        "task_id": np.full(lead, task_id, np.int64),
     }
 
 
@@ -148,8 +149,8 @@ class MetaWorldTaskEnv(gym.Env):
         return int(round(1.0 / (self._env.model.opt.timestep * self._env.frame_skip)))
 
     def _obs(self, raw: np.ndarray) -> dict:
-        out = canonicalize(raw, self.task.name)
-        out["task_id"] = self._task_id
+        out = canonicalize(raw, self._task_id)
+        out["task_id"] = self._task_id  # a plain int, as ManiSkill's envs give
         return out
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):

@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from vla_razor.atomic import atomic_path
+from vla_razor.errors import BadInputError
 
 from .maniskill import ManiSkillTaskEnv, ObsMode
 from .registry import get_task
@@ -105,6 +106,21 @@ def replay_policy(
     return act
 
 
+class VideoUnsupportedError(BadInputError):
+    """Videos of this task's world are not recorded here (the message says what to set instead)."""
+
+
+def require_video_support(task: str) -> None:
+    """Refuse, with a :class:`VideoUnsupportedError`, a task whose episodes :func:`record_episodes` cannot
+    film: it renders ManiSkill scenes; Meta-World's MuJoCo has no OpenGL context on a CPU machine here."""
+    spec = get_task(task)
+    if spec.world != "maniskill":
+        raise VideoUnsupportedError(
+            f"videos are recorded of ManiSkill tasks only; {spec.name} is a {spec.world} task: set "
+            "video_episodes=0 (and report_videos: false in a razor config)"
+        )
+
+
 def record_episodes(
     task: str,
     policy: Policy | Callable[[dict[str, np.ndarray], list[int]], np.ndarray],
@@ -128,6 +144,7 @@ def record_episodes(
     seeds = list(seed) if isinstance(seed, (list, tuple)) else [seed + i for i in range(num_episodes)]
     if len(seeds) != num_episodes:
         raise ValueError(f"got {len(seeds)} seeds for {num_episodes} episodes")
+    require_video_support(task)
     wants_ids = len(inspect.signature(policy).parameters) >= 2
     spec = get_task(task)
     envs = [

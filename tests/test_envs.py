@@ -233,7 +233,8 @@ def test_bad_input_errors_are_clear():
         get_task("PickCub")
     with pytest.raises(UnknownTaskError, match="needs downloaded assets"):
         get_task("PickSingleYCB-v1")
-    with pytest.raises(ConfigError, match=r"unknown suite 'nope'; known suites: cw10, default, metaworld, metaworld-smoke, mt10, smoke"):
+    known = "cw10, default, metaworld, metaworld-smoke, mt10, smoke"
+    with pytest.raises(ConfigError, match=rf"unknown suite 'nope'; known suites: {known}"):
         load_suite("nope")
     assert resolve_tasks(["PickCube-v1", "smoke"]) == ["PickCube", "PushCube", "PickCube"]
     env = make_vec_env("PushCube", num_envs=1, backend="cpu")

@@ -47,14 +47,14 @@ def test_resets_are_seeded_and_randomise_objects_and_goals():
 
 def test_the_canonical_layout_puts_each_meta_world_entry_where_the_docs_say():
     raw = np.arange(RAW_DIM, dtype=np.float32)[None]
-    out = canonicalize(raw, "reach-v3")
+    out = canonicalize(raw, task_index("reach-v3"))
     hand, previous_hand = list(range(0, 4)), list(range(18, 22))
     objects, previous_objects, goal = list(range(4, 18)), list(range(22, 36)), [36, 37, 38]
     assert out["proprio"][0, :8].tolist() == hand + previous_hand
     assert out["state"][0, :31].tolist() == objects + previous_objects + goal
     assert out["task_id"].tolist() == [task_index("reach-v3")]
     with pytest.raises(ValueError, match="39 entries"):
-        canonicalize(np.zeros((1, 38)), "reach-v3")
+        canonicalize(np.zeros((1, 38)), task_index("reach-v3"))
 
 
 def test_an_episode_ends_at_success_or_the_horizon():
@@ -142,3 +142,14 @@ def test_ppo_and_sft_on_a_meta_world_suite_track_the_kl_and_retention(tmp_path):
         final = json.loads((run / "eval" / "final.json").read_text())
         assert "window-open-v3" in json.dumps(final)  # retention measured on the prior task
         assert any("final/retention/window-open-v3" in r for r in records)
+
+
+def test_videos_of_a_meta_world_task_are_refused_with_a_named_error(tmp_path):
+    from vla_razor.envs.video import VideoUnsupportedError, record_episodes, require_video_support
+
+    require_video_support("PushCube")  # ManiSkill tasks are filmed
+    with pytest.raises(VideoUnsupportedError, match="set video_episodes=0"):
+        require_video_support("reach-v3")
+    with pytest.raises(VideoUnsupportedError, match="reach-v3 is a metaworld task"):
+        record_episodes("reach-v3", lambda obs: np.zeros((len(obs["task_id"]), 7)), tmp_path / "v.mp4", 1)
+    assert not (tmp_path / "v.mp4").exists()

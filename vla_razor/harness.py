@@ -69,6 +69,7 @@ class RobotFinetuneHarness(FinetuneHarness):
 
     def __init__(self, cfg, algo: str, resume: bool = False, data_parallel_ok: bool = False):
         from vla_razor.envs import get_task, load_suite
+        from vla_razor.envs.video import require_video_support
         from vla_razor.policies import ChainPolicy
 
         self.suite = load_suite(cfg.suite)
@@ -91,15 +92,8 @@ class RobotFinetuneHarness(FinetuneHarness):
         self.policy = ChainPolicy.from_pretrained(base_dir, device=self.device)
         for task in [self.task, *self.prior_tasks]:
             check_world(self.policy, task)
-        if (
-            get_task(self.task).world == "metaworld"
-            and cfg.video_episodes
-            and not os.environ.get("MUJOCO_GL")
-        ):
-            raise ConfigError(
-                "Meta-World renders videos through MuJoCo's OpenGL (MUJOCO_GL=egl on a GPU machine); on this "
-                "machine set video_episodes=0"
-            )
+        if cfg.video_episodes:  # before any training: a world without videos fails now, not at the end
+            require_video_support(self.task)
         if cfg.noise_level:
             set_noise_level(self.policy, cfg.noise_level)
         super().__init__(

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..metaworld import canonicalize as canonicalize_metaworld
 from ..observations import ACTION_DIM, canonicalize
-from ..registry import TaskSpec, get_task
+from ..registry import TaskSpec, get_task, task_index
 from .index import (
     CANONICAL_CONTROL_MODES,
     DEFAULT_CONTROL_MODE,
@@ -100,7 +100,7 @@ def _load_episode(
 ) -> DemoEpisode:
     raw = group["actions"][()]
     if spec.world == "metaworld":  # Meta-World's raw observations, one array
-        obs = canonicalize_metaworld(group["obs"][()], spec.name)
+        obs = canonicalize_metaworld(group["obs"][()], task_index(spec.name))
     else:
         obs = canonicalize(_read_group(group["obs"]), spec)
     steps = raw.shape[0]

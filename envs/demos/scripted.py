@@ -10,12 +10,11 @@ Meta-World's 4-D actions.
 
 from __future__ import annotations
 
-import json
 import warnings
 
 import numpy as np
 
-from vla_razor.atomic import atomic_write
+from vla_razor.atomic import write_json
 from vla_razor.progress import progress as progress_bar
 
 from ..metaworld import ACTION_WIDTH, CONTROL_MODE, MetaWorldTaskEnv, scripted_expert
@@ -85,7 +84,6 @@ def _scripted_round(spec: TaskSpec, seeds: range, need: int, staging, progress: 
         "source_desc": "Meta-World's scripted policy (metaworld.policies)",
         "episodes": episodes,
     }
-    with atomic_write(path.with_suffix(".json")) as out:
-        json.dump(meta, out, indent=1)
+    write_json(path.with_suffix(".json"), meta)
     rnd.h5 = path if episodes else None
     return rnd
