@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vla_razor.analysis.plan import SMOKE as RAZOR_SMOKE
 from vla_razor.analysis.render import TEMPLATES
 from vla_razor.atomic import atomic_write, write_json
 from vla_razor.config import Config, NonNegativeInt, PositiveInt, load_config, with_smoke
@@ -74,6 +75,23 @@ SMOKE = dict(
     pretrain={},
     razor={},
 )
+"""The ``--smoke`` main job of a ManiSkill config: every stage on two tasks, in minutes."""
+
+METAWORLD_SMOKE = {
+    **SMOKE,
+    "suite": "metaworld-smoke",
+    "video_episodes": 0,
+    "razor": {"report_videos": False, "common": {**RAZOR_SMOKE["common"], "video_episodes": 0}},
+}
+"""The ``--smoke`` main job of a Meta-World config: two Meta-World tasks, no video (Meta-World renders on a
+GPU machine only)."""
+
+
+def smoke_settings(config: QuickstartConfig) -> dict[str, Any]:
+    """The ``--smoke`` budget for ``config``'s world: a config's smoke run stays in its world."""
+    from vla_razor.envs import load_suite
+
+    return METAWORLD_SMOKE if load_suite(config.suite).world == "metaworld" else SMOKE
 
 
 def _overrides(values: dict[str, Any]) -> list[str]:
