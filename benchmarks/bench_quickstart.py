@@ -12,7 +12,7 @@ Measures, in one run:
 Prints JSON and writes it to ``--out`` (default ``runs/bench_quickstart/<UTC time>.json``); the clone is
 removed unless ``--keep``. docs/benchmarks.md has the figures and the command.
 
-    .venv/bin/python benchmarks/bench_quickstart.py [--smoke] [--keep]
+    .venv/bin/python benchmarks/bench_quickstart.py [--smoke] [--keep] [--config FILE]
 """
 
 from __future__ import annotations
@@ -92,6 +92,9 @@ def main() -> None:
     parser.add_argument(
         "--smoke", action="store_true", help="the --smoke main job (minutes): checks the script"
     )
+    parser.add_argument(
+        "--config", default="", help="the main job's config (default: its own, configs/quickstart.yaml)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the clone (its path is in the JSON)")
     parser.add_argument("--out", help="the JSON (default runs/bench_quickstart/<UTC time>.json)")
     parser.add_argument(
@@ -113,6 +116,7 @@ def main() -> None:
         "commit": commit.stdout.strip(),
         "uncommitted_changes_not_measured": bool(dirty.stdout.strip()),
         "smoke": args.smoke,
+        "config": args.config or "configs/quickstart.yaml",
         "clone": str(clone),
         "log": str(log),
         "cpus": os.cpu_count(),
@@ -123,6 +127,7 @@ def main() -> None:
     if code != 0:
         raise SystemExit(f"make setup failed (exit {code}): {log}")
     command = [str(clone / ".venv" / "bin" / "vla-razor"), "quickstart"] + (["--smoke"] if args.smoke else [])
+    command += ["--config", args.config] if args.config else []
     result["quickstart_s"], result["quickstart_exit"] = timed(command, clone, log)
     result["total_min"] = round((result["setup_s"] + result["quickstart_s"]) / 60, 1)
     name = "quickstart-smoke" if args.smoke else "quickstart"

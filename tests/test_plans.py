@@ -68,10 +68,10 @@ def test_every_shipped_sweep_plans_exactly_what_its_file_says(path):
     _check_plan(load_config(RazorConfig, path), raw)
 
 
-def test_the_quickstart_plans_its_own_four_runs_and_nothing_else():
-    config = load_config(QuickstartConfig, "configs/quickstart.yaml")
+def test_the_maniskill_quickstart_plans_its_own_four_runs_and_nothing_else():
+    config = load_config(QuickstartConfig, "configs/quickstart_maniskill.yaml")
     cfg = razor_config(config, Path(config.base), smoke=False)
-    raw = read_yaml(Path("configs/quickstart.yaml").read_text())["razor"]
+    raw = read_yaml(Path("configs/quickstart_maniskill.yaml").read_text())["razor"]
     specs = _check_plan(cfg, raw)
     assert [s.name for s in specs] == [
         "ppo-lr3e-05-seed0",
@@ -80,10 +80,30 @@ def test_the_quickstart_plans_its_own_four_runs_and_nothing_else():
         "sft-iterations40-lr3e-05-seed0",
     ]
     assert cfg.path == Path("runs/quickstart-razor") and not cfg.control_grid and not cfg.rl_extra_grids
+    assert cfg.suite == "default" and config.base == "checkpoints/quickstart-base/policy"
     ppo = run_config(specs[0])
     assert ppo.total_env_steps == 196608 and ppo.rollout_workers == 1 and ppo.eval_episodes == 20
     assert cfg.workers == 2 and cfg.targets == [0.5]
     assert [run_config(s).iterations for s in specs[1:]] == [4, 8, 40]
+
+
+def test_the_default_quickstart_plans_three_runs_a_method_on_meta_world():
+    """The main job's default: three seeds of PPO and of SFT on the metaworld suite, every evaluation with
+    validation episodes (the report picks checkpoints on them), one target above the base."""
+    config = load_config(QuickstartConfig, "configs/quickstart.yaml")
+    cfg = razor_config(config, Path(config.base), smoke=False)
+    raw = read_yaml(Path("configs/quickstart.yaml").read_text())["razor"]
+    specs = _check_plan(cfg, raw)
+    assert [s.name for s in specs] == [f"ppo-lr1e-05-seed{i}" for i in range(3)] + [
+        f"sft-lr3e-06-seed{i}" for i in range(3)
+    ]
+    assert cfg.suite == "metaworld" and config.base == "checkpoints/metaworld-base/policy"
+    assert cfg.path == Path("runs/quickstart-razor") and not cfg.control_grid and not cfg.rl_extra_grids
+    configs = [run_config(s) for s in specs]
+    assert all(c.validation_episodes == 20 and c.video_episodes == 0 for c in configs)
+    assert [c.seed for c in configs] == [0, 1, 2, 0, 1, 2]
+    assert configs[0].total_env_steps == 65536 and configs[0].rollout_workers == 0
+    assert cfg.workers == 1 and cfg.targets == [0.7] and not cfg.report_videos
 
 
 def test_the_quickstart_reads_no_other_sweep_config(tmp_path, monkeypatch):

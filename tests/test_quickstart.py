@@ -1,5 +1,5 @@
 """The main job end to end on its --smoke size, through the real CLI: demos, base, sweep, report,
-and the report opened in headless Chromium."""
+and the report opened in headless Chromium; the ManiSkill config and the default (Meta-World) one."""
 
 import json
 import os
@@ -19,10 +19,12 @@ pytestmark = pytest.mark.slow  # end-to-end: the main job through the CLI
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-    """``vla-razor quickstart --smoke`` as a user runs it: in a fresh clone-like copy of this checkout, with
-    its defaults (runs under the copy's ``runs/``), the copy's code first on the path."""
+    """``vla-razor quickstart --config configs/quickstart_maniskill.yaml --smoke`` as a user runs it: in a
+    fresh clone-like copy of this checkout, with its defaults (runs under the copy's ``runs/``), the copy's
+    code first on the path."""
     clone = clone_like(tmp_path_factory.mktemp("clone"))
     command = [sys.executable, "-m", "vla_razor.cli", "quickstart", "--smoke"]
+    command += ["--config", "configs/quickstart_maniskill.yaml"]
     env = {**os.environ, "PYTHONPATH": str(clone)}
 
     def run():
@@ -164,8 +166,48 @@ def test_quickstart_config_errors_name_the_key(capsys):
     assert "unknown key 'demos_per_tsk'" in err and "did you mean 'demos_per_task'" in err
 
 
-def test_shipped_base_checkpoint_loads_and_matches_its_success_table():
-    """The base the quickstart ships: its format, its provenance and the band its success table claims."""
+def test_the_default_main_job_runs_on_meta_world(tmp_path_factory):
+    """``vla-razor quickstart --smoke`` with the default config stays in Meta-World: scripted demos of its
+    two smoke tasks, a base, two PPO and two SFT runs, the report, no video, no tracked file changed."""
+    clone = clone_like(tmp_path_factory.mktemp("clone"))
+    env = {**os.environ, "PYTHONPATH": str(clone)}
+    done = subprocess.run(
+        [sys.executable, "-m", "vla_razor.cli", "quickstart", "--smoke"],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run_path = clone / "runs" / "quickstart-smoke"
+    rows = json.loads((run_path / "eval" / "demos.json").read_text())
+    assert [(r["task"], r["role"]) for r in rows] == [("window-open-v3", "prior"), ("window-close-v3", "new")]
+    assert all(r["demos"] == 2 and r["video"] is None for r in rows)
+    assert "suite: metaworld-smoke" in (run_path / "config.yaml").read_text()
+    sweep = clone / "runs" / "quickstart-smoke-razor"
+    plan = json.loads((sweep / "plan.json").read_text())
+    assert sorted(r["method"] for r in plan["runs"]) == ["rl", "rl", "sft", "sft"]
+    points = json.loads((sweep / "report" / "points.json").read_text())
+    assert {p["method"] for p in points} >= {"rl", "sft"}
+    assert all(p["kl/forward"] >= 0 for p in points if p["method"] in ("rl", "sft"))
+    assert not list(run_path.rglob("*.mp4")) and not list(sweep.rglob("*.mp4"))
+    summary = (run_path / "summary.md").read_text()
+    assert "suite `metaworld-smoke`" in summary and "RL's Razor report" in summary
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True)
+    assert status.returncode == 0 and status.stdout == "", status.stdout
+
+
+SHIPPED = [
+    # (main-job config, shipped directory, suite, new-task success band)
+    ("configs/quickstart_maniskill.yaml", "quickstart-base", "default", (0.2, 0.6)),
+    ("configs/quickstart.yaml", "metaworld-base", "metaworld", (0.4, 0.8)),
+]
+
+
+@pytest.mark.parametrize("config, ship, suite, band", SHIPPED, ids=[s[1] for s in SHIPPED])
+def test_shipped_base_checkpoint_loads_and_matches_its_success_table(config, ship, suite, band):
+    """A base a main job ships: its format, its provenance and the band its success table claims."""
     import math
     from pathlib import Path
 
@@ -175,19 +217,21 @@ def test_shipped_base_checkpoint_loads_and_matches_its_success_table():
     from vla_razor.policies import ChainPolicy
 
     root = Path(__file__).resolve().parents[1]
-    ship = root / "checkpoints" / "quickstart-base"
-    quickstart = yaml.safe_load((root / "configs" / "quickstart.yaml").read_text())
+    ship = root / "checkpoints" / ship
+    quickstart = yaml.safe_load((root / config).read_text())
     assert (root / quickstart["base"]) == ship / "policy" and quickstart["retrain_base"] is False
+    assert quickstart["suite"] == suite
     policy = ChainPolicy.from_pretrained(ship / "policy")
     assert policy.family == "flow" and policy.config.chunk_size == 8 and policy.config.num_steps == 5
+    assert policy.config.world == ("metaworld" if suite == "metaworld" else "maniskill")
     assert all(torch.isfinite(t).all() for t in policy.state_dict().values())
     # --retrain-base reproduces it: the quickstart's pretrain overrides are the shipped run's settings
     shipped = yaml.safe_load((ship / "config.yaml").read_text())
     assert {k: shipped[k] for k in quickstart["pretrain"]} == quickstart["pretrain"]
     table = json.loads((ship / "success.json").read_text())
-    assert table["suite"] == shipped["suite"] == "default" and table["episodes_per_task"] == 50
+    assert table["suite"] == shipped["suite"] == suite and table["episodes_per_task"] == 50
     rates = {t: v["successes"] / v["episodes"] for t, v in table["tasks"].items()}
     priors = [rates[t] for t, v in table["tasks"].items() if v["role"] == "prior"]
     new = [rates[t] for t, v in table["tasks"].items() if v["role"] == "new"]
-    assert sum(priors) / len(priors) >= 0.5 and len(new) == 1 and 0.2 <= new[0] <= 0.6
+    assert sum(priors) / len(priors) >= 0.5 and len(new) == 1 and band[0] <= new[0] <= band[1]
     assert not math.isnan(sum(rates.values()))

@@ -42,6 +42,11 @@ TRACKS = (
         "vla-razor razor --config configs/razor.yaml --archive docs/results/razor-robot",
     ),
     Track(
+        "razor-metaworld",
+        "Robot: flow policies on Meta-World (MT10 as prior tasks)",
+        "vla-razor razor --config configs/razor_metaworld.yaml --archive docs/results/razor-metaworld",
+    ),
+    Track(
         "razor-lerobot",
         "LeRobot: a DiffusionPolicy trained by LeRobot, fine-tuned here",
         ".venv-lerobot/bin/vla-razor razor --config configs/razor_lerobot.yaml --archive "
