@@ -99,3 +99,34 @@ def test_finished_episodes_are_not_stepped_and_the_evaluation_is_unchanged(monke
         assert info["chunk_steps"][0] == 4 and not (terminated[1] or truncated[1])
     finally:
         env.close()
+
+
+def test_periodic_evaluations_of_an_eleven_task_suite_build_each_env_once(monkeypatch):
+    """A periodic evaluation visits every task of the suite in turn; the kept envs cover Meta-World's
+    11-task suite, so a second evaluation builds no env (a pool smaller than the suite rebuilds them all)."""
+    import vla_razor.envs as envs
+    from vla_razor.envs import load_suite
+
+    suite = load_suite("metaworld")
+    policy = make_policy("flow", {**TINY, "world": "metaworld"}, embed_language=False)
+    make = envs.make_vec_env
+    built = []
+    monkeypatch.setattr(envs, "make_vec_env", lambda task, **kw: built.append(task) or make(task, **kw))
+
+    def periodic():
+        for task in suite.tasks:
+            evaluate_task(policy, task, 1, seed=0, max_episode_steps=8)
+
+    close_evaluation_envs()
+    try:
+        periodic()
+        periodic()
+        assert sorted(built) == sorted(suite.tasks)
+        monkeypatch.setattr(evaluation, "MAX_EVAL_ENVS", len(suite.tasks) - 1)
+        close_evaluation_envs()
+        built.clear()
+        periodic()
+        periodic()
+        assert len(built) == 2 * len(suite.tasks)  # what a pool smaller than the suite costs
+    finally:
+        close_evaluation_envs()

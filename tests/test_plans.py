@@ -94,14 +94,14 @@ def test_the_default_quickstart_plans_three_runs_a_method_on_meta_world():
     cfg = razor_config(config, Path(config.base), smoke=False)
     raw = read_yaml(Path("configs/quickstart.yaml").read_text())["razor"]
     specs = _check_plan(cfg, raw)
-    assert [s.name for s in specs] == [f"ppo-lr1e-05-seed{i}" for i in range(3)] + [
-        f"sft-lr3e-06-seed{i}" for i in range(3)
+    assert [s.name for s in specs] == [
+        name for i in range(3) for name in (f"ppo-lr1e-05-seed{i}", f"sft-lr3e-06-seed{i}")
     ]
     assert cfg.suite == "metaworld" and config.base == "checkpoints/metaworld-base/policy"
     assert cfg.path == Path("runs/quickstart-razor") and not cfg.control_grid and not cfg.rl_extra_grids
     configs = [run_config(s) for s in specs]
     assert all(c.validation_episodes == 20 and c.video_episodes == 0 for c in configs)
-    assert [c.seed for c in configs] == [0, 1, 2, 0, 1, 2]
+    assert [c.seed for c in configs] == [0, 0, 1, 1, 2, 2]
     assert configs[0].total_env_steps == 65536 and configs[0].rollout_workers == 0
     assert cfg.workers == 1 and cfg.targets == [0.7] and not cfg.report_videos
 

@@ -56,8 +56,11 @@ _EVAL_ENVS: OrderedDict[tuple, object] = OrderedDict()
 last. ManiSkill does not give back all of a closed scene's memory (a few MB per sub-env), so a training run
 that built new envs at every periodic evaluation grew by about 160 MB an evaluation and slowed down; reset
 with the evaluation's seeds, a kept env starts the very episodes a new one would (tested)."""
-MAX_EVAL_ENVS = 8
-"""How many evaluation envs stay alive at most (the least recently used is closed first)."""
+MAX_EVAL_ENVS = 24
+"""How many evaluation envs stay alive at most (the least recently used is closed first). A periodic
+evaluation visits every suite task in turn, so a cap below the suite's task count closes exactly the env the
+next task needs and rebuilds them all every time: 24 holds an 11-task Meta-World suite at two episode counts
+(benchmarks/bench_suite_eval.py)."""
 
 
 def _evaluation_env(
