@@ -103,7 +103,7 @@ def test_the_default_quickstart_plans_three_runs_a_method_on_meta_world():
     assert all(c.validation_episodes == 20 and c.video_episodes == 0 for c in configs)
     assert [c.seed for c in configs] == [0, 0, 1, 1, 2, 2]
     assert configs[0].total_env_steps == 65536 and configs[0].rollout_workers == 0
-    assert cfg.workers == 1 and cfg.targets == [0.7] and not cfg.report_videos
+    assert cfg.workers == 1 and cfg.targets == [0.6] and not cfg.report_videos
 
 
 def test_the_quickstart_reads_no_other_sweep_config(tmp_path, monkeypatch):
