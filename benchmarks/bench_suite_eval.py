@@ -15,17 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
-from pathlib import Path
 
 import torch
-
-
-def rss_mb() -> int:
-    return (
-        int(Path(f"/proc/{os.getpid()}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 2**20
-    )
+from bench_eval_envs import rss_mb  # this script's folder is first on the path
 
 
 def main() -> None:
