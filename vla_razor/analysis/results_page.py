@@ -43,7 +43,7 @@ TRACKS = (
     ),
     Track(
         "razor-metaworld",
-        "Robot: flow policies on Meta-World (MT10 as prior tasks)",
+        "Meta-World: flow policies, MT10 as the prior tasks",
         "vla-razor razor --config configs/razor_metaworld.yaml --archive docs/results/razor-metaworld",
     ),
     Track(
