@@ -39,8 +39,8 @@ def test_a_kept_evaluation_env_runs_the_episodes_of_a_new_one(monkeypatch):
         assert again_rate == fresh_rate and _same(fresh, again)
         _, other = _run(policy, seed=11)
         assert not _same(fresh, other)  # the observations compared do tell episodes apart
-        # the pool is bounded: the least recently used env is closed and dropped
-        monkeypatch.setattr(evaluation, "MAX_EVAL_ENVS", 1)
+        # the pool is bounded in sub-envs: the least recently used env is closed and dropped
+        monkeypatch.setattr(evaluation, "MAX_EVAL_SUB_ENVS", 3)
         _run(policy, task="PushCube")
         assert len(evaluation._EVAL_ENVS) == 1 and kept not in evaluation._EVAL_ENVS.values()
         # an evaluation that fails mid-episode drops its env: the next one starts from a new env
@@ -122,11 +122,34 @@ def test_periodic_evaluations_of_an_eleven_task_suite_build_each_env_once(monkey
         periodic()
         periodic()
         assert sorted(built) == sorted(suite.tasks)
-        monkeypatch.setattr(evaluation, "MAX_EVAL_ENVS", len(suite.tasks) - 1)
+        monkeypatch.setattr(evaluation, "MAX_EVAL_SUB_ENVS", len(suite.tasks) - 1)
         close_evaluation_envs()
         built.clear()
         periodic()
         periodic()
         assert len(built) == 2 * len(suite.tasks)  # what a pool smaller than the suite costs
+    finally:
+        close_evaluation_envs()
+
+
+def test_the_kept_envs_are_bounded_in_sub_envs_and_the_env_in_use_is_kept(monkeypatch):
+    """The budget counts sub-envs (their memory), least recently used first out; an env larger than the
+    whole budget still runs, alone."""
+    policy = make_policy("flow", {**TINY, "world": "metaworld"}, embed_language=False)
+    monkeypatch.setattr(evaluation, "MAX_EVAL_SUB_ENVS", 5)
+
+    def kept():
+        return [(key[0], key[1]) for key in evaluation._EVAL_ENVS]
+
+    close_evaluation_envs()
+    try:
+        for task in ("reach-v3", "push-v3"):
+            evaluate_task(policy, task, 2, seed=0, max_episode_steps=8)
+        assert kept() == [("reach-v3", 2), ("push-v3", 2)]
+        evaluate_task(policy, "reach-v3", 2, seed=0, max_episode_steps=8)  # used again: most recent
+        evaluate_task(policy, "pick-place-v3", 2, seed=0, max_episode_steps=8)
+        assert kept() == [("reach-v3", 2), ("pick-place-v3", 2)]
+        evaluate_task(policy, "door-open-v3", 8, seed=0, max_episode_steps=8)
+        assert kept() == [("door-open-v3", 8)]
     finally:
         close_evaluation_envs()

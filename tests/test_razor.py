@@ -293,10 +293,14 @@ def test_sweep_fans_runs_out_as_ray_tasks_and_reports(smoke_base, tmp_path):
         (sweep / "report" / "points.json").read_text()
     )
     before = json.loads((sweep / "report" / "points.json").read_text())
+    archived_plan = (tmp_path / "archive" / "plan.json").read_bytes()
     shutil.rmtree(sweep)
-    again = subprocess.run(cmd + ["--report-only"], capture_output=True, text=True, timeout=900)
+    # rebuilt elsewhere (another runs_dir): the archive's plan stays as the sweep wrote it
+    elsewhere = [f"runs_dir={tmp_path}/elsewhere" if a.startswith("runs_dir=") else a for a in cmd]
+    again = subprocess.run(elsewhere + ["--report-only"], capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
-    after = json.loads((sweep / "report" / "points.json").read_text())
+    assert (tmp_path / "archive" / "plan.json").read_bytes() == archived_plan
+    after = json.loads((tmp_path / "elsewhere" / "razor-smoke" / "report" / "points.json").read_text())
     assert [(p["run"], p["tag"]) for p in after] == [(p["run"], p["tag"]) for p in before]
     for a, b in zip(after, before):
         assert a["kl/forward"] == b["kl/forward"] and a["new_task_success"] == b["new_task_success"]

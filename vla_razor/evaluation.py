@@ -56,10 +56,14 @@ _EVAL_ENVS: OrderedDict[tuple, object] = OrderedDict()
 last. ManiSkill does not give back all of a closed scene's memory (a few MB per sub-env), so a training run
 that built new envs at every periodic evaluation grew by about 160 MB an evaluation and slowed down; reset
 with the evaluation's seeds, a kept env starts the very episodes a new one would (tested)."""
-MAX_EVAL_ENVS = 24
-"""How many evaluation envs stay alive at most (the least recently used is closed first). A periodic
-evaluation visits every suite task in turn, so a cap below the suite's task count closes exactly the env the
-next task needs and rebuilds them all every time: 24 holds an 11-task Meta-World suite at two episode counts
+MAX_EVAL_SUB_ENVS = 256
+"""How many evaluation sub-envs (episodes played at once, summed over the kept envs) stay alive at most; the
+least recently used env is closed first, and the env in use is always kept. The budget is in sub-envs
+because their memory is: a Meta-World sub-env holds about 25 MB, so a final evaluation of 50 episodes on each
+of 11 tasks kept 550 of them (10 GB) under a cap on the number of envs. A periodic evaluation visits every
+suite task in turn, so a budget below one evaluation's sub-envs closes exactly the env the next task needs
+and rebuilds them all every time: 256 holds an 11-task Meta-World suite's periodic evaluation (20 test and
+validation episodes of the new task, 3 of each prior task: 50 sub-envs) several times over
 (benchmarks/bench_suite_eval.py)."""
 
 
@@ -81,7 +85,7 @@ def _evaluation_env(
             **observations,
         )
     _EVAL_ENVS[key] = env
-    while len(_EVAL_ENVS) > MAX_EVAL_ENVS:
+    while len(_EVAL_ENVS) > 1 and sum(k[1] for k in _EVAL_ENVS) > MAX_EVAL_SUB_ENVS:
         _EVAL_ENVS.popitem(last=False)[1].close()
     return env
 

@@ -139,5 +139,16 @@ def razor(cfg: RazorConfig, report_only: bool = False, archive: str | Path | Non
             cfg, [RunSpec(**{**r, "overrides": tuple(r["overrides"])}) for r in plan["runs"]], archive
         ).archive_all()
         archive_report(report.parent, archive)
-        write_json(archive / "plan.json", plan)
+        if not (report_only and same_runs(archive / "plan.json", plan)):
+            write_json(archive / "plan.json", plan)
     return report
+
+
+def same_runs(plan_file: Path, plan: dict) -> bool:
+    """Whether ``plan_file`` exists and plans the runs ``plan`` does (by name). A report-only pass keeps such
+    an archived plan as the sweep wrote it: the pass's own runtime settings (its ``runs_dir``, ``threads``)
+    are not part of what the archive records."""
+    if not plan_file.is_file():
+        return False
+    archived = json.loads(plan_file.read_text())
+    return [r["name"] for r in archived.get("runs", [])] == [r["name"] for r in plan["runs"]]
