@@ -118,6 +118,41 @@ def test_a_policy_evaluated_on_another_world_gets_a_named_error():
     assert result.episodes == 2 and result.successes == 0  # 8 steps reach nothing
 
 
+FAMILY_BASES = [
+    ("metaworld-base", "flow"),
+    ("metaworld-base-diffusion", "diffusion"),
+    ("metaworld-base-gaussian", "gaussian"),
+]
+
+
+@pytest.mark.parametrize("ship, family", FAMILY_BASES, ids=[f for _, f in FAMILY_BASES])
+def test_every_family_has_a_shipped_meta_world_base_that_does_what_its_table_says(ship, family):
+    """Each family's base (checkpoints/<ship>/): its family and world, the pretrain config beside it, a
+    success table over the metaworld suite, and the weights at work: a prior task the table puts at 50 of
+    50 is solved again here."""
+    from pathlib import Path
+
+    import yaml
+
+    from vla_razor.evaluation import evaluate_task
+    from vla_razor.policies import ChainPolicy
+
+    ship = Path(__file__).resolve().parents[1] / "checkpoints" / ship
+    policy = ChainPolicy.from_pretrained(ship / "policy")
+    config = yaml.safe_load((ship / "config.yaml").read_text())
+    assert policy.family == config["family"] == family and policy.config.world == "metaworld"
+    assert config["suite"] == "metaworld" and config["new_demos"] == 0
+    assert all(getattr(policy.config, k) == v for k, v in config["policy"].items())
+    table = json.loads((ship / "success.json").read_text())
+    assert table["suite"] == "metaworld" and table["episodes_per_task"] == 50
+    roles = {t: v["role"] for t, v in table["tasks"].items()}
+    assert sorted(roles) == sorted(load_suite("metaworld").tasks) and list(roles.values()).count("new") == 1
+    solved = sorted(t for t, v in table["tasks"].items() if v["role"] == "prior" and v["successes"] == 50)
+    assert solved, "a base that solves no prior task every time"
+    result = evaluate_task(policy, solved[0], 4, seed=table["eval_seed"])
+    assert result.successes >= 3, (solved[0], result)
+
+
 def _cli(*args, timeout=900):
     done = subprocess.run(
         [sys.executable, "-m", "vla_razor.cli", *args], capture_output=True, text=True, timeout=timeout
