@@ -1,8 +1,9 @@
 """The main job as a new user runs it, timed: ``make quickstart`` in a fresh clone of this repository's HEAD.
 
 Measures, in one run:
-- the raw simulator's env-step rate on this machine (PullCube, state observations, random action chunks, one
-  process, one thread), before the main job and after it (a busy or slower machine shows here);
+- the raw simulator's env-step rate on this machine (the main job's new task, state observations, random
+  action chunks, one process, one thread), before the main job and after it (a busy or slower machine shows
+  here);
 - ``make setup`` (what ``make quickstart`` runs first) and ``vla-razor quickstart`` in the clone, each timed
   as a whole, then each stage (``runs/quickstart/eval/timings.json``) and each run of the sweep (its process's
   wall time, its periodic and final evaluations' time from its metrics);
@@ -26,13 +27,17 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
+from vla_razor.envs import load_suite
+
 ROOT = Path(__file__).resolve().parents[1]
 
 RAW_RATE = """
 import time, numpy as np, torch
 torch.set_num_threads(1)
 from vla_razor.envs import make_vec_env
-env = make_vec_env("PullCube", num_envs=16, backend="cpu", chunk_size=8)
+env = make_vec_env("{task}", num_envs=16, backend="cpu", chunk_size=8)
 env.reset(seed=0)
 rng, taken = np.random.default_rng(0), 0
 start = time.perf_counter()
@@ -43,10 +48,14 @@ print(taken / (time.perf_counter() - start))
 """
 
 
-def raw_rate(python: str, seconds: float) -> float:
-    """Env steps per second of the raw simulator (16 sub-envs, one process, one thread)."""
+def raw_rate(python: str, seconds: float, task: str) -> float:
+    """Env steps per second of the raw simulator on ``task`` (16 sub-envs, one process, one thread)."""
     out = subprocess.run(
-        [python, "-c", RAW_RATE.format(seconds=seconds)], cwd=ROOT, capture_output=True, text=True, check=True
+        [python, "-c", RAW_RATE.format(seconds=seconds, task=task)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return round(float(out.stdout.strip().splitlines()[-1]), 1)
 
@@ -112,6 +121,8 @@ def main() -> None:
     clone = work / "vla-razor"
     subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(ROOT), str(clone)], check=True)
     log = out_file.with_suffix(".log")
+    config = yaml.safe_load((ROOT / (args.config or "configs/quickstart.yaml")).read_text())
+    task = load_suite(config["suite"]).new_task
     result = {
         "commit": commit.stdout.strip(),
         "uncommitted_changes_not_measured": bool(dirty.stdout.strip()),
@@ -120,7 +131,8 @@ def main() -> None:
         "clone": str(clone),
         "log": str(log),
         "cpus": os.cpu_count(),
-        "raw_env_steps_per_s_before": raw_rate(sys.executable, args.raw_seconds),
+        "raw_task": task,
+        "raw_env_steps_per_s_before": raw_rate(sys.executable, args.raw_seconds, task),
     }
     print(json.dumps(result), flush=True)
     result["setup_s"], code = timed(["make", "--no-print-directory", "setup"], clone, log)
@@ -139,7 +151,7 @@ def main() -> None:
     result["runs"] = run_times(sweep)
     status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True)
     result["git_status_after"] = status.stdout.splitlines()
-    result["raw_env_steps_per_s_after"] = raw_rate(sys.executable, args.raw_seconds)
+    result["raw_env_steps_per_s_after"] = raw_rate(sys.executable, args.raw_seconds, task)
     text = json.dumps(result, indent=1)
     out_file.write_text(text + "\n")
     print(text)
