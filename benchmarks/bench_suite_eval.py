@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=20, help="test (and validation) episodes, new task")
     parser.add_argument("--retention", type=int, default=3, help="episodes of each prior task")
     parser.add_argument("--evaluations", type=int, default=3)
+    parser.add_argument("--final", type=int, default=50, help="final-evaluation episodes per task (0: skip)")
     parser.add_argument(
         "--small-cap", type=int, default=40, help="a sub-env budget one evaluation does not fit in"
     )
