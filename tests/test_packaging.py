@@ -54,6 +54,7 @@ def test_the_cli_has_exactly_its_commands_and_each_has_help():
         "pretrain",
         "finetune",
         "eval",
+        "spread",
         "razor",
         "results",
         "llm",

@@ -164,6 +164,28 @@ def _add_eval(sub) -> None:
     p.set_defaults(handler="vla_razor.commands.eval:main")
 
 
+def _add_spread(sub) -> None:
+    p = sub.add_parser(
+        "spread",
+        help="whether RL has anything to reinforce: a policy's sampled outcomes per initial state of a task",
+    )
+    p.add_argument("policy", help="a policy directory (save_pretrained) or a run directory (its policy/)")
+    p.add_argument("--task", action="append", required=True, help="a task (repeat for several)")
+    p.add_argument("--states", type=int, default=8, help="initial states per task (default: 8)")
+    p.add_argument("--group-size", type=int, default=8, help="sampled episodes from each state (default: 8)")
+    p.add_argument(
+        "--seed", type=int, default=20_000, help="first state's reset seed and the sampling seed (20000)"
+    )
+    p.add_argument(
+        "--noise-level",
+        type=float,
+        help="a Flow-SDE policy's exploration noise (default: the one saved with the policy)",
+    )
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: 0, torch's own)")
+    p.add_argument("--out", help="also write the results as JSON here (default: print only)")
+    p.set_defaults(handler="vla_razor.commands.spread:main")
+
+
 def _add_razor(sub) -> None:
     p = sub.add_parser(
         "razor", help="sweep RL and SFT runs from a base policy, then the RL's Razor analysis and report"
@@ -225,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pretrain(sub)
     _add_finetune(sub)
     _add_eval(sub)
+    _add_spread(sub)
     _add_razor(sub)
     _add_results(sub)
     _add_llm(sub)
