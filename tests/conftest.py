@@ -60,3 +60,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
         if no_lerobot and "lerobot" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _module_leaves_no_process_state():
+    """After each test module: close the evaluation envs it kept alive in this process (up to
+    ``MAX_EVAL_SUB_ENVS`` sub-envs, ~25 MB each for Meta-World), and fail if it left Ray initialised here. A
+    leaked local Ray outlives the test that started it; when something later stops it (another test's
+    Ray head going down, `ray stop`), Ray's driver thread ends this whole process with exit code 1 and no
+    pytest summary."""
+    yield
+    from vla_razor.evaluation import close_evaluation_envs
+
+    close_evaluation_envs()
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+        pytest.fail("this test module left Ray initialised in the test process")

@@ -151,6 +151,8 @@ def test_a_dead_or_hung_worker_stops_the_run_with_a_named_error_in_bounded_time(
         assert not _alive(pid)  # the hung worker was stopped, not left behind
     finally:
         rollouts.close()
+    rollouts.close()  # again: nothing to do, and no Ray call (one would start a new local Ray here)
+    assert not rollouts._ray.is_initialized()
 
 
 def test_ppo_with_two_rollout_workers_runs_end_to_end(smoke_base, tmp_path):
@@ -191,8 +193,10 @@ def test_rollout_actors_join_a_ray_cluster_at_its_address():
     ``ray_address`` and the rollouts come back as with a local Ray."""
     import os
     import shutil
+    import signal
     import socket
     import tempfile
+    import time
     from pathlib import Path
 
     ray_cli = Path(sys.executable).parent / "ray"
@@ -206,9 +210,12 @@ def test_rollout_actors_join_a_ray_cluster_at_its_address():
     cluster = {"RAY_TMPDIR": ray_tmp, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     env = {**os.environ, **cluster}
     start = [str(ray_cli), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false"]
-    start.append("--disable-usage-stats")
-    started = subprocess.run(start, capture_output=True, text=True, timeout=180, env=env)
-    assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
+    start += ["--disable-usage-stats", "--block"]
+    # In a process group of its own, stopped by signalling that group: `ray stop` would stop every Ray on
+    # the machine (a sweep's, another test's), and a driver whose Ray is stopped under it exits its process.
+    log = Path(ray_tmp) / "head.log"
+    with open(log, "w") as out:
+        head = subprocess.Popen(start, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     # The learner is a fresh process, as on a cluster (a driver that ran a local Ray before keeps its state).
     driver = f"""
 import ray, torch
@@ -230,12 +237,22 @@ assert torch.allclose(_log_probs_under(policy, rollout), rollout.flat_log_probs(
 print("rollout from the cluster at", address)
 """
     try:
+        deadline = time.monotonic() + 180
+        while "Ray runtime started" not in log.read_text() and head.poll() is None:
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        assert "Ray runtime started" in log.read_text(), log.read_text()[-3000:]
         done = subprocess.run(
             [sys.executable, "-c", driver], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT
         )
         assert done.returncode == 0 and "rollout from the cluster" in done.stdout, done.stderr[-3000:]
     finally:
-        subprocess.run([str(ray_cli), "stop", "--force"], capture_output=True, timeout=120, env=env)
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 

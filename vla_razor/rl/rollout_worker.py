@@ -256,6 +256,8 @@ class _RayWorker:
         return payload
 
     def close(self) -> None:
+        if not self.ray.is_initialized():  # the session ended, and took the actor; a call would start a Ray
+            return
         try:
             self.ray.kill(self.actor)
         except Exception:  # noqa: BLE001 - already gone with its node or the session
@@ -318,7 +320,10 @@ class OverlappedRollouts:
         return rollout
 
     def close(self) -> None:
-        for worker in self._workers:
+        """Stop the actors and the Ray session this object started; a second call does nothing (a Ray call
+        after the session's end would start a new local Ray that outlives this object)."""
+        workers, self._workers = self._workers, []
+        for worker in workers:
             worker.close()
         if self._ray_session is not None:
             session, self._ray_session = self._ray_session, None
