@@ -74,6 +74,11 @@ def test_claims_follow_their_intervals_and_say_what_they_rest_on():
     )
     assert out[0]["command"].endswith("--archive docs/results/razor-robot --report-only")
     assert out[4]["estimate"] == "P(rank 1) = 30%" and "update density" in out[4]["verdict"].lower()
+    leads = {"run_level": {**analysis["run_level"], "rank_probabilities": {"kl/forward": [0.48, 0.5]}}}
+    verdict = claims(TRACKS[0], leads, [])[4]["verdict"]
+    assert verdict == "not shown: forward KL leads but is first in only 48% of resamples (bar: 95%)"
+    sure = {"run_level": {**analysis["run_level"], "rank_probabilities": {"kl/forward": [0.96, 0.04]}}}
+    assert claims(TRACKS[0], sure, [])[4]["verdict"] == "shown"
     welch = {"interval": [-0.1, 0.5]}
     wide = _row(0.5, 3, 3, [0.02, 0.2])
     wide["sft_minus_rl"]["welch"] = welch

@@ -65,6 +65,17 @@ def _points(value: float) -> str:
     return f"{value * 100:+.1f}"
 
 
+def _rank_verdict(best: str, p_best: float, bar: float = 0.95) -> str:
+    """The verdict on "forward KL predicts best": shown when it ranks first in at least ``bar`` of the
+    bootstrap resamples; otherwise which predictor leads, and by how much."""
+    if best != "kl/forward":
+        label = PREDICTOR_LABELS.get(best, best)
+        return f"not shown: first most often is {label} ({p_best:.0%} of resamples)"
+    if p_best >= bar:
+        return "shown"
+    return f"not shown: forward KL leads but is first in only {p_best:.0%} of resamples (bar: {bar:.0%})"
+
+
 def _verdict(low: float, high: float) -> str:
     return "shown" if low > 0 else "reversed" if high < 0 else "not shown (the interval holds 0)"
 
@@ -149,10 +160,7 @@ def claims(track: Track, analysis: dict, points: list[dict], teacher: str | None
             f"P(rank 1) = {p_first:.0%}",
             interval,
             runs,
-            "shown"
-            if best == "kl/forward" and p_first >= 0.95
-            else f"not shown: first most often is "
-            f"{PREDICTOR_LABELS.get(best, best)} ({ranks[best][0]:.0%} of resamples)",
+            _rank_verdict(best, ranks[best][0]),
         )
     boot = analysis.get("frontier_bootstrap")
     if boot and "difference" in boot and "runs" in boot:
