@@ -66,7 +66,7 @@ def test_claims_follow_their_intervals_and_say_what_they_rest_on():
     assert [c["verdict"] for c in out[:4]] == [
         "shown",
         "not shown (the interval holds 0)",
-        "no interval: fewer than 3 runs",
+        "no interval: RL has 2 runs (at least 3 per method)",
         "no comparison (an arm has no run there)",
     ]
     assert (

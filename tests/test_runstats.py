@@ -39,6 +39,8 @@ def test_welch_interval_is_the_closed_form():
     assert out["estimate"] == pytest.approx(d) and out["interval"] == pytest.approx([d - half, d + half])
     short = welch_interval(a[:2], b)
     assert short["interval"] is None and "first has 2 runs" in short["note"]
+    named = welch_interval(a[:2], b, names=("RL", "SFT"))
+    assert named["runs"] == {"RL": 2, "SFT": 5} and "RL has 2 runs" in named["note"]
 
 
 def test_hierarchical_bootstrap_covers_the_true_difference_and_matches_the_two_level_variance():
@@ -73,6 +75,8 @@ def test_an_arm_with_too_few_runs_gets_no_interval_and_says_so():
     out = hierarchical_bootstrap(_arm(rng, 2, 0.1, 0.05), _arm(rng, 5, 0.2, 0.05))
     assert out["interval"] is None and out["runs"] == {"first": 2, "second": 5}
     assert "first has 2 runs" in out["note"] and math.isfinite(out["estimate"])
+    named = hierarchical_bootstrap(_arm(rng, 5, 0.1, 0.05), _arm(rng, 1, 0.2, 0.05), names=("RL", "SFT"))
+    assert named["runs"] == {"RL": 5, "SFT": 1} and named["note"].startswith("no interval: SFT has 1 run (")
 
 
 def test_fit_over_runs_is_least_squares_r2_with_an_interval_over_runs():

@@ -165,9 +165,10 @@ def run_level(tuned: list[dict], prior_tasks: list[str], targets, tolerance: flo
         }
         if rl and sft:
             a, b = [_outcome(p, prior_tasks) for p in rl], [_outcome(p, prior_tasks) for p in sft]
+            names = METHOD_LABELS["rl"], METHOD_LABELS["sft"]
             row["sft_minus_rl"] = {
-                "bootstrap": hierarchical_bootstrap(a, b),
-                "welch": welch_interval([o.forgetting for o in a], [o.forgetting for o in b]),
+                "bootstrap": hierarchical_bootstrap(a, b, names=names),
+                "welch": welch_interval([o.forgetting for o in a], [o.forgetting for o in b], names=names),
             }
             sd = [float(np.std([o.forgetting for o in arm], ddof=1)) for arm in (a, b) if len(arm) >= 2]
             diff = row["sft_minus_rl"]["bootstrap"]["estimate"]

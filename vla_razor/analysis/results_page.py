@@ -21,7 +21,7 @@ from scipy import stats
 
 from .numbers import METHOD_LABELS, PREDICTOR_LABELS
 from .render import TEMPLATES
-from .runstats import MIN_RUNS
+from .runstats import MIN_RUNS, too_few_runs
 
 
 @dataclass(frozen=True)
@@ -138,13 +138,10 @@ def claims(track: Track, analysis: dict, points: list[dict], teacher: str | None
                 else "–",
             )
         else:
-            claim(
-                text,
-                f"{_points(boot['estimate'])} points",
-                "none",
-                f"{rl} / {sft}",
-                boot["note"] if boot["note"].startswith("no interval") else f"no interval: {boot['note']}",
-            )
+            note = boot["note"] if boot["note"].startswith("no interval") else f"no interval: {boot['note']}"
+            # the arms by name (archives written before the bootstrap named them say "first" / "second")
+            note = too_few_runs({METHOD_LABELS["rl"]: rl, METHOD_LABELS["sft"]: sft}) or note
+            claim(text, f"{_points(boot['estimate'])} points", "none", f"{rl} / {sft}", note)
     fits, ranks = run_level.get("fits") or {}, run_level.get("rank_probabilities") or {}
     if ranks:
         best = max(ranks, key=lambda n: ranks[n][0])

@@ -46,7 +46,9 @@ class RunOutcome:
         return float(np.mean(np.asarray(self.base_rates) - rates))
 
 
-def _too_few(runs: dict[str, int]) -> str | None:
+def too_few_runs(runs: dict[str, int]) -> str | None:
+    """Why there is no interval when a side has fewer than :data:`MIN_RUNS` runs (``runs``: name -> count),
+    else None."""
     short = [f"{name} has {n} run{'s' * (n != 1)}" for name, n in runs.items() if n < MIN_RUNS]
     return f"no interval: {', '.join(short)} (at least {MIN_RUNS} per method)" if short else None
 
@@ -57,16 +59,18 @@ def hierarchical_bootstrap(
     samples: int = 4000,
     seed: int = 0,
     level: float = 0.95,
+    names: tuple[str, str] = ("first", "second"),
 ) -> dict:
     """Mean forgetting of ``second`` minus that of ``first`` over their runs, with its percentile interval
     from resampling runs within each method, then episodes within each run. ``runs`` says how many runs each
-    side rests on; with fewer than :data:`MIN_RUNS` on a side, ``interval`` is None and ``note`` says why."""
-    runs = {"first": len(first), "second": len(second)}
+    side rests on, keyed by ``names`` (the methods' names, as the note calls them); with fewer than
+    :data:`MIN_RUNS` on a side, ``interval`` is None and ``note`` says why."""
+    runs = {names[0]: len(first), names[1]: len(second)}
     if not first or not second:
         raise ValueError(f"both methods need runs, got {runs}")
     estimate = float(np.mean([r.forgetting for r in second]) - np.mean([r.forgetting for r in first]))
     out = {"estimate": estimate, "runs": runs, "samples": samples, "level": level, "interval": None}
-    note = _too_few(runs)
+    note = too_few_runs(runs)
     if note:
         return {**out, "note": note}
     rng = np.random.default_rng(seed)
@@ -95,11 +99,14 @@ def _arm_means(arm: list[RunOutcome], samples: int, rng: np.random.Generator) ->
     return forgetting.mean(axis=1)
 
 
-def welch_interval(first: list[float], second: list[float], level: float = 0.95) -> dict:
-    """``mean(second) - mean(first)`` of run-level values with Welch's t interval (unequal variances)."""
-    runs = {"first": len(first), "second": len(second)}
+def welch_interval(
+    first: list[float], second: list[float], level: float = 0.95, names: tuple[str, str] = ("first", "second")
+) -> dict:
+    """``mean(second) - mean(first)`` of run-level values with Welch's t interval (unequal variances);
+    ``runs`` and the note name the sides by ``names``."""
+    runs = {names[0]: len(first), names[1]: len(second)}
     estimate = float(np.mean(second) - np.mean(first))
-    note = _too_few(runs)
+    note = too_few_runs(runs)
     if note:
         return {"estimate": estimate, "runs": runs, "interval": None, "note": note}
     result = stats.ttest_ind(second, first, equal_var=False)
