@@ -87,7 +87,11 @@ def test_claims_follow_their_intervals_and_say_what_they_rest_on():
     )
     reversed_ = claims(TRACKS[0], {"run_level": {"comparisons": [_row(0.5, 3, 3, [-0.3, -0.1])]}}, [])
     assert reversed_[0]["verdict"] == "reversed" and reversed_[0]["commit"] == "not recorded"
+    matched = analysis["run_level"]["comparisons"][0]
+    matched["points"] = {"rl": [{"new_task_success": 0.45}] * 6, "sft": [{"new_task_success": 0.53}] * 9}
     lines = " ".join(not_shown(TRACKS[0], analysis))
+    assert "at 50%, the chosen checkpoints' new-task success averages 45% for RL and 53% for SFT" in lines
+    assert "at 65%, the chosen" not in lines  # no points given: nothing said
     assert "chosen on the episodes that also score them" in lines
     assert "at 80%, RL has 2 runs: no interval" in lines and "at 90%, RL has 0 runs" in lines
     assert "4 of 9 SFT checkpoints keep 0%" in lines and "about 40 runs per method" in lines

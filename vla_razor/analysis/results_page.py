@@ -218,6 +218,18 @@ def not_shown(track: Track, analysis: dict) -> list[str]:
                     "checkpoints keep 0% of every prior task: their forgetting is bounded by the base's "
                     "retention, not measured."
                 )
+        success = {
+            m: float(np.mean([p["new_task_success"] for p in row.get("points", {}).get(m, [])]))
+            for m in ("rl", "sft")
+            if row.get("points", {}).get(m)
+        }
+        if len(success) == 2 and abs(success["rl"] - success["sft"]) >= 0.03:
+            out.append(
+                f"{track.title}: at {target}, the chosen checkpoints' new-task success averages "
+                f"{success['rl']:.0%} for RL and {success['sft']:.0%} for SFT on the episodes that score "
+                "them (each was chosen within the window around the target on its selection episodes): the "
+                "arms are matched only that closely."
+            )
         d = row.get("sft_minus_rl")
         if d and d["bootstrap"].get("interval") and row.get("runs_needed"):
             low, high = d["bootstrap"]["interval"]
