@@ -89,6 +89,15 @@ def test_claims_follow_their_intervals_and_say_what_they_rest_on():
     assert reversed_[0]["verdict"] == "reversed" and reversed_[0]["commit"] == "not recorded"
     matched = analysis["run_level"]["comparisons"][0]
     matched["points"] = {"rl": [{"new_task_success": 0.45}] * 6, "sft": [{"new_task_success": 0.53}] * 9}
+    assert claims(TRACKS[0], analysis, [])[0]["verdict"] == "shown"  # 8 points apart: matched
+    apart = {
+        "run_level": {
+            "comparisons": [{**matched, "points": {**matched["points"], "rl": [{"new_task_success": 0.3}]}}]
+        }
+    }
+    assert claims(TRACKS[0], apart, [])[0]["verdict"] == (
+        "not matched: new-task success 30% (RL) vs 53% (SFT) on the scored episodes"
+    )
     lines = " ".join(not_shown(TRACKS[0], analysis))
     assert "at 50%, the chosen checkpoints' new-task success averages 45% for RL and 53% for SFT" in lines
     assert "at 65%, the chosen" not in lines  # no points given: nothing said
