@@ -180,6 +180,19 @@ def test_the_committed_archive_reports_run_level_rows_in_its_summary():
     text = summary_markdown(analysis, points, figures)
     assert "## The run as the unit" in text and "| 65% | " in text and "P(rank 1)" in text
     assert any(line.startswith("- Over runs at 80% new-task success") for line in text.splitlines())
+    # how closely the arms are matched, on the episodes that score the chosen checkpoints
+    assert "| 80% | 5 / 13 | 75% / 79% |" in text
+    assert "(RL 5 runs at 75%, SFT 13 at 79%)" in text and "Not matched" not in text
+    from vla_razor.envs import load_suite
+
+    mw = json.loads(Path("docs/results/razor-metaworld/points.json").read_text())
+    mw_analysis = analyse(mw, load_suite("metaworld").prior_tasks, targets=[0.6, 0.7])
+    mw_text = summary_markdown(mw_analysis, mw, figures)
+    assert "(RL 5 runs at 58%, SFT 5 at 86%)" in mw_text
+    assert (
+        "Not matched: on the episodes that score them the arms' new-task success differs by 28 points"
+        in mw_text
+    )
 
 
 def test_every_point_says_what_its_run_had_spent(tmp_path):

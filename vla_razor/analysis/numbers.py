@@ -133,6 +133,20 @@ def _selection_rate(point: dict) -> tuple[float, str]:
     return point["new_task_success"], "same episodes"
 
 
+MATCH_GAP = 0.10
+"""A matched comparison whose arms' chosen checkpoints differ by more than this in mean new-task success on
+the episodes that score them (chosen on other episodes, they can) is not called matched."""
+
+
+def scored_success(row: dict) -> dict[str, float]:
+    """Mean new-task success of a :func:`run_level` row's chosen RL and SFT checkpoints on the episodes that
+    score them (each was chosen within the window around the target on its selection episodes)."""
+    chosen = row.get("points", {})
+    return {
+        m: float(np.mean([p["new_task_success"] for p in chosen[m]])) for m in ("rl", "sft") if chosen.get(m)
+    }
+
+
 def run_level(tuned: list[dict], prior_tasks: list[str], targets, tolerance: float = 0.10) -> dict:
     """The razor with the run as the unit. At each target new-task success, every run contributes its
     checkpoint nearest the target (within ``tolerance``; chosen by :func:`_selection_rate`); per target:
@@ -426,20 +440,33 @@ def findings(analysis: dict) -> list[str]:
                 )
         if d is None:
             continue
+        success = scored_success(row)
         count = f"RL {runs.get('rl', 0)} runs, SFT {runs.get('sft', 0)}"
+        if len(success) == 2:
+            count = (
+                f"RL {runs.get('rl', 0)} runs at {success['rl']:.0%}, SFT {runs.get('sft', 0)} at "
+                f"{success['sft']:.0%}"
+            )
         welch = d["welch"]
         if welch["interval"] is None:
-            out.append(
+            line = (
                 f"Over runs at {row['target']:.0%} new-task success ({count}): SFT − RL forgetting "
                 f"{welch['estimate'] * 100:+.0f} points, {welch['note']}."
             )
         else:
             low, high = welch["interval"]
-            out.append(
+            line = (
                 f"Over runs at {row['target']:.0%} new-task success ({count}): SFT − RL forgetting "
                 f"{welch['estimate'] * 100:+.0f} points, 95% CI [{low * 100:+.0f}, {high * 100:+.0f}] "
                 "over runs" + (" (no difference shown)." if low <= 0 <= high else ".")
             )
+        if len(success) == 2 and abs(success["rl"] - success["sft"]) > MATCH_GAP:
+            line += (
+                f" Not matched: on the episodes that score them the arms' new-task success differs by "
+                f"{abs(success['rl'] - success['sft']) * 100:.0f} points (each was chosen near the target on "
+                "its selection episodes)."
+            )
+        out.append(line)
     compared = [r for r in analysis.get("per_task", []) if "own_states" in r and "new_task_states" in r]
     if compared:
         better = [

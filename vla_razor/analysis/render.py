@@ -11,7 +11,7 @@ from pathlib import Path
 
 import jinja2
 
-from .numbers import METHOD_LABELS, PREDICTOR_LABELS, findings
+from .numbers import METHOD_LABELS, PREDICTOR_LABELS, findings, scored_success
 
 TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
@@ -44,7 +44,10 @@ def _r2_pair(fit) -> str:
 
 TEMPLATES.filters.update(pct=lambda v: fmt(v, True), num=fmt, points=_points)
 TEMPLATES.globals.update(
-    label=METHOD_LABELS.__getitem__, predictor_label=PREDICTOR_LABELS.__getitem__, r2_pair=_r2_pair
+    label=METHOD_LABELS.__getitem__,
+    predictor_label=PREDICTOR_LABELS.__getitem__,
+    r2_pair=_r2_pair,
+    scored_success=scored_success,
 )
 
 

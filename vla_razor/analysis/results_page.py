@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from .numbers import METHOD_LABELS, PREDICTOR_LABELS
+from .numbers import MATCH_GAP, METHOD_LABELS, PREDICTOR_LABELS, scored_success
 from .render import TEMPLATES
 from .runstats import MIN_RUNS, too_few_runs
 
@@ -76,20 +76,6 @@ def _rank_verdict(best: str, p_best: float, bar: float = 0.95) -> str:
     return f"not shown: forward KL leads but is first in only {p_best:.0%} of resamples (bar: {bar:.0%})"
 
 
-MATCH_GAP = 0.10
-"""A matched comparison whose arms' chosen checkpoints differ by more than this in mean new-task success on
-the episodes that score them (chosen on other episodes, they can) is not called matched: its verdict says
-so."""
-
-
-def _scored_success(row: dict) -> dict[str, float]:
-    """Mean new-task success of a comparison row's chosen RL and SFT checkpoints on their scored episodes."""
-    chosen = row.get("points", {})
-    return {
-        m: float(np.mean([p["new_task_success"] for p in chosen[m]])) for m in ("rl", "sft") if chosen.get(m)
-    }
-
-
 def _verdict(low: float, high: float) -> str:
     return "shown" if low > 0 else "reversed" if high < 0 else "not shown (the interval holds 0)"
 
@@ -141,7 +127,7 @@ def claims(track: Track, analysis: dict, points: list[dict], teacher: str | None
                 w_low, w_high = welch["interval"]
                 if _verdict(w_low, w_high) != verdict:
                     verdict = "not shown (the Welch interval holds 0)" if verdict == "shown" else verdict
-            success = _scored_success(row)
+            success = scored_success(row)
             if len(success) == 2 and abs(success["rl"] - success["sft"]) > MATCH_GAP:
                 verdict = (
                     f"not matched: new-task success {success['rl']:.0%} (RL) vs {success['sft']:.0%} (SFT) "
@@ -238,7 +224,7 @@ def not_shown(track: Track, analysis: dict) -> list[str]:
                     "checkpoints keep 0% of every prior task: their forgetting is bounded by the base's "
                     "retention, not measured."
                 )
-        success = _scored_success(row)
+        success = scored_success(row)
         if len(success) == 2 and abs(success["rl"] - success["sft"]) >= 0.03:
             out.append(
                 f"{track.title}: at {target}, the chosen checkpoints' new-task success averages "
