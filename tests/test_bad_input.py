@@ -308,6 +308,20 @@ CASES = [
         r"base policy .*none not found",
     ),
     (
+        "razor-report-only-base-missing",  # an archive without the base's evaluation cannot stand in for it
+        lambda b, t: [
+            "razor",
+            "--config",
+            "configs/razor_llm_zeropad.yaml",
+            "--report-only",
+            "--archive",
+            f"{t}/empty-archive",
+            f"base={t}/none",
+            f"runs_dir={t}/sweep",
+        ],
+        r"base policy .*none not found",
+    ),
+    (
         "quickstart-razor-override",
         lambda b, t: ["quickstart", f"runs_dir={t}", "razor={'workers': 0}"],
         r"'workers' must be >= 1",

@@ -2,6 +2,7 @@
 page."""
 
 import copy
+import json
 import shutil
 
 import numpy as np
@@ -688,3 +689,25 @@ def test_a_report_only_pass_reports_a_grid_added_after_the_archived_plan(tmp_pat
     (archive / "plan.json").unlink()
     assert [r["name"] for r in report_plan(cfg, archive)["runs"]] == [s.name for s in plan_runs(cfg)]
     assert [r["name"] for r in report_plan(cfg, None)["runs"]] == [s.name for s in plan_runs(cfg)]
+
+
+def test_without_the_bases_weights_the_stored_base_evaluation_is_the_base(tmp_path):
+    """A report rebuilt from an archive alone (the LLM track's base is not shipped): the stored rates are the
+    base's, whatever key they carry; an episode count they lack is a named error, not a silent evaluation of
+    whatever is at the base's path, and the stored file is left as it was."""
+    from vla_razor.analysis.points import base_evaluation
+    from vla_razor.errors import CheckpointError
+    from vla_razor.llm.razor import LLMTrack
+
+    track = LLMTrack(str(tmp_path / "no-base"), tmp_path, state_episodes=1, state_seed=0, kl_states=8)
+    assert track.base_key is None
+    stored = {"key": "llm:add-0123456789abcdef", "rates": {"200": {"add": 0.5, "copy": 1.0}}}
+    path = tmp_path / "base_evaluation.json"
+    path.write_text(json.dumps(stored))
+    rates = base_evaluation(track, path)
+    assert rates(200) == {"add": 0.5, "copy": 1.0}
+    with pytest.raises(CheckpointError, match=r"not on this machine .* at 500 episodes \(it has \['200'\]\)"):
+        rates(500)
+    assert json.loads(path.read_text()) == stored
+    with pytest.raises(CheckpointError, match="no config.json"):
+        track.base  # measuring a policy needs the base: loaded only then

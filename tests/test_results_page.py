@@ -123,11 +123,18 @@ def test_the_headline_block_is_replaced_and_a_readme_without_one_is_refused(tmp_
 
 
 @pytest.mark.slow
-def test_the_committed_robot_archive_re_reports_to_its_committed_points(tmp_path):
-    """``razor --report-only --archive docs/results/razor-robot`` in a scratch clone: the very points.json
+@pytest.mark.parametrize(
+    "config, archive, report",
+    [
+        ("configs/razor.yaml", "razor-robot", "razor"),
+        ("configs/razor_llm_zeropad.yaml", "razor-llm", "razor-llm-zeropad"),
+    ],
+)
+def test_a_committed_archive_re_reports_to_its_committed_points(tmp_path, config, archive, report):
+    """``razor --report-only --archive docs/results/<archive>`` in a scratch clone: the very points.json
     that is committed (the base's evaluation is archived with the runs), and no tracked file changes. The
     sweep runs where a user's would, in the clone's own runs/ (git-ignored): the plan records that
-    directory."""
+    directory. The LLM track's base is not shipped: its archive re-reports without the base's weights."""
     clone = clone_like(tmp_path / "clone")
     cmd = [
         sys.executable,
@@ -135,17 +142,17 @@ def test_the_committed_robot_archive_re_reports_to_its_committed_points(tmp_path
         "vla_razor.cli",
         "razor",
         "--config",
-        "configs/razor.yaml",
+        config,
         "--report-only",
         "--archive",
-        "docs/results/razor-robot",
+        f"docs/results/{archive}",
         "report_videos=false",
     ]
     env = {**os.environ, "PYTHONPATH": str(clone)}
     done = subprocess.run(cmd, cwd=clone, capture_output=True, text=True, timeout=1800, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
-    ours = json.loads((clone / "runs" / "razor" / "report" / "points.json").read_text())
-    committed = json.loads((ROOT / "docs" / "results" / "razor-robot" / "points.json").read_text())
+    ours = json.loads((clone / "runs" / report / "report" / "points.json").read_text())
+    committed = json.loads((ROOT / "docs" / "results" / archive / "points.json").read_text())
     assert ours == committed
     status = subprocess.run(
         ["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True

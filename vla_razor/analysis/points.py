@@ -12,10 +12,12 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+from functools import cached_property
 from pathlib import Path
 
 from vla_razor.atomic import write_json
 from vla_razor.config import read_yaml
+from vla_razor.errors import CheckpointError
 from vla_razor.progress import progress
 
 from .predictors import measure_predictors, task_states
@@ -103,28 +105,41 @@ class RobotTrack:
         kl_states: int,
         eval_seed: int = 10_000,
     ):
-        from vla_razor.base_kl import freeze
-        from vla_razor.policies import ChainPolicy
-
         self.base_dir, self.suite, self.eval_seed = base_dir, suite, eval_seed
         self.new_task, self.prior_tasks = suite.new_task, list(suite.prior_tasks)
-        self.base = freeze(ChainPolicy.from_pretrained(base_dir))
-        self.states = task_states(base_dir, suite.new_task, state_episodes, state_seed)
-        self.prior_states = {
-            t: task_states(base_dir, t, state_episodes, state_seed) for t in self.prior_tasks
-        }
-        self.kl_states, self.seed = kl_states, state_seed
+        self.state_episodes, self.kl_states, self.seed = state_episodes, kl_states, state_seed
         # "+action": the predictors include the action-marginal KL (caches measured before it are re-measured)
         self.key = (
             f"{suite.new_task}-{state_episodes}ep-seed{state_seed}-{kl_states}-priors:{','.join(self.prior_tasks)}"
             "+action"
         )
 
+    # The base and its states are loaded when a policy is measured: a report rebuilt from an archive whose
+    # predictors are all cached needs neither (nor the base's weights on this machine).
+    @cached_property
+    def base(self):
+        from vla_razor.base_kl import freeze
+        from vla_razor.policies import ChainPolicy
+
+        return freeze(ChainPolicy.from_pretrained(self.base_dir))
+
+    @cached_property
+    def states(self):
+        return task_states(self.base_dir, self.new_task, self.state_episodes, self.seed)
+
+    @cached_property
+    def prior_states(self) -> dict:
+        return {t: task_states(self.base_dir, t, self.state_episodes, self.seed) for t in self.prior_tasks}
+
     @property
-    def base_key(self) -> str:
-        """What the base's rates depend on: its weights, the suite's tasks and the evaluation seed."""
+    def base_key(self) -> str | None:
+        """What the base's rates depend on: its weights, the suite's tasks and the evaluation seed; None when
+        its weights are not on this machine (:func:`base_evaluation` then takes the stored rates as the
+        base's)."""
         from vla_razor.retention.evaluate import weights_hash
 
+        if not (Path(self.base_dir) / "model.safetensors").is_file():
+            return None
         tasks = ",".join([self.new_task, *self.prior_tasks])
         return f"{self.suite.name}:{tasks}-seed{self.eval_seed}-{weights_hash(self.base_dir)}"
 
@@ -208,14 +223,24 @@ def base_evaluation(track, path: Path | None):
     """``rates(episodes) -> {task: rate}``: the base's success on every task at that episode count, read from
     ``path`` when it holds them for this base, track and evaluation seed, else evaluated and added to it.
     Kept with the sweep (and its archive), the base's rates do not move with the machine that re-reports it:
-    a simulator run on another CPU or thread count can end a few episodes differently."""
+    a simulator run on another CPU or thread count can end a few episodes differently. Where the base's
+    weights are not on this machine (a report rebuilt from an archive alone), the rates ``path`` holds are
+    the base's; an episode count it lacks is a :class:`~vla_razor.errors.CheckpointError`."""
     key = track.base_key
     stored = json.loads(path.read_text()) if path is not None and path.is_file() else {}
-    if stored.get("key") != key:
+    if key is not None and stored.get("key") != key:
         stored = {"key": key, "rates": {}}
+    stored.setdefault("rates", {})
 
     def rates(episodes: int) -> dict[str, float]:
         if str(episodes) not in stored["rates"]:
+            if key is None:
+                raise CheckpointError(
+                    f"the base policy {track.base_dir} is not on this machine and "
+                    f"{path if path is not None else 'the sweep'} holds no evaluation of it at {episodes} "
+                    f"episodes (it has {sorted(stored['rates'], key=int) or 'none'}): put the base there, "
+                    "or report from the archive its runs were evaluated with"
+                )
             stored["rates"][str(episodes)] = track.base_rates(episodes)
             if path is not None:
                 write_json(path, stored)

@@ -95,7 +95,9 @@ def _video_jobs(cfg, plan: list[dict], out: Path) -> tuple[dict[str, list[Path]]
     suite = load_suite(cfg.suite)
     tasks = [suite.new_task, *suite.prior_tasks]
     episodes = int(cfg.common.get("video_episodes", 1)) or 1
-    recorded, jobs = {}, [("base policy", cfg.base, tasks, str(out), "base", episodes)]
+    recorded, jobs = {}, []
+    if (Path(cfg.base) / "config.json").is_file():  # a report rebuilt from an archive alone has no base
+        jobs.append(("base policy", cfg.base, tasks, str(out), "base", episodes))
     for method, run in _best_runs(cfg.run_root, plan).items():
         label = f"best {METHOD_LABELS[method]}: {run}"
         found = sorted((cfg.run_root / run / "videos").glob("final_*.mp4"))

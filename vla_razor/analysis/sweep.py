@@ -23,6 +23,7 @@ from vla_razor.errors import RunDirError
 
 from .archive import Archiver
 from .plan import LLM_SMOKE, SMOKE, RazorConfig, RunSpec, plan_control, plan_runs
+from .points import BASE_EVALUATION
 from .runner import control_teacher_run, run_specs
 
 __all__ = ["LLM_SMOKE", "SMOKE", "RazorConfig", "RunSpec", "plan_control", "plan_runs", "razor", "run_sweep"]
@@ -108,10 +109,16 @@ def razor(cfg: RazorConfig, report_only: bool = False, archive: str | Path | Non
 
     archive = Path(archive) if archive else None
     if not (Path(cfg.base.removeprefix("lerobot:")) / "config.json").is_file():
-        command = "vla-razor llm pretrain" if cfg.track == "llm" else "vla-razor pretrain"
-        raise FileNotFoundError(
-            f"base policy {cfg.base} not found: run `{command}` first "
-            f"(or `{command} --smoke` for the --smoke sweep), or pass base=<policy dir>"
+        # An archive holds the base's rates and every run's predictors: its report needs no base weights.
+        if not (report_only and archive is not None and (archive / BASE_EVALUATION).is_file()):
+            command = "vla-razor llm pretrain" if cfg.track == "llm" else "vla-razor pretrain"
+            raise FileNotFoundError(
+                f"base policy {cfg.base} not found: run `{command}` first "
+                f"(or `{command} --smoke` for the --smoke sweep), or pass base=<policy dir>"
+            )
+        tqdm.write(
+            f"base policy {cfg.base} not found: forgetting is measured against the base's archived rates "
+            f"({archive / BASE_EVALUATION}) and every point needs its archived predictors"
         )
     if not report_only:
         run_sweep(cfg, archive)

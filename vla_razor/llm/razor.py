@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -26,14 +27,27 @@ from .tasks import generate
 class LLMTrack:
     def __init__(self, base_dir: str, run_root: Path, state_episodes: int, state_seed: int, kl_states: int):
         self.base_dir = Path(base_dir)
-        self.base, self.tokenizer = load_policy(base_dir)
-        self.base.eval().requires_grad_(False)
         self.new_task, self.prior_tasks = self._tasks(run_root)
         # state_episodes x 8 prompts (a robot "episode" gives several states; a prompt gives one response)
         self.problems = generate(self.new_task, min(kl_states, state_episodes * 8), seed=state_seed)
         self.max_new = max(len(p.answer) for p in self.problems) + 3
         self.seed = state_seed
         self.key = f"llm-{self.new_task}-{len(self.problems)}prompts-seed{state_seed}"
+
+    # The base is loaded when a policy is measured: a report rebuilt from an archive whose predictors are all
+    # cached needs no base on this machine.
+    @cached_property
+    def _base(self):
+        base, tokenizer = load_policy(self.base_dir)
+        return base.eval().requires_grad_(False), tokenizer
+
+    @property
+    def base(self):
+        return self._base[0]
+
+    @property
+    def tokenizer(self):
+        return self._base[1]
 
     @staticmethod
     def _tasks(run_root: Path) -> tuple[str, list[str]]:
@@ -48,10 +62,13 @@ class LLMTrack:
         return default.task, default.prior_tasks
 
     @property
-    def base_key(self) -> str:
-        """What the base's accuracies depend on: its weights and the tasks."""
+    def base_key(self) -> str | None:
+        """What the base's accuracies depend on: its weights and the tasks; None when its weights are not on
+        this machine (the stored accuracies are then the base's)."""
         from vla_razor.retention.evaluate import weights_hash
 
+        if not (self.base_dir / "model.safetensors").is_file():
+            return None
         return f"llm:{','.join([self.new_task, *self.prior_tasks])}-{weights_hash(self.base_dir)}"
 
     def base_rates(self, problems: int) -> dict[str, float]:
