@@ -112,9 +112,11 @@ def razor(cfg: RazorConfig, report_only: bool = False, archive: str | Path | Non
         # An archive holds the base's rates and every run's predictors: its report needs no base weights.
         if not (report_only and archive is not None and (archive / BASE_EVALUATION).is_file()):
             command = "vla-razor llm pretrain" if cfg.track == "llm" else "vla-razor pretrain"
+            archived = f"; a report from an --archive holding {BASE_EVALUATION} needs no base"
+            archived = archived if report_only else ""
             raise FileNotFoundError(
                 f"base policy {cfg.base} not found: run `{command}` first "
-                f"(or `{command} --smoke` for the --smoke sweep), or pass base=<policy dir>"
+                f"(or `{command} --smoke` for the --smoke sweep), or pass base=<policy dir>{archived}"
             )
         tqdm.write(
             f"base policy {cfg.base} not found: forgetting is measured against the base's archived rates "
