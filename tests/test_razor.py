@@ -695,7 +695,7 @@ def test_without_the_bases_weights_the_stored_base_evaluation_is_the_base(tmp_pa
     """A report rebuilt from an archive alone (the LLM track's base is not shipped): the stored rates are the
     base's, whatever key they carry; an episode count they lack is a named error, not a silent evaluation of
     whatever is at the base's path, and the stored file is left as it was."""
-    from vla_razor.analysis.points import base_evaluation
+    from vla_razor.analysis.points import base_evaluation, measure_run
     from vla_razor.errors import CheckpointError
     from vla_razor.llm.razor import LLMTrack
 
@@ -711,3 +711,12 @@ def test_without_the_bases_weights_the_stored_base_evaluation_is_the_base(tmp_pa
     assert json.loads(path.read_text()) == stored
     with pytest.raises(CheckpointError, match="no config.json"):
         track.base  # measuring a policy needs the base: loaded only then
+    run = tmp_path / "run"  # a run whose final policy is on disk but whose predictors were never measured
+    (run / "eval").mkdir(parents=True)
+    (run / "policy").mkdir()
+    (run / "policy" / "config.json").write_text("{}")
+    (run / "policy" / "model.safetensors").write_bytes(b"weights")
+    final = {"meta": {"iteration": 1, "env_steps": 8}, "tasks": {}}
+    (run / "eval" / "final.json").write_text(json.dumps(final))
+    with pytest.raises(CheckpointError, match=r"run/policy: its predictors are not cached .* not on this"):
+        measure_run(run, track)

@@ -84,6 +84,11 @@ def measure_run(run_dir: Path, track) -> dict[str, dict]:
             continue
         key = {"states": track.key, "weights": weights_hash(policy_dir)}
         if cached.get("key") != key:
+            if track.base_key is None:
+                raise CheckpointError(
+                    f"{policy_dir}: its predictors are not cached for these states ({track.key}) and the "
+                    f"base policy {track.base_dir} that measures them is not on this machine: put it there"
+                )
             cached = {"key": key, "predictors": track.predictors(policy_dir)}
             write_json(cache, cached)
         out[tag] = cached["predictors"]
