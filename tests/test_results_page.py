@@ -102,6 +102,13 @@ def test_claims_follow_their_intervals_and_say_what_they_rest_on():
     assert "at 50%, the chosen checkpoints' new-task success averages 45% for RL and 53% for SFT" in lines
     assert "at 65%, the chosen" not in lines  # no points given: nothing said
     assert "chosen on the episodes that also score them" in lines
+    counted = {
+        **analysis["run_level"],
+        "comparisons": [{**_row(0.5, 6, 9, [0.02, 0.2]), "same_episodes": {"rl": 6, "sft": 2}}],
+    }
+    assert not_shown(TRACKS[0], {"run_level": counted})[0].endswith(
+        "near a target by chance: at 50% RL 6 of 6, SFT 2 of 9."
+    )
     assert "at 80%, RL has 2 runs: no interval" in lines and "at 90%, RL has 0 runs" in lines
     assert "4 of 9 SFT checkpoints keep 0%" in lines and "about 40 runs per method" in lines
     assert "at 50%, a difference" not in lines  # shown: no power line

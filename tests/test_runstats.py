@@ -156,6 +156,7 @@ def test_run_level_takes_each_runs_checkpoint_nearest_each_target():
     assert at80["sft_minus_rl"]["welch"]["estimate"] == pytest.approx(0.6 - rl)
     assert at80["sft_minus_rl"]["bootstrap"]["interval"] is not None
     assert out["selection"] == ["same episodes"]
+    assert at80["same_episodes"] == {"rl": 4, "sft": 3}  # no point has a validation evaluation
     # 7 runs, 11 chosen points (the RL runs at both targets): the fit is over runs
     assert out["fits"]["kl/forward"]["runs"] == 7 and out["fits"]["kl/forward"]["points"] == 11
     # a validation evaluation, when a point has one, chooses the checkpoint instead
@@ -163,6 +164,7 @@ def test_run_level_takes_each_runs_checkpoint_nearest_each_target():
     points[2]["validation/new_task_success"] = 0.5
     again = run_level(points, ["A", "B"], [0.5])
     assert again["comparisons"][0]["runs"] == {"rl": 3} and "validation" in again["selection"]
+    assert again["comparisons"][0]["same_episodes"] == {"rl": 2}  # rl1 chosen on validation, rl2 and rl3 not
 
 
 def test_the_committed_archive_reports_run_level_rows_in_its_summary():
@@ -182,6 +184,9 @@ def test_the_committed_archive_reports_run_level_rows_in_its_summary():
     assert any(line.startswith("- Over runs at 80% new-task success") for line in text.splitlines())
     # how closely the arms are matched, on the episodes that score the chosen checkpoints
     assert "| 80% | 5 / 13 | 75% / 79% |" in text
+    assert (
+        text.count(" | 5 / 13 |\n") >= 1
+    )  # all 5 RL and 13 SFT checkpoints at 80% chosen on scored episodes
     assert "(RL 5 runs at 75%, SFT 13 at 79%)" in text and "Not matched" not in text
     from vla_razor.envs import load_suite
 

@@ -152,8 +152,9 @@ def run_level(tuned: list[dict], prior_tasks: list[str], targets, tolerance: flo
     checkpoint nearest the target (within ``tolerance``; chosen by :func:`_selection_rate`); per target:
     the runs per method, SFT's minus RL's mean forgetting with the hierarchical bootstrap and Welch intervals
     (none below :data:`~.runstats.MIN_RUNS` runs a side), the chosen points at 0% retention (a floor that
-    hides further forgetting) and the runs per method a difference of that size needs. Then the forgetting
-    fits over the chosen points, resampled by run, with R^2 intervals and rank probabilities."""
+    hides further forgetting), those chosen on the episodes that also score them (``same_episodes``: runs
+    without validation evaluations) and the runs per method a difference of that size needs. Then the
+    forgetting fits over the chosen points, resampled by run, with R^2 intervals and rank probabilities."""
     usable = [p for p in tuned if all(f"successes/{t}" in p and f"forgetting/{t}" in p for t in prior_tasks)]
     chosen: dict[float, dict[str, list[dict]]] = {}
     selection = set()
@@ -175,6 +176,9 @@ def run_level(tuned: list[dict], prior_tasks: list[str], targets, tolerance: flo
             "runs": {m: len(v) for m, v in per_method.items()},
             "points": {m: [{k: p.get(k) for k in BRIEF} for p in v] for m, v in per_method.items()},
             "at_floor": {m: sum(p["retention"] == 0 for p in v) for m, v in per_method.items()},
+            "same_episodes": {
+                m: sum(_selection_rate(p)[1] == "same episodes" for p in v) for m, v in per_method.items()
+            },
             "sft_minus_rl": None,
         }
         if rl and sft:

@@ -207,9 +207,20 @@ def not_shown(track: Track, analysis: dict) -> list[str]:
         )
         return out
     if "same episodes" in run_level.get("selection", []):
+        counts = [
+            f"at {row['target']:.0%} "
+            + ", ".join(
+                f"{METHOD_LABELS[m]} {row['same_episodes'].get(m, 0)} of {row['runs'][m]}"
+                for m in ("rl", "sft")
+                if row["runs"].get(m)
+            )
+            for row in run_level.get("comparisons", [])
+            if "same_episodes" in row and any(row["runs"].get(m) for m in ("rl", "sft"))
+        ]
         out.append(
-            f"{track.title}: some checkpoints were chosen on the episodes that also score them (runs made "
-            "before validation episodes existed), which favours points that landed near a target by chance."
+            f"{track.title}: checkpoints chosen on the episodes that also score them (runs made before "
+            "validation episodes existed), which favours points that landed near a target by chance"
+            + (f": {'; '.join(counts)}." if counts else ".")
         )
     for row in run_level.get("comparisons", []):
         target = f"{row['target']:.0%}"
