@@ -36,6 +36,9 @@ def _expected_runs(raw: dict) -> list[tuple[str, dict]]:
         grid_seeds = grid.get("seed") or raw.get("rl_extra_seeds") or seeds
         points = _points({k: v for k, v in grid.items() if k != "seed"})
         out += [("rl", {**p, "seed": s}) for p in points for s in grid_seeds]
+    for grid in raw.get("sft_extra_grids", []):
+        points = _points({k: v for k, v in grid.items() if k != "seed"})
+        out += [("sft", {**p, "seed": s}) for p in points for s in grid.get("seed") or seeds]
     return out
 
 

@@ -111,6 +111,14 @@ def test_each_grid_runs_its_own_seeds_first_seed_first():
     names = [s.name for s in plan_runs(cfg)]
     assert names[-2:] == ["sft-lr0.0001-seed2", "ppo-lr5e-06-total_env_steps1000-seed2"]
     assert len(names) == 7 and "ppo-lr3e-05-seed2" not in names
+    # SFT's extra grids likewise, after the RL extra grids of the same seed; a seed of their own comes last
+    cfg.sft_extra_grids.append({"lr": [3e-5], "validation_episodes": [4], "seed": [2, 5]})
+    names = [s.name for s in plan_runs(cfg)]
+    assert names[-3:] == [
+        "ppo-lr5e-06-total_env_steps1000-seed2",
+        "sft-lr3e-05-validation_episodes4-seed2",
+        "sft-lr3e-05-validation_episodes4-seed5",
+    ]
 
 
 def test_sweep_plan_is_the_grid_times_the_seeds_and_each_run_config_loads():

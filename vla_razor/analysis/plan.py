@@ -43,6 +43,10 @@ class RazorConfig:
     """The seeds the extra grids run with (empty: every seed of ``seeds``)."""
     sft_grid: dict[str, list[Any]] = field(default_factory=dict)
     """SFT config fields to sweep; empty: one SFT run per seed at the ``common`` and ``sft`` settings."""
+    sft_extra_grids: list[dict[str, list[Any]]] = field(default_factory=list)
+    """Further SFT grids, each a cartesian product of its own, whose runs join sft_grid's (e.g. replicates
+    with validation evaluations). A grid's ``seed`` list sets the seeds of that grid alone (otherwise
+    ``seeds``)."""
     seeds: list[int] = field(default_factory=lambda: [0])
     """Every grid point runs once per seed."""
     rl_seeds: list[int] = field(default_factory=list)
@@ -84,6 +88,7 @@ class RazorConfig:
             raise ValueError(f"rl_algo must be ppo or grpo (grpo on the llm track), got {self.rl_algo!r}")
         grids = [("rl_grid", self.rl_grid), ("sft_grid", self.sft_grid), ("control_grid", self.control_grid)]
         grids += [(f"rl_extra_grids[{i}]", g) for i, g in enumerate(self.rl_extra_grids)]
+        grids += [(f"sft_extra_grids[{i}]", g) for i, g in enumerate(self.sft_extra_grids)]
         for name, grid in grids:
             if not isinstance(grid, dict):
                 raise ValueError(
@@ -127,6 +132,7 @@ SMOKE = dict(
     rl_grid={"lr": [1e-5, 1e-4]},
     rl_extra_grids=[],
     rl_extra_seeds=[],
+    sft_extra_grids=[],
     rl_seeds=[],
     control_grid={"lr": [1e-3]},
     control_teacher="",
@@ -161,6 +167,7 @@ LLM_SMOKE = dict(
     rl_grid={"lr": [1e-4, 1e-3]},
     rl_extra_grids=[],
     rl_extra_seeds=[],
+    sft_extra_grids=[],
     rl_seeds=[],
     sft_grid={"lr": [1e-4, 1e-3]},
     seeds=[0],
@@ -227,6 +234,11 @@ def plan_runs(cfg: RazorConfig) -> list[RunSpec]:
     extra = [
         ("rl", cfg.rl_algo, point, cfg.rl, grid.get("seed") or extra_seeds)
         for grid in cfg.rl_extra_grids
+        for point in _grid({k: v for k, v in grid.items() if k != "seed"})
+    ]
+    extra += [
+        ("sft", "sft", point, cfg.sft, grid.get("seed") or cfg.seeds)
+        for grid in cfg.sft_extra_grids
         for point in _grid({k: v for k, v in grid.items() if k != "seed"})
     ]
     specs = []
