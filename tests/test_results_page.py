@@ -102,6 +102,16 @@ def test_claims_follow_their_intervals_and_say_what_they_rest_on():
     assert "at 50%, the chosen checkpoints' new-task success averages 45% for RL and 53% for SFT" in lines
     assert "at 65%, the chosen" not in lines  # no points given: nothing said
     assert "chosen on the episodes that also score them" in lines
+    mixed = {
+        **_row(0.8, 5, 13, [0.02, 0.2]),
+        "scored_episodes": {"rl": {"50": 3, "20": 2}, "sft": {"20": 13}},
+    }
+    assert (
+        "at 80%, the chosen checkpoints' new-task success was scored on different episode counts, RL on 50 "
+        "episodes (3 of 5), 20 episodes (2 of 5) and SFT on 20 episodes (13 of 13)"
+    ) in " ".join(not_shown(TRACKS[0], {"run_level": {"comparisons": [mixed]}}))
+    same = {**mixed, "scored_episodes": {"rl": {"50": 5}, "sft": {"50": 13}}}
+    assert "episode counts" not in " ".join(not_shown(TRACKS[0], {"run_level": {"comparisons": [same]}}))
     counted = {
         **analysis["run_level"],
         "comparisons": [{**_row(0.5, 6, 9, [0.02, 0.2]), "same_episodes": {"rl": 6, "sft": 2}}],

@@ -157,6 +157,13 @@ def test_run_level_takes_each_runs_checkpoint_nearest_each_target():
     assert at80["sft_minus_rl"]["bootstrap"]["interval"] is not None
     assert out["selection"] == ["same episodes"]
     assert at80["same_episodes"] == {"rl": 4, "sft": 3}  # no point has a validation evaluation
+    for p in points:  # the new task N: RL's finals played 50 episodes, every other evaluation 20
+        p["episodes/N"] = 50 if p["method"] == "rl" and p["tag"] == "final" else 20
+    scored = run_level(points, ["A", "B"], [0.5, 0.8])["comparisons"]
+    assert [row["scored_episodes"] for row in scored] == [
+        {"rl": {"20": 4}},
+        {"rl": {"50": 4}, "sft": {"20": 3}},
+    ]
     # 7 runs, 11 chosen points (the RL runs at both targets): the fit is over runs
     assert out["fits"]["kl/forward"]["runs"] == 7 and out["fits"]["kl/forward"]["points"] == 11
     # a validation evaluation, when a point has one, chooses the checkpoint instead

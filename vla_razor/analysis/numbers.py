@@ -133,6 +133,19 @@ def _selection_rate(point: dict) -> tuple[float, str]:
     return point["new_task_success"], "same episodes"
 
 
+def _episode_counts(points: list[dict], prior_tasks: list[str]) -> dict[str, int]:
+    """``{episodes: checkpoints}``: how many of ``points`` scored their new-task success on each episode count
+    (an evaluation of n episodes plays the first n initial states of the evaluation seed: the sets differ)."""
+    counts: dict[str, int] = {}
+    for p in points:
+        n = next(
+            (v for k, v in p.items() if k.startswith("episodes/") and k.split("/", 1)[1] not in prior_tasks),
+            None,
+        )
+        counts[str(n)] = counts.get(str(n), 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
 MATCH_GAP = 0.10
 """A matched comparison whose arms' chosen checkpoints differ by more than this in mean new-task success on
 the episodes that score them (chosen on other episodes, they can) is not called matched."""
@@ -179,6 +192,7 @@ def run_level(tuned: list[dict], prior_tasks: list[str], targets, tolerance: flo
             "same_episodes": {
                 m: sum(_selection_rate(p)[1] == "same episodes" for p in v) for m, v in per_method.items()
             },
+            "scored_episodes": {m: _episode_counts(v, prior_tasks) for m, v in per_method.items()},
             "sft_minus_rl": None,
         }
         if rl and sft:

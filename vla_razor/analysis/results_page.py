@@ -235,6 +235,18 @@ def not_shown(track: Track, analysis: dict) -> list[str]:
                     "checkpoints keep 0% of every prior task: their forgetting is bounded by the base's "
                     "retention, not measured."
                 )
+        episodes = row.get("scored_episodes", {})
+        if {"rl", "sft"} <= set(episodes) and len({*episodes["rl"], *episodes["sft"]}) > 1:
+            scored = [
+                f"{METHOD_LABELS[m]} on "
+                + ", ".join(f"{n} episodes ({k} of {row['runs'][m]})" for n, k in episodes[m].items())
+                for m in ("rl", "sft")
+            ]
+            out.append(
+                f"{track.title}: at {target}, the chosen checkpoints' new-task success was scored on "
+                f"different episode counts, {' and '.join(scored)}: an evaluation of n episodes plays the "
+                "first n initial states, so the checkpoints' rates are not measured on the same states."
+            )
         success = scored_success(row)
         if len(success) == 2 and abs(success["rl"] - success["sft"]) >= 0.03:
             out.append(
