@@ -220,14 +220,21 @@ def test_every_point_says_what_its_run_had_spent(tmp_path):
         "update_epochs: 4\nnum_minibatches: 2\ncritic_warmup_iterations: 2\ntotal_env_steps: 4096\n"
     )
     records = [{"step": i, "time": 100.0 + 10 * i, "time/iteration_s": 10.0} for i in range(1, 6)]
+    for record in records[3:]:  # an evaluation of 7 s after step 4, logged only as the gap (older runs)
+        record["time"] += 7.0
     (ppo / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n{torn")
     spent = run_budgets(ppo)(5, 2048)
     assert spent == {
         "budget/env_steps": 2048,
         "budget/gradient_steps": (5 - 2) * 4 * 2,
         "budget/demos": 0,
-        "budget/wall_s": 50.0,
+        "budget/wall_s": 57.0,
     }
+    # stopped after step 5 for an hour, resumed from step 3's checkpoint: steps 4 and 5 again, 12 s each
+    records += [{"step": i, "time": 3700.0 + 12 * i, "time/iteration_s": 12.0} for i in (4, 5)]
+    (ppo / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in records))
+    assert run_budgets(ppo)(5, 2048)["budget/wall_s"] == 3 * 10.0 + 2 * 12.0  # the hour is not spent
+    assert run_budgets(ppo)(3, 1024)["budget/wall_s"] == 30.0
     sft = tmp_path / "sft"
     sft.mkdir()
     (sft / "config.yaml").write_text("steps_per_iteration: 50\ndemos: 100\ndata: demos\n")

@@ -174,27 +174,37 @@ class RobotTrack:
         return out
 
 
+STOPPED_S = 600.0
+"""A gap between two log records of a run longer than the later record's logged time (its iteration and
+evaluation) by more than this was a stop (the run interrupted, then resumed): :func:`run_budgets` does not
+count it. Longer than any evaluation of these sweeps."""
+
+
 def run_budgets(run_dir: Path):
     """``budget(iteration, env_steps)``: what a run had spent by an evaluation, from its saved config and
     metrics alone (so an archived run has it too): ``budget/env_steps`` (training env steps; 0 for SFT),
     ``budget/gradient_steps`` (optimizer steps on the policy: PPO and GRPO after the critic's warm-up,
     epochs x minibatches an iteration; SFT steps_per_iteration), ``budget/demos`` (the demonstrations SFT
-    learns from; None for the control, whose data are the RL policy's rollouts) and ``budget/wall_s`` (from
-    the start of the first iteration to the log record of this one)."""
+    learns from; None for the control, whose data are the RL policy's rollouts) and ``budget/wall_s`` (the
+    seconds from the start of the first iteration to this one's log record, less the time the run was stopped:
+    a gap between two records longer than the later one's logged time by more than :data:`STOPPED_S` is a
+    stop, and counts as that logged time; an iteration redone after a resume counts once)."""
     config_file = run_dir / "config.yaml"
     cfg = (read_yaml(config_file.read_text()) or {}) if config_file.is_file() else {}
-    times: dict[int, float] = {}
-    first = None
+    seconds: dict[int, float] = {}  # the last record of each step: a step redone after a resume counts once
+    previous = None
     metrics = run_dir / "metrics.jsonl"
     for line in metrics.read_text().splitlines() if metrics.is_file() else []:
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
             continue  # a torn last line
-        times.setdefault(int(record["step"]), record["time"])
-        if first is None and "time/iteration_s" in record:
-            first = record["time"] - record["time/iteration_s"]
-    first = first if first is not None else min(times.values(), default=None)
+        if "time/iteration_s" not in record:
+            continue
+        logged = record["time/iteration_s"] + record.get("time/eval_s", 0.0)
+        gap = None if previous is None else record["time"] - previous
+        seconds[int(record["step"])] = logged if gap is None or gap - logged > STOPPED_S else max(gap, logged)
+        previous = record["time"]
 
     def budget(iteration: int | None, env_steps: int | None) -> dict:
         iteration = int(iteration or 0)
@@ -208,12 +218,12 @@ def run_budgets(run_dir: Path):
             gradient, demos = updates * int(cfg["update_epochs"]) * int(cfg.get("num_minibatches", 1)), 0
         else:
             gradient, demos = None, None
-        wall = times.get(iteration, max(times.values(), default=None))
+        wall = sum(t for step, t in seconds.items() if step <= iteration) if seconds else None
         return {
             "budget/env_steps": int(env_steps or 0) if "steps_per_iteration" not in cfg else 0,
             "budget/gradient_steps": gradient,
             "budget/demos": demos,
-            "budget/wall_s": None if wall is None or first is None else round(wall - first, 1),
+            "budget/wall_s": None if wall is None else round(wall, 1),
         }
 
     return budget
