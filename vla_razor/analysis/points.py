@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 from functools import cached_property
 from pathlib import Path
 
@@ -21,6 +22,12 @@ from vla_razor.errors import CheckpointError
 from vla_razor.progress import progress
 
 from .predictors import measure_predictors, task_states
+
+
+def _mean(values: list[float]) -> float:
+    """The mean, exactly rounded (math.fsum), so that a report is the same on every Python: 3.12's sum()
+    compensates its rounding and 3.11's does not. NaN for none."""
+    return math.fsum(values) / len(values) if values else float("nan")
 
 
 def _rate(task: dict) -> float:
@@ -218,7 +225,7 @@ def run_budgets(run_dir: Path):
             gradient, demos = updates * int(cfg["update_epochs"]) * int(cfg.get("num_minibatches", 1)), 0
         else:
             gradient, demos = None, None
-        wall = sum(t for step, t in seconds.items() if step <= iteration) if seconds else None
+        wall = math.fsum(t for step, t in seconds.items() if step <= iteration) if seconds else None
         return {
             "budget/env_steps": int(env_steps or 0) if "steps_per_iteration" not in cfg else 0,
             "budget/gradient_steps": gradient,
@@ -284,8 +291,8 @@ def collect_points(run_root: Path, plan: list[dict], track, base_file: Path | No
             "iteration": ev["iteration"],
             "env_steps": ev["env_steps"],
             "new_task_success": tasks[track.new_task]["rate"],
-            "retention": sum(tasks[t]["rate"] for t in priors) / len(priors) if priors else float("nan"),
-            "forgetting": sum(forgetting.values()) / len(forgetting) if forgetting else float("nan"),
+            "retention": _mean([tasks[t]["rate"] for t in priors]),
+            "forgetting": _mean(list(forgetting.values())),
             **{f"retention/{t}": tasks[t]["rate"] for t in priors},
             **{f"forgetting/{t}": f for t, f in forgetting.items()},
             **{f"successes/{t}": tasks[t]["successes"] for t in tasks},
@@ -310,7 +317,7 @@ def collect_points(run_root: Path, plan: list[dict], track, base_file: Path | No
             "iteration": 0,
             "env_steps": 0,
             "new_task_success": base_ev[track.new_task],
-            "retention": sum(base_ev[t] for t in priors) / len(priors),
+            "retention": _mean([base_ev[t] for t in priors]),
             "forgetting": 0.0,
             "kl/forward": 0.0,
             "kl/reverse": 0.0,
