@@ -728,3 +728,23 @@ def test_without_the_bases_weights_the_stored_base_evaluation_is_the_base(tmp_pa
     (run / "eval" / "final.json").write_text(json.dumps(final))
     with pytest.raises(CheckpointError, match=r"run/policy: its predictors are not cached .* not on this"):
         measure_run(run, track)
+
+
+def test_an_archived_analysis_with_the_same_numbers_keeps_its_commit(tmp_path):
+    """Re-reporting an archive rewrites its analysis.json only when a number moved: not for another commit,
+    nor for a last-digit difference (Python 3.12's sum() compensates its rounding, 3.11's does not)."""
+    from vla_razor.analysis.archive import archive_report
+
+    report, archive = tmp_path / "sweep" / "report", tmp_path / "archive"
+    report.mkdir(parents=True)
+    archive.mkdir()
+    archived = {"commit": "aaa", "matched": {"estimate": -0.3866666666666667, "runs": [3, 3]}}
+    (archive / "analysis.json").write_text(json.dumps(archived))
+    again = {"commit": "bbb", "matched": {"estimate": -0.3866666666666666, "runs": [3, 3]}}
+    (report / "analysis.json").write_text(json.dumps(again))
+    archive_report(report, archive)
+    assert json.loads((archive / "analysis.json").read_text()) == archived
+    moved = {"commit": "ccc", "matched": {"estimate": -0.3867, "runs": [3, 3]}}
+    (report / "analysis.json").write_text(json.dumps(moved))
+    archive_report(report, archive)
+    assert json.loads((archive / "analysis.json").read_text()) == moved

@@ -15,6 +15,7 @@ from the archive alone.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -156,11 +157,24 @@ def archive_report(report_dir: Path, archive_root: Path) -> None:
 
 def _same_analysis(new: Path, archived: Path) -> bool:
     """Two ``analysis.json`` with the same numbers: the archived one keeps the commit that first wrote
-    them."""
+    them. Floats agree to 1e-9 (relative): a sum's last digit differs between Python 3.11 and 3.12, whose
+    sum() compensates its rounding, and between numpy versions."""
     if new.name != "analysis.json" or not archived.is_file():
         return False
-    a, b = json.loads(new.read_text()), json.loads(archived.read_text())
-    return {k: v for k, v in a.items() if k != "commit"} == {k: v for k, v in b.items() if k != "commit"}
+    a, b = (json.loads(path.read_text()) for path in (new, archived))
+    a.pop("commit", None), b.pop("commit", None)
+    return _close(a, b)
+
+
+def _close(a, b) -> bool:
+    """``a == b`` for JSON values, floats to 1e-9 relative (1e-12 absolute)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, (int, float)) or isinstance(b, float) and isinstance(a, int):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) or (math.isnan(a) and math.isnan(b))
+    return a == b
 
 
 class Archiver:
